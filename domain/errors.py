@@ -1,0 +1,57 @@
+"""Domain errors. Each carries the stable problem ``code`` of DESIGN.md §3, so one mapper in
+the API turns any of them into a problem+json answer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class DomainError(Exception):
+    code = "domain_error"
+    status = 422
+
+    def __init__(self, detail: str, **extra: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.extra = extra
+
+
+class InvalidTransition(DomainError):
+    code = "invalid_transition"
+    status = 409
+
+    def __init__(self, entity: str, state: str, action: str) -> None:
+        super().__init__(
+            f"cannot {action.replace('_', ' ')} a {entity} in state '{state}'",
+            state=state,
+            action=action,
+        )
+        self.state = state
+        self.action = action
+
+
+class CurrencyMismatch(DomainError):
+    code = "validation_error"
+
+
+class InvalidRequest(DomainError):
+    """A request that is well formed but makes no sense against the stored data
+    (unknown line, quantity over what was bought, …). ``errors`` names the fields."""
+
+    code = "validation_error"
+
+    def __init__(self, detail: str, errors: list[dict[str, str]] | None = None) -> None:
+        super().__init__(detail, errors=errors or [])
+        self.errors = errors or []
+
+
+class PolicyViolation(DomainError):
+    code = "policy_violation"
+
+    def __init__(self, detail: str, outcomes: list[Any]) -> None:
+        super().__init__(detail, outcomes=outcomes)
+        self.outcomes = outcomes
+
+
+class RefundExceedsCaptured(DomainError):
+    code = "refund_exceeds_captured"

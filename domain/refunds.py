@@ -1,0 +1,81 @@
+"""A refund is one payout attempt through the payment gateway; a case may have several
+(a failed one is retried as a new refund). Its state machine never moves backwards, so a late
+or repeated gateway event can't undo a newer state."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+import msgspec
+
+from domain.statemachine import Table, next_state
+
+
+class RefundStatus(StrEnum):
+    PENDING = "pending"
+    SUBMITTED = "submitted"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    REQUIRES_ACTION = "requires_action"
+    CANCELED = "canceled"
+
+
+class RefundAction(StrEnum):
+    SUBMIT = "submit"
+    SUCCEED = "succeed"
+    FAIL = "fail"
+    REQUIRE_ACTION = "require_action"
+    CANCEL = "cancel"
+
+
+_R, _RA = RefundStatus, RefundAction
+
+REFUND_TABLE: Table = {
+    (_R.PENDING, _RA.SUBMIT): _R.SUBMITTED,
+    # Refused by the gateway before it accepted anything (e.g. over-refund, bad payment).
+    (_R.PENDING, _RA.FAIL): _R.FAILED,
+    (_R.SUBMITTED, _RA.SUCCEED): _R.SUCCEEDED,
+    (_R.SUBMITTED, _RA.FAIL): _R.FAILED,
+    (_R.SUBMITTED, _RA.REQUIRE_ACTION): _R.REQUIRES_ACTION,
+    (_R.REQUIRES_ACTION, _RA.SUCCEED): _R.SUCCEEDED,
+    (_R.REQUIRES_ACTION, _RA.FAIL): _R.FAILED,
+    (_R.REQUIRES_ACTION, _RA.CANCEL): _R.CANCELED,
+}
+
+FINAL_STATUSES = frozenset({_R.SUCCEEDED, _R.FAILED, _R.CANCELED})
+# Statuses whose amount counts against what is still refundable on the order.
+COMMITTED_STATUSES = frozenset(RefundStatus) - {_R.FAILED, _R.CANCELED}
+
+
+class Refund(msgspec.Struct):
+    id: str
+    merchant_id: str
+    case_id: str
+    order_id: str
+    amount: int
+    currency: str
+    status: RefundStatus
+    gateway: str
+    payment_reference: str
+    attempt: int
+    created_at: datetime
+    updated_at: datetime
+    gateway_refund_id: str | None = None
+    failure_reason: str | None = None
+    settled_at: datetime | None = None
+    version: int = 1
+
+    @property
+    def idempotency_key(self) -> str:
+        """Deterministic per refund and attempt: a retry after a crash replays, never repeats."""
+        return f"{self.id}:{self.attempt}"
+
+    def apply(self, action: RefundAction, at: datetime, failure_reason: str | None = None) -> None:
+        self.status = next_state("refund", REFUND_TABLE, self.status, action)
+        self.updated_at = at
+        self.version += 1
+        if failure_reason:
+            self.failure_reason = failure_reason
+        if self.status in FINAL_STATUSES:
+            self.settled_at = at

@@ -1,0 +1,115 @@
+"""Agent endpoints (role agent): the work queue and the decisions on a case; the policy."""
+
+from __future__ import annotations
+
+import tomllib
+from typing import Annotated, Any, Literal
+
+import msgspec
+from litestar import Controller, Request, get, post, put
+from litestar.params import Parameter
+
+from domain.cases import CaseState, CaseType, Reason
+from domain.errors import InvalidRequest
+from service.api.auth import roles
+from service.api.http import if_match_version, principal_of
+from service.api.storefront import Limit
+from service.container import Services
+from service.dto import ApproveIn, CaseList, CaseView, EventList, PolicyView, RejectIn, RequestInfoIn
+from service.ports import CaseFilter, NotFound
+
+
+class AgentController(Controller):
+    path = "/admin/v1/cases"
+    guards = [roles("agent")]
+    tags = ["agent"]
+
+    @get("/", operation_id="agentQueue")
+    async def queue(
+        self,
+        request: Request[Any, Any, Any],
+        services: Services,
+        state: CaseState | None = None,
+        type: CaseType | None = None,  # noqa: A002 - the contract's name
+        assignee: str | None = None,
+        reason: Reason | None = None,
+        flagged: bool | None = None,
+        sort: Literal["sla_due_at", "created_at"] = "sla_due_at",
+        limit: Limit = 20,
+        cursor: str | None = None,
+    ) -> CaseList:
+        """The work queue, soonest SLA first by default."""
+        filters = CaseFilter(state=state, type=type, assignee=assignee, reason=reason, flagged=flagged)
+        return await services.cases.list_cases(
+            principal_of(request), filters, sort="sla_due_at" if sort == "sla_due_at" else "created", limit=limit, cursor=cursor
+        )
+
+    @get("/{case_id:str}", operation_id="agentGetCase")
+    async def get_case(self, request: Request[Any, Any, Any], services: Services, case_id: str) -> CaseView:
+        return await services.cases.get_case(principal_of(request), case_id)
+
+    @get("/{case_id:str}/events", operation_id="agentCaseEvents")
+    async def events(self, request: Request[Any, Any, Any], services: Services, case_id: str) -> EventList:
+        """The case's full audit trail: who, with which role, when, from → to, and why."""
+        return await services.cases.events(principal_of(request), case_id)
+
+    @post("/{case_id:str}/approve", operation_id="approveCase", status_code=200)
+    async def approve(
+        self, request: Request[Any, Any, Any], services: Services, case_id: str, data: ApproveIn
+    ) -> CaseView:
+        """Approve; overriding a rule's outcome needs a written reason and is audited."""
+        return await services.cases.approve(principal_of(request), case_id, if_match_version(request), data)
+
+    @post("/{case_id:str}/reject", operation_id="rejectCase", status_code=200)
+    async def reject(self, request: Request[Any, Any, Any], services: Services, case_id: str, data: RejectIn) -> CaseView:
+        return await services.cases.reject(principal_of(request), case_id, if_match_version(request), data)
+
+    @post("/{case_id:str}/request-info", operation_id="requestInfo", status_code=200)
+    async def request_info(
+        self, request: Request[Any, Any, Any], services: Services, case_id: str, data: RequestInfoIn
+    ) -> CaseView:
+        """Send the case back to the customer for more photos or details."""
+        return await services.cases.request_info(principal_of(request), case_id, if_match_version(request), data)
+
+
+class PolicyController(Controller):
+    path = "/admin/v1/policy"
+    tags = ["policy"]
+
+    @get("/", operation_id="getPolicy", guards=[roles("agent")])
+    async def get_policy(
+        self,
+        request: Request[Any, Any, Any],
+        services: Services,
+        version: Annotated[int | None, Parameter(ge=0, required=False)] = None,
+    ) -> PolicyView:
+        """The policy in force (or ``?version=N``): agents may read it to explain a decision."""
+        merchant_id = principal_of(request).merchant_id
+        async with services.db.transaction() as repos:
+            view = await services.policies.view(repos, merchant_id, version)
+        if view is None:
+            raise NotFound(f"no policy version {version}")
+        return view
+
+    @put("/", operation_id="putPolicy", guards=[roles("admin")], status_code=200)
+    async def put_policy(self, request: Request[Any, Any, Any], services: Services) -> PolicyView:
+        """Install a new version (JSON or TOML body). An invalid one changes nothing."""
+        document = _parse_policy(await request.body(), request.headers.get("content-type", ""))
+        principal = principal_of(request)
+        async with services.db.transaction() as repos:
+            return await services.policies.install(
+                repos, principal.merchant_id, document, services.cases.clock(), principal.key_id
+            )
+
+
+def _parse_policy(body: bytes, content_type: str) -> dict[str, Any]:
+    try:
+        if "toml" in content_type:
+            document = tomllib.loads(body.decode())
+        else:
+            document = msgspec.json.decode(body)
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError, msgspec.DecodeError) as exc:
+        raise InvalidRequest("the policy is neither valid JSON nor TOML", [{"field": "body", "message": str(exc)}]) from exc
+    if not isinstance(document, dict):
+        raise InvalidRequest("a policy is an object", [{"field": "body", "message": "expected {\"rules\": {...}}"}])
+    return document

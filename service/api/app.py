@@ -1,0 +1,80 @@
+"""The Litestar application. It knows the services only through ``Services``; the composition
+root (``service.bootstrap``) decides which adapters stand behind them."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any
+
+import structlog
+from litestar import Litestar, Request
+from litestar.di import Provide
+from litestar.middleware import DefineMiddleware
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.spec import Components, SecurityScheme
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.api.admin import AgentController, PolicyController
+from service.api.auth import PUBLIC_PATHS, ApiKeyMiddleware
+from service.api.health import live, ready
+from service.api.problems import handle_exception
+from service.api.storefront import StorefrontController
+from service.container import Services
+
+API_VERSION = "0.1.0"
+
+
+def request_context(app: ASGIApp) -> ASGIApp:
+    """Bind a request id (the caller's ``X-Request-ID`` or a new one) to every log line of the
+    request, and echo it back in the answer."""
+
+    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        request_id = headers.get(b"x-request-id", b"").decode("latin-1")[:64] or uuid.uuid4().hex
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
+            await send(message)
+
+        await app(scope, receive, send_with_id)
+
+    return middleware
+
+
+def provide_services(request: Request[Any, Any, Any]) -> Services:
+    return request.app.state.services
+
+
+def create_app(open_services: Callable[[], AbstractAsyncContextManager[Services]]) -> Litestar:
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        async with open_services() as services:
+            app.state.services = services
+            yield
+
+    return Litestar(
+        route_handlers=[StorefrontController, AgentController, PolicyController, live, ready],
+        dependencies={"services": Provide(provide_services, sync_to_thread=False)},
+        middleware=[request_context, DefineMiddleware(ApiKeyMiddleware, exclude=PUBLIC_PATHS)],
+        exception_handlers={Exception: handle_exception},
+        lifespan=[lifespan],
+        openapi_config=OpenAPIConfig(
+            title="Returns & refunds service",
+            version=API_VERSION,
+            description="Returns, exchanges, repairs and refunds for storefronts, agents and finance.",
+            components=Components(
+                security_schemes={"api_key": SecurityScheme(type="http", scheme="bearer", description="An API key")}
+            ),
+            security=[{"api_key": []}],
+            path="/schema",
+        ),
+        request_max_body_size=1_048_576,
+    )

@@ -1,0 +1,46 @@
+"""Bearer API keys → the request's ``Principal``; role guards per router."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+from litestar.connection import ASGIConnection
+from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
+from litestar.handlers.base import BaseRouteHandler
+from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
+
+from service.keys import authenticate
+from service.ports import Principal
+
+# Paths that need no key: probes, metrics, the schema, the console's static page, Stripe's
+# webhooks (signed by Stripe instead).
+PUBLIC_PATHS = ["^/health", "^/metrics", "^/schema", "^/webhooks/", "^/console"]
+
+
+class ApiKeyMiddleware(AbstractAuthenticationMiddleware):
+    async def authenticate_request(self, connection: ASGIConnection[Any, Any, Any, Any]) -> AuthenticationResult:
+        header = connection.headers.get("authorization", "")
+        scheme, _, key = header.partition(" ")
+        if scheme.lower() != "bearer" or not key.strip():
+            raise NotAuthorizedException("send an API key as 'Authorization: Bearer <key>'")
+        principal = await authenticate(connection.app.state.services.db, key.strip())
+        if principal is None:
+            raise NotAuthorizedException("unknown or revoked API key")
+        structlog.contextvars.bind_contextvars(merchant_id=principal.merchant_id, key_id=principal.key_id)
+        return AuthenticationResult(user=principal, auth=None)
+
+
+def roles(*allowed: str) -> Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], None]:
+    """A guard letting ``allowed`` roles through; admin may do everything within its merchant."""
+    permitted = {*allowed, "admin"}
+
+    def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+        principal: Principal = connection.user
+        if principal.role not in permitted:
+            raise PermissionDeniedException(
+                f"role '{principal.role}' may not do this; needs {' or '.join(sorted(permitted))}"
+            )
+
+    return guard

@@ -1,0 +1,24 @@
+"""Liveness and readiness probes."""
+
+from __future__ import annotations
+
+from litestar import Response, get
+
+from service.container import Services
+
+
+@get("/health/live", operation_id="live", tags=["health"])
+async def live() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@get("/health/ready", operation_id="ready", tags=["health"])
+async def ready(services: Services) -> Response[dict[str, object]]:
+    """Ready when the database answers and every migration is applied."""
+    database = await services.db.ping()
+    migrations = database and not await services.db.pending_migrations()
+    ok = database and migrations
+    return Response(
+        {"status": "ok" if ok else "unavailable", "database": database, "migrations_applied": migrations},
+        status_code=200 if ok else 503,
+    )

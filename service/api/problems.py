@@ -1,0 +1,80 @@
+"""The one place where errors become RFC 9457 problem+json answers with a stable ``code``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+import structlog
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+
+from domain.errors import DomainError, InvalidRequest, InvalidTransition, PolicyViolation
+from policies.engine import PolicyInvalid
+from service.cases import IdempotencyConflict
+from service.ports import NotFound, VersionConflict
+
+PROBLEM_JSON = "application/problem+json"
+
+_CODES_BY_STATUS = {
+    400: "validation_error",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    412: "version_conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_error",
+    429: "rate_limited",
+    503: "unavailable",
+}
+
+log = structlog.get_logger()
+
+
+def problem(status: int, code: str, detail: str, **extra: Any) -> Response[dict[str, Any]]:
+    title = code.replace("_", " ").capitalize()
+    body = {"type": f"https://returns.dev/problems/{code}", "title": title, "status": status, "detail": detail, "code": code}
+    body.update({key: value for key, value in extra.items() if value is not None})
+    return Response(body, status_code=status, media_type=PROBLEM_JSON)
+
+
+def _validation_errors(exc: ValidationException) -> list[dict[str, str]]:
+    errors = []
+    for item in exc.extra if isinstance(exc.extra, list) else []:
+        if isinstance(item, dict):
+            field = item.get("key") or item.get("source") or "body"
+            errors.append({"field": str(field), "message": str(item.get("message", "invalid"))})
+    return errors or [{"field": "body", "message": str(exc.detail)}]
+
+
+def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+    if isinstance(exc, InvalidRequest):
+        return problem(422, exc.code, exc.detail, errors=exc.errors)
+    if isinstance(exc, InvalidTransition):
+        return problem(409, exc.code, exc.detail, state=exc.state, action=exc.action)
+    if isinstance(exc, PolicyViolation):
+        outcomes = msgspec.to_builtins(exc.outcomes)
+        return problem(422, exc.code, exc.detail, outcomes=outcomes)
+    if isinstance(exc, DomainError):
+        return problem(exc.status, exc.code, exc.detail)
+    if isinstance(exc, PolicyInvalid):
+        return problem(422, "validation_error", "the policy document is not valid", errors=exc.errors)
+    if isinstance(exc, NotFound):
+        return problem(404, "not_found", str(exc))
+    if isinstance(exc, VersionConflict):
+        return problem(412, "version_conflict", str(exc) + "; reload and try again")
+    if isinstance(exc, IdempotencyConflict):
+        return problem(409, "idempotency_conflict", str(exc))
+    if isinstance(exc, ValidationException):
+        return problem(422, "validation_error", "the request is not valid", errors=_validation_errors(exc))
+    if isinstance(exc, HTTPException):
+        status = exc.status_code
+        if status >= 500:
+            log.error("http_error", status=status, detail=exc.detail)
+        code = _CODES_BY_STATUS.get(status, "error")
+        return problem(422 if status == 400 else status, code, str(exc.detail))
+    log.exception("unhandled_error", error_type=type(exc).__name__)
+    return problem(500, "internal_error", "something went wrong on our side; it has been logged")

@@ -1,0 +1,94 @@
+"""Storefront endpoints (role storefront): orders, cases, shipments, cancellations."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from litestar import Controller, Request, Response, get, post, put
+from litestar.params import Parameter
+
+from domain.cases import CaseState
+from service.api.auth import roles
+from service.api.http import principal_of
+from service.container import Services
+from service.dto import CaseIn, CaseList, CaseView, OrderIn, OrderView, ProvideInfoIn, QuoteView, ShipmentIn
+from service.ports import CaseFilter
+
+Limit = Annotated[int, Parameter(ge=1, le=100, description="page size")]
+
+
+class StorefrontController(Controller):
+    path = "/v1"
+    guards = [roles("storefront")]
+    tags = ["storefront"]
+
+    @put("/orders/{order_id:str}", operation_id="putOrder", status_code=200)
+    async def put_order(
+        self, request: Request[Any, Any, Any], services: Services, order_id: str, data: OrderIn
+    ) -> Response[OrderView]:
+        """Create or replace an order snapshot: 201 when new, 200 when updated."""
+        view, created = await services.cases.put_order(principal_of(request), order_id, data)
+        return Response(view, status_code=201 if created else 200)
+
+    @get("/orders/{order_id:str}", operation_id="getOrder")
+    async def get_order(self, request: Request[Any, Any, Any], services: Services, order_id: str) -> OrderView:
+        """The order with each line's returnable quantity and the order's refundable amount."""
+        return await services.cases.get_order(principal_of(request), order_id)
+
+    @post("/cases/preview", operation_id="previewCase", status_code=200)
+    async def preview_case(self, request: Request[Any, Any, Any], services: Services, data: CaseIn) -> QuoteView:
+        """The decision and money a case would get. Nothing is stored."""
+        return await services.cases.preview(principal_of(request), data)
+
+    @post("/cases", operation_id="openCase")
+    async def open_case(
+        self,
+        request: Request[Any, Any, Any],
+        services: Services,
+        data: CaseIn,
+        idempotency_key: Annotated[
+            str | None, Parameter(header="Idempotency-Key", max_length=255, required=False)
+        ] = None,
+    ) -> Response[CaseView]:
+        """Open a case. The same Idempotency-Key with the same body answers the same case."""
+        view, replayed = await services.cases.open_case(principal_of(request), data, idempotency_key)
+        headers = {"Idempotent-Replayed": "true"} if replayed else {}
+        return Response(view, status_code=201, headers=headers)
+
+    @get("/cases/{case_id:str}", operation_id="getCase")
+    async def get_case(self, request: Request[Any, Any, Any], services: Services, case_id: str) -> CaseView:
+        return await services.cases.get_case(principal_of(request), case_id)
+
+    @get("/cases", operation_id="listCases")
+    async def list_cases(
+        self,
+        request: Request[Any, Any, Any],
+        services: Services,
+        order_id: str | None = None,
+        customer_id: str | None = None,
+        state: CaseState | None = None,
+        limit: Limit = 20,
+        cursor: str | None = None,
+    ) -> CaseList:
+        """Cases, newest first."""
+        filters = CaseFilter(order_id=order_id, customer_id=customer_id, state=state)
+        return await services.cases.list_cases(principal_of(request), filters, sort="created", limit=limit, cursor=cursor)
+
+    @post("/cases/{case_id:str}/return-shipment", operation_id="reportReturnShipment", status_code=200)
+    async def return_shipment(
+        self, request: Request[Any, Any, Any], services: Services, case_id: str, data: ShipmentIn
+    ) -> CaseView:
+        """The customer shipped the item back."""
+        return await services.cases.report_return_shipment(principal_of(request), case_id, data)
+
+    @post("/cases/{case_id:str}/info", operation_id="provideInfo", status_code=200)
+    async def provide_info(
+        self, request: Request[Any, Any, Any], services: Services, case_id: str, data: ProvideInfoIn
+    ) -> CaseView:
+        """The customer's answer to an agent's request for information: back to review."""
+        return await services.cases.provide_info(principal_of(request), case_id, data)
+
+    @post("/cases/{case_id:str}/cancel", operation_id="cancelCase", status_code=200)
+    async def cancel_case(self, request: Request[Any, Any, Any], services: Services, case_id: str) -> CaseView:
+        """The customer withdraws the case (only before the item is received)."""
+        return await services.cases.cancel(principal_of(request), case_id)

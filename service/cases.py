@@ -1,0 +1,368 @@
+"""Use cases for orders and cases. Each has the one shape of DESIGN.md §2: open a transaction →
+load → call the domain → save with optimistic concurrency (the events and outbox rows go in the
+same transaction) → commit."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+import msgspec
+
+from domain.cases import Actor, Case, CaseAction, CaseItem, CaseType, Reason, Resolution, Shipment
+from domain.decision import RuleResult
+from domain.errors import InvalidRequest, PolicyViolation
+from domain.money import check_currency
+from domain.orders import Customer, Order, OrderLine, Payment
+from policies.engine import Policy
+from policies.facts import CustomerHistory, Facts, ItemFacts
+from service.dto import (
+    ApproveIn,
+    CaseIn,
+    CaseList,
+    CaseView,
+    EventList,
+    OrderIn,
+    OrderView,
+    ProvideInfoIn,
+    QuoteView,
+    RejectIn,
+    RequestInfoIn,
+    ShipmentIn,
+)
+from service.ids import new_id
+from service.policy import PolicyBook
+from service.ports import CaseFilter, Database, NotFound, Principal, Repositories, VersionConflict
+from service.views import case_view, event_view, order_view
+
+HISTORY_WINDOW = timedelta(days=90)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def actor_of(principal: Principal) -> Actor:
+    return Actor(id=principal.key_id, role=principal.role)
+
+
+class IdempotencyConflict(Exception):
+    """The Idempotency-Key was used before with a different request body."""
+
+
+class CaseService:
+    def __init__(self, db: Database, policies: PolicyBook, clock: Callable[[], datetime] = utcnow) -> None:
+        self.db = db
+        self.policies = policies
+        self.clock = clock
+
+    # ----------------------------------------------------------------- orders
+
+    async def put_order(self, principal: Principal, order_id: str, body: OrderIn) -> tuple[OrderView, bool]:
+        order = _order_from(principal.merchant_id, order_id, body)
+        async with self.db.transaction() as repos:
+            created = await repos.upsert_order(order, self.clock())
+            commitments = await repos.order_commitments(principal.merchant_id, order_id)
+        return order_view(order, commitments), created
+
+    async def get_order(self, principal: Principal, order_id: str) -> OrderView:
+        async with self.db.transaction() as repos:
+            order = await repos.get_order(principal.merchant_id, order_id)
+            if order is None:
+                raise NotFound(f"no order {order_id}")
+            commitments = await repos.order_commitments(principal.merchant_id, order_id)
+        return order_view(order, commitments)
+
+    # ----------------------------------------------------------------- opening cases
+
+    async def preview(self, principal: Principal, body: CaseIn) -> QuoteView:
+        async with self.db.transaction() as repos:
+            policy, facts = await self._facts(repos, principal, body)
+        decision = policy.decide(facts)
+        return QuoteView(decision=decision, money=policy.quote(facts, decision))
+
+    async def open_case(
+        self, principal: Principal, body: CaseIn, idempotency_key: str | None
+    ) -> tuple[CaseView, bool]:
+        """Open a case; answer it and whether it is a replay of an earlier identical request."""
+        now = self.clock()
+        case_id = new_id("case")
+        async with self.db.transaction() as repos:
+            if idempotency_key is not None:
+                request_hash = hashlib.sha256(msgspec.json.encode(body)).digest()
+                earlier = await repos.claim_idempotency_key(
+                    principal.merchant_id, idempotency_key, request_hash, case_id, now
+                )
+                if earlier is not None:
+                    earlier_hash, earlier_case_id = earlier
+                    if earlier_hash != request_hash:
+                        raise IdempotencyConflict(
+                            "this Idempotency-Key was used with a different request body"
+                        )
+                    case = await repos.get_case(principal.merchant_id, earlier_case_id)
+                    return case_view(case), True
+            policy, facts = await self._facts(repos, principal, body)
+            decision = policy.decide(facts)
+            if not decision.eligible:
+                failed = [o for o in decision.outcomes if o.result == RuleResult.FAIL]
+                raise PolicyViolation("the policy does not allow this case: " + "; ".join(o.detail for o in failed), decision.outcomes)
+            order = facts.order
+            case = Case.open(
+                case_id=case_id,
+                merchant_id=principal.merchant_id,
+                order_id=order.order_id,
+                customer_id=order.customer.id,
+                case_type=body.type,
+                items=[_item_from(order, item) for item in body.items],
+                resolution=facts.resolution,
+                decision=decision,
+                money=policy.quote(facts, decision),
+                actor=actor_of(principal),
+                at=now,
+                customer_note=body.customer_note,
+                issue_description=body.issue_description,
+            )
+            first_step = CaseAction.AUTO_APPROVE if decision.auto_approve else CaseAction.SUBMIT_FOR_REVIEW
+            case.apply(first_step, actor_of(principal), now, {"policy_version": decision.policy_version})
+            await repos.add_case(case)
+        return case_view(case), False
+
+    async def _facts(self, repos: Repositories, principal: Principal, body: CaseIn) -> tuple[Policy, Facts]:
+        order = await repos.get_order(principal.merchant_id, body.order_id)
+        if order is None:
+            raise InvalidRequest(
+                f"no order {body.order_id}", [{"field": "order_id", "message": "no such order; PUT it first"}]
+            )
+        _check_case_request(order, body)
+        now = self.clock()
+        commitments = await repos.order_commitments(principal.merchant_id, order.order_id)
+        activity = await repos.customer_activity(principal.merchant_id, order.customer.id, now - HISTORY_WINDOW)
+        policy = await self.policies.in_force(repos, principal.merchant_id)
+        items = []
+        for item in body.items:
+            line = order.line(item.line_id)
+            assert line is not None  # checked above
+            items.append(
+                ItemFacts(
+                    line_id=line.line_id,
+                    sku=line.sku,
+                    category=line.category,
+                    quantity=item.quantity,
+                    unit_price=line.unit_price,
+                    reason=item.reason,
+                    final_sale=line.final_sale,
+                    purchased_quantity=line.quantity,
+                    already_claimed_quantity=commitments.claimed_quantities.get(line.line_id, 0),
+                    note=item.note,
+                    replacement_sku=item.replacement_sku,
+                    replacement_unit_price=item.replacement_unit_price,
+                )
+            )
+        facts = Facts(
+            case_type=body.type,
+            resolution=(body.resolution or Resolution.REFUND) if body.type == CaseType.RETURN else None,
+            order=order,
+            items=items,
+            now=now,
+            photo_count=0,
+            customer=CustomerHistory(
+                items_purchased_90d=activity.items_purchased, items_returned_90d=activity.items_returned
+            ),
+            order_remaining_refundable=max(0, order.payment.captured_amount - commitments.promised_amount),
+            shipping_already_refunded=commitments.shipping_refunded,
+        )
+        return policy, facts
+
+    # ----------------------------------------------------------------- reading
+
+    async def get_case(self, principal: Principal, case_id: str) -> CaseView:
+        async with self.db.transaction() as repos:
+            case = await repos.get_case(principal.merchant_id, case_id)
+        return case_view(case)
+
+    async def list_cases(
+        self, principal: Principal, filters: CaseFilter, *, sort: str, limit: int, cursor: str | None
+    ) -> CaseList:
+        async with self.db.transaction() as repos:
+            page = await repos.list_cases(principal.merchant_id, filters, sort=sort, limit=limit, cursor=cursor)
+        return CaseList(items=[case_view(case) for case in page.items], next_cursor=page.next_cursor)
+
+    async def events(self, principal: Principal, case_id: str) -> EventList:
+        async with self.db.transaction() as repos:
+            await repos.get_case(principal.merchant_id, case_id)  # 404 for another merchant's case
+            events = await repos.case_events(principal.merchant_id, case_id)
+        return EventList(items=[event_view(event) for event in events])
+
+    # ----------------------------------------------------------------- changing cases
+
+    async def change(
+        self,
+        principal: Principal,
+        case_id: str,
+        if_match: int | None,
+        change: Callable[[Case, Actor, datetime], None],
+    ) -> CaseView:
+        """The one shape of every case change: load, check the expected version, let the
+        domain change it, save only if nobody else did meanwhile."""
+        async with self.db.transaction() as repos:
+            case = await repos.get_case(principal.merchant_id, case_id)
+            loaded_version = case.version
+            if if_match is not None and if_match != loaded_version:
+                raise VersionConflict(f"case {case_id} is at version {loaded_version}, not {if_match}")
+            change(case, actor_of(principal), self.clock())
+            await repos.save_case(case, loaded_version)
+        return case_view(case)
+
+    async def cancel(self, principal: Principal, case_id: str) -> CaseView:
+        return await self.change(principal, case_id, None, lambda case, actor, at: case.apply(CaseAction.CANCEL, actor, at))
+
+    async def report_return_shipment(self, principal: Principal, case_id: str, body: ShipmentIn) -> CaseView:
+        def ship(case: Case, actor: Actor, at: datetime) -> None:
+            case.apply(CaseAction.SHIP, actor, at, {"carrier": body.carrier, "tracking_number": body.tracking_number})
+            case.shipments = [*case.shipments, Shipment("return", body.carrier, body.tracking_number, at)]
+
+        return await self.change(principal, case_id, None, ship)
+
+    async def provide_info(self, principal: Principal, case_id: str, body: ProvideInfoIn) -> CaseView:
+        return await self.change(
+            principal,
+            case_id,
+            None,
+            lambda case, actor, at: case.apply(CaseAction.PROVIDE_INFO, actor, at, {"message": body.message}),
+        )
+
+    async def approve(self, principal: Principal, case_id: str, if_match: int | None, body: ApproveIn) -> CaseView:
+        def approve(case: Case, actor: Actor, at: datetime) -> None:
+            overridden = {o.rule: o.reason for o in body.overrides}
+            unknown = sorted(set(overridden) - {o.rule for o in case.decision.outcomes})
+            if unknown:
+                raise InvalidRequest(
+                    "no such rule on this case's decision",
+                    [{"field": "overrides.rule", "message": f"unknown rule '{rule}'"} for rule in unknown],
+                )
+            outcomes = [
+                msgspec.structs.replace(o, overridden_by=actor.id, override_reason=overridden[o.rule])
+                if o.rule in overridden
+                else o
+                for o in case.decision.outcomes
+            ]
+            blocking = [
+                o for o in outcomes if o.result in (RuleResult.FAIL, RuleResult.REVIEW) and o.overridden_by is None
+                and o.rule == "photo_evidence"
+            ]
+            if blocking:
+                raise PolicyViolation(
+                    "photo evidence is still missing; wait for the photos or override 'photo_evidence' with a reason",
+                    blocking,
+                )
+            original = [msgspec.to_builtins(o) for o in case.decision.outcomes if o.rule in overridden]
+            case.decision = msgspec.structs.replace(case.decision, outcomes=outcomes)
+            case.apply(
+                CaseAction.APPROVE,
+                actor,
+                at,
+                {"note": body.note, "overrides": msgspec.to_builtins(body.overrides), "original_outcomes": original},
+            )
+
+        return await self.change(principal, case_id, if_match, approve)
+
+    async def reject(self, principal: Principal, case_id: str, if_match: int | None, body: RejectIn) -> CaseView:
+        return await self.change(
+            principal,
+            case_id,
+            if_match,
+            lambda case, actor, at: case.apply(
+                CaseAction.REJECT, actor, at, {"reason": body.reason, "note": body.note}
+            ),
+        )
+
+    async def request_info(
+        self, principal: Principal, case_id: str, if_match: int | None, body: RequestInfoIn
+    ) -> CaseView:
+        return await self.change(
+            principal,
+            case_id,
+            if_match,
+            lambda case, actor, at: case.apply(CaseAction.REQUEST_INFO, actor, at, {"message": body.message}),
+        )
+
+
+def _order_from(merchant_id: str, order_id: str, body: OrderIn) -> Order:
+    check_currency(body.currency)
+    seen: set[str] = set()
+    errors = []
+    for index, line in enumerate(body.lines):
+        if line.line_id in seen:
+            errors.append({"field": f"lines[{index}].line_id", "message": f"duplicate line_id '{line.line_id}'"})
+        seen.add(line.line_id)
+    if body.delivered_at is not None and body.delivered_at < body.placed_at:
+        errors.append({"field": "delivered_at", "message": "cannot be before placed_at"})
+    for field, value in (("placed_at", body.placed_at), ("delivered_at", body.delivered_at)):
+        if value is not None and value.tzinfo is None:
+            errors.append({"field": field, "message": "needs a time zone (RFC 3339, e.g. ...Z)"})
+    if errors:
+        raise InvalidRequest("the order is not valid", errors)
+    return Order(
+        merchant_id=merchant_id,
+        order_id=order_id,
+        currency=body.currency,
+        placed_at=body.placed_at,
+        delivered_at=body.delivered_at,
+        customer=Customer(id=body.customer.id, email=body.customer.email),
+        lines=[
+            OrderLine(
+                line_id=line.line_id,
+                sku=line.sku,
+                title=line.title,
+                quantity=line.quantity,
+                unit_price=line.unit_price,
+                category=line.category,
+                final_sale=line.final_sale,
+            )
+            for line in body.lines
+        ],
+        shipping_total=body.shipping_total,
+        payment=Payment(
+            gateway=body.payment.gateway,
+            reference=body.payment.reference,
+            captured_amount=body.payment.captured_amount,
+        ),
+    )
+
+
+def _check_case_request(order: Order, body: CaseIn) -> None:
+    errors = []
+    seen: set[str] = set()
+    for index, item in enumerate(body.items):
+        where = f"items[{index}]"
+        if order.line(item.line_id) is None:
+            errors.append({"field": f"{where}.line_id", "message": f"order {order.order_id} has no line '{item.line_id}'"})
+        if item.line_id in seen:
+            errors.append({"field": f"{where}.line_id", "message": "each line may appear once per case"})
+        seen.add(item.line_id)
+        if item.reason == Reason.OTHER and not (item.note or "").strip():
+            errors.append({"field": f"{where}.note", "message": "reason 'other' needs a note"})
+        if body.type == CaseType.EXCHANGE and not item.replacement_sku:
+            errors.append({"field": f"{where}.replacement_sku", "message": "an exchange names the replacement"})
+    if body.type == CaseType.REPAIR and not (body.issue_description or "").strip():
+        errors.append({"field": "issue_description", "message": "a repair describes the issue"})
+    if body.type != CaseType.RETURN and body.resolution is not None:
+        errors.append({"field": "resolution", "message": "only returns have a resolution"})
+    if errors:
+        raise InvalidRequest("the case request is not valid", errors)
+
+
+def _item_from(order: Order, item) -> CaseItem:  # noqa: ANN001 - a CaseItemIn
+    line = order.line(item.line_id)
+    assert line is not None
+    return CaseItem(
+        line_id=line.line_id,
+        sku=line.sku,
+        quantity=item.quantity,
+        unit_price=line.unit_price,
+        reason=item.reason,
+        note=item.note,
+        replacement_sku=item.replacement_sku,
+        replacement_unit_price=item.replacement_unit_price,
+    )

@@ -1,0 +1,70 @@
+"""``returns``: serve the API, apply migrations, make API keys."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from service.config import Settings
+from service.keys import ROLES, create_api_key
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> None:
+    import uvicorn
+
+    from service.bootstrap import build_app
+
+    if settings.database_url is None:
+        print(f"No RETURNS_DATABASE_URL: using the embedded PostgreSQL in {settings.data_dir}/pg", file=sys.stderr)
+    print(f"Serving on http://{args.host}:{args.port}  (OpenAPI: /schema/openapi.json)", file=sys.stderr)
+    uvicorn.run(build_app(settings), host=args.host, port=args.port, log_level="warning", access_log=False)
+
+
+async def _migrate(settings: Settings) -> None:
+    from adapters.postgres.migrations import migrate
+    from service.bootstrap import open_database
+
+    db = await open_database(settings)
+    async with db.pool.acquire() as conn:
+        applied = await migrate(conn)
+    await db.close()
+    print("schema up to date" + (f"; applied {', '.join(applied)}" if applied else ""))
+
+
+async def _create_key(settings: Settings, merchant: str, role: str) -> None:
+    from service.bootstrap import open_database
+
+    db = await open_database(settings)
+    try:
+        key_id, key = await create_api_key(db, merchant, role)
+    finally:
+        await db.close()
+    print(f"created {role} key {key_id} for merchant {merchant}; it is shown only once:")
+    print(key)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="returns", description="Returns & refunds service")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the HTTP API (and the refund worker)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    commands.add_parser("migrate", help="apply database migrations")
+    keys = commands.add_parser("keys", help="manage API keys").add_subparsers(dest="keys_command", required=True)
+    create = keys.add_parser("create", help="make an API key (prints it alone on the last line)")
+    create.add_argument("--merchant", required=True)
+    create.add_argument("--role", required=True, choices=ROLES)
+    args = parser.parse_args(argv)
+    settings = Settings.from_env()
+
+    if args.command == "serve":
+        _serve(args, settings)
+    elif args.command == "migrate":
+        asyncio.run(_migrate(settings))
+    elif args.command == "keys":
+        asyncio.run(_create_key(settings, args.merchant, args.role))
+
+
+if __name__ == "__main__":
+    main()

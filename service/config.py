@@ -1,0 +1,35 @@
+"""Configuration from the environment, with defaults that work on a laptop: no database URL
+means an embedded PostgreSQL under ``RETURNS_DATA_DIR``; no Stripe key means the simulated
+gateway; photos on the local disk."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import msgspec
+
+
+class Settings(msgspec.Struct, frozen=True):
+    database_url: str | None = None
+    data_dir: Path = Path(".returns")
+    stripe_api_key: str | None = None
+    stripe_webhook_secret: str | None = None
+    stripe_api_base: str | None = None  # a Stripe-compatible server (tests, proxies)
+    log_format: str = "auto"  # auto | json | console
+    run_worker: bool = True
+    db_pool_max: int = 10
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+        env = dict(os.environ if env is None else env)
+        return cls(
+            database_url=env.get("RETURNS_DATABASE_URL") or None,
+            data_dir=Path(env.get("RETURNS_DATA_DIR", ".returns")),
+            stripe_api_key=env.get("STRIPE_API_KEY") or None,
+            stripe_webhook_secret=env.get("STRIPE_WEBHOOK_SECRET") or None,
+            stripe_api_base=env.get("STRIPE_API_BASE") or None,
+            log_format=env.get("RETURNS_LOG_FORMAT", "auto"),
+            run_worker=env.get("RETURNS_RUN_WORKER", "1") not in ("0", "false", "no"),
+            db_pool_max=int(env.get("RETURNS_DB_POOL_MAX", "10")),
+        )

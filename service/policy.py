@@ -1,0 +1,48 @@
+"""The merchant's policy in force: the stored document of the highest version, or the built-in
+defaults (version 0) for a merchant who never installed one. Installing validates first, so an
+invalid document never replaces the one in force."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from policies.engine import DEFAULT_POLICY, Policy, load_policy
+from policies.registry import RuleRegistry
+from service.dto import PolicyView
+from service.ports import Repositories
+
+
+class PolicyBook:
+    def __init__(self, registry: RuleRegistry) -> None:
+        self.registry = registry
+        self._loaded: dict[tuple[str, int], Policy] = {}  # versions never change once stored
+
+    def _load(self, merchant_id: str, version: int, document: dict[str, Any]) -> Policy:
+        key = (merchant_id, version)
+        if key not in self._loaded:
+            self._loaded[key] = load_policy(document, version, self.registry)
+        return self._loaded[key]
+
+    async def in_force(self, repos: Repositories, merchant_id: str) -> Policy:
+        current = await repos.current_policy(merchant_id)
+        if current is None:
+            return self._load("", 0, DEFAULT_POLICY)
+        version, document = current
+        return self._load(merchant_id, version, document)
+
+    async def view(self, repos: Repositories, merchant_id: str, version: int | None = None) -> PolicyView | None:
+        if version is None:
+            policy = await self.in_force(repos, merchant_id)
+            return PolicyView(version=policy.version, document=policy.document, is_default=policy.version == 0)
+        if version == 0:
+            return PolicyView(version=0, document=DEFAULT_POLICY, is_default=True)
+        document = await repos.get_policy(merchant_id, version)
+        return PolicyView(version=version, document=document, is_default=False) if document else None
+
+    async def install(
+        self, repos: Repositories, merchant_id: str, document: dict[str, Any], at: datetime, by: str
+    ) -> PolicyView:
+        load_policy(document, 0, self.registry)  # raises PolicyInvalid before anything is stored
+        version = await repos.add_policy(merchant_id, document, at, by)
+        return PolicyView(version=version, document=document, is_default=False)

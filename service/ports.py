@@ -1,0 +1,204 @@
+"""Ports: the only way the application reaches the outside world.
+
+Adapters (PostgreSQL, Stripe, blob storage, image decoding) implement these Protocols; the
+composition root wires them in. Nothing in ``service`` imports ``adapters``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
+from datetime import datetime
+from typing import Any, Protocol
+
+import msgspec
+
+from domain.cases import Case, CaseEvent
+from domain.orders import Order
+
+
+# --------------------------------------------------------------------------- persistence
+
+
+class NotFound(Exception):
+    """No such object for this merchant (another merchant's object is not found either)."""
+
+
+class VersionConflict(Exception):
+    """Someone else changed the object since it was read (optimistic concurrency)."""
+
+
+class Principal(msgspec.Struct, frozen=True):
+    key_id: str
+    merchant_id: str
+    role: str
+
+
+class CaseFilter(msgspec.Struct, frozen=True):
+    order_id: str | None = None
+    customer_id: str | None = None
+    state: str | None = None
+    type: str | None = None
+    assignee: str | None = None
+    reason: str | None = None
+    flagged: bool | None = None
+
+
+class Page(msgspec.Struct, frozen=True):
+    items: list[Any]
+    next_cursor: str | None
+
+
+class OrderCommitments(msgspec.Struct, frozen=True):
+    """What other cases of an order already hold: quantities per line and money promised."""
+
+    claimed_quantities: dict[str, int]
+    promised_amount: int
+    shipping_refunded: bool
+
+
+class CustomerActivity(msgspec.Struct, frozen=True):
+    items_purchased: int
+    items_returned: int
+
+
+class Repositories(Protocol):
+    """Everything a use case reads and writes, inside one transaction."""
+
+    async def ensure_merchant(self, merchant_id: str) -> None: ...
+
+    async def create_api_key(self, merchant_id: str, key_id: str, role: str, key_hash: bytes) -> None: ...
+
+    async def find_api_key(self, key_hash: bytes) -> Principal | None: ...
+
+    async def get_order(self, merchant_id: str, order_id: str) -> Order | None: ...
+
+    async def upsert_order(self, order: Order, at: datetime) -> bool: ...
+
+    async def order_commitments(
+        self, merchant_id: str, order_id: str, exclude_case_id: str | None = None
+    ) -> OrderCommitments: ...
+
+    async def customer_activity(self, merchant_id: str, customer_id: str, since: datetime) -> CustomerActivity: ...
+
+    async def get_case(self, merchant_id: str, case_id: str, *, for_update: bool = False) -> Case: ...
+
+    async def add_case(self, case: Case) -> None: ...
+
+    async def save_case(self, case: Case, expected_version: int) -> None: ...
+
+    async def list_cases(
+        self, merchant_id: str, filters: CaseFilter, *, sort: str, limit: int, cursor: str | None
+    ) -> Page: ...
+
+    async def case_events(self, merchant_id: str, case_id: str) -> list[CaseEvent]: ...
+
+    async def claim_idempotency_key(
+        self, merchant_id: str, key: str, request_hash: bytes, case_id: str, at: datetime
+    ) -> tuple[bytes, str] | None: ...
+
+    async def current_policy(self, merchant_id: str) -> tuple[int, dict[str, Any]] | None: ...
+
+    async def get_policy(self, merchant_id: str, version: int) -> dict[str, Any] | None: ...
+
+    async def add_policy(self, merchant_id: str, document: dict[str, Any], at: datetime, by: str) -> int: ...
+
+
+class Database(Protocol):
+    def transaction(self) -> AbstractAsyncContextManager[Repositories]: ...
+
+    async def ping(self) -> bool: ...
+
+    async def pending_migrations(self) -> list[str]: ...
+
+
+# --------------------------------------------------------------------------- payment gateway
+
+
+class GatewayRefund(msgspec.Struct, frozen=True):
+    """A refund as the payment gateway knows it."""
+
+    gateway_refund_id: str
+    status: str  # pending | succeeded | failed | requires_action | canceled
+    amount: int  # minor units
+    currency: str  # ISO 4217, upper case
+    payment_reference: str  # e.g. the Stripe PaymentIntent id
+    created_at: datetime
+    refund_id: str | None = None  # our rf_… id, from the gateway's metadata
+    failure_reason: str | None = None
+
+
+class GatewayError(Exception):
+    """The gateway refused or could not be reached.
+
+    ``retryable`` is True for connection errors, 409 (idempotency in flight), 429 and 5xx:
+    the worker tries again later with the same idempotency key.
+    """
+
+    def __init__(self, message: str, *, code: str | None = None, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.code = code
+        self.retryable = retryable
+
+
+class PaymentGateway(Protocol):
+    name: str
+
+    async def create_refund(
+        self,
+        *,
+        payment_reference: str,
+        amount: int,
+        currency: str,
+        refund_id: str,
+        idempotency_key: str,
+        account: str | None = None,
+    ) -> GatewayRefund: ...
+
+    async def get_refund(self, gateway_refund_id: str, *, account: str | None = None) -> GatewayRefund: ...
+
+    def list_refunds(
+        self, *, created_from: datetime, created_to: datetime, account: str | None = None
+    ) -> AsyncIterator[GatewayRefund]: ...
+
+
+# --------------------------------------------------------------------------- blobs and images
+
+
+class BlobNotFound(Exception):
+    pass
+
+
+class BlobStore(Protocol):
+    """Opaque bytes by key. ``put`` is atomic: a reader sees the whole blob or nothing."""
+
+    async def put(self, key: str, data: bytes, content_type: str) -> None: ...
+
+    async def get(self, key: str) -> bytes: ...
+
+    async def delete(self, key: str) -> None: ...
+
+
+class ImageRejected(Exception):
+    """The upload is not an image we accept. ``code`` is ``unsupported_media_type`` (415) or
+    ``validation_error`` (422: truncated, corrupt, decompression bomb)."""
+
+    def __init__(self, message: str, *, code: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class ProcessedImage(msgspec.Struct, frozen=True):
+    original_sha256: str  # hex digest of the bytes as uploaded
+    detected_format: str  # jpeg | png | webp | heif (from decoding, never the file name)
+    content_type: str  # of ``image``
+    image: bytes  # re-encoded, metadata stripped, orientation applied
+    thumbnail: bytes
+    thumbnail_content_type: str
+    width: int
+    height: int
+    perceptual_hash: str  # 16 hex digits (64-bit dHash/pHash)
+
+
+class ImageProcessor(Protocol):
+    def process(self, data: bytes) -> ProcessedImage: ...

@@ -1,0 +1,108 @@
+"""Domain objects → response bodies, in one place."""
+
+from __future__ import annotations
+
+from domain.cases import Case, CaseEvent
+from domain.orders import Order
+from domain.statemachine import allowed_actions
+from service.dto import (
+    CaseItemView,
+    CaseView,
+    CustomerIn,
+    EventView,
+    OrderLineView,
+    OrderView,
+    PaymentIn,
+    PhotoView,
+    RefundView,
+    ShipmentView,
+)
+from service.ports import OrderCommitments
+
+
+def order_view(order: Order, commitments: OrderCommitments) -> OrderView:
+    return OrderView(
+        order_id=order.order_id,
+        currency=order.currency,
+        placed_at=order.placed_at,
+        delivered_at=order.delivered_at,
+        customer=CustomerIn(id=order.customer.id, email=order.customer.email),
+        lines=[
+            OrderLineView(
+                line_id=line.line_id,
+                sku=line.sku,
+                title=line.title,
+                quantity=line.quantity,
+                unit_price=line.unit_price,
+                category=line.category,
+                final_sale=line.final_sale,
+                returnable_quantity=max(0, line.quantity - commitments.claimed_quantities.get(line.line_id, 0)),
+            )
+            for line in order.lines
+        ],
+        shipping_total=order.shipping_total,
+        payment=PaymentIn(
+            gateway=order.payment.gateway,
+            reference=order.payment.reference,
+            captured_amount=order.payment.captured_amount,
+        ),
+        refundable_amount=max(0, order.payment.captured_amount - commitments.promised_amount),
+    )
+
+
+def case_view(
+    case: Case, refunds: list[RefundView] | None = None, photos: list[PhotoView] | None = None
+) -> CaseView:
+    return CaseView(
+        id=case.id,
+        order_id=case.order_id,
+        customer_id=case.customer_id,
+        type=case.type,
+        state=case.state,
+        items=[
+            CaseItemView(
+                line_id=item.line_id,
+                sku=item.sku,
+                quantity=item.quantity,
+                unit_price=item.unit_price,
+                reason=item.reason,
+                responsibility=str(item.responsibility),
+                note=item.note,
+                replacement_sku=item.replacement_sku,
+                replacement_unit_price=item.replacement_unit_price,
+                received_quantity=item.received_quantity,
+                condition=item.condition,
+            )
+            for item in case.items
+        ],
+        resolution=case.resolution,
+        decision=case.decision,
+        money=case.money,
+        refunds=refunds or [],
+        photos=photos or [],
+        shipments=[
+            ShipmentView(direction=s.direction, carrier=s.carrier, tracking_number=s.tracking_number, at=s.at)
+            for s in case.shipments
+        ],
+        version=case.version,
+        created_at=case.created_at,
+        updated_at=case.updated_at,
+        sla_due_at=case.sla_due_at,
+        customer_note=case.customer_note,
+        issue_description=case.issue_description,
+        assignee=case.assignee,
+        flags=case.flags,
+        allowed_actions=[str(action) for action in allowed_actions(case.table, case.state)],
+    )
+
+
+def event_view(event: CaseEvent) -> EventView:
+    return EventView(
+        type=event.type,
+        actor_id=event.actor.id,
+        actor_role=event.actor.role,
+        at=event.at,
+        from_state=event.from_state,
+        to_state=event.to_state,
+        data=event.data,
+    )

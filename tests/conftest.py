@@ -1,0 +1,42 @@
+"""Shared fixtures: one fresh database and one real service per test session. Tests isolate
+themselves by making their own merchant (``tenant``), so nothing needs cleaning between them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from service.config import Settings
+from tests.support.database import fresh_database
+from tests.support.server import serve
+from tests.support.tenants import Tenant
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    with fresh_database() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def base_url(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    from service.bootstrap import build_app
+
+    settings = Settings(database_url=database_url, data_dir=tmp_path_factory.mktemp("data"), log_format="json")
+    with serve(build_app(settings)) as url:
+        yield url
+
+
+@pytest.fixture
+def tenant(base_url: str, database_url: str) -> Iterator[Tenant]:
+    t = Tenant(base_url, database_url)
+    yield t
+    t.close()
+
+
+@pytest.fixture
+def other_tenant(base_url: str, database_url: str) -> Iterator[Tenant]:
+    t = Tenant(base_url, database_url)
+    yield t
+    t.close()

@@ -1,0 +1,78 @@
+"""A merchant with one HTTP client per role, all talking to the real service."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+
+from service.keys import ROLES
+
+
+async def _make_keys(database_url: str, merchant_id: str) -> dict[str, str]:
+    from adapters.postgres.database import PostgresDatabase
+    from service.keys import create_api_key
+
+    db = await PostgresDatabase.connect(database_url, min_size=1, max_size=1)
+    try:
+        return {role: (await create_api_key(db, merchant_id, role))[1] for role in ROLES}
+    finally:
+        await db.close()
+
+
+class Tenant:
+    def __init__(self, base_url: str, database_url: str, merchant_id: str | None = None) -> None:
+        self.merchant_id = merchant_id or f"m_{secrets.token_hex(5)}"
+        self.base_url = base_url
+        self.keys = asyncio.run(_make_keys(database_url, self.merchant_id))
+        self.clients = {
+            role: httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {key}"}, timeout=30)
+            for role, key in self.keys.items()
+        }
+        self.storefront = self.clients["storefront"]
+        self.agent = self.clients["agent"]
+        self.finance = self.clients["finance"]
+        self.admin = self.clients["admin"]
+
+    def close(self) -> None:
+        for client in self.clients.values():
+            client.close()
+
+    def put_order(self, order_id: str | None = None, **changes: Any) -> dict[str, Any]:
+        order_id = order_id or f"o_{secrets.token_hex(4)}"
+        body = order_body(**changes)
+        response = self.storefront.put(f"/v1/orders/{order_id}", json=body)
+        assert response.status_code in (200, 201), response.text
+        return {"order_id": order_id, **response.json()}
+
+    def open_case(self, order_id: str, **changes: Any) -> httpx.Response:
+        body = {
+            "order_id": order_id,
+            "type": "return",
+            "items": [{"line_id": "l1", "quantity": 1, "reason": "changed_mind"}],
+            "resolution": "refund",
+        }
+        body.update(changes)
+        return self.storefront.post("/v1/cases", json=body)
+
+
+def order_body(**changes: Any) -> dict[str, Any]:
+    now = datetime.now(UTC)
+    body: dict[str, Any] = {
+        "currency": "EUR",
+        "placed_at": (now - timedelta(days=10)).isoformat(),
+        "delivered_at": (now - timedelta(days=7)).isoformat(),
+        "customer": {"id": f"cus_{secrets.token_hex(3)}", "email": "a@example.com"},
+        "lines": [
+            {"line_id": "l1", "sku": "TSHIRT-M", "title": "T-shirt", "quantity": 2, "unit_price": 1999,
+             "category": "apparel", "final_sale": False},
+            {"line_id": "l2", "sku": "MUG", "title": "Mug", "quantity": 1, "unit_price": 1500},
+        ],
+        "shipping_total": 495,
+        "payment": {"gateway": "stripe", "reference": "pi_123", "captured_amount": 5993},
+    }
+    body.update(changes)
+    return body
