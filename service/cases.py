@@ -37,6 +37,7 @@ from service.ports import CaseFilter, Database, NotFound, Principal, Repositorie
 from service.views import case_view, event_view, order_view
 
 HISTORY_WINDOW = timedelta(days=90)
+CHANGE_ATTEMPTS = 3
 
 
 def utcnow() -> datetime:
@@ -79,8 +80,8 @@ class CaseService:
     async def preview(self, principal: Principal, body: CaseIn) -> QuoteView:
         async with self.db.transaction() as repos:
             policy, facts = await self._facts(repos, principal, body)
-        decision = policy.decide(facts)
-        return QuoteView(decision=decision, money=policy.quote(facts, decision))
+        verdict = policy.evaluate(facts)
+        return QuoteView(decision=verdict.decision, money=verdict.money)
 
     async def open_case(
         self, principal: Principal, body: CaseIn, idempotency_key: str | None
@@ -103,7 +104,8 @@ class CaseService:
                     case = await repos.get_case(principal.merchant_id, earlier_case_id)
                     return case_view(case), True
             policy, facts = await self._facts(repos, principal, body)
-            decision = policy.decide(facts)
+            verdict = policy.evaluate(facts)
+            decision = verdict.decision
             if not decision.eligible:
                 failed = [o for o in decision.outcomes if o.result == RuleResult.FAIL]
                 raise PolicyViolation("the policy does not allow this case: " + "; ".join(o.detail for o in failed), decision.outcomes)
@@ -117,7 +119,7 @@ class CaseService:
                 items=[_item_from(order, item) for item in body.items],
                 resolution=facts.resolution,
                 decision=decision,
-                money=policy.quote(facts, decision),
+                money=verdict.money,
                 actor=actor_of(principal),
                 at=now,
                 customer_note=body.customer_note,
@@ -167,7 +169,9 @@ class CaseService:
             now=now,
             photo_count=0,
             customer=CustomerHistory(
-                items_purchased_90d=activity.items_purchased, items_returned_90d=activity.items_returned
+                items_purchased_90d=activity.items_purchased,
+                items_returned_90d=activity.items_returned,
+                flagged=activity.flagged,
             ),
             order_remaining_refundable=max(0, order.payment.captured_amount - commitments.promised_amount),
             shipping_already_refunded=commitments.shipping_refunded,
@@ -204,15 +208,26 @@ class CaseService:
         change: Callable[[Case, Actor, datetime], None],
     ) -> CaseView:
         """The one shape of every case change: load, check the expected version, let the
-        domain change it, save only if nobody else did meanwhile."""
-        async with self.db.transaction() as repos:
-            case = await repos.get_case(principal.merchant_id, case_id)
-            loaded_version = case.version
-            if if_match is not None and if_match != loaded_version:
-                raise VersionConflict(f"case {case_id} is at version {loaded_version}, not {if_match}")
-            change(case, actor_of(principal), self.clock())
-            await repos.save_case(case, loaded_version)
-        return case_view(case)
+        domain change it, save only if nobody else did meanwhile.
+
+        With ``If-Match`` a concurrent change is the caller's problem (412). Without it the
+        caller asked for the change on whatever the case is now, so a lost race is retried on
+        the fresh case, where the domain decides again (e.g. a second approval becomes 409)."""
+        attempts_left = CHANGE_ATTEMPTS
+        while True:
+            try:
+                async with self.db.transaction() as repos:
+                    case = await repos.get_case(principal.merchant_id, case_id)
+                    loaded_version = case.version
+                    if if_match is not None and if_match != loaded_version:
+                        raise VersionConflict(f"case {case_id} is at version {loaded_version}, not {if_match}")
+                    change(case, actor_of(principal), self.clock())
+                    await repos.save_case(case, loaded_version)
+                return case_view(case)
+            except VersionConflict:
+                attempts_left -= 1
+                if if_match is not None or attempts_left == 0:
+                    raise
 
     async def cancel(self, principal: Principal, case_id: str) -> CaseView:
         return await self.change(principal, case_id, None, lambda case, actor, at: case.apply(CaseAction.CANCEL, actor, at))

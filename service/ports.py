@@ -50,7 +50,8 @@ class Page(msgspec.Struct, frozen=True):
 
 
 class OrderCommitments(msgspec.Struct, frozen=True):
-    """What other cases of an order already hold: quantities per line and money promised."""
+    """What other cases of an order already hold: quantities per line, and the money promised
+    (refund plus store credit; cancelled and rejected cases release theirs)."""
 
     claimed_quantities: dict[str, int]
     promised_amount: int
@@ -60,6 +61,7 @@ class OrderCommitments(msgspec.Struct, frozen=True):
 class CustomerActivity(msgspec.Struct, frozen=True):
     items_purchased: int
     items_returned: int
+    flagged: bool = False  # one of the customer's cases was flagged (e.g. a reused photo)
 
 
 class Repositories(Protocol):

@@ -125,7 +125,7 @@ class PgRepositories:
         rows = await self.conn.fetch(
             """
             SELECT item->>'line_id' AS line_id,
-                   sum(COALESCE((item->>'received_quantity')::int, (item->>'quantity')::int)) AS quantity
+                   sum(COALESCE((item->>'received_quantity')::int, (item->>'quantity')::int))::int AS quantity
               FROM cases, jsonb_array_elements(doc->'items') AS item
              WHERE merchant_id = $1 AND order_id = $2 AND id IS DISTINCT FROM $3
                AND state <> ALL($4::text[])
@@ -138,7 +138,8 @@ class PgRepositories:
         )
         money = await self.conn.fetchrow(
             """
-            SELECT COALESCE(sum((doc->'money'->>'refund_total')::bigint), 0) AS promised,
+            SELECT COALESCE(sum((doc->'money'->>'refund_total')::bigint
+                                + (doc->'money'->>'store_credit_total')::bigint), 0)::bigint AS promised,
                    COALESCE(bool_or((doc->'money'->>'original_shipping_refund')::bigint > 0), false) AS shipping
               FROM cases
              WHERE merchant_id = $1 AND order_id = $2 AND id IS DISTINCT FROM $3
@@ -159,20 +160,23 @@ class PgRepositories:
         row = await self.conn.fetchrow(
             """
             SELECT
-              (SELECT COALESCE(sum((line->>'quantity')::int), 0)
+              (SELECT COALESCE(sum((line->>'quantity')::int), 0)::int
                  FROM orders, jsonb_array_elements(doc->'lines') AS line
                 WHERE merchant_id = $1 AND customer_id = $2 AND placed_at >= $3) AS purchased,
-              (SELECT COALESCE(sum((item->>'quantity')::int), 0)
+              (SELECT COALESCE(sum((item->>'quantity')::int), 0)::int
                  FROM cases, jsonb_array_elements(doc->'items') AS item
                 WHERE merchant_id = $1 AND customer_id = $2 AND created_at >= $3
-                  AND type <> 'repair' AND state <> ALL($4::text[])) AS returned
+                  AND type <> 'repair' AND state <> ALL($4::text[])) AS returned,
+              EXISTS (SELECT 1 FROM cases WHERE merchant_id = $1 AND customer_id = $2 AND flagged) AS flagged
             """,
             merchant_id,
             customer_id,
             since,
             list(_RELEASED),
         )
-        return CustomerActivity(items_purchased=row["purchased"], items_returned=row["returned"])
+        return CustomerActivity(
+            items_purchased=row["purchased"], items_returned=row["returned"], flagged=row["flagged"]
+        )
 
     # ----------------------------------------------------------------- cases
 

@@ -29,7 +29,7 @@ class AgentController(Controller):
         self,
         request: Request[Any, Any, Any],
         services: Services,
-        state: CaseState | None = None,
+        case_state: Annotated[CaseState | None, Parameter(query="state", required=False)] = None,
         type: CaseType | None = None,  # noqa: A002 - the contract's name
         assignee: str | None = None,
         reason: Reason | None = None,
@@ -39,7 +39,7 @@ class AgentController(Controller):
         cursor: str | None = None,
     ) -> CaseList:
         """The work queue, soonest SLA first by default."""
-        filters = CaseFilter(state=state, type=type, assignee=assignee, reason=reason, flagged=flagged)
+        filters = CaseFilter(state=case_state, type=type, assignee=assignee, reason=reason, flagged=flagged)
         return await services.cases.list_cases(
             principal_of(request), filters, sort="sla_due_at" if sort == "sla_due_at" else "created", limit=limit, cursor=cursor
         )

@@ -74,7 +74,8 @@ def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Respons
         status = exc.status_code
         if status >= 500:
             log.error("http_error", status=status, detail=exc.detail)
-        code = _CODES_BY_STATUS.get(status, "error")
-        return problem(422 if status == 400 else status, code, str(exc.detail))
+        if status == 400:  # an undecodable body: the client's input, named like any bad field
+            return problem(422, "validation_error", "the request is not valid", errors=[{"field": "body", "message": str(exc.detail)}])
+        return problem(status, _CODES_BY_STATUS.get(status, "error"), str(exc.detail))
     log.exception("unhandled_error", error_type=type(exc).__name__)
     return problem(500, "internal_error", "something went wrong on our side; it has been logged")

@@ -66,12 +66,12 @@ class StorefrontController(Controller):
         services: Services,
         order_id: str | None = None,
         customer_id: str | None = None,
-        state: CaseState | None = None,
+        case_state: Annotated[CaseState | None, Parameter(query="state", required=False)] = None,
         limit: Limit = 20,
         cursor: str | None = None,
     ) -> CaseList:
         """Cases, newest first."""
-        filters = CaseFilter(order_id=order_id, customer_id=customer_id, state=state)
+        filters = CaseFilter(order_id=order_id, customer_id=customer_id, state=case_state)
         return await services.cases.list_cases(principal_of(request), filters, sort="created", limit=limit, cursor=cursor)
 
     @post("/cases/{case_id:str}/return-shipment", operation_id="reportReturnShipment", status_code=200)

@@ -1,0 +1,144 @@
+"""A policy: the merchant's rules with their parameters, evaluated over facts into a decision
+(every rule's outcome, with why) and the case's one money model.
+
+A stored document only needs what differs from the defaults: each rule's parameters are laid
+over the built-in defaults, a rule is switched off with ``enabled = false``, and a custom rule
+is switched on by naming it. ``Policy.document`` is the effective document, so an agent reading
+the policy sees every parameter in force.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from domain.cases import CaseType, Resolution
+from domain.decision import CaseMoney, Decision, RuleOutcome, RuleResult
+from domain.money import percent_of
+from policies.facts import Facts
+from policies.registry import RuleRegistry
+from policies.rules import BUILT_IN_RULES, MoneyDraft, Rule
+
+DEFAULT_POLICY: dict[str, Any] = {
+    "rules": {rule.name: msgspec.to_builtins(rule.Params()) for rule in BUILT_IN_RULES}
+}
+CAPTURED_LIMIT = "captured_limit"  # the engine's own outcome when a refund is capped
+
+
+class PolicyInvalid(Exception):
+    """The document names an unknown rule or a bad parameter; ``errors`` say which."""
+
+    def __init__(self, errors: list[dict[str, str]]) -> None:
+        super().__init__("; ".join(f"{e['field']}: {e['message']}" for e in errors))
+        self.errors = errors
+
+
+class Verdict(msgspec.Struct, frozen=True):
+    decision: Decision
+    money: CaseMoney
+
+
+class Policy:
+    def __init__(self, version: int, document: dict[str, Any], rules: list[Rule]) -> None:
+        self.version = version
+        self.document = document
+        self.rules = rules
+
+    def evaluate(self, facts: Facts) -> Verdict:
+        draft = MoneyDraft(
+            currency=facts.order.currency,
+            item_values={i.line_id: i.settled_quantity * i.unit_price for i in facts.items},
+        )
+        outcomes = [rule.evaluate(facts, draft) for rule in self.rules]
+        money, capped_from = _settle(facts, draft)
+        if capped_from is not None:
+            outcomes.append(
+                RuleOutcome(
+                    CAPTURED_LIMIT,
+                    RuleResult.INFO,
+                    f"capped from {draft.show(capped_from)} to {draft.show(facts.order_remaining_refundable)}, "
+                    "what the order has left once other refunds and open cases are counted",
+                )
+            )
+        results = {o.rule: o.result for o in outcomes}
+        eligible = RuleResult.FAIL not in results.values()
+        review = RuleResult.REVIEW in results.values()
+        decision = Decision(
+            policy_version=self.version,
+            eligible=eligible,
+            requires_review=review,
+            requires_photos=results.get("photo_evidence") == RuleResult.REVIEW,
+            auto_approve=eligible and not review and results.get("auto_approve") == RuleResult.PASS,
+            outcomes=outcomes,
+            photo_count=facts.photo_count,
+            keep_item=draft.keep_item,
+        )
+        return Verdict(decision=decision, money=money)
+
+
+def _settle(facts: Facts, draft: MoneyDraft) -> tuple[CaseMoney, int | None]:
+    """The final figures, never promising more than the order has left to refund."""
+    items_total = draft.items_total
+    customer_share = draft.return_shipping.customer_share
+    difference_due = 0
+    if facts.case_type == CaseType.RETURN:
+        owed = items_total - draft.restocking_fee - customer_share + draft.original_shipping_refund
+    elif facts.case_type == CaseType.EXCHANGE:
+        replacement = sum(
+            i.settled_quantity * (i.unit_price if i.replacement_unit_price is None else i.replacement_unit_price)
+            for i in facts.items
+        )
+        balance = replacement - items_total + customer_share
+        difference_due, owed = max(balance, 0), max(-balance, 0)
+    else:
+        owed = 0
+    owed = max(owed, 0)
+    payable = min(owed, facts.order_remaining_refundable)
+    store_credit = 0
+    if facts.resolution == Resolution.STORE_CREDIT:
+        store_credit, payable = payable + percent_of(payable, draft.store_credit_bonus_bp), 0
+    money = CaseMoney(
+        currency=facts.order.currency,
+        items_total=items_total,
+        restocking_fee=draft.restocking_fee,
+        return_shipping=draft.return_shipping,
+        original_shipping_refund=draft.original_shipping_refund,
+        refund_total=payable,
+        store_credit_total=store_credit,
+        difference_due=difference_due,
+    )
+    return money, (owed if owed > facts.order_remaining_refundable else None)
+
+
+def load_policy(document: Any, version: int, registry: RuleRegistry) -> Policy:
+    """Build a policy from a stored or submitted document; raise ``PolicyInvalid`` naming every
+    unknown rule and bad parameter."""
+    if not isinstance(document, dict) or set(document) != {"rules"} or not isinstance(document["rules"], dict):
+        raise PolicyInvalid([{"field": "rules", "message": 'the document is {"rules": {"<rule>": {parameters}}}'}])
+    given: dict[str, Any] = document["rules"]
+    errors: list[dict[str, str]] = []
+    defaults = DEFAULT_POLICY["rules"]
+    names = [*defaults, *(name for name in given if name not in defaults)]
+    effective: dict[str, Any] = {}
+    rules: list[Rule] = []
+    for name in names:
+        rule_class = registry.get(name)
+        if rule_class is None:
+            errors.append({"field": f"rules.{name}", "message": f"unknown rule '{name}'"})
+            continue
+        raw = given.get(name, {})
+        if not isinstance(raw, dict):
+            errors.append({"field": f"rules.{name}", "message": "parameters must be a table/object"})
+            continue
+        try:
+            params = msgspec.convert({**defaults.get(name, {}), **raw}, rule_class.Params)
+        except msgspec.ValidationError as error:
+            errors.append({"field": f"rules.{name}", "message": str(error)})
+            continue
+        effective[name] = msgspec.to_builtins(params)
+        if params.enabled:
+            rules.append(rule_class(params))
+    if errors:
+        raise PolicyInvalid(errors)
+    return Policy(version, {"rules": effective}, rules)

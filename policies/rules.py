@@ -1,0 +1,384 @@
+"""The built-in rules of DESIGN.md §5 and the contract a custom rule follows.
+
+A rule is a small object made from its parameters (a msgspec ``Params`` struct, so a bad policy
+document is refused with the rule and parameter named). ``evaluate`` looks at the facts, may
+adjust the case's money draft, and always returns one outcome whose detail says why, so a
+decision lists every rule of the policy. Rules run in the policy's order; the money rules come
+after the eligibility rules and before ``review`` and ``auto_approve``.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import msgspec
+
+from domain.cases import CaseType, Condition, Reason, Resolution, Responsibility
+from domain.decision import Payer, RuleOutcome, RuleResult, ShippingShares
+from domain.money import percent_of, split_half, to_major
+from policies.facts import Facts
+
+PASS, FAIL, REVIEW, INFO = RuleResult.PASS, RuleResult.FAIL, RuleResult.REVIEW, RuleResult.INFO
+
+
+class MoneyDraft(msgspec.Struct):
+    """The money being worked out while the rules run; the engine turns it into ``CaseMoney``."""
+
+    currency: str
+    item_values: dict[str, int]  # line_id → value of what comes back (after condition grading)
+    restocking_fee: int = 0
+    return_shipping: ShippingShares = ShippingShares(Payer.CUSTOMER, 0, 0)
+    original_shipping_refund: int = 0
+    store_credit_bonus_bp: int = 0  # basis points added when the customer takes store credit
+    keep_item: bool = False
+    label_cost: int = 0  # what the return label costs, set by ``return_shipping``
+
+    @property
+    def items_total(self) -> int:
+        return sum(self.item_values.values())
+
+    def show(self, amount: int) -> str:
+        return f"{to_major(amount, self.currency)} {self.currency}"
+
+
+class RuleParams(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    enabled: bool = True
+
+
+def basis_points(percent: float) -> int:
+    """A percentage parameter (``15`` or ``12.5``) as whole basis points; money stays integral."""
+    return round(percent * 100)
+
+
+class Rule:
+    """Base of every rule, built-in or plugged in through the ``returns.policies`` entry points."""
+
+    name: ClassVar[str]
+    Params: ClassVar[type[RuleParams]] = RuleParams
+
+    def __init__(self, params: RuleParams) -> None:
+        self.params = params
+
+    def evaluate(self, facts: Facts, money: MoneyDraft) -> RuleOutcome:
+        raise NotImplementedError
+
+    def outcome(self, result: RuleResult, detail: str) -> RuleOutcome:
+        return RuleOutcome(rule=self.name, result=result, detail=detail)
+
+
+# --------------------------------------------------------------------------- eligibility
+
+
+class Quantity(Rule):
+    name = "quantity"
+
+    def evaluate(self, facts: Facts, money: MoneyDraft) -> RuleOutcome:
+        too_many = []
+        for item in facts.items:
+            left = item.purchased_quantity - item.already_claimed_quantity
+            if item.quantity < 1 or item.quantity > left:
+                too_many.append(f"line {item.line_id}: {item.quantity} claimed, {max(left, 0)} left to claim")
+        if too_many:
+            return self.outcome(FAIL, "more than bought minus already returned or open: " + "; ".join(too_many))
+        return self.outcome(PASS, "every quantity is within what was bought and not yet claimed")
+
+
+class FinalSale(Rule):
+    name = "final_sale"
+
+    def evaluate(self, facts: Facts, money: MoneyDraft) -> RuleOutcome:
+        blocked = [i.line_id for i in facts.items if i.final_sale and i.responsibility != Responsibility.MERCHANT]
+        if blocked:
+            return self.outcome(FAIL, f"final-sale lines are returnable only when the merchant is responsible: {', '.join(blocked)}")
+        if any(i.final_sale for i in facts.items):
+            return self.outcome(PASS, "final-sale item, but the merchant is responsible")
+        return self.outcome(PASS, "no final-sale item")
+
+
+class DaysParams(RuleParams, frozen=True):
+    days: int = 30
+
+
+class ReturnWindow(Rule):
+    name = "return_window"
+    Params = DaysParams
+
+    def evaluate(self, facts: Facts, money: MoneyDraft) -> RuleOutcome:
+        if facts.case_type == CaseType.REPAIR:
+            return self.outcome(INFO, "repairs follow the warranty, not the return window")
+        since = "delivery" if facts.order.delivered_at else "purchase (never delivered)"
+        age = (facts.now - facts.window_start).days
+        if age > self.params.days:
+            return self.outcome(FAIL, f"{age} days since {since}; the window is {self.params.days} days")
+        return self.outcome(PASS, f"{age} days since {since}, within {self.params.days} days")
+
+
+class WarrantyParams(RuleParams, frozen=True):
+    days: int = 365
+
+
+class RepairWarranty(Rule):
+    name = "repair_warranty"
+    Params = WarrantyParams
+
+    def evaluate(self, facts: Facts, money: MoneyDraft) -> RuleOutcome:
+        if facts.case_type != CaseType.REPAIR:
+            return self.outcome(INFO, "applies to repairs only")
+        age = (facts.now - facts.window_start).days
+        if age > self.params.days:
+            return self.outcome(INFO, f"{age} days old, outside the {self.params.days}-day warranty: a paid repair with a quote")
+        return self.outcome(PASS, f"{age} days old, within the {self.params.days}-day warranty")
+
+
+class PhotoParams(RuleParams, frozen=True):
+    reasons: list[Reason] = msgspec.field(
+        default_factory=lambda: [Reason.DEFECTIVE, Reason.DAMAGED_IN_TRANSIT, Reason.NOT_AS_DESCRIBED, Reason.WRONG_ITEM]
+    )
+    min_photos: int = 1
+
+
+class PhotoEvidence(Rule):
+    name = "photo_evidence"
+    Params = PhotoParams
+
+    def evaluate(self, facts: Facts, money: MoneyDraft) -> RuleOutcome:
+        needing = sorted({i.reason.value for i in facts.items if i.reason in self.params.reasons})
+        if not needing:
+            return self.outcome(PASS, "no reason on this case needs photos")
+        if facts.photo_count < self.params.min_photos:
+            return self.outcome(
+                REVIEW,
+                f"{', '.join(needing)} needs at least {self.params.min_photos} photo(s); {facts.photo_count} received",
+            )
+        return self.outcome(PASS, f"{facts.photo_count} photo(s) received for {', '.join(needing)}")
+
+
+# --------------------------------------------------------------------------- money
+
+
+def _default_grades() -> dict[Condition, int | None]:
+    return {
+        Condition.AS_NEW: 100,
+        Condition.OPENED: 100,
+        Condition.USED: 100,
+        Condition.DAMAGED: None,
+        Condition.DEFECTIVE: 100,
+        Condition.WRONG_ITEM: 100,
+        Condition.MISSING: 0,
+    }
+
+
+class GradingParams(RuleParams, frozen=True):
+    """Percent of an item's value refunded per condition on arrival; ``null``: an agent decides."""
+
+    grades: dict[Condition, int | None] = msgspec.field(default_factory=_default_grades)
+
+
+class ConditionGrading(Rule):
+    name = "condition_grading"
+    Params = GradingParams
+
+    def evaluate(self, facts: Facts, money: MoneyDraft) -> RuleOutcome:
+        received = [i for i in facts.items if i.condition is not None]
+        if not received:
+            return self.outcome(INFO, "graded when the items arrive")
+        undecided, details = [], []
+        for item in received:
+            grade = self.params.grades.get(item.condition, 100)  # type: ignore[arg-type]
+            if grade is None:
+                undecided.append(item.line_id)
+                grade = 0
+            money.item_values[item.line_id] = percent_of(money.item_values[item.line_id], grade * 100)
+            details.append(f"{item.line_id} {item.condition}: {grade}%")
+        if undecided:
+            return self.outcome(REVIEW, "an agent decides the value of " + ", ".join(undecided) + "; " + "; ".join(details))
+        return self.outcome(INFO, "; ".join(details))
+
+
+class PercentParams(RuleParams, frozen=True):
+    percent: float = 0
+
+
+class RestockingFee(Rule):
+    """Charged only on customer-responsible returns of items that arrive opened."""
+
+    name = "restocking_fee"
+    Params = PercentParams
+
+    def evaluate(self, facts: Facts, money: MoneyDraft) -> RuleOutcome:
+        bp = basis_points(self.params.percent)
+        if facts.case_type != CaseType.RETURN or bp == 0:
+            return self.outcome(INFO, "no restocking fee")
+        opened = [
+            i for i in facts.items if i.responsibility == Responsibility.CUSTOMER and i.condition == Condition.OPENED
+        ]
+        if not opened:
+            return self.outcome(INFO, f"{self.params.percent:g}% fee if a customer-responsible item arrives opened")
+        money.restocking_fee = sum(percent_of(money.item_values[i.line_id], bp) for i in opened)
+        return self.outcome(INFO, f"{self.params.percent:g}% on opened items: {money.show(money.restocking_fee)}")
+
+
+class ReturnShippingParams(RuleParams, frozen=True):
+    label_cost: int = 500
+    refund_original_shipping: bool = True  # when the merchant is responsible
+
+
+class ReturnShipping(Rule):
+    """The customer pays the label when every item comes back for their own reason; otherwise
+    the merchant pays it and refunds the original shipping (once per order)."""
+
+    name = "return_shipping"
+    Params = ReturnShippingParams
+
+    def evaluate(self, facts: Facts, money: MoneyDraft) -> RuleOutcome:
+        money.label_cost = label = self.params.label_cost
+        if facts.case_type == CaseType.EXCHANGE:
+            return self.outcome(INFO, "exchanges follow exchange_shipping")
+        if facts.merchant_responsible:
+            money.return_shipping = ShippingShares(Payer.MERCHANT, 0, label)
+            if self.params.refund_original_shipping and facts.case_type == CaseType.RETURN and not facts.shipping_already_refunded:
+                money.original_shipping_refund = facts.order.shipping_total
+            return self.outcome(INFO, f"the merchant is responsible and pays the {money.show(label)} label")
+        money.return_shipping = ShippingShares(Payer.CUSTOMER, label, 0)
+        return self.outcome(INFO, f"the customer pays the {money.show(label)} label, deducted from the refund")
+
+
+class ExchangeShippingParams(RuleParams, frozen=True):
+    cost: int = 1000  # return label plus the replacement's shipping
+    customer_percent: float = 50
+
+
+class ExchangeShipping(Rule):
+    """Split between customer and merchant when the customer is responsible (an odd minor unit
+    goes to the merchant); all on the merchant otherwise."""
+
+    name = "exchange_shipping"
+    Params = ExchangeShippingParams
+
+    def evaluate(self, facts: Facts, money: MoneyDraft) -> RuleOutcome:
+        if facts.case_type != CaseType.EXCHANGE:
+            return self.outcome(INFO, "applies to exchanges only")
+        cost = self.params.cost
+        if facts.merchant_responsible:
+            money.return_shipping = ShippingShares(Payer.MERCHANT, 0, cost)
+            return self.outcome(INFO, f"the merchant is responsible and pays all {money.show(cost)} shipping")
+        bp = basis_points(self.params.customer_percent)
+        if bp == 5000:
+            customer, merchant = split_half(cost)
+        else:
+            customer = cost * bp // 10_000  # rounding down: the odd unit stays with the merchant
+            merchant = cost - customer
+        money.return_shipping = ShippingShares(Payer.SPLIT, customer, merchant)
+        return self.outcome(
+            INFO, f"shipping {money.show(cost)} split: customer {money.show(customer)}, merchant {money.show(merchant)}"
+        )
+
+
+class KeepItemParams(RuleParams, frozen=True):
+    merchant_responsible_only: bool = True
+
+
+class KeepItem(Rule):
+    """Refund without return when what comes back is worth less than the return label."""
+
+    name = "keep_item"
+    Params = KeepItemParams
+
+    def evaluate(self, facts: Facts, money: MoneyDraft) -> RuleOutcome:
+        if facts.case_type != CaseType.RETURN:
+            return self.outcome(INFO, "applies to returns only")
+        if self.params.merchant_responsible_only and not facts.merchant_responsible:
+            return self.outcome(INFO, "the customer is responsible: the item comes back")
+        if money.items_total >= money.label_cost:
+            return self.outcome(INFO, f"worth {money.show(money.items_total)}, not less than the label: the item comes back")
+        money.keep_item = True
+        money.return_shipping = ShippingShares(money.return_shipping.payer, 0, 0)
+        return self.outcome(
+            PASS, f"worth {money.show(money.items_total)}, less than the {money.show(money.label_cost)} label: keep it"
+        )
+
+
+class StoreCreditBonus(Rule):
+    name = "store_credit_bonus"
+    Params = PercentParams
+
+    def evaluate(self, facts: Facts, money: MoneyDraft) -> RuleOutcome:
+        if facts.resolution != Resolution.STORE_CREDIT:
+            return self.outcome(INFO, f"{self.params.percent:g}% bonus when choosing store credit")
+        money.store_credit_bonus_bp = basis_points(self.params.percent)
+        return self.outcome(INFO, f"store credit with a {self.params.percent:g}% bonus")
+
+
+# --------------------------------------------------------------------------- workflow
+
+
+class ReviewParams(RuleParams, frozen=True):
+    reasons: list[Reason] = msgspec.field(default_factory=lambda: [Reason.OTHER])
+    max_return_rate: float = 0.5  # items returned / items bought over the last 90 days
+    min_items_for_rate: int = 3  # too few purchases say nothing about a customer
+    flagged_customers: bool = True
+
+
+class Review(Rule):
+    name = "review"
+    Params = ReviewParams
+
+    def evaluate(self, facts: Facts, money: MoneyDraft) -> RuleOutcome:
+        why = []
+        reasons = sorted({i.reason.value for i in facts.items if i.reason in self.params.reasons})
+        if reasons:
+            why.append(f"reason {', '.join(reasons)} needs an agent")
+        history = facts.customer
+        if history.items_purchased_90d >= self.params.min_items_for_rate:
+            rate = history.items_returned_90d / history.items_purchased_90d
+            if rate > self.params.max_return_rate:
+                why.append(
+                    f"customer returned {history.items_returned_90d} of {history.items_purchased_90d} items in 90 days"
+                )
+        if self.params.flagged_customers and history.flagged:
+            why.append("customer is flagged")
+        if why:
+            return self.outcome(REVIEW, "; ".join(why))
+        return self.outcome(PASS, "nothing needs an agent's eye")
+
+
+class AutoApproveParams(RuleParams, frozen=True):
+    max_amount: int = 10_000  # minor units of the order's currency
+
+
+class AutoApprove(Rule):
+    """Only customer-responsible, unflagged cases under the amount; the engine adds that the
+    case must be eligible with nothing to review."""
+
+    name = "auto_approve"
+    Params = AutoApproveParams
+
+    def evaluate(self, facts: Facts, money: MoneyDraft) -> RuleOutcome:
+        if facts.case_type == CaseType.REPAIR:
+            return self.outcome(INFO, "repairs are approved by an agent")
+        if not facts.customer_responsible:
+            return self.outcome(INFO, "not every reason is the customer's: an agent approves")
+        if facts.customer.flagged:
+            return self.outcome(INFO, "flagged customer: an agent approves")
+        if money.items_total > self.params.max_amount:
+            return self.outcome(
+                INFO, f"{money.show(money.items_total)} is over the {money.show(self.params.max_amount)} auto-approval limit"
+            )
+        return self.outcome(PASS, f"customer-responsible and within {money.show(self.params.max_amount)}")
+
+
+BUILT_IN_RULES: tuple[type[Rule], ...] = (
+    Quantity,
+    FinalSale,
+    ReturnWindow,
+    RepairWarranty,
+    PhotoEvidence,
+    ConditionGrading,
+    RestockingFee,
+    ReturnShipping,
+    ExchangeShipping,
+    KeepItem,
+    StoreCreditBonus,
+    Review,
+    AutoApprove,
+)
