@@ -44,6 +44,21 @@ async def _create_key(settings: Settings, merchant: str, role: str) -> None:
     print(key)
 
 
+def _openapi(output: str) -> None:
+    """Write the OpenAPI document the app serves, so the committed copy can be refreshed."""
+    import json
+
+    from service.bootstrap import build_app
+
+    document = build_app(Settings.from_env()).openapi_schema.to_schema()
+    text = json.dumps(document, indent=2, sort_keys=True) + "\n"
+    if output == "-":
+        sys.stdout.write(text)
+    else:
+        with open(output, "w", encoding="utf-8") as file:
+            file.write(text)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="returns", description="Returns & refunds service")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -55,6 +70,8 @@ def main(argv: list[str] | None = None) -> None:
     create = keys.add_parser("create", help="make an API key (prints it alone on the last line)")
     create.add_argument("--merchant", required=True)
     create.add_argument("--role", required=True, choices=ROLES)
+    openapi = commands.add_parser("openapi", help="write the OpenAPI document (openapi/openapi.json)")
+    openapi.add_argument("--output", default="openapi/openapi.json", help="a file, or - for stdout")
     args = parser.parse_args(argv)
     settings = Settings.from_env()
 
@@ -64,6 +81,8 @@ def main(argv: list[str] | None = None) -> None:
         asyncio.run(_migrate(settings))
     elif args.command == "keys":
         asyncio.run(_create_key(settings, args.merchant, args.role))
+    elif args.command == "openapi":
+        _openapi(args.output)
 
 
 if __name__ == "__main__":

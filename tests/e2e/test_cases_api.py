@@ -67,17 +67,15 @@ def test_same_idempotency_key_and_body_answers_the_same_case(tenant: Tenant) -> 
 
 
 def test_idempotency_keys_are_per_merchant(tenant: Tenant, other_tenant: Tenant) -> None:
-    mine, theirs = tenant.put_order("o_idem"), other_tenant.put_order("o_idem")
+    body = {"order_id": "o_idem", "type": "return", "items": [{"line_id": "l1", "quantity": 1, "reason": "wrong_size"}]}
     headers = {"Idempotency-Key": "shared-key"}
-    a = tenant.open_case(mine["order_id"]) if False else tenant.storefront.post(
-        "/v1/cases", json={"order_id": "o_idem", "type": "return",
-                           "items": [{"line_id": "l1", "quantity": 1, "reason": "wrong_size"}]}, headers=headers)
-    b = other_tenant.storefront.post(
-        "/v1/cases", json={"order_id": "o_idem", "type": "return",
-                           "items": [{"line_id": "l1", "quantity": 1, "reason": "wrong_size"}]}, headers=headers)
-    assert a.status_code == b.status_code == 201
-    assert a.json()["id"] != b.json()["id"]
-    assert theirs["order_id"] == mine["order_id"]
+    tenant.put_order("o_idem")
+    other_tenant.put_order("o_idem")
+    mine = tenant.storefront.post("/v1/cases", json=body, headers=headers)
+    theirs = other_tenant.storefront.post("/v1/cases", json=body, headers=headers)
+    assert mine.status_code == theirs.status_code == 201
+    assert mine.json()["id"] != theirs.json()["id"]
+    assert "Idempotent-Replayed" not in theirs.headers
 
 
 def test_concurrent_approvals_one_wins_and_nothing_is_lost(tenant: Tenant) -> None:
