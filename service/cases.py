@@ -103,7 +103,7 @@ class CaseService:
                         )
                     case = await repos.get_case(principal.merchant_id, earlier_case_id)
                     return case_view(case), True
-            policy, facts = await self._facts(repos, principal, body)
+            policy, facts = await self._facts(repos, principal, body, lock_order=True)
             verdict = policy.evaluate(facts)
             decision = verdict.decision
             if not decision.eligible:
@@ -130,8 +130,10 @@ class CaseService:
             await repos.add_case(case)
         return case_view(case), False
 
-    async def _facts(self, repos: Repositories, principal: Principal, body: CaseIn) -> tuple[Policy, Facts]:
-        order = await repos.get_order(principal.merchant_id, body.order_id)
+    async def _facts(
+        self, repos: Repositories, principal: Principal, body: CaseIn, *, lock_order: bool = False
+    ) -> tuple[Policy, Facts]:
+        order = await repos.get_order(principal.merchant_id, body.order_id, for_update=lock_order)
         if order is None:
             raise InvalidRequest(
                 f"no order {body.order_id}", [{"field": "order_id", "message": "no such order; PUT it first"}]

@@ -32,17 +32,26 @@ class PolicyBook:
         return self._load(merchant_id, version, document)
 
     async def view(self, repos: Repositories, merchant_id: str, version: int | None = None) -> PolicyView | None:
+        """The effective document (every rule with every parameter) of the version in force, or
+        of ``version`` when given."""
         if version is None:
             policy = await self.in_force(repos, merchant_id)
-            return PolicyView(version=policy.version, document=policy.document, is_default=policy.version == 0)
-        if version == 0:
-            return PolicyView(version=0, document=DEFAULT_POLICY, is_default=True)
-        document = await repos.get_policy(merchant_id, version)
-        return PolicyView(version=version, document=document, is_default=False) if document else None
+        elif version == 0:
+            policy = self._load("", 0, DEFAULT_POLICY)
+        else:
+            document = await repos.get_policy(merchant_id, version)
+            if document is None:
+                return None
+            policy = self._load(merchant_id, version, document)
+        return _view(policy)
 
     async def install(
         self, repos: Repositories, merchant_id: str, document: dict[str, Any], at: datetime, by: str
     ) -> PolicyView:
         load_policy(document, 0, self.registry)  # raises PolicyInvalid before anything is stored
         version = await repos.add_policy(merchant_id, document, at, by)
-        return PolicyView(version=version, document=document, is_default=False)
+        return _view(self._load(merchant_id, version, document))
+
+
+def _view(policy: Policy) -> PolicyView:
+    return PolicyView(version=policy.version, document=policy.document, is_default=policy.version == 0)

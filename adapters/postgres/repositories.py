@@ -93,9 +93,12 @@ class PgRepositories:
 
     # ----------------------------------------------------------------- orders
 
-    async def get_order(self, merchant_id: str, order_id: str) -> Order | None:
+    async def get_order(self, merchant_id: str, order_id: str, *, for_update: bool = False) -> Order | None:
         doc = await self.conn.fetchval(
-            "SELECT doc::text FROM orders WHERE merchant_id = $1 AND order_id = $2", merchant_id, order_id
+            "SELECT doc::text FROM orders WHERE merchant_id = $1 AND order_id = $2"
+            + (" FOR UPDATE" if for_update else ""),
+            merchant_id,
+            order_id,
         )
         return msgspec.json.decode(doc, type=Order) if doc else None
 

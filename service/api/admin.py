@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import Controller, Request, get, post, put
-from litestar.params import Parameter
+from litestar.params import Parameter, QueryParameter
 
 from domain.cases import CaseState, CaseType, Reason
 from domain.errors import InvalidRequest
@@ -29,7 +29,7 @@ class AgentController(Controller):
         self,
         request: Request[Any, Any, Any],
         services: Services,
-        case_state: Annotated[CaseState | None, Parameter(query="state", required=False)] = None,
+        case_state: Annotated[CaseState | None, QueryParameter(name="state", required=False)] = None,
         type: CaseType | None = None,  # noqa: A002 - the contract's name
         assignee: str | None = None,
         reason: Reason | None = None,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, get, post, put
-from litestar.params import Parameter
+from litestar.params import HeaderParameter, Parameter, QueryParameter
 
 from domain.cases import CaseState
 from service.api.auth import roles
@@ -47,7 +47,7 @@ class StorefrontController(Controller):
         services: Services,
         data: CaseIn,
         idempotency_key: Annotated[
-            str | None, Parameter(header="Idempotency-Key", max_length=255, required=False)
+            str | None, HeaderParameter(name="Idempotency-Key", max_length=255, required=False)
         ] = None,
     ) -> Response[CaseView]:
         """Open a case. The same Idempotency-Key with the same body answers the same case."""
@@ -66,7 +66,7 @@ class StorefrontController(Controller):
         services: Services,
         order_id: str | None = None,
         customer_id: str | None = None,
-        case_state: Annotated[CaseState | None, Parameter(query="state", required=False)] = None,
+        case_state: Annotated[CaseState | None, QueryParameter(name="state", required=False)] = None,
         limit: Limit = 20,
         cursor: str | None = None,
     ) -> CaseList:

@@ -1,0 +1,169 @@
+"""Policies over HTTP: versioned per merchant, JSON or TOML, invalid ones refused without
+changing what is in force, decisions keep the version they were made under."""
+
+from __future__ import annotations
+
+import httpx
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.support.tenants import Tenant
+
+RETURN_L1 = {"type": "return", "items": [{"line_id": "l1", "quantity": 1, "reason": "changed_mind"}]}
+
+
+def test_a_merchant_without_a_policy_gets_the_defaults(tenant: Tenant) -> None:
+    policy = tenant.agent.get("/admin/v1/policy").json()
+    assert policy["version"] == 0 and policy["is_default"] is True
+    rules = policy["document"]["rules"]
+    assert rules["return_window"]["days"] == 30
+    assert rules["auto_approve"]["max_amount"] == 10_000
+    assert {"return_window", "repair_warranty", "final_sale", "quantity", "photo_evidence", "return_shipping",
+            "exchange_shipping", "restocking_fee", "keep_item", "store_credit_bonus", "auto_approve", "review"} <= set(rules)
+
+
+def test_toml_policy_is_installed_as_a_new_version(tenant: Tenant) -> None:
+    toml = b'[rules.return_window]\ndays = 14\n\n[rules.restocking_fee]\npercent = 12.5\n'
+    response = tenant.admin.put("/admin/v1/policy", content=toml, headers={"content-type": "application/toml"})
+    assert response.status_code == 200, response.text
+    assert response.json()["version"] == 1
+    policy = tenant.agent.get("/admin/v1/policy").json()
+    assert policy["version"] == 1
+    assert policy["document"]["rules"]["return_window"]["days"] == 14
+    assert policy["document"]["rules"]["restocking_fee"]["percent"] == 12.5
+    assert policy["document"]["rules"]["quantity"] == {"enabled": True}
+
+
+def test_invalid_policy_names_the_rule_and_keeps_the_old_version(tenant: Tenant) -> None:
+    assert tenant.admin.put("/admin/v1/policy", json={"rules": {"return_window": {"days": 20}}}).json()["version"] == 1
+    for document, field in [
+        ({"rules": {"return_windw": {"days": 20}}}, "rules.return_windw"),
+        ({"rules": {"return_window": {"days": "twenty"}}}, "rules.return_window"),
+        ({"rules": {"auto_approve": {"max_amount": 10, "colour": "red"}}}, "rules.auto_approve"),
+        ({"regels": {}}, "rules"),
+    ]:
+        response = tenant.admin.put("/admin/v1/policy", json=document)
+        assert response.status_code == 422, response.text
+        assert response.json()["code"] == "validation_error"
+        assert field in [e["field"] for e in response.json()["errors"]], response.text
+    bad_toml = tenant.admin.put("/admin/v1/policy", content=b"[rules\n", headers={"content-type": "application/toml"})
+    assert bad_toml.status_code == 422
+    current = tenant.agent.get("/admin/v1/policy").json()
+    assert current["version"] == 1 and current["document"]["rules"]["return_window"]["days"] == 20
+
+
+def test_open_cases_keep_their_decision_when_the_policy_changes(tenant: Tenant) -> None:
+    order = tenant.put_order()
+    assert tenant.admin.put("/admin/v1/policy", json={"rules": {"auto_approve": {"max_amount": 5000}}}).json()["version"] == 1
+    under_v1 = tenant.open_case(order["order_id"]).json()
+    assert under_v1["decision"]["policy_version"] == 1 and under_v1["state"] == "approved"
+
+    assert tenant.admin.put("/admin/v1/policy", json={"rules": {"auto_approve": {"max_amount": 1000}}}).json()["version"] == 2
+    still = tenant.storefront.get(f"/v1/cases/{under_v1['id']}").json()
+    assert still["decision"] == under_v1["decision"] and still["money"] == under_v1["money"]
+
+    under_v2 = tenant.open_case(order["order_id"]).json()
+    assert under_v2["decision"]["policy_version"] == 2
+    assert under_v2["state"] == "pending_review"  # 19.99 EUR is over the new 10.00 EUR limit
+    auto = next(o for o in under_v2["decision"]["outcomes"] if o["rule"] == "auto_approve")
+    assert auto["result"] == "info" and "10.00 EUR" in auto["detail"]
+
+    v1 = tenant.agent.get("/admin/v1/policy", params={"version": 1}).json()
+    v2 = tenant.agent.get("/admin/v1/policy", params={"version": 2}).json()
+    assert v1["document"]["rules"]["auto_approve"]["max_amount"] == 5000
+    assert v2["document"]["rules"]["auto_approve"]["max_amount"] == 1000
+    assert tenant.agent.get("/admin/v1/policy", params={"version": 3}).status_code == 404
+
+
+def test_policies_are_per_merchant(tenant: Tenant, other_tenant: Tenant) -> None:
+    tenant.admin.put("/admin/v1/policy", json={"rules": {"return_window": {"days": 7}}})
+    assert other_tenant.agent.get("/admin/v1/policy").json()["version"] == 0
+    assert other_tenant.agent.get("/admin/v1/policy", params={"version": 1}).status_code == 404
+
+
+def test_preview_stores_nothing_and_matches_the_case(tenant: Tenant) -> None:
+    order = tenant.put_order()
+    body = {"order_id": order["order_id"], **RETURN_L1}
+    preview = tenant.storefront.post("/v1/cases/preview", json=body)
+    assert preview.status_code == 200
+    assert tenant.storefront.get("/v1/cases", params={"order_id": order["order_id"]}).json()["items"] == []
+    case = tenant.storefront.post("/v1/cases", json=body).json()
+    assert case["decision"] == preview.json()["decision"]
+    assert case["money"] == preview.json()["money"]
+    ineligible = tenant.storefront.post(
+        "/v1/cases/preview", json={**body, "items": [{"line_id": "l1", "quantity": 5, "reason": "changed_mind"}]}
+    )
+    assert ineligible.status_code == 200 and ineligible.json()["decision"]["eligible"] is False
+
+
+def test_merchant_responsible_return_refunds_shipping_once(tenant: Tenant) -> None:
+    order = tenant.put_order()
+    first = tenant.open_case(order["order_id"], items=[{"line_id": "l1", "quantity": 1, "reason": "wrong_item"}]).json()
+    assert first["money"]["return_shipping"]["payer"] == "merchant"
+    assert first["money"]["original_shipping_refund"] == 495
+    assert first["money"]["refund_total"] == 1999 + 495
+    assert first["decision"]["requires_photos"] is True and first["state"] == "pending_review"
+    second = tenant.open_case(order["order_id"], items=[{"line_id": "l2", "quantity": 1, "reason": "wrong_item"}]).json()
+    assert second["money"]["original_shipping_refund"] == 0
+
+
+LINES = [
+    {"line_id": "l1", "sku": "A", "title": "A", "quantity": 3, "unit_price": 2999},
+    {"line_id": "l2", "sku": "B", "title": "B", "quantity": 2, "unit_price": 4550},
+    {"line_id": "l3", "sku": "C", "title": "C", "quantity": 1, "unit_price": 999},
+]
+REASONS = ["changed_mind", "wrong_size", "defective", "wrong_item", "damaged_in_transit"]
+claims = st.lists(
+    st.tuples(
+        st.sampled_from(["l1", "l2", "l3"]),
+        st.integers(1, 3),
+        st.sampled_from(REASONS),
+        st.sampled_from(["refund", "store_credit"]),
+        st.booleans(),  # cancel it afterwards
+    ),
+    min_size=1,
+    max_size=6,
+)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(captured=st.integers(0, 20_000), shipping=st.integers(0, 900), sequence=claims)
+def test_cases_never_promise_more_than_was_captured(tenant: Tenant, captured: int, shipping: int, sequence: list) -> None:
+    """Random sequences of partial returns (some cancelled again) on one order: what the open
+    cases promise never exceeds what was captured, and the order says what is left."""
+    order = tenant.put_order(
+        lines=LINES, shipping_total=shipping,
+        payment={"gateway": "stripe", "reference": "pi_h", "captured_amount": captured},
+    )
+    order_id = order["order_id"]
+    for line_id, quantity, reason, resolution, cancel in sequence:
+        response = tenant.open_case(
+            order_id, items=[{"line_id": line_id, "quantity": quantity, "reason": reason}], resolution=resolution
+        )
+        assert response.status_code in (201, 422), response.text
+        if response.status_code == 201 and cancel:
+            assert tenant.storefront.post(f"/v1/cases/{response.json()['id']}/cancel").status_code == 200
+    cases = tenant.storefront.get("/v1/cases", params={"order_id": order_id, "limit": 100}).json()["items"]
+    open_cases = [c for c in cases if c["state"] not in ("cancelled", "rejected")]
+    promised = sum(c["money"]["refund_total"] + c["money"]["store_credit_total"] for c in open_cases)
+    bonus_free = sum(c["money"]["refund_total"] for c in open_cases)
+    assert bonus_free <= captured
+    assert promised <= captured  # the default store-credit bonus is 0 %
+    assert tenant.storefront.get(f"/v1/orders/{order_id}").json()["refundable_amount"] == captured - promised
+
+
+def test_concurrent_cases_on_one_order_never_overpromise(tenant: Tenant) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    order = tenant.put_order(lines=[{"line_id": "l1", "sku": "A", "title": "A", "quantity": 10, "unit_price": 1000}],
+                             shipping_total=0, payment={"gateway": "stripe", "reference": "pi_c", "captured_amount": 3000})
+    body = {"order_id": order["order_id"], "type": "return",
+            "items": [{"line_id": "l1", "quantity": 1, "reason": "defective"}]}
+    clients = [httpx.Client(base_url=tenant.base_url, headers=dict(tenant.storefront.headers)) for _ in range(8)]
+    with ThreadPoolExecutor(8) as pool:
+        responses = list(pool.map(lambda c: c.post("/v1/cases", json=body), clients))
+    for client in clients:
+        client.close()
+    assert all(r.status_code == 201 for r in responses)
+    assert sum(r.json()["money"]["refund_total"] for r in responses) == 3000
+    assert tenant.storefront.get(f"/v1/orders/{order['order_id']}").json()["refundable_amount"] == 0
