@@ -3,6 +3,7 @@ root (``service.bootstrap``) decides which adapters stand behind them."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -24,11 +25,12 @@ from service.api.storefront import StorefrontController
 from service.container import Services
 
 API_VERSION = "0.1.0"
+log = structlog.get_logger()
 
 
 def request_context(app: ASGIApp) -> ASGIApp:
     """Bind a request id (the caller's ``X-Request-ID`` or a new one) to every log line of the
-    request, and echo it back in the answer."""
+    request, echo it back in the answer, and log one line per request."""
 
     async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -39,12 +41,26 @@ def request_context(app: ASGIApp) -> ASGIApp:
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id)
 
+        started = time.perf_counter()
+        status = 500
+
         async def send_with_id(message: Message) -> None:
+            nonlocal status
             if message["type"] == "http.response.start":
+                status = message["status"]
                 message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
             await send(message)
 
-        await app(scope, receive, send_with_id)
+        try:
+            await app(scope, receive, send_with_id)
+        finally:
+            log.info(
+                "request",
+                method=scope["method"],
+                path=scope["path"],
+                status=status,
+                duration_ms=round((time.perf_counter() - started) * 1000, 1),
+            )
 
     return middleware
 
