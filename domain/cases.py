@@ -208,6 +208,7 @@ class CaseItem(msgspec.Struct):
     replacement_unit_price: int | None = None
     received_quantity: int | None = None
     condition: Condition | None = None
+    graded_percent: int | None = None  # the agent's grading where the policy leaves it to them
 
     @property
     def responsibility(self) -> Responsibility:

@@ -53,6 +53,7 @@ class Refund(msgspec.Struct):
     merchant_id: str
     case_id: str
     order_id: str
+    customer_id: str
     amount: int
     currency: str
     status: RefundStatus
@@ -61,6 +62,8 @@ class Refund(msgspec.Struct):
     attempt: int
     created_at: datetime
     updated_at: datetime
+    reason: str | None = None  # the case's main return reason, for finance reports
+    gateway_account: str | None = None  # e.g. the merchant's Stripe Connect account
     gateway_refund_id: str | None = None
     failure_reason: str | None = None
     settled_at: datetime | None = None
@@ -72,6 +75,7 @@ class Refund(msgspec.Struct):
         return f"{self.id}:{self.attempt}"
 
     def apply(self, action: RefundAction, at: datetime, failure_reason: str | None = None) -> None:
+        """Move the refund by ``action`` or raise ``InvalidTransition`` leaving it unchanged."""
         self.status = next_state("refund", REFUND_TABLE, self.status, action)
         self.updated_at = at
         self.version += 1
@@ -79,3 +83,27 @@ class Refund(msgspec.Struct):
             self.failure_reason = failure_reason
         if self.status in FINAL_STATUSES:
             self.settled_at = at
+
+
+# The actions that bring a refund from ``status`` to what the gateway reports, in order. A
+# report that is behind (or equal to) what we know maps to no actions: never backwards.
+_PATHS: dict[tuple[RefundStatus, RefundStatus], tuple[RefundAction, ...]] = {
+    (_R.PENDING, _R.SUBMITTED): (_RA.SUBMIT,),
+    (_R.PENDING, _R.SUCCEEDED): (_RA.SUBMIT, _RA.SUCCEED),
+    (_R.PENDING, _R.FAILED): (_RA.FAIL,),
+    (_R.PENDING, _R.REQUIRES_ACTION): (_RA.SUBMIT, _RA.REQUIRE_ACTION),
+    (_R.PENDING, _R.CANCELED): (_RA.SUBMIT, _RA.REQUIRE_ACTION, _RA.CANCEL),
+    (_R.SUBMITTED, _R.SUCCEEDED): (_RA.SUCCEED,),
+    (_R.SUBMITTED, _R.FAILED): (_RA.FAIL,),
+    (_R.SUBMITTED, _R.REQUIRES_ACTION): (_RA.REQUIRE_ACTION,),
+    (_R.SUBMITTED, _R.CANCELED): (_RA.REQUIRE_ACTION, _RA.CANCEL),
+    (_R.REQUIRES_ACTION, _R.SUCCEEDED): (_RA.SUCCEED,),
+    (_R.REQUIRES_ACTION, _R.FAILED): (_RA.FAIL,),
+    (_R.REQUIRES_ACTION, _R.CANCELED): (_RA.CANCEL,),
+}
+
+
+def catch_up(current: RefundStatus, reported: RefundStatus) -> tuple[RefundAction, ...]:
+    """The actions that move a refund forward to the gateway's reported status (none when the
+    report is stale, a repeat, or would go backwards)."""
+    return _PATHS.get((current, reported), ())

@@ -6,7 +6,14 @@ from datetime import datetime
 
 import msgspec
 
-from domain.cases import CaseType, Condition, Reason, Resolution, Responsibility, responsibility
+from domain.cases import (
+    CaseType,
+    Condition,
+    Reason,
+    Resolution,
+    Responsibility,
+    responsibility,
+)
 from domain.orders import Order
 
 
@@ -25,6 +32,7 @@ class ItemFacts(msgspec.Struct, frozen=True):
     replacement_unit_price: int | None = None
     condition: Condition | None = None  # known once the item is received
     received_quantity: int | None = None  # known once the item is received
+    graded_percent: int | None = None  # an agent's grading where the policy leaves it to them
 
     @property
     def responsibility(self) -> Responsibility:

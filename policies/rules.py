@@ -186,6 +186,8 @@ class ConditionGrading(Rule):
         for item in received:
             grade = self.params.grades.get(item.condition, 100)  # type: ignore[arg-type]
             if grade is None:
+                grade = item.graded_percent
+            if grade is None:
                 undecided.append(item.line_id)
                 grade = 0
             money.item_values[item.line_id] = percent_of(money.item_values[item.line_id], grade * 100)

@@ -7,16 +7,20 @@ from contextlib import asynccontextmanager
 
 from litestar import Litestar
 
+from adapters.gateways.stripe_webhooks import StripeWebhookVerifier
 from adapters.postgres.database import PostgresDatabase
 from adapters.postgres.embedded import embedded_database_url
 from adapters.postgres.migrations import migrate
 from policies.registry import RuleRegistry
 from service.api.app import create_app
-from service.cases import CaseService
+from service.cases import CaseService, utcnow
 from service.config import Settings
 from service.container import Services
 from service.logging import configure_logging
 from service.policy import PolicyBook
+from service.ports import Database, PaymentGateway
+from service.refunds import RefundService
+from service.worker import Worker
 
 
 def database_url(settings: Settings) -> str:
@@ -32,17 +36,42 @@ async def open_database(settings: Settings) -> PostgresDatabase:
     return db
 
 
+def payment_gateway(settings: Settings) -> PaymentGateway:
+    """Stripe when a key is configured, else the simulated gateway (laptops, demos, tests)."""
+    if settings.stripe_api_key:
+        from adapters.gateways.stripe_gateway import StripeGateway
+
+        return StripeGateway(settings.stripe_api_key, api_base=settings.stripe_api_base)
+    from adapters.gateways.simulated import SimulatedGateway
+
+    return SimulatedGateway()
+
+
+def build_services(settings: Settings, db: Database, gateway: PaymentGateway) -> Services:
+    policies = PolicyBook(RuleRegistry.discover())
+    refunds = RefundService(db, gateway, utcnow)
+    verifier = StripeWebhookVerifier(settings.stripe_webhook_secret) if settings.stripe_webhook_secret else None
+    return Services(
+        settings=settings,
+        db=db,
+        policies=policies,
+        cases=CaseService(db, policies, refunds, utcnow),
+        refunds=refunds,
+        worker=Worker(refunds),
+        webhook_verifier=verifier,
+    )
+
+
 @asynccontextmanager
-async def open_services(settings: Settings) -> AsyncIterator[Services]:
+async def open_services(settings: Settings, gateway: PaymentGateway | None = None) -> AsyncIterator[Services]:
     db = await open_database(settings)
     try:
-        policies = PolicyBook(RuleRegistry.discover())
-        yield Services(settings=settings, db=db, policies=policies, cases=CaseService(db, policies))
+        yield build_services(settings, db, gateway or payment_gateway(settings))
     finally:
         await db.close()
 
 
-def build_app(settings: Settings | None = None) -> Litestar:
+def build_app(settings: Settings | None = None, gateway: PaymentGateway | None = None) -> Litestar:
     settings = settings or Settings.from_env()
     configure_logging(settings.log_format)
-    return create_app(lambda: open_services(settings))
+    return create_app(lambda: open_services(settings, gateway))

@@ -5,12 +5,25 @@ same transaction) → commit."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import msgspec
 
-from domain.cases import Actor, Case, CaseAction, CaseItem, CaseType, Reason, Resolution, Shipment
+from domain.cases import (
+    SYSTEM,
+    Actor,
+    Case,
+    CaseAction,
+    CaseItem,
+    CaseState,
+    CaseType,
+    Condition,
+    Reason,
+    Resolution,
+    Shipment,
+)
 from domain.decision import RuleResult
 from domain.errors import InvalidRequest, PolicyViolation
 from domain.money import check_currency
@@ -20,6 +33,7 @@ from policies.facts import CustomerHistory, Facts, ItemFacts
 from service.dto import (
     ApproveIn,
     CaseIn,
+    CaseItemIn,
     CaseList,
     CaseView,
     EventList,
@@ -27,14 +41,25 @@ from service.dto import (
     OrderView,
     ProvideInfoIn,
     QuoteView,
+    ReceivedItemIn,
+    ReceiveIn,
+    RefundView,
     RejectIn,
     RequestInfoIn,
     ShipmentIn,
 )
 from service.ids import new_id
 from service.policy import PolicyBook
-from service.ports import CaseFilter, Database, NotFound, Principal, Repositories, VersionConflict
-from service.views import case_view, event_view, order_view
+from service.ports import (
+    CaseFilter,
+    Database,
+    NotFound,
+    Principal,
+    Repositories,
+    VersionConflict,
+)
+from service.refunds import RefundService
+from service.views import case_view, event_view, order_view, refund_view
 
 HISTORY_WINDOW = timedelta(days=90)
 CHANGE_ATTEMPTS = 3
@@ -53,9 +78,12 @@ class IdempotencyConflict(Exception):
 
 
 class CaseService:
-    def __init__(self, db: Database, policies: PolicyBook, clock: Callable[[], datetime] = utcnow) -> None:
+    def __init__(
+        self, db: Database, policies: PolicyBook, refunds: RefundService, clock: Callable[[], datetime] = utcnow
+    ) -> None:
         self.db = db
         self.policies = policies
+        self.refunds = refunds
         self.clock = clock
 
     # ----------------------------------------------------------------- orders
@@ -127,33 +155,60 @@ class CaseService:
             )
             first_step = CaseAction.AUTO_APPROVE if decision.auto_approve else CaseAction.SUBMIT_FOR_REVIEW
             case.apply(first_step, actor_of(principal), now, {"policy_version": decision.policy_version})
+            if case.state == CaseState.APPROVED:
+                await self._refund_if_kept(repos, case, actor_of(principal), now)
             await repos.add_case(case)
-        return case_view(case), False
+            return await self._view(repos, case), False
 
     async def _facts(
         self, repos: Repositories, principal: Principal, body: CaseIn, *, lock_order: bool = False
     ) -> tuple[Policy, Facts]:
+        """The facts of a would-be case, from the request."""
         order = await repos.get_order(principal.merchant_id, body.order_id, for_update=lock_order)
         if order is None:
             raise InvalidRequest(
                 f"no order {body.order_id}", [{"field": "order_id", "message": "no such order; PUT it first"}]
             )
         _check_case_request(order, body)
-        now = self.clock()
-        commitments = await repos.order_commitments(principal.merchant_id, order.order_id)
-        activity = await repos.customer_activity(principal.merchant_id, order.customer.id, now - HISTORY_WINDOW)
+        items = [_item_from(order, item) for item in body.items]
+        resolution = (body.resolution or Resolution.REFUND) if body.type == CaseType.RETURN else None
         policy = await self.policies.in_force(repos, principal.merchant_id)
-        items = []
-        for item in body.items:
+        facts = await self._assemble(repos, order, body.type, resolution, items, photo_count=0, case_id=None)
+        return policy, facts
+
+    async def _case_facts(self, repos: Repositories, case: Case, order: Order) -> tuple[Policy, Facts]:
+        """The facts of an open case as it stands, under the policy version it was decided by."""
+        policy = await self.policies.at_version(repos, case.merchant_id, case.decision.policy_version)
+        facts = await self._assemble(
+            repos, order, case.type, case.resolution, case.items, photo_count=case.decision.photo_count, case_id=case.id
+        )
+        return policy, facts
+
+    async def _assemble(
+        self,
+        repos: Repositories,
+        order: Order,
+        case_type: CaseType,
+        resolution: Resolution | None,
+        items: list[CaseItem],
+        *,
+        photo_count: int,
+        case_id: str | None,
+    ) -> Facts:
+        now = self.clock()
+        commitments = await repos.order_commitments(order.merchant_id, order.order_id, exclude_case_id=case_id)
+        activity = await repos.customer_activity(order.merchant_id, order.customer.id, now - HISTORY_WINDOW)
+        item_facts = []
+        for item in items:
             line = order.line(item.line_id)
-            assert line is not None  # checked above
-            items.append(
+            assert line is not None  # checked when the case was requested
+            item_facts.append(
                 ItemFacts(
                     line_id=line.line_id,
                     sku=line.sku,
                     category=line.category,
                     quantity=item.quantity,
-                    unit_price=line.unit_price,
+                    unit_price=item.unit_price,
                     reason=item.reason,
                     final_sale=line.final_sale,
                     purchased_quantity=line.quantity,
@@ -161,15 +216,18 @@ class CaseService:
                     note=item.note,
                     replacement_sku=item.replacement_sku,
                     replacement_unit_price=item.replacement_unit_price,
+                    condition=item.condition,
+                    received_quantity=item.received_quantity,
+                    graded_percent=item.graded_percent,
                 )
             )
-        facts = Facts(
-            case_type=body.type,
-            resolution=(body.resolution or Resolution.REFUND) if body.type == CaseType.RETURN else None,
+        return Facts(
+            case_type=case_type,
+            resolution=resolution,
             order=order,
-            items=items,
+            items=item_facts,
             now=now,
-            photo_count=0,
+            photo_count=photo_count,
             customer=CustomerHistory(
                 items_purchased_90d=activity.items_purchased,
                 items_returned_90d=activity.items_returned,
@@ -178,21 +236,30 @@ class CaseService:
             order_remaining_refundable=max(0, order.payment.captured_amount - commitments.promised_amount),
             shipping_already_refunded=commitments.shipping_refunded,
         )
-        return policy, facts
 
     # ----------------------------------------------------------------- reading
 
     async def get_case(self, principal: Principal, case_id: str) -> CaseView:
         async with self.db.transaction() as repos:
             case = await repos.get_case(principal.merchant_id, case_id)
-        return case_view(case)
+            return await self._view(repos, case)
 
     async def list_cases(
         self, principal: Principal, filters: CaseFilter, *, sort: str, limit: int, cursor: str | None
     ) -> CaseList:
         async with self.db.transaction() as repos:
             page = await repos.list_cases(principal.merchant_id, filters, sort=sort, limit=limit, cursor=cursor)
-        return CaseList(items=[case_view(case) for case in page.items], next_cursor=page.next_cursor)
+            refunds = await repos.case_refunds(principal.merchant_id, [case.id for case in page.items])
+        by_case: dict[str, list[RefundView]] = {}
+        for refund in refunds:
+            by_case.setdefault(refund.case_id, []).append(refund_view(refund))
+        return CaseList(
+            items=[case_view(case, by_case.get(case.id, [])) for case in page.items], next_cursor=page.next_cursor
+        )
+
+    async def _view(self, repos: Repositories, case: Case) -> CaseView:
+        refunds = await repos.case_refunds(case.merchant_id, [case.id])
+        return case_view(case, [refund_view(refund) for refund in refunds])
 
     async def events(self, principal: Principal, case_id: str) -> EventList:
         async with self.db.transaction() as repos:
@@ -202,13 +269,7 @@ class CaseService:
 
     # ----------------------------------------------------------------- changing cases
 
-    async def change(
-        self,
-        principal: Principal,
-        case_id: str,
-        if_match: int | None,
-        change: Callable[[Case, Actor, datetime], None],
-    ) -> CaseView:
+    async def change(self, principal: Principal, case_id: str, if_match: int | None, step: Step) -> CaseView:
         """The one shape of every case change: load, check the expected version, let the
         domain change it, save only if nobody else did meanwhile.
 
@@ -223,34 +284,27 @@ class CaseService:
                     loaded_version = case.version
                     if if_match is not None and if_match != loaded_version:
                         raise VersionConflict(f"case {case_id} is at version {loaded_version}, not {if_match}")
-                    change(case, actor_of(principal), self.clock())
+                    await step(repos, case, actor_of(principal), self.clock())
                     await repos.save_case(case, loaded_version)
-                return case_view(case)
+                    return await self._view(repos, case)
             except VersionConflict:
                 attempts_left -= 1
                 if if_match is not None or attempts_left == 0:
                     raise
 
     async def cancel(self, principal: Principal, case_id: str) -> CaseView:
-        return await self.change(principal, case_id, None, lambda case, actor, at: case.apply(CaseAction.CANCEL, actor, at))
+        return await self.change(principal, case_id, None, transition(CaseAction.CANCEL))
 
     async def report_return_shipment(self, principal: Principal, case_id: str, body: ShipmentIn) -> CaseView:
-        def ship(case: Case, actor: Actor, at: datetime) -> None:
-            case.apply(CaseAction.SHIP, actor, at, {"carrier": body.carrier, "tracking_number": body.tracking_number})
-            case.shipments = [*case.shipments, Shipment("return", body.carrier, body.tracking_number, at)]
-
-        return await self.change(principal, case_id, None, ship)
+        return await self.change(principal, case_id, None, shipping(CaseAction.SHIP, "return", body))
 
     async def provide_info(self, principal: Principal, case_id: str, body: ProvideInfoIn) -> CaseView:
         return await self.change(
-            principal,
-            case_id,
-            None,
-            lambda case, actor, at: case.apply(CaseAction.PROVIDE_INFO, actor, at, {"message": body.message}),
+            principal, case_id, None, transition(CaseAction.PROVIDE_INFO, {"message": body.message})
         )
 
     async def approve(self, principal: Principal, case_id: str, if_match: int | None, body: ApproveIn) -> CaseView:
-        def approve(case: Case, actor: Actor, at: datetime) -> None:
+        async def approve(repos: Repositories, case: Case, actor: Actor, at: datetime) -> None:
             overridden = {o.rule: o.reason for o in body.overrides}
             unknown = sorted(set(overridden) - {o.rule for o in case.decision.outcomes})
             if unknown:
@@ -281,28 +335,140 @@ class CaseService:
                 at,
                 {"note": body.note, "overrides": msgspec.to_builtins(body.overrides), "original_outcomes": original},
             )
+            await self._refund_if_kept(repos, case, actor, at)
 
         return await self.change(principal, case_id, if_match, approve)
 
     async def reject(self, principal: Principal, case_id: str, if_match: int | None, body: RejectIn) -> CaseView:
         return await self.change(
-            principal,
-            case_id,
-            if_match,
-            lambda case, actor, at: case.apply(
-                CaseAction.REJECT, actor, at, {"reason": body.reason, "note": body.note}
-            ),
+            principal, case_id, if_match, transition(CaseAction.REJECT, {"reason": body.reason, "note": body.note})
         )
 
     async def request_info(
         self, principal: Principal, case_id: str, if_match: int | None, body: RequestInfoIn
     ) -> CaseView:
         return await self.change(
-            principal,
-            case_id,
-            if_match,
-            lambda case, actor, at: case.apply(CaseAction.REQUEST_INFO, actor, at, {"message": body.message}),
+            principal, case_id, if_match, transition(CaseAction.REQUEST_INFO, {"message": body.message})
         )
+
+    async def receive(self, principal: Principal, case_id: str, if_match: int | None, body: ReceiveIn) -> CaseView:
+        """Record what arrived and in what condition, settle the money on what arrived (under the
+        case's policy version), then move on: a return pays out, an exchange waits for its
+        replacement (refunding a cheaper one), a repair goes to diagnosis."""
+
+        async def receive(repos: Repositories, case: Case, actor: Actor, at: datetime) -> None:
+            arrived = _arrivals(case, body)
+            order = await repos.get_order(case.merchant_id, case.order_id, for_update=True)
+            assert order is not None  # a case keeps its order
+            for item in case.items:
+                got = arrived.get(item.line_id)
+                item.received_quantity = got.quantity if got else 0
+                item.condition = got.condition if got else Condition.MISSING
+                item.graded_percent = got.value_percent if got else None
+            policy, facts = await self._case_facts(repos, case, order)
+            verdict = policy.evaluate(facts)
+            undecided = [o for o in verdict.decision.outcomes if o.rule == "condition_grading" and o.result == RuleResult.REVIEW]
+            if undecided:
+                raise InvalidRequest(
+                    undecided[0].detail,
+                    [{"field": "items[].value_percent", "message": "the policy leaves this condition's value to the agent"}],
+                )
+            short = [
+                {"line_id": i.line_id, "claimed": i.quantity, "received": i.received_quantity}
+                for i in case.items
+                if (i.received_quantity or 0) < i.quantity
+            ]
+            before = case.money
+            case.money = verdict.money
+            case.apply(
+                CaseAction.RECEIVE,
+                actor,
+                at,
+                {
+                    "items": msgspec.to_builtins(body.items),
+                    "short_shipment": short,
+                    "note": body.note,
+                    "refund_total": {"before": before.refund_total, "after": case.money.refund_total},
+                },
+            )
+            await self._after_receipt(repos, case, order, actor, at)
+
+        return await self.change(principal, case_id, if_match, receive)
+
+    async def _after_receipt(self, repos: Repositories, case: Case, order: Order, actor: Actor, at: datetime) -> None:
+        if case.type == CaseType.REPAIR:
+            case.apply(CaseAction.START_DIAGNOSIS, SYSTEM, at)
+            return
+        if case.type == CaseType.EXCHANGE:
+            if case.money.refund_total > 0:  # a cheaper replacement: the difference goes back
+                await self.refunds.open_refund(repos, case, order, case.money.refund_total, at)
+            return
+        if case.money.store_credit_total > 0:
+            data = {"store_credit": case.money.store_credit_total, "currency": case.money.currency}
+            case.apply(CaseAction.START_REFUND, SYSTEM, at, data)
+            case.apply(CaseAction.REFUND_SUCCEEDED, SYSTEM, at, data)
+            case.apply(CaseAction.CLOSE, SYSTEM, at, {"why": "store credit granted"})
+        elif case.money.refund_total > 0:
+            refund = await self.refunds.open_refund(repos, case, order, case.money.refund_total, at)
+            case.apply(CaseAction.START_REFUND, SYSTEM, at, {"refund_id": refund.id, "amount": refund.amount})
+        else:
+            case.apply(CaseAction.CLOSE, actor, at, {"why": "nothing to refund for what arrived"})
+
+    async def _refund_if_kept(self, repos: Repositories, case: Case, actor: Actor, at: datetime) -> None:
+        """Keep-the-item: an approved return worth less than its label is refunded at once."""
+        if case.type != CaseType.RETURN or not case.decision.keep_item:
+            return
+        order = await repos.get_order(case.merchant_id, case.order_id, for_update=True)
+        assert order is not None
+        if case.money.store_credit_total > 0 or case.money.refund_total == 0:
+            await self._after_receipt(repos, case, order, actor, at)  # nothing goes through the gateway
+            return
+        refund = await self.refunds.open_refund(repos, case, order, case.money.refund_total, at)
+        case.apply(CaseAction.REFUND_WITHOUT_RETURN, actor, at, {"refund_id": refund.id, "amount": refund.amount})
+
+
+Step = Callable[[Repositories, Case, Actor, datetime], Awaitable[None]]
+
+
+def transition(action: CaseAction, data: dict[str, Any] | None = None) -> Step:
+    """A step that only moves the case by ``action``."""
+
+    async def step(repos: Repositories, case: Case, actor: Actor, at: datetime) -> None:
+        case.apply(action, actor, at, data)
+
+    return step
+
+
+def shipping(action: CaseAction, direction: str, body: ShipmentIn) -> Step:
+    """A step that moves the case by a shipping ``action`` and records the parcel."""
+
+    async def step(repos: Repositories, case: Case, actor: Actor, at: datetime) -> None:
+        case.apply(action, actor, at, {"carrier": body.carrier, "tracking_number": body.tracking_number})
+        case.shipments = [*case.shipments, Shipment(direction, body.carrier, body.tracking_number, at)]
+
+    return step
+
+
+def _arrivals(case: Case, body: ReceiveIn) -> dict[str, ReceivedItemIn]:
+    claimed = {item.line_id: item for item in case.items}
+    errors = []
+    arrived: dict[str, ReceivedItemIn] = {}
+    for index, item in enumerate(body.items):
+        where = f"items[{index}]"
+        if item.line_id not in claimed:
+            errors.append({"field": f"{where}.line_id", "message": f"line '{item.line_id}' is not on this case"})
+        elif item.line_id in arrived:
+            errors.append({"field": f"{where}.line_id", "message": "each line once"})
+        elif item.quantity > claimed[item.line_id].quantity:
+            errors.append(
+                {"field": f"{where}.quantity", "message": f"more than the {claimed[item.line_id].quantity} claimed"}
+            )
+        if item.condition == Condition.MISSING and item.quantity:
+            errors.append({"field": f"{where}.quantity", "message": "a missing item has quantity 0"})
+        arrived[item.line_id] = item
+    if errors:
+        raise InvalidRequest("the receipt does not match the case", errors)
+    return arrived
 
 
 def _order_from(merchant_id: str, order_id: str, body: OrderIn) -> Order:
@@ -370,7 +536,7 @@ def _check_case_request(order: Order, body: CaseIn) -> None:
         raise InvalidRequest("the case request is not valid", errors)
 
 
-def _item_from(order: Order, item) -> CaseItem:  # noqa: ANN001 - a CaseItemIn
+def _item_from(order: Order, item: CaseItemIn) -> CaseItem:
     line = order.line(item.line_id)
     assert line is not None
     return CaseItem(

@@ -44,6 +44,21 @@ async def _create_key(settings: Settings, merchant: str, role: str) -> None:
     print(key)
 
 
+async def _worker(settings: Settings) -> None:
+    """The refund worker on its own, until SIGTERM or SIGINT; a round in progress is finished."""
+    import signal
+
+    from service.bootstrap import open_services
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    async with open_services(settings) as services:
+        print("worker running; SIGTERM stops it after the current round", file=sys.stderr)
+        await services.worker.run(stop)
+
+
 def _openapi(output: str) -> None:
     """Write the OpenAPI document the app serves, so the committed copy can be refreshed."""
     import json
@@ -62,10 +77,11 @@ def _openapi(output: str) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="returns", description="Returns & refunds service")
     commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", help="run the HTTP API (and the refund worker)")
+    serve = commands.add_parser("serve", help="run the HTTP API (and the refund worker unless RETURNS_RUN_WORKER=0)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     commands.add_parser("migrate", help="apply database migrations")
+    commands.add_parser("worker", help="run the refund worker on its own")
     keys = commands.add_parser("keys", help="manage API keys").add_subparsers(dest="keys_command", required=True)
     create = keys.add_parser("create", help="make an API key (prints it alone on the last line)")
     create.add_argument("--merchant", required=True)
@@ -77,6 +93,8 @@ def main(argv: list[str] | None = None) -> None:
 
     if args.command == "serve":
         _serve(args, settings)
+    elif args.command == "worker":
+        asyncio.run(_worker(settings))
     elif args.command == "migrate":
         asyncio.run(_migrate(settings))
     elif args.command == "keys":

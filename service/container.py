@@ -7,7 +7,9 @@ from dataclasses import dataclass
 from service.cases import CaseService
 from service.config import Settings
 from service.policy import PolicyBook
-from service.ports import Database
+from service.ports import Database, WebhookVerifier
+from service.refunds import RefundService
+from service.worker import Worker
 
 
 @dataclass
@@ -16,3 +18,6 @@ class Services:
     db: Database
     policies: PolicyBook
     cases: CaseService
+    refunds: RefundService
+    worker: Worker
+    webhook_verifier: WebhookVerifier | None  # None: no STRIPE_WEBHOOK_SECRET configured

@@ -115,6 +115,7 @@ class CaseItemView(msgspec.Struct):
     replacement_unit_price: int | None
     received_quantity: int | None
     condition: Condition | None
+    graded_percent: int | None
 
 
 class ShipmentView(msgspec.Struct):
@@ -216,6 +217,19 @@ class RequestInfoIn(Body):
 
 class ProvideInfoIn(Body):
     message: Annotated[str, Meta(min_length=1, max_length=4000)]
+
+
+class ReceivedItemIn(Body):
+    line_id: Id
+    quantity: Annotated[int, Meta(ge=0, le=100_000)]
+    condition: Condition
+    # the agent's grading, where the policy leaves it to them (by default: damaged items)
+    value_percent: Annotated[int, Meta(ge=0, le=100)] | None = None
+
+
+class ReceiveIn(Body):
+    items: Annotated[list[ReceivedItemIn], Meta(min_length=1, max_length=500)]
+    note: Text | None = None
 
 
 class EventView(msgspec.Struct):

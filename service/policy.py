@@ -31,6 +31,15 @@ class PolicyBook:
         version, document = current
         return self._load(merchant_id, version, document)
 
+    async def at_version(self, repos: Repositories, merchant_id: str, version: int) -> Policy:
+        """The policy a case was decided under: later steps of the case keep to it."""
+        if version == 0:
+            return self._load("", 0, DEFAULT_POLICY)
+        document = await repos.get_policy(merchant_id, version)
+        if document is None:
+            raise LookupError(f"policy version {version} of {merchant_id} is gone")
+        return self._load(merchant_id, version, document)
+
     async def view(self, repos: Repositories, merchant_id: str, version: int | None = None) -> PolicyView | None:
         """The effective document (every rule with every parameter) of the version in force, or
         of ``version`` when given."""

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 import msgspec
 
 from domain.cases import Case, CaseEvent
 from domain.orders import Order
-
+from domain.refunds import Refund
 
 # --------------------------------------------------------------------------- persistence
 
@@ -64,6 +64,11 @@ class CustomerActivity(msgspec.Struct, frozen=True):
     flagged: bool = False  # one of the customer's cases was flagged (e.g. a reused photo)
 
 
+class ClaimedRefund(msgspec.Struct, frozen=True):
+    refund: Refund
+    tries: int  # how many times a worker has claimed it, this time included
+
+
 class Repositories(Protocol):
     """Everything a use case reads and writes, inside one transaction."""
 
@@ -106,6 +111,36 @@ class Repositories(Protocol):
     async def get_policy(self, merchant_id: str, version: int) -> dict[str, Any] | None: ...
 
     async def add_policy(self, merchant_id: str, document: dict[str, Any], at: datetime, by: str) -> int: ...
+
+
+    # refunds
+    async def add_refund(self, refund: Refund) -> None: ...
+
+    async def save_refund(self, refund: Refund, expected_version: int) -> None: ...
+
+    async def get_refund(self, merchant_id: str, refund_id: str, *, for_update: bool = False) -> Refund | None: ...
+
+    async def find_refund_by_gateway_id(
+        self, gateway: str, gateway_refund_id: str, our_refund_id: str | None
+    ) -> Refund | None: ...
+
+    async def case_refunds(self, merchant_id: str, case_ids: list[str]) -> list[Refund]: ...
+
+    async def committed_refund_amount(self, merchant_id: str, order_id: str) -> int: ...
+
+    async def gateway_account(self, merchant_id: str) -> str | None: ...
+
+    async def set_gateway_account(self, merchant_id: str, account: str | None) -> None: ...
+
+    async def claim_due_refunds(self, now: datetime, lease: timedelta, limit: int) -> list[ClaimedRefund]: ...
+
+    async def postpone_refund(self, merchant_id: str, refund_id: str, until: datetime, error: str) -> None: ...
+
+    async def unsettled_refunds(self, older_than: datetime, limit: int) -> list[Refund]: ...
+
+    async def mark_refund_checked(self, merchant_id: str, refund_id: str, at: datetime) -> None: ...
+
+    async def record_gateway_event(self, gateway: str, event_id: str, event_type: str, at: datetime) -> bool: ...
 
 
 class Database(Protocol):
@@ -164,6 +199,22 @@ class PaymentGateway(Protocol):
     def list_refunds(
         self, *, created_from: datetime, created_to: datetime, account: str | None = None
     ) -> AsyncIterator[GatewayRefund]: ...
+
+
+class GatewayEvent(msgspec.Struct, frozen=True):
+    """A verified webhook event from the gateway, reduced to the refunds it reports."""
+
+    id: str
+    type: str
+    refunds: list[GatewayRefund]
+
+
+class InvalidWebhook(Exception):
+    """The webhook's signature or timestamp does not check out, or the body is not an event."""
+
+
+class WebhookVerifier(Protocol):
+    def verify(self, payload: bytes, signature_header: str | None, now: datetime) -> GatewayEvent: ...
 
 
 # --------------------------------------------------------------------------- blobs and images

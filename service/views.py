@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from domain.cases import Case, CaseEvent
 from domain.orders import Order
+from domain.refunds import Refund
 from domain.statemachine import allowed_actions
 from service.dto import (
     CaseItemView,
@@ -72,6 +73,7 @@ def case_view(
                 replacement_unit_price=item.replacement_unit_price,
                 received_quantity=item.received_quantity,
                 condition=item.condition,
+                graded_percent=item.graded_percent,
             )
             for item in case.items
         ],
@@ -105,4 +107,20 @@ def event_view(event: CaseEvent) -> EventView:
         from_state=event.from_state,
         to_state=event.to_state,
         data=event.data,
+    )
+
+
+def refund_view(refund: Refund) -> RefundView:
+    return RefundView(
+        id=refund.id,
+        case_id=refund.case_id,
+        order_id=refund.order_id,
+        amount=refund.amount,
+        currency=refund.currency,
+        status=str(refund.status),
+        gateway=refund.gateway,
+        gateway_refund_id=refund.gateway_refund_id,
+        failure_reason=refund.failure_reason,
+        created_at=refund.created_at,
+        settled_at=refund.settled_at,
     )

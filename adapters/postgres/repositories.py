@@ -10,6 +10,7 @@ from typing import Any
 import asyncpg
 import msgspec
 
+from adapters.postgres.refunds import PgRefunds
 from domain.cases import Actor, Case, CaseEvent
 from domain.errors import InvalidRequest
 from domain.orders import Order
@@ -55,7 +56,7 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
         ) from exc
 
 
-class PgRepositories:
+class PgRepositories(PgRefunds):
     def __init__(self, conn: asyncpg.Connection) -> None:
         self.conn = conn
 

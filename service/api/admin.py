@@ -14,9 +14,21 @@ from domain.errors import InvalidRequest
 from service.api.auth import roles
 from service.api.http import if_match_version, principal_of
 from service.api.storefront import Limit
+from service.cases import actor_of
 from service.container import Services
-from service.dto import ApproveIn, CaseList, CaseView, EventList, PolicyView, RejectIn, RequestInfoIn
+from service.dto import (
+    ApproveIn,
+    CaseList,
+    CaseView,
+    EventList,
+    PolicyView,
+    ReceiveIn,
+    RefundView,
+    RejectIn,
+    RequestInfoIn,
+)
 from service.ports import CaseFilter, NotFound
+from service.views import refund_view
 
 
 class AgentController(Controller):
@@ -64,12 +76,32 @@ class AgentController(Controller):
     async def reject(self, request: Request[Any, Any, Any], services: Services, case_id: str, data: RejectIn) -> CaseView:
         return await services.cases.reject(principal_of(request), case_id, if_match_version(request), data)
 
+    @post("/{case_id:str}/receive", operation_id="receiveItems", status_code=200)
+    async def receive(
+        self, request: Request[Any, Any, Any], services: Services, case_id: str, data: ReceiveIn
+    ) -> CaseView:
+        """Record what arrived, per item with its condition; settles the money on what arrived."""
+        return await services.cases.receive(principal_of(request), case_id, if_match_version(request), data)
+
     @post("/{case_id:str}/request-info", operation_id="requestInfo", status_code=200)
     async def request_info(
         self, request: Request[Any, Any, Any], services: Services, case_id: str, data: RequestInfoIn
     ) -> CaseView:
         """Send the case back to the customer for more photos or details."""
         return await services.cases.request_info(principal_of(request), case_id, if_match_version(request), data)
+
+
+class RefundController(Controller):
+    path = "/admin/v1/refunds"
+    guards = [roles("agent")]
+    tags = ["agent"]
+
+    @post("/{refund_id:str}/retry", operation_id="retryRefund", status_code=201)
+    async def retry(self, request: Request[Any, Any, Any], services: Services, refund_id: str) -> RefundView:
+        """Pay a failed refund again, as a new refund with the next attempt number."""
+        principal = principal_of(request)
+        refund = await services.refunds.retry(principal.merchant_id, refund_id, actor_of(principal))
+        return refund_view(refund)
 
 
 class PolicyController(Controller):

@@ -3,6 +3,7 @@ root (``service.bootstrap``) decides which adapters stand behind them."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -17,11 +18,12 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.api.admin import AgentController, PolicyController
+from service.api.admin import AgentController, PolicyController, RefundController
 from service.api.auth import PUBLIC_PATHS, ApiKeyMiddleware
 from service.api.health import live, ready
 from service.api.problems import handle_exception
 from service.api.storefront import StorefrontController
+from service.api.webhooks import stripe_webhook
 from service.container import Services
 
 API_VERSION = "0.1.0"
@@ -74,10 +76,19 @@ def create_app(open_services: Callable[[], AbstractAsyncContextManager[Services]
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         async with open_services() as services:
             app.state.services = services
-            yield
+            stop = asyncio.Event()
+            worker = asyncio.create_task(services.worker.run(stop)) if services.settings.run_worker else None
+            try:
+                yield
+            finally:
+                stop.set()  # the worker finishes its round; its claims are released or leased out
+                if worker is not None:
+                    await worker
 
     return Litestar(
-        route_handlers=[StorefrontController, AgentController, PolicyController, live, ready],
+        route_handlers=[
+            StorefrontController, AgentController, PolicyController, RefundController, stripe_webhook, live, ready
+        ],
         dependencies={"services": Provide(provide_services, sync_to_thread=False)},
         middleware=[request_context, DefineMiddleware(ApiKeyMiddleware, exclude=PUBLIC_PATHS)],
         exception_handlers={Exception: handle_exception},

@@ -9,7 +9,12 @@ import structlog
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 
-from domain.errors import DomainError, InvalidRequest, InvalidTransition, PolicyViolation
+from domain.errors import (
+    DomainError,
+    InvalidRequest,
+    InvalidTransition,
+    PolicyViolation,
+)
 from policies.engine import PolicyInvalid
 from service.cases import IdempotencyConflict
 from service.ports import NotFound, VersionConflict

@@ -11,7 +11,16 @@ from domain.cases import CaseState
 from service.api.auth import roles
 from service.api.http import principal_of
 from service.container import Services
-from service.dto import CaseIn, CaseList, CaseView, OrderIn, OrderView, ProvideInfoIn, QuoteView, ShipmentIn
+from service.dto import (
+    CaseIn,
+    CaseList,
+    CaseView,
+    OrderIn,
+    OrderView,
+    ProvideInfoIn,
+    QuoteView,
+    ShipmentIn,
+)
 from service.ports import CaseFilter
 
 Limit = Annotated[int, Parameter(ge=1, le=100, description="page size")]

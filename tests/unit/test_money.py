@@ -3,7 +3,14 @@ from __future__ import annotations
 import pytest
 
 from domain.errors import CurrencyMismatch, InvalidRequest
-from domain.money import Money, check_currency, exponent, percent_of, split_half, to_major
+from domain.money import (
+    Money,
+    check_currency,
+    exponent,
+    percent_of,
+    split_half,
+    to_major,
+)
 
 
 @pytest.mark.parametrize(("currency", "digits"), [("JPY", 0), ("KRW", 0), ("EUR", 2), ("USD", 2), ("KWD", 3), ("BHD", 3), ("CLF", 4)])

@@ -120,7 +120,7 @@ requires_action cancel canceled
 
 
 def _refund(status: RefundStatus) -> Refund:
-    return Refund(id="rf_1", merchant_id="m", case_id="case_1", order_id="o", amount=100, currency="EUR",
+    return Refund(id="rf_1", merchant_id="m", case_id="case_1", order_id="o", customer_id="cus_1", amount=100, currency="EUR",
                   status=status, gateway="simulated", payment_reference="pi_1", attempt=1,
                   created_at=AT, updated_at=AT)
 
@@ -156,3 +156,20 @@ def test_mermaid_is_drawn_from_the_table() -> None:
     assert diagram.startswith("stateDiagram-v2")
     assert "    quote_pending --> shipped_back: decline_quote" in diagram
     assert diagram.count("-->") == len(TABLES[CaseType.REPAIR])
+
+
+# How far along each refund status is: a report may only move a refund to a later rank.
+RANK = {"pending": 0, "submitted": 1, "requires_action": 2, "succeeded": 3, "failed": 3, "canceled": 3}
+
+
+@pytest.mark.parametrize(("current", "reported"), list(itertools.product(RefundStatus, RefundStatus)), ids=str)
+def test_catch_up_moves_only_forward_to_the_reported_status(current: RefundStatus, reported: RefundStatus) -> None:
+    from domain.refunds import catch_up
+
+    refund = _refund(current)
+    for action in catch_up(current, reported):
+        refund.apply(action, AT)
+    if RANK[reported] > RANK[current]:
+        assert refund.status == reported
+    else:
+        assert refund.status == current, "a stale, repeated or backward report must change nothing"

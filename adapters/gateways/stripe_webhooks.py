@@ -1,0 +1,73 @@
+"""Stripe webhook events: the ``Stripe-Signature: t=…,v1=…`` scheme verified on the raw body
+(HMAC-SHA256 of ``"{t}.{body}"`` with the endpoint secret, within a tolerance), then reduced to
+the refunds the event reports."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from service.ports import GatewayEvent, GatewayRefund, InvalidWebhook
+
+REFUND_EVENTS = {"refund.created", "refund.updated", "refund.failed"}
+
+
+class StripeWebhookVerifier:
+    def __init__(self, secret: str, tolerance_seconds: int = 300) -> None:
+        self.secret = secret.encode()
+        self.tolerance = tolerance_seconds
+
+    def verify(self, payload: bytes, signature_header: str | None, now: datetime) -> GatewayEvent:
+        timestamp, signatures = _parse_header(signature_header)
+        expected = hmac.new(self.secret, f"{timestamp}.".encode() + payload, hashlib.sha256).hexdigest()
+        if not any(hmac.compare_digest(expected, candidate) for candidate in signatures):
+            raise InvalidWebhook("no v1 signature matches this endpoint's secret")
+        if abs(now.timestamp() - timestamp) > self.tolerance:
+            raise InvalidWebhook(f"the signature's timestamp is more than {self.tolerance} s away")
+        try:
+            event = json.loads(payload)
+            event_id, event_type, obj = event["id"], event["type"], event["data"]["object"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise InvalidWebhook("the body is not a Stripe event") from exc
+        return GatewayEvent(id=event_id, type=event_type, refunds=_refunds_of(event_type, obj))
+
+
+def _parse_header(header: str | None) -> tuple[int, list[str]]:
+    if not header:
+        raise InvalidWebhook("no Stripe-Signature header")
+    timestamp, signatures = None, []
+    for part in header.split(","):
+        key, _, value = part.strip().partition("=")
+        if key == "t" and value.isdigit():
+            timestamp = int(value)
+        elif key == "v1":
+            signatures.append(value)
+    if timestamp is None or not signatures:
+        raise InvalidWebhook("the Stripe-Signature header has no t= or no v1=")
+    return timestamp, signatures
+
+
+def _refunds_of(event_type: str, obj: dict[str, Any]) -> list[GatewayRefund]:
+    if event_type in REFUND_EVENTS and obj.get("object") == "refund":
+        return [refund_from_stripe(obj)]
+    if event_type == "charge.refunded" and obj.get("object") == "charge":
+        listed = (obj.get("refunds") or {}).get("data") or []
+        return [refund_from_stripe(refund) for refund in listed if refund.get("object") == "refund"]
+    return []
+
+
+def refund_from_stripe(obj: dict[str, Any]) -> GatewayRefund:
+    """A Stripe refund object (as JSON) in the port's terms."""
+    return GatewayRefund(
+        gateway_refund_id=obj["id"],
+        status=obj.get("status") or "pending",
+        amount=int(obj.get("amount") or 0),
+        currency=str(obj.get("currency") or "").upper(),
+        payment_reference=str(obj.get("payment_intent") or obj.get("charge") or ""),
+        created_at=datetime.fromtimestamp(int(obj.get("created") or 0), UTC),
+        refund_id=(obj.get("metadata") or {}).get("refund_id"),
+        failure_reason=obj.get("failure_reason"),
+    )
