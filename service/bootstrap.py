@@ -57,7 +57,7 @@ def build_services(settings: Settings, db: Database, gateway: PaymentGateway) ->
         policies=policies,
         cases=CaseService(db, policies, refunds, utcnow),
         refunds=refunds,
-        worker=Worker(refunds),
+        worker=Worker(refunds, idle_seconds=settings.worker_idle_seconds),
         webhook_verifier=verifier,
     )
 

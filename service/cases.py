@@ -28,7 +28,7 @@ from domain.decision import RuleResult
 from domain.errors import InvalidRequest, PolicyViolation
 from domain.money import check_currency
 from domain.orders import Customer, Order, OrderLine, Payment
-from policies.engine import Policy
+from policies.engine import CAPTURED_LIMIT, Policy
 from policies.facts import CustomerHistory, Facts, ItemFacts
 from service.dto import (
     ApproveIn,
@@ -389,6 +389,9 @@ class CaseService:
                     "short_shipment": short,
                     "note": body.note,
                     "refund_total": {"before": before.refund_total, "after": case.money.refund_total},
+                    "money_notes": [
+                        o.detail for o in verdict.decision.outcomes if o.rule in ("condition_grading", CAPTURED_LIMIT)
+                    ],
                 },
             )
             await self._after_receipt(repos, case, order, actor, at)

@@ -18,6 +18,7 @@ class Settings(msgspec.Struct, frozen=True):
     stripe_api_base: str | None = None  # a Stripe-compatible server (tests, proxies)
     log_format: str = "auto"  # auto | json | console
     run_worker: bool = True
+    worker_idle_seconds: float = 1.0  # how long an idle worker waits before looking again
     db_pool_max: int = 10
 
     @classmethod
@@ -31,5 +32,6 @@ class Settings(msgspec.Struct, frozen=True):
             stripe_api_base=env.get("STRIPE_API_BASE") or None,
             log_format=env.get("RETURNS_LOG_FORMAT", "auto"),
             run_worker=env.get("RETURNS_RUN_WORKER", "1") not in ("0", "false", "no"),
+            worker_idle_seconds=float(env.get("RETURNS_WORKER_IDLE_SECONDS", "1.0")),
             db_pool_max=int(env.get("RETURNS_DB_POOL_MAX", "10")),
         )

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from adapters.gateways.simulated import SimulatedGateway
 from service.config import Settings
 from tests.support.database import fresh_database
 from tests.support.server import serve
@@ -20,11 +21,19 @@ def database_url() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def base_url(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def gateway() -> SimulatedGateway:
+    """The simulated gateway behind the shared test service, for tests to script and inspect."""
+    return SimulatedGateway()
+
+
+@pytest.fixture(scope="session")
+def base_url(database_url: str, gateway: SimulatedGateway, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     from service.bootstrap import build_app
 
-    settings = Settings(database_url=database_url, data_dir=tmp_path_factory.mktemp("data"), log_format="json")
-    with serve(build_app(settings)) as url:
+    settings = Settings(
+        database_url=database_url, data_dir=tmp_path_factory.mktemp("data"), log_format="json", worker_idle_seconds=0.05
+    )
+    with serve(build_app(settings, gateway)) as url:
         yield url
 
 

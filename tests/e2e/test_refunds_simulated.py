@@ -1,0 +1,186 @@
+"""Refunds over HTTP with the simulated gateway: a return walked to the end, keep-the-item,
+store credit, short shipments, failures and retries, and the captured-amount guard."""
+
+from __future__ import annotations
+
+from adapters.gateways.simulated import SimulatedGateway
+from tests.support.tenants import Tenant
+from tests.support.waiting import eventually
+
+
+def _case(tenant: Tenant, case_id: str) -> dict:
+    return tenant.agent.get(f"/admin/v1/cases/{case_id}").json()
+
+
+def _closed(tenant: Tenant, case_id: str) -> dict | None:
+    case = _case(tenant, case_id)
+    return case if case["state"] == "closed" else None
+
+
+def _gateway_refunds_for(gateway: SimulatedGateway, case: dict) -> list:
+    ours = {refund["id"] for refund in case["refunds"]}
+    return [stored.refund for stored in gateway.refunds.values() if stored.refund.refund_id in ours]
+
+
+def test_a_return_walked_end_to_end(tenant: Tenant, gateway: SimulatedGateway) -> None:
+    order = tenant.put_order()
+    case = tenant.open_case(
+        order["order_id"], items=[{"line_id": "l1", "quantity": 2, "reason": "other", "note": "too tight"}]
+    ).json()
+    assert case["state"] == "pending_review"
+    approved = tenant.agent.post(f"/admin/v1/cases/{case['id']}/approve", json={"note": "ok"}).json()
+    assert approved["state"] == "approved"
+    shipped = tenant.storefront.post(
+        f"/v1/cases/{case['id']}/return-shipment", json={"carrier": "ups", "tracking_number": "1Z999"}
+    ).json()
+    assert shipped["state"] == "in_transit"
+    received = tenant.agent.post(
+        f"/admin/v1/cases/{case['id']}/receive",
+        json={"items": [{"line_id": "l1", "quantity": 2, "condition": "as_new"}]},
+    ).json()
+    assert received["state"] == "refund_pending"
+    assert received["money"]["refund_total"] == 2 * 1999 - 500
+    assert [r["status"] for r in received["refunds"]] == ["pending"]
+
+    closed = eventually(lambda: _closed(tenant, case["id"]))
+    refund = closed["refunds"][0]
+    assert refund["status"] == "succeeded" and refund["amount"] == 3498 and refund["settled_at"]
+    assert refund["gateway"] == "simulated" and refund["gateway_refund_id"].startswith("sim_re_")
+    at_gateway = _gateway_refunds_for(gateway, closed)
+    assert [(r.amount, r.currency, r.status) for r in at_gateway] == [(3498, "EUR", "succeeded")]
+    events = [e["type"] for e in tenant.agent.get(f"/admin/v1/cases/{case['id']}/events").json()["items"]]
+    assert events[-4:] == ["start_refund", "refund_succeeded", "refund_succeeded", "close"]
+    assert tenant.storefront.get(f"/v1/orders/{order['order_id']}").json()["refundable_amount"] == 5993 - 3498
+
+
+def test_short_shipment_refunds_only_what_arrived(tenant: Tenant) -> None:
+    order = tenant.put_order()
+    case = tenant.open_case(order["order_id"], items=[{"line_id": "l1", "quantity": 2, "reason": "changed_mind"}]).json()
+    tenant.agent.post(f"/admin/v1/cases/{case['id']}/approve", json={})
+    received = tenant.agent.post(
+        f"/admin/v1/cases/{case['id']}/receive", json={"items": [{"line_id": "l1", "quantity": 1, "condition": "as_new"}]}
+    ).json()
+    assert received["items"][0]["received_quantity"] == 1
+    assert received["money"]["items_total"] == 1999
+    assert received["money"]["refund_total"] == 1999 - 500
+    receive_event = tenant.agent.get(f"/admin/v1/cases/{case['id']}/events").json()["items"][-2]
+    assert receive_event["type"] == "receive"
+    assert receive_event["data"]["short_shipment"] == [{"line_id": "l1", "claimed": 2, "received": 1}]
+    closed = eventually(lambda: _closed(tenant, case["id"]))
+    assert closed["refunds"][0]["amount"] == 1499
+
+
+def test_nothing_arrived_closes_without_a_refund(tenant: Tenant, gateway: SimulatedGateway) -> None:
+    order = tenant.put_order()
+    case = tenant.open_case(order["order_id"]).json()
+    assert case["state"] == "approved"
+    received = tenant.agent.post(
+        f"/admin/v1/cases/{case['id']}/receive", json={"items": [{"line_id": "l1", "quantity": 0, "condition": "missing"}]}
+    ).json()
+    assert received["state"] == "closed" and received["refunds"] == []
+    assert received["money"]["refund_total"] == 0
+
+
+def test_damaged_items_need_the_agents_grading(tenant: Tenant) -> None:
+    order = tenant.put_order()
+    case = tenant.open_case(order["order_id"]).json()
+    path = f"/admin/v1/cases/{case['id']}/receive"
+    ungraded = tenant.agent.post(path, json={"items": [{"line_id": "l1", "quantity": 1, "condition": "damaged"}]})
+    assert ungraded.status_code == 422 and ungraded.json()["code"] == "validation_error"
+    assert _case(tenant, case["id"])["state"] == "approved"
+    graded = tenant.agent.post(
+        path, json={"items": [{"line_id": "l1", "quantity": 1, "condition": "damaged", "value_percent": 50}]}
+    ).json()
+    assert graded["money"]["items_total"] == 1000  # 50 % of 19.99, rounded half-up
+    assert graded["money"]["refund_total"] == 500
+
+
+def test_bad_receipts_are_refused_and_change_nothing(tenant: Tenant) -> None:
+    order = tenant.put_order()
+    case = tenant.open_case(order["order_id"]).json()
+    path = f"/admin/v1/cases/{case['id']}/receive"
+    for items in (
+        [{"line_id": "l2", "quantity": 1, "condition": "as_new"}],
+        [{"line_id": "l1", "quantity": 2, "condition": "as_new"}],
+        [{"line_id": "l1", "quantity": 1, "condition": "shiny"}],
+        [{"line_id": "l1", "quantity": 1, "condition": "missing"}],
+        [],
+    ):
+        response = tenant.agent.post(path, json={"items": items})
+        assert response.status_code == 422, (items, response.text)
+    after = _case(tenant, case["id"])
+    assert after["state"] == "approved" and after["version"] == case["version"] and after["refunds"] == []
+
+
+def test_keep_the_item_refunds_at_approval(tenant: Tenant) -> None:
+    order = tenant.put_order(lines=[{"line_id": "l1", "sku": "SOCKS", "title": "Socks", "quantity": 1, "unit_price": 300}],
+                             shipping_total=0, payment={"gateway": "stripe", "reference": "pi_k", "captured_amount": 300})
+    case = tenant.open_case(order["order_id"], items=[{"line_id": "l1", "quantity": 1, "reason": "wrong_item"}]).json()
+    assert case["decision"]["keep_item"] is True and case["state"] == "pending_review"  # photos first
+    approved = tenant.agent.post(
+        f"/admin/v1/cases/{case['id']}/approve",
+        json={"overrides": [{"rule": "photo_evidence", "reason": "customer sent photos by e-mail"}]},
+    ).json()
+    assert approved["state"] == "refund_pending" and approved["refunds"][0]["amount"] == 300
+    closed = eventually(lambda: _closed(tenant, case["id"]))
+    assert closed["refunds"][0]["status"] == "succeeded"
+
+
+def test_store_credit_closes_without_the_gateway(tenant: Tenant, gateway: SimulatedGateway) -> None:
+    order = tenant.put_order()
+    case = tenant.open_case(order["order_id"], resolution="store_credit").json()
+    received = tenant.agent.post(
+        f"/admin/v1/cases/{case['id']}/receive", json={"items": [{"line_id": "l1", "quantity": 1, "condition": "as_new"}]}
+    ).json()
+    assert received["state"] == "closed" and received["refunds"] == []
+    assert received["money"]["store_credit_total"] == 1499 and received["money"]["refund_total"] == 0
+
+
+def test_refused_refund_then_retry(tenant: Tenant, gateway: SimulatedGateway) -> None:
+    order = tenant.put_order(lines=[{"line_id": "l1", "sku": "A", "title": "A", "quantity": 1, "unit_price": 2513}],
+                             shipping_total=0, payment={"gateway": "stripe", "reference": "pi_r", "captured_amount": 6000})
+    case = tenant.open_case(order["order_id"], items=[{"line_id": "l1", "quantity": 1, "reason": "wrong_item"}]).json()
+    tenant.agent.post(f"/admin/v1/cases/{case['id']}/approve",
+                      json={"overrides": [{"rule": "photo_evidence", "reason": "seen in store"}]})
+    tenant.agent.post(
+        f"/admin/v1/cases/{case['id']}/receive", json={"items": [{"line_id": "l1", "quantity": 1, "condition": "wrong_item"}]}
+    )
+    failed = eventually(lambda: [r for r in _case(tenant, case["id"])["refunds"] if r["status"] == "failed"])[0]
+    assert failed["amount"] == 2513 and failed["failure_reason"] == "declined"
+    queue = tenant.agent.get("/admin/v1/cases", params={"state": "refund_pending"}).json()["items"]
+    assert queue[0]["id"] == case["id"], "a failed refund puts its case at the top of the queue"
+
+    assert tenant.agent.post("/admin/v1/refunds/rf_nope/retry").status_code == 404
+    retried = tenant.agent.post(f"/admin/v1/refunds/{failed['id']}/retry")
+    assert retried.status_code == 201
+    assert retried.json()["amount"] == 2513 and retried.json()["id"] != failed["id"]
+    # 25.13 ends in 13: the simulated gateway declines it again, a second failed attempt
+    eventually(lambda: len([r for r in _case(tenant, case["id"])["refunds"] if r["status"] == "failed"]) == 2)
+
+    # finance learns the payment was partly reversed: the retry would exceed what is left
+    tenant.put_order(order["order_id"], lines=[{"line_id": "l1", "sku": "A", "title": "A", "quantity": 1, "unit_price": 2513}],
+                     shipping_total=0, payment={"gateway": "stripe", "reference": "pi_r", "captured_amount": 2000})
+    known = set(gateway.refunds)
+    refused = tenant.agent.post(f"/admin/v1/refunds/{retried.json()['id']}/retry")
+    assert refused.status_code == 422 and refused.json()["code"] == "refund_exceeds_captured"
+    assert "20.00 EUR" in refused.json()["detail"]
+    assert len(_case(tenant, case["id"])["refunds"]) == 2
+    assert set(gateway.refunds) == known, "nothing reached the gateway"
+
+
+def test_a_receipt_never_promises_more_than_is_left_of_the_capture(tenant: Tenant, gateway: SimulatedGateway) -> None:
+    order = tenant.put_order()
+    case = tenant.open_case(order["order_id"]).json()
+    assert case["money"]["refund_total"] == 1499
+    # the storefront reports a partial capture after the case was opened
+    tenant.put_order(order["order_id"], payment={"gateway": "stripe", "reference": "pi_low", "captured_amount": 1000})
+    received = tenant.agent.post(
+        f"/admin/v1/cases/{case['id']}/receive", json={"items": [{"line_id": "l1", "quantity": 1, "condition": "as_new"}]}
+    ).json()
+    assert received["money"]["refund_total"] == 1000
+    assert received["refunds"][0]["amount"] == 1000
+    receive = next(e for e in tenant.agent.get(f"/admin/v1/cases/{case['id']}/events").json()["items"] if e["type"] == "receive")
+    assert any("capped" in note for note in receive["data"]["money_notes"])
+    closed = eventually(lambda: _closed(tenant, case["id"]))
+    assert sum(s.refund.amount for s in gateway.refunds.values() if s.params[0] == "pi_low") == 1000
+    assert tenant.agent.post(f"/admin/v1/refunds/{closed['refunds'][0]['id']}/retry").status_code == 409
