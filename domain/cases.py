@@ -222,6 +222,25 @@ class Shipment(msgspec.Struct, frozen=True):
     at: datetime
 
 
+class Note(msgspec.Struct, frozen=True):
+    author: str  # the agent's key id
+    text: str
+    at: datetime
+
+
+class Diagnosis(msgspec.Struct, frozen=True):
+    finding: str
+    in_warranty: bool
+    quote_amount: int | None  # minor units; a paid repair's price, for the customer to accept
+    at: datetime
+
+
+class Survey(msgspec.Struct, frozen=True):
+    rating: int  # 1..5
+    comment: str | None
+    at: datetime
+
+
 class CaseEvent(msgspec.Struct, frozen=True):
     case_id: str
     type: str  # the action, or a non-transition event such as "created", "note_added"
@@ -251,6 +270,9 @@ class Case(msgspec.Struct):
     shipments: list[Shipment] = []
     assignee: str | None = None
     flags: list[str] = []
+    notes: list[Note] = []
+    diagnosis: Diagnosis | None = None
+    survey: Survey | None = None
     version: int = 1
     pending_events: list[CaseEvent] = []
 

@@ -57,6 +57,7 @@ class CaseMoney(msgspec.Struct, frozen=True):
     refund_total: int
     store_credit_total: int
     difference_due: int
+    store_credit_bonus: int = 0  # included in store_credit_total
 
     @property
     def promised(self) -> int:

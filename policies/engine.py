@@ -95,9 +95,10 @@ def _settle(facts: Facts, draft: MoneyDraft) -> tuple[CaseMoney, int | None]:
         owed = 0
     owed = max(owed, 0)
     payable = min(owed, facts.order_remaining_refundable)
-    store_credit = 0
+    store_credit = bonus = 0
     if facts.resolution == Resolution.STORE_CREDIT:
-        store_credit, payable = payable + percent_of(payable, draft.store_credit_bonus_bp), 0
+        bonus = percent_of(payable, draft.store_credit_bonus_bp)
+        store_credit, payable = payable + bonus, 0
     money = CaseMoney(
         currency=facts.order.currency,
         items_total=items_total,
@@ -107,6 +108,7 @@ def _settle(facts: Facts, draft: MoneyDraft) -> tuple[CaseMoney, int | None]:
         refund_total=payable,
         store_credit_total=store_credit,
         difference_due=difference_due,
+        store_credit_bonus=bonus,
     )
     return money, (owed if owed > facts.order_remaining_refundable else None)
 

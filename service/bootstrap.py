@@ -11,14 +11,16 @@ from adapters.gateways.stripe_webhooks import StripeWebhookVerifier
 from adapters.postgres.database import PostgresDatabase
 from adapters.postgres.embedded import embedded_database_url
 from adapters.postgres.migrations import migrate
+from adapters.webhook_sender import HttpWebhookSender
 from policies.registry import RuleRegistry
 from service.api.app import create_app
 from service.cases import CaseService, utcnow
 from service.config import Settings
 from service.container import Services
 from service.logging import configure_logging
+from service.notifications import Notifications
 from service.policy import PolicyBook
-from service.ports import Database, PaymentGateway
+from service.ports import Database, PaymentGateway, WebhookSender
 from service.refunds import RefundService
 from service.worker import Worker
 
@@ -47,9 +49,10 @@ def payment_gateway(settings: Settings) -> PaymentGateway:
     return SimulatedGateway()
 
 
-def build_services(settings: Settings, db: Database, gateway: PaymentGateway) -> Services:
+def build_services(settings: Settings, db: Database, gateway: PaymentGateway, sender: WebhookSender) -> Services:
     policies = PolicyBook(RuleRegistry.discover())
     refunds = RefundService(db, gateway, utcnow)
+    notifications = Notifications(db, sender, utcnow)
     verifier = StripeWebhookVerifier(settings.stripe_webhook_secret) if settings.stripe_webhook_secret else None
     return Services(
         settings=settings,
@@ -57,7 +60,8 @@ def build_services(settings: Settings, db: Database, gateway: PaymentGateway) ->
         policies=policies,
         cases=CaseService(db, policies, refunds, utcnow),
         refunds=refunds,
-        worker=Worker(refunds, idle_seconds=settings.worker_idle_seconds),
+        notifications=notifications,
+        worker=Worker(refunds, notifications, idle_seconds=settings.worker_idle_seconds),
         webhook_verifier=verifier,
     )
 
@@ -65,9 +69,11 @@ def build_services(settings: Settings, db: Database, gateway: PaymentGateway) ->
 @asynccontextmanager
 async def open_services(settings: Settings, gateway: PaymentGateway | None = None) -> AsyncIterator[Services]:
     db = await open_database(settings)
+    sender = HttpWebhookSender()
     try:
-        yield build_services(settings, db, gateway or payment_gateway(settings))
+        yield build_services(settings, db, gateway or payment_gateway(settings), sender)
     finally:
+        await sender.close()
         await db.close()
 
 

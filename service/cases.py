@@ -20,23 +20,37 @@ from domain.cases import (
     CaseState,
     CaseType,
     Condition,
+    Diagnosis,
+    Note,
     Reason,
     Resolution,
     Shipment,
+    Survey,
 )
 from domain.decision import RuleResult
-from domain.errors import InvalidRequest, PolicyViolation
-from domain.money import check_currency
+from domain.errors import (
+    InvalidRequest,
+    InvalidTransition,
+    PolicyViolation,
+    RefundExceedsCaptured,
+)
+from domain.money import check_currency, to_major
 from domain.orders import Customer, Order, OrderLine, Payment
 from policies.engine import CAPTURED_LIMIT, Policy
 from policies.facts import CustomerHistory, Facts, ItemFacts
 from service.dto import (
     ApproveIn,
+    AssignIn,
     CaseIn,
     CaseItemIn,
     CaseList,
     CaseView,
+    CloseIn,
+    CompleteRepairIn,
+    DiagnoseIn,
     EventList,
+    MoneyOverrideIn,
+    NoteIn,
     OrderIn,
     OrderView,
     ProvideInfoIn,
@@ -47,6 +61,10 @@ from service.dto import (
     RejectIn,
     RequestInfoIn,
     ShipmentIn,
+    StoreCreditBalance,
+    StoreCreditGrantView,
+    StoreCreditView,
+    SurveyIn,
 )
 from service.ids import new_id
 from service.policy import PolicyBook
@@ -56,6 +74,7 @@ from service.ports import (
     NotFound,
     Principal,
     Repositories,
+    StoreCreditGrant,
     VersionConflict,
 )
 from service.refunds import RefundService
@@ -305,6 +324,7 @@ class CaseService:
 
     async def approve(self, principal: Principal, case_id: str, if_match: int | None, body: ApproveIn) -> CaseView:
         async def approve(repos: Repositories, case: Case, actor: Actor, at: datetime) -> None:
+            original_refund_total = case.money.refund_total
             overridden = {o.rule: o.reason for o in body.overrides}
             unknown = sorted(set(overridden) - {o.rule for o in case.decision.outcomes})
             if unknown:
@@ -329,11 +349,19 @@ class CaseService:
                 )
             original = [msgspec.to_builtins(o) for o in case.decision.outcomes if o.rule in overridden]
             case.decision = msgspec.structs.replace(case.decision, outcomes=outcomes)
+            if body.money_override is not None:
+                await self._override_money(repos, case, body.money_override)
             case.apply(
                 CaseAction.APPROVE,
                 actor,
                 at,
-                {"note": body.note, "overrides": msgspec.to_builtins(body.overrides), "original_outcomes": original},
+                {
+                    "note": body.note,
+                    "overrides": msgspec.to_builtins(body.overrides),
+                    "original_outcomes": original,
+                    "money_override": msgspec.to_builtins(body.money_override),
+                    "original_refund_total": original_refund_total,
+                },
             )
             await self._refund_if_kept(repos, case, actor, at)
 
@@ -349,6 +377,114 @@ class CaseService:
     ) -> CaseView:
         return await self.change(
             principal, case_id, if_match, transition(CaseAction.REQUEST_INFO, {"message": body.message})
+        )
+
+    async def _override_money(self, repos: Repositories, case: Case, override: MoneyOverrideIn) -> None:
+        """An agent's refund figure replaces the policy's, never past what the order has left."""
+        order = await repos.get_order(case.merchant_id, case.order_id, for_update=True)
+        assert order is not None
+        commitments = await repos.order_commitments(case.merchant_id, case.order_id, exclude_case_id=case.id)
+        remaining = max(0, order.payment.captured_amount - commitments.promised_amount)
+        if override.refund_total > remaining:
+            raise RefundExceedsCaptured(
+                f"the order has {to_major(remaining, order.currency)} {order.currency} left to refund",
+                amount=override.refund_total,
+                remaining=remaining,
+            )
+        if case.resolution == Resolution.STORE_CREDIT:
+            case.money = msgspec.structs.replace(case.money, store_credit_total=override.refund_total, store_credit_bonus=0)
+        else:
+            case.money = msgspec.structs.replace(case.money, refund_total=override.refund_total)
+
+    async def assign(self, principal: Principal, case_id: str, if_match: int | None, body: AssignIn) -> CaseView:
+        async def assign(repos: Repositories, case: Case, actor: Actor, at: datetime) -> None:
+            case.record("assigned", actor, at, {"from": case.assignee, "to": body.assignee})
+            case.assignee = body.assignee
+
+        return await self.change(principal, case_id, if_match, assign)
+
+    async def add_note(self, principal: Principal, case_id: str, if_match: int | None, body: NoteIn) -> CaseView:
+        async def note(repos: Repositories, case: Case, actor: Actor, at: datetime) -> None:
+            case.notes = [*case.notes, Note(author=actor.id, text=body.text, at=at)]
+            case.record("note_added", actor, at, {"text": body.text})
+
+        return await self.change(principal, case_id, if_match, note)
+
+    async def close(self, principal: Principal, case_id: str, if_match: int | None, body: CloseIn) -> CaseView:
+        return await self.change(principal, case_id, if_match, transition(CaseAction.CLOSE, {"note": body.note}))
+
+    async def ship_replacement(
+        self, principal: Principal, case_id: str, if_match: int | None, body: ShipmentIn
+    ) -> CaseView:
+        return await self.change(principal, case_id, if_match, shipping(CaseAction.SHIP_REPLACEMENT, "replacement", body))
+
+    async def ship_back(self, principal: Principal, case_id: str, if_match: int | None, body: ShipmentIn) -> CaseView:
+        return await self.change(principal, case_id, if_match, shipping(CaseAction.SHIP_BACK, "ship_back", body))
+
+    async def diagnose(self, principal: Principal, case_id: str, if_match: int | None, body: DiagnoseIn) -> CaseView:
+        """In warranty: repair it. Out of warranty: quote a price the customer accepts or declines."""
+        if not body.in_warranty and body.quote_amount is None:
+            raise InvalidRequest(
+                "a repair out of warranty needs a quote", [{"field": "quote_amount", "message": "required when in_warranty is false"}]
+            )
+
+        async def diagnose(repos: Repositories, case: Case, actor: Actor, at: datetime) -> None:
+            quote = None if body.in_warranty else body.quote_amount
+            action = CaseAction.REPAIR_IN_WARRANTY if body.in_warranty else CaseAction.QUOTE
+            case.apply(action, actor, at, {"finding": body.finding, "in_warranty": body.in_warranty, "quote_amount": quote})
+            case.diagnosis = Diagnosis(finding=body.finding, in_warranty=body.in_warranty, quote_amount=quote, at=at)
+
+        return await self.change(principal, case_id, if_match, diagnose)
+
+    async def answer_quote(self, principal: Principal, case_id: str, accept: bool) -> CaseView:
+        """The customer's answer: accepted, the quote is due; declined, the item goes back unrepaired."""
+
+        async def answer(repos: Repositories, case: Case, actor: Actor, at: datetime) -> None:
+            quote = case.diagnosis.quote_amount if case.diagnosis else None
+            case.apply(CaseAction.ACCEPT_QUOTE if accept else CaseAction.DECLINE_QUOTE, actor, at, {"quote_amount": quote})
+            if accept and quote:
+                case.money = msgspec.structs.replace(case.money, difference_due=quote)
+
+        return await self.change(principal, case_id, None, answer)
+
+    async def complete_repair(
+        self, principal: Principal, case_id: str, if_match: int | None, body: CompleteRepairIn
+    ) -> CaseView:
+        async def complete(repos: Repositories, case: Case, actor: Actor, at: datetime) -> None:
+            if case.state != CaseState.REPAIRING:
+                raise InvalidTransition("case", str(case.state), "complete_repair")
+            case.record("repair_completed", actor, at, {"note": body.note})
+
+        return await self.change(principal, case_id, if_match, complete)
+
+    async def survey(self, principal: Principal, case_id: str, body: SurveyIn) -> CaseView:
+        """Once, after the case is closed."""
+
+        async def answer(repos: Repositories, case: Case, actor: Actor, at: datetime) -> None:
+            if case.state != CaseState.CLOSED:
+                raise InvalidTransition("case", str(case.state), "survey")
+            if case.survey is not None:
+                raise InvalidTransition("case", "surveyed", "survey")
+            case.survey = Survey(rating=body.rating, comment=body.comment, at=at)
+            case.record("survey_submitted", actor, at, {"rating": body.rating, "comment": body.comment})
+
+        return await self.change(principal, case_id, None, answer)
+
+    async def store_credit(self, principal: Principal, customer_id: str) -> StoreCreditView:
+        async with self.db.transaction() as repos:
+            grants = await repos.store_credit_grants(principal.merchant_id, customer_id)
+        balances: dict[str, int] = {}
+        for grant in grants:
+            balances[grant.currency] = balances.get(grant.currency, 0) + grant.amount
+        return StoreCreditView(
+            customer_id=customer_id,
+            balances=[StoreCreditBalance(currency=c, amount=a) for c, a in sorted(balances.items())],
+            grants=[
+                StoreCreditGrantView(
+                    id=g.id, case_id=g.case_id, amount=g.amount, bonus=g.bonus, currency=g.currency, created_at=g.created_at
+                )
+                for g in grants
+            ],
         )
 
     async def receive(self, principal: Principal, case_id: str, if_match: int | None, body: ReceiveIn) -> CaseView:
@@ -407,7 +543,17 @@ class CaseService:
                 await self.refunds.open_refund(repos, case, order, case.money.refund_total, at)
             return
         if case.money.store_credit_total > 0:
-            data = {"store_credit": case.money.store_credit_total, "currency": case.money.currency}
+            grant = StoreCreditGrant(
+                id=new_id("sc"),
+                customer_id=case.customer_id,
+                case_id=case.id,
+                amount=case.money.store_credit_total,
+                bonus=case.money.store_credit_bonus,
+                currency=case.money.currency,
+                created_at=at,
+            )
+            await repos.add_store_credit_grant(case.merchant_id, grant)
+            data = {"store_credit": grant.amount, "bonus": grant.bonus, "currency": grant.currency, "grant_id": grant.id}
             case.apply(CaseAction.START_REFUND, SYSTEM, at, data)
             case.apply(CaseAction.REFUND_SUCCEEDED, SYSTEM, at, data)
             case.apply(CaseAction.CLOSE, SYSTEM, at, {"why": "store credit granted"})

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from service.cases import CaseService
 from service.config import Settings
+from service.notifications import Notifications
 from service.policy import PolicyBook
 from service.ports import Database, WebhookVerifier
 from service.refunds import RefundService
@@ -19,5 +20,6 @@ class Services:
     policies: PolicyBook
     cases: CaseService
     refunds: RefundService
+    notifications: Notifications
     worker: Worker
     webhook_verifier: WebhookVerifier | None  # None: no STRIPE_WEBHOOK_SECRET configured

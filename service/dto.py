@@ -10,7 +10,16 @@ from typing import Annotated
 import msgspec
 from msgspec import Meta
 
-from domain.cases import CaseState, CaseType, Condition, Reason, Resolution
+from domain.cases import (
+    CaseState,
+    CaseType,
+    Condition,
+    Diagnosis,
+    Note,
+    Reason,
+    Resolution,
+    Survey,
+)
 from domain.decision import CaseMoney, Decision
 
 Id = Annotated[str, Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:\-]+$")]
@@ -173,6 +182,9 @@ class CaseView(msgspec.Struct):
     issue_description: str | None
     assignee: str | None
     flags: list[str]
+    notes: list[Note]
+    diagnosis: Diagnosis | None
+    survey: Survey | None
     allowed_actions: list[str]
 
 
@@ -201,9 +213,17 @@ class OverrideIn(Body):
     reason: Annotated[str, Meta(min_length=3, max_length=2000)]
 
 
+class MoneyOverrideIn(Body):
+    """An agent's figure for what the case pays back, in place of the policy's."""
+
+    refund_total: Amount
+    reason: Annotated[str, Meta(min_length=3, max_length=2000)]
+
+
 class ApproveIn(Body):
     note: Text | None = None
     overrides: Annotated[list[OverrideIn], Meta(max_length=20)] = []
+    money_override: MoneyOverrideIn | None = None
 
 
 class RejectIn(Body):
@@ -251,3 +271,86 @@ class PolicyView(msgspec.Struct):
     version: int
     document: dict
     is_default: bool
+
+
+class AssignIn(Body):
+    assignee: Annotated[str, Meta(min_length=1, max_length=200)] | None  # null unassigns
+
+
+class NoteIn(Body):
+    text: Annotated[str, Meta(min_length=1, max_length=4000)]
+
+
+class CloseIn(Body):
+    note: Text | None = None
+
+
+class DiagnoseIn(Body):
+    finding: Annotated[str, Meta(min_length=1, max_length=4000)]
+    in_warranty: bool
+    quote_amount: Annotated[int, Meta(ge=1, le=10**13)] | None = None  # required out of warranty
+
+
+class CompleteRepairIn(Body):
+    note: Annotated[str, Meta(min_length=1, max_length=4000)]
+
+
+class SurveyIn(Body):
+    rating: Annotated[int, Meta(ge=1, le=5)]
+    comment: Text | None = None
+
+
+class StoreCreditGrantView(msgspec.Struct):
+    id: str
+    case_id: str
+    amount: int
+    bonus: int  # included in amount
+    currency: str
+    created_at: datetime
+
+
+class StoreCreditBalance(msgspec.Struct):
+    currency: str
+    amount: int
+
+
+class StoreCreditView(msgspec.Struct):
+    customer_id: str
+    balances: list[StoreCreditBalance]
+    grants: list[StoreCreditGrantView]
+
+
+class WebhookEndpointIn(Body):
+    url: Annotated[str, Meta(pattern=r"^https?://[^\s]+$", max_length=2000)]
+    secret: Annotated[str, Meta(min_length=16, max_length=200)] | None = None  # generated when absent
+    enabled: bool = True
+
+
+class WebhookEndpointView(msgspec.Struct):
+    id: str
+    url: str
+    enabled: bool
+    created_at: datetime
+    secret: str | None = None  # shown only when it is made
+
+
+class WebhookEndpointList(msgspec.Struct):
+    items: list[WebhookEndpointView]
+    next_cursor: str | None = None
+
+
+class DeliveryView(msgspec.Struct):
+    id: int
+    endpoint_id: str
+    topic: str
+    event_id: int
+    attempt: int
+    status_code: int | None
+    error: str | None
+    duration_ms: int
+    at: datetime
+
+
+class DeliveryList(msgspec.Struct):
+    items: list[DeliveryView]
+    next_cursor: str | None = None

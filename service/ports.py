@@ -69,6 +69,47 @@ class ClaimedRefund(msgspec.Struct, frozen=True):
     tries: int  # how many times a worker has claimed it, this time included
 
 
+class OutboxMessage(msgspec.Struct, frozen=True):
+    merchant_id: str
+    id: int
+    topic: str  # case.created, case.updated, refund.succeeded, refund.failed, case.survey_requested
+    payload: dict[str, Any]
+    attempts: int  # delivery attempts, this one included
+    created_at: datetime
+
+
+class WebhookEndpoint(msgspec.Struct, frozen=True):
+    id: str
+    url: str
+    secret: str
+    enabled: bool
+    created_at: datetime
+
+
+class WebhookDelivery(msgspec.Struct, frozen=True):
+    """One attempt to deliver one outbox message."""
+
+    event_id: int
+    endpoint_id: str
+    topic: str
+    attempt: int
+    status_code: int | None
+    error: str | None
+    duration_ms: int
+    at: datetime
+    id: int = 0  # given by the log
+
+
+class StoreCreditGrant(msgspec.Struct, frozen=True):
+    id: str
+    customer_id: str
+    case_id: str
+    amount: int  # bonus included
+    bonus: int
+    currency: str
+    created_at: datetime
+
+
 class Repositories(Protocol):
     """Everything a use case reads and writes, inside one transaction."""
 
@@ -141,6 +182,40 @@ class Repositories(Protocol):
     async def mark_refund_checked(self, merchant_id: str, refund_id: str, at: datetime) -> None: ...
 
     async def record_gateway_event(self, gateway: str, event_id: str, event_type: str, at: datetime) -> bool: ...
+
+
+    # outbox, webhooks, store credit
+    async def add_outbox(self, merchant_id: str, topic: str, payload: dict[str, Any], at: datetime) -> None: ...
+
+    async def claim_due_outbox(self, now: datetime, lease: timedelta, limit: int) -> list[OutboxMessage]: ...
+
+    async def finish_outbox(self, merchant_id: str, outbox_id: int, outcome: str, at: datetime) -> None: ...
+
+    async def postpone_outbox(self, merchant_id: str, outbox_id: int, until: datetime) -> None: ...
+
+    async def outbox_depth(self) -> int: ...
+
+    async def webhook_endpoint(self, merchant_id: str) -> WebhookEndpoint | None: ...
+
+    async def put_webhook_endpoint(self, merchant_id: str, endpoint: WebhookEndpoint, at: datetime) -> WebhookEndpoint: ...
+
+    async def log_delivery(self, merchant_id: str, delivery: WebhookDelivery) -> None: ...
+
+    async def list_deliveries(self, merchant_id: str, limit: int, cursor: str | None) -> Page: ...
+
+    async def add_store_credit_grant(self, merchant_id: str, grant: StoreCreditGrant) -> None: ...
+
+    async def store_credit_grants(self, merchant_id: str, customer_id: str) -> list[StoreCreditGrant]: ...
+
+
+class WebhookSendError(Exception):
+    """The receiver could not be reached (connection refused, timeout)."""
+
+
+class WebhookSender(Protocol):
+    async def send(self, url: str, body: bytes, headers: dict[str, str]) -> int:
+        """POST ``body`` and answer the status code; raise ``WebhookSendError`` when unreachable."""
+        ...
 
 
 class Database(Protocol):

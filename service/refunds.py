@@ -201,6 +201,14 @@ class RefundService:
             case.record("refund_failed", SYSTEM, at, {**data, "failure_reason": refund.failure_reason})
             case.sla_due_at = at  # to the top of the agent queue: someone must retry or decide
         await repos.save_case(case, loaded_version)
+        topic = "refund.succeeded" if refund.status == RefundStatus.SUCCEEDED else "refund.failed"
+        await repos.add_outbox(
+            refund.merchant_id,
+            topic,
+            {**data, "case_id": case.id, "order_id": case.order_id, "status": str(refund.status),
+             "failure_reason": refund.failure_reason},
+            at,
+        )
 
     async def poll_unsettled(self, limit: int = 50) -> int:
         """Ask the gateway about accepted refunds no webhook has settled; answers how many."""

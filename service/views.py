@@ -94,6 +94,9 @@ def case_view(
         issue_description=case.issue_description,
         assignee=case.assignee,
         flags=case.flags,
+        notes=case.notes,
+        diagnosis=case.diagnosis,
+        survey=case.survey,
         allowed_actions=[str(action) for action in allowed_actions(case.table, case.state)],
     )
 

@@ -1,5 +1,6 @@
-"""The background worker: sends due refunds and asks the gateway about unsettled ones. Runs as
-``returns worker`` and, by default, inside ``returns serve``. Any number may run side by side."""
+"""The background worker: sends due refunds, asks the gateway about unsettled ones, and delivers
+the outbox to the storefront's webhook. Runs as ``returns worker`` and, by default, inside
+``returns serve``. Any number may run side by side."""
 
 from __future__ import annotations
 
@@ -8,21 +9,30 @@ import time
 
 import structlog
 
+from service.notifications import Notifications
 from service.refunds import RefundService
 
 log = structlog.get_logger()
 
 
 class Worker:
-    def __init__(self, refunds: RefundService, *, idle_seconds: float = 1.0, poll_every_seconds: float = 60.0) -> None:
+    def __init__(
+        self,
+        refunds: RefundService,
+        notifications: Notifications,
+        *,
+        idle_seconds: float = 1.0,
+        poll_every_seconds: float = 60.0,
+    ) -> None:
         self.refunds = refunds
+        self.notifications = notifications
         self.idle_seconds = idle_seconds
         self.poll_every_seconds = poll_every_seconds
 
     async def run_once(self) -> int:
         """One round: every due refund sent, then one poll of unsettled ones. Answers the work done."""
         done = 0
-        while sent := await self.refunds.send_due():
+        while sent := await self.refunds.send_due() + await self.notifications.deliver_due():
             done += sent
         return done + await self.refunds.poll_unsettled()
 
@@ -32,7 +42,7 @@ class Worker:
         while not stop.is_set():
             busy = False
             try:
-                busy = await self.refunds.send_due() > 0
+                busy = await self.refunds.send_due() + await self.notifications.deliver_due() > 0
                 if time.monotonic() - last_poll >= self.poll_every_seconds:
                     last_poll = time.monotonic()
                     await self.refunds.poll_unsettled()

@@ -11,6 +11,7 @@ import asyncpg
 import msgspec
 
 from adapters.postgres.refunds import PgRefunds
+from adapters.postgres.workflows import PgWorkflows
 from domain.cases import Actor, Case, CaseEvent
 from domain.errors import InvalidRequest
 from domain.orders import Order
@@ -27,6 +28,16 @@ from service.ports import (
 _CASE_COLUMNS = "id, version, doc::text AS doc"
 _NO_DUE = datetime(9999, 12, 31, tzinfo=UTC)  # the queue's sort key for cases with no SLA
 _RELEASED = ("cancelled", "rejected")  # cases in these states hold nothing against the order
+
+
+def _topics(event: CaseEvent) -> list[str]:
+    """The storefront hears of a case's creation and of every change of state; a closed case
+    also asks it to request the customer's survey."""
+    if event.type == "created":
+        return ["case.created"]
+    if event.from_state == event.to_state:
+        return []
+    return ["case.updated", *(["case.survey_requested"] if event.to_state == "closed" else [])]
 
 
 def _encode_case(case: Case) -> str:
@@ -56,7 +67,7 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
         ) from exc
 
 
-class PgRepositories(PgRefunds):
+class PgRepositories(PgRefunds, PgWorkflows):
     def __init__(self, conn: asyncpg.Connection) -> None:
         self.conn = conn
 
@@ -263,29 +274,37 @@ class PgRepositories(PgRefunds):
                 for event in events
             ],
         )
-        await self.conn.executemany(
-            """
-            INSERT INTO outbox (merchant_id, topic, payload, created_at, available_at)
-            VALUES ($1, $2, $3::jsonb, $4, $4)
-            """,
-            [
-                (
-                    case.merchant_id,
-                    "case.created" if event.type == "created" else "case.updated",
-                    msgspec.json.encode(
-                        {
-                            "case_id": case.id,
-                            "event": event.type,
-                            "from_state": event.from_state,
-                            "to_state": event.to_state,
-                            "at": event.at,
-                        }
-                    ).decode(),
-                    event.at,
-                )
-                for event in events
-            ],
-        )
+        messages = [
+            (topic, event)
+            for event in events
+            for topic in _topics(event)
+        ]
+        if messages:
+            await self.conn.executemany(
+                """
+                INSERT INTO outbox (merchant_id, topic, payload, created_at, available_at)
+                VALUES ($1, $2, $3::jsonb, $4, $4)
+                """,
+                [
+                    (
+                        case.merchant_id,
+                        topic,
+                        msgspec.json.encode(
+                            {
+                                "case_id": case.id,
+                                "order_id": case.order_id,
+                                "type": case.type,
+                                "event": event.type,
+                                "from_state": event.from_state,
+                                "to_state": event.to_state,
+                                "at": event.at,
+                            }
+                        ).decode(),
+                        event.at,
+                    )
+                    for topic, event in messages
+                ],
+            )
 
     async def list_cases(
         self, merchant_id: str, filters: CaseFilter, *, sort: str, limit: int, cursor: str | None

@@ -18,14 +18,24 @@ from service.cases import actor_of
 from service.container import Services
 from service.dto import (
     ApproveIn,
+    AssignIn,
     CaseList,
     CaseView,
+    CloseIn,
+    CompleteRepairIn,
+    DeliveryList,
+    DiagnoseIn,
     EventList,
+    NoteIn,
     PolicyView,
     ReceiveIn,
     RefundView,
     RejectIn,
     RequestInfoIn,
+    ShipmentIn,
+    WebhookEndpointIn,
+    WebhookEndpointList,
+    WebhookEndpointView,
 )
 from service.ports import CaseFilter, NotFound
 from service.views import refund_view
@@ -83,6 +93,42 @@ class AgentController(Controller):
         """Record what arrived, per item with its condition; settles the money on what arrived."""
         return await services.cases.receive(principal_of(request), case_id, if_match_version(request), data)
 
+    @post("/{case_id:str}/ship-replacement", operation_id="shipReplacement", status_code=200)
+    async def ship_replacement(
+        self, request: Request[Any, Any, Any], services: Services, case_id: str, data: ShipmentIn
+    ) -> CaseView:
+        """An exchange's replacement is on its way to the customer."""
+        return await services.cases.ship_replacement(principal_of(request), case_id, if_match_version(request), data)
+
+    @post("/{case_id:str}/ship-back", operation_id="shipBack", status_code=200)
+    async def ship_back(self, request: Request[Any, Any, Any], services: Services, case_id: str, data: ShipmentIn) -> CaseView:
+        """A repaired (or, quote declined, unrepaired) item goes back to the customer."""
+        return await services.cases.ship_back(principal_of(request), case_id, if_match_version(request), data)
+
+    @post("/{case_id:str}/repair/diagnose", operation_id="diagnoseRepair", status_code=200)
+    async def diagnose(self, request: Request[Any, Any, Any], services: Services, case_id: str, data: DiagnoseIn) -> CaseView:
+        """In warranty → repairing; out of warranty → a quote for the customer."""
+        return await services.cases.diagnose(principal_of(request), case_id, if_match_version(request), data)
+
+    @post("/{case_id:str}/repair/complete", operation_id="completeRepair", status_code=200)
+    async def complete_repair(
+        self, request: Request[Any, Any, Any], services: Services, case_id: str, data: CompleteRepairIn
+    ) -> CaseView:
+        return await services.cases.complete_repair(principal_of(request), case_id, if_match_version(request), data)
+
+    @post("/{case_id:str}/assign", operation_id="assignCase", status_code=200)
+    async def assign(self, request: Request[Any, Any, Any], services: Services, case_id: str, data: AssignIn) -> CaseView:
+        return await services.cases.assign(principal_of(request), case_id, if_match_version(request), data)
+
+    @post("/{case_id:str}/notes", operation_id="addNote", status_code=200)
+    async def add_note(self, request: Request[Any, Any, Any], services: Services, case_id: str, data: NoteIn) -> CaseView:
+        """An internal note for other agents; customers never see it."""
+        return await services.cases.add_note(principal_of(request), case_id, if_match_version(request), data)
+
+    @post("/{case_id:str}/close", operation_id="closeCase", status_code=200)
+    async def close(self, request: Request[Any, Any, Any], services: Services, case_id: str, data: CloseIn) -> CaseView:
+        return await services.cases.close(principal_of(request), case_id, if_match_version(request), data)
+
     @post("/{case_id:str}/request-info", operation_id="requestInfo", status_code=200)
     async def request_info(
         self, request: Request[Any, Any, Any], services: Services, case_id: str, data: RequestInfoIn
@@ -102,6 +148,30 @@ class RefundController(Controller):
         principal = principal_of(request)
         refund = await services.refunds.retry(principal.merchant_id, refund_id, actor_of(principal))
         return refund_view(refund)
+
+
+class WebhookController(Controller):
+    path = "/admin/v1"
+    guards = [roles("admin")]
+    tags = ["webhooks"]
+
+    @get("/webhook-endpoints", operation_id="listWebhookEndpoints")
+    async def endpoints(self, request: Request[Any, Any, Any], services: Services) -> WebhookEndpointList:
+        return await services.notifications.endpoints(principal_of(request).merchant_id)
+
+    @put("/webhook-endpoints", operation_id="putWebhookEndpoint", status_code=200)
+    async def put_endpoint(
+        self, request: Request[Any, Any, Any], services: Services, data: WebhookEndpointIn
+    ) -> WebhookEndpointView:
+        """Where the storefront hears of case and refund events; the secret is shown only here."""
+        return await services.notifications.put_endpoint(principal_of(request).merchant_id, data)
+
+    @get("/webhook-deliveries", operation_id="listWebhookDeliveries")
+    async def deliveries(
+        self, request: Request[Any, Any, Any], services: Services, limit: Limit = 50, cursor: str | None = None
+    ) -> DeliveryList:
+        """Every delivery attempt, newest first."""
+        return await services.notifications.deliveries(principal_of(request).merchant_id, limit, cursor)
 
 
 class PolicyController(Controller):

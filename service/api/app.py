@@ -18,7 +18,12 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.api.admin import AgentController, PolicyController, RefundController
+from service.api.admin import (
+    AgentController,
+    PolicyController,
+    RefundController,
+    WebhookController,
+)
 from service.api.auth import PUBLIC_PATHS, ApiKeyMiddleware
 from service.api.health import live, ready
 from service.api.problems import handle_exception
@@ -87,7 +92,14 @@ def create_app(open_services: Callable[[], AbstractAsyncContextManager[Services]
 
     return Litestar(
         route_handlers=[
-            StorefrontController, AgentController, PolicyController, RefundController, stripe_webhook, live, ready
+            StorefrontController,
+            AgentController,
+            PolicyController,
+            RefundController,
+            WebhookController,
+            stripe_webhook,
+            live,
+            ready,
         ],
         dependencies={"services": Provide(provide_services, sync_to_thread=False)},
         middleware=[request_context, DefineMiddleware(ApiKeyMiddleware, exclude=PUBLIC_PATHS)],

@@ -20,6 +20,8 @@ from service.dto import (
     ProvideInfoIn,
     QuoteView,
     ShipmentIn,
+    StoreCreditView,
+    SurveyIn,
 )
 from service.ports import CaseFilter
 
@@ -96,6 +98,28 @@ class StorefrontController(Controller):
     ) -> CaseView:
         """The customer's answer to an agent's request for information: back to review."""
         return await services.cases.provide_info(principal_of(request), case_id, data)
+
+    @post("/cases/{case_id:str}/quote/accept", operation_id="acceptQuote", status_code=200)
+    async def accept_quote(self, request: Request[Any, Any, Any], services: Services, case_id: str) -> CaseView:
+        """The customer accepts a paid repair's quote: the repair goes ahead."""
+        return await services.cases.answer_quote(principal_of(request), case_id, accept=True)
+
+    @post("/cases/{case_id:str}/quote/decline", operation_id="declineQuote", status_code=200)
+    async def decline_quote(self, request: Request[Any, Any, Any], services: Services, case_id: str) -> CaseView:
+        """The customer declines: the item goes back unrepaired."""
+        return await services.cases.answer_quote(principal_of(request), case_id, accept=False)
+
+    @post("/cases/{case_id:str}/survey", operation_id="submitSurvey", status_code=200)
+    async def survey(self, request: Request[Any, Any, Any], services: Services, case_id: str, data: SurveyIn) -> CaseView:
+        """The customer's rating, once, after the case is closed."""
+        return await services.cases.survey(principal_of(request), case_id, data)
+
+    @get("/customers/{customer_id:str}/store-credit", operation_id="getStoreCredit")
+    async def store_credit(
+        self, request: Request[Any, Any, Any], services: Services, customer_id: str
+    ) -> StoreCreditView:
+        """The customer's store credit: balance per currency and every grant."""
+        return await services.cases.store_credit(principal_of(request), customer_id)
 
     @post("/cases/{case_id:str}/cancel", operation_id="cancelCase", status_code=200)
     async def cancel_case(self, request: Request[Any, Any, Any], services: Services, case_id: str) -> CaseView:

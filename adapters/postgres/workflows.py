@@ -1,0 +1,189 @@
+"""Store credit, the outbox's delivery side and the webhook endpoint: mixed into
+``PgRepositories``. Every statement but the worker's cross-merchant claim filters on merchant_id."""
+
+from __future__ import annotations
+
+import base64
+from datetime import datetime, timedelta
+from typing import Any
+
+import asyncpg
+import msgspec
+
+from domain.errors import InvalidRequest
+from service.ports import OutboxMessage, Page, StoreCreditGrant, WebhookDelivery, WebhookEndpoint
+
+
+class PgWorkflows:
+    conn: asyncpg.Connection
+
+    # ----------------------------------------------------------------- outbox
+
+    async def add_outbox(self, merchant_id: str, topic: str, payload: dict[str, Any], at: datetime) -> None:
+        await self.conn.execute(
+            "INSERT INTO outbox (merchant_id, topic, payload, created_at, available_at) VALUES ($1, $2, $3::jsonb, $4, $4)",
+            merchant_id,
+            topic,
+            msgspec.json.encode(payload).decode(),
+            at,
+        )
+
+    async def claim_due_outbox(self, now: datetime, lease: timedelta, limit: int) -> list[OutboxMessage]:
+        """Claim messages due for delivery across merchants; the lease hands a message on if its
+        worker dies mid-delivery (so delivery is at least once)."""
+        rows = await self.conn.fetch(
+            """
+            UPDATE outbox SET claimed_until = $1 + $2::interval, attempts = attempts + 1
+             WHERE (merchant_id, id) IN (
+                   SELECT merchant_id, id FROM outbox
+                    WHERE processed_at IS NULL AND available_at <= $1
+                      AND (claimed_until IS NULL OR claimed_until < $1)
+                    ORDER BY available_at, id LIMIT $3
+                    FOR UPDATE SKIP LOCKED)
+            RETURNING merchant_id, id, topic, payload::text AS payload, attempts, created_at
+            """,
+            now,
+            lease,
+            limit,
+        )
+        return [
+            OutboxMessage(
+                merchant_id=row["merchant_id"],
+                id=row["id"],
+                topic=row["topic"],
+                payload=msgspec.json.decode(row["payload"]),
+                attempts=row["attempts"],
+                created_at=row["created_at"],
+            )
+            for row in rows
+        ]
+
+    async def finish_outbox(self, merchant_id: str, outbox_id: int, outcome: str, at: datetime) -> None:
+        await self.conn.execute(
+            "UPDATE outbox SET processed_at = $3, outcome = $4, claimed_until = NULL WHERE merchant_id = $1 AND id = $2",
+            merchant_id,
+            outbox_id,
+            at,
+            outcome,
+        )
+
+    async def postpone_outbox(self, merchant_id: str, outbox_id: int, until: datetime) -> None:
+        await self.conn.execute(
+            "UPDATE outbox SET available_at = $3, claimed_until = NULL WHERE merchant_id = $1 AND id = $2",
+            merchant_id,
+            outbox_id,
+            until,
+        )
+
+    async def outbox_depth(self) -> int:
+        return await self.conn.fetchval("SELECT count(*) FROM outbox WHERE processed_at IS NULL")
+
+    # ----------------------------------------------------------------- webhook endpoint and log
+
+    async def webhook_endpoint(self, merchant_id: str) -> WebhookEndpoint | None:
+        row = await self.conn.fetchrow(
+            "SELECT id, url, secret, enabled, created_at FROM webhook_endpoints WHERE merchant_id = $1", merchant_id
+        )
+        return WebhookEndpoint(**dict(row)) if row else None
+
+    async def put_webhook_endpoint(self, merchant_id: str, endpoint: WebhookEndpoint, at: datetime) -> WebhookEndpoint:
+        row = await self.conn.fetchrow(
+            """
+            INSERT INTO webhook_endpoints (merchant_id, id, url, secret, enabled, created_at, updated_at)
+            VALUES ($1, $2, $3, $4, $5, $6, $6)
+            ON CONFLICT (merchant_id) DO UPDATE
+               SET url = EXCLUDED.url, secret = EXCLUDED.secret, enabled = EXCLUDED.enabled, updated_at = $6
+            RETURNING id, url, secret, enabled, created_at
+            """,
+            merchant_id,
+            endpoint.id,
+            endpoint.url,
+            endpoint.secret,
+            endpoint.enabled,
+            at,
+        )
+        return WebhookEndpoint(**dict(row))
+
+    async def log_delivery(self, merchant_id: str, delivery: WebhookDelivery) -> None:
+        await self.conn.execute(
+            """
+            INSERT INTO webhook_deliveries (merchant_id, outbox_id, endpoint_id, topic, attempt, status_code, error,
+                                            duration_ms, at)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+            """,
+            merchant_id,
+            delivery.event_id,
+            delivery.endpoint_id,
+            delivery.topic,
+            delivery.attempt,
+            delivery.status_code,
+            delivery.error,
+            delivery.duration_ms,
+            delivery.at,
+        )
+
+    async def list_deliveries(self, merchant_id: str, limit: int, cursor: str | None) -> Page:
+        args: list[Any] = [merchant_id, limit + 1]
+        after = ""
+        if cursor:
+            args.append(_decode_id_cursor(cursor))
+            after = " AND id < $3"
+        rows = await self.conn.fetch(
+            "SELECT id, outbox_id, endpoint_id, topic, attempt, status_code, error, duration_ms, at"
+            f" FROM webhook_deliveries WHERE merchant_id = $1{after} ORDER BY id DESC LIMIT $2",
+            *args,
+        )
+        items = [
+            WebhookDelivery(
+                id=row["id"],
+                event_id=row["outbox_id"],
+                endpoint_id=row["endpoint_id"],
+                topic=row["topic"],
+                attempt=row["attempt"],
+                status_code=row["status_code"],
+                error=row["error"],
+                duration_ms=row["duration_ms"],
+                at=row["at"],
+            )
+            for row in rows[:limit]
+        ]
+        next_cursor = _encode_id_cursor(rows[limit - 1]["id"]) if len(rows) > limit else None
+        return Page(items=items, next_cursor=next_cursor)
+
+    # ----------------------------------------------------------------- store credit
+
+    async def add_store_credit_grant(self, merchant_id: str, grant: StoreCreditGrant) -> None:
+        await self.conn.execute(
+            """
+            INSERT INTO store_credit_grants (merchant_id, id, customer_id, case_id, amount, bonus, currency, created_at)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+            """,
+            merchant_id,
+            grant.id,
+            grant.customer_id,
+            grant.case_id,
+            grant.amount,
+            grant.bonus,
+            grant.currency,
+            grant.created_at,
+        )
+
+    async def store_credit_grants(self, merchant_id: str, customer_id: str) -> list[StoreCreditGrant]:
+        rows = await self.conn.fetch(
+            "SELECT id, customer_id, case_id, amount, bonus, currency, created_at FROM store_credit_grants"
+            " WHERE merchant_id = $1 AND customer_id = $2 ORDER BY created_at, id",
+            merchant_id,
+            customer_id,
+        )
+        return [StoreCreditGrant(**dict(row)) for row in rows]
+
+
+def _encode_id_cursor(value: int) -> str:
+    return base64.urlsafe_b64encode(str(value).encode()).decode().rstrip("=")
+
+
+def _decode_id_cursor(cursor: str) -> int:
+    try:
+        return int(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode())
+    except ValueError as exc:
+        raise InvalidRequest("unknown cursor", [{"field": "cursor", "message": "not one this service gave out"}]) from exc

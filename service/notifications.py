@@ -1,0 +1,151 @@
+"""Outbound webhooks to the storefront: the outbox, delivered at least once by the worker,
+signed like Stripe's (``Returns-Signature: t=<unix>,v1=<hex HMAC-SHA256 of "t.body">``), with
+exponential backoff for up to a day, every attempt logged."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+import msgspec
+import structlog
+
+from service.dto import (
+    DeliveryList,
+    DeliveryView,
+    WebhookEndpointIn,
+    WebhookEndpointList,
+    WebhookEndpointView,
+)
+from service.ids import new_id
+from service.ports import (
+    Database,
+    OutboxMessage,
+    WebhookDelivery,
+    WebhookEndpoint,
+    WebhookSender,
+    WebhookSendError,
+)
+
+log = structlog.get_logger()
+
+SIGNATURE_HEADER = "Returns-Signature"
+
+
+def sign(secret: str, body: bytes, timestamp: int) -> str:
+    digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={digest}"
+
+
+class Notifications:
+    def __init__(
+        self,
+        db: Database,
+        sender: WebhookSender,
+        clock: Callable[[], datetime],
+        *,
+        lease: timedelta = timedelta(seconds=60),
+        first_backoff: timedelta = timedelta(seconds=5),
+        max_backoff: timedelta = timedelta(hours=1),
+        give_up_after: timedelta = timedelta(hours=24),
+    ) -> None:
+        self.db = db
+        self.sender = sender
+        self.clock = clock
+        self.lease = lease
+        self.first_backoff = first_backoff
+        self.max_backoff = max_backoff
+        self.give_up_after = give_up_after
+
+    # ----------------------------------------------------------------- the admin's side
+
+    async def put_endpoint(self, merchant_id: str, body: WebhookEndpointIn) -> WebhookEndpointView:
+        """Set the merchant's endpoint; a secret is made when none is given and shown once."""
+        secret = body.secret or "whsec_" + secrets.token_urlsafe(32)
+        async with self.db.transaction() as repos:
+            current = await repos.webhook_endpoint(merchant_id)
+            endpoint = WebhookEndpoint(
+                id=current.id if current else new_id("we"),
+                url=body.url,
+                secret=secret,
+                enabled=body.enabled,
+                created_at=self.clock(),
+            )
+            saved = await repos.put_webhook_endpoint(merchant_id, endpoint, self.clock())
+        return WebhookEndpointView(
+            id=saved.id, url=saved.url, enabled=saved.enabled, created_at=saved.created_at, secret=secret
+        )
+
+    async def endpoints(self, merchant_id: str) -> WebhookEndpointList:
+        async with self.db.transaction() as repos:
+            endpoint = await repos.webhook_endpoint(merchant_id)
+        items = [WebhookEndpointView(id=endpoint.id, url=endpoint.url, enabled=endpoint.enabled, created_at=endpoint.created_at)] if endpoint else []
+        return WebhookEndpointList(items=items)
+
+    async def deliveries(self, merchant_id: str, limit: int, cursor: str | None) -> DeliveryList:
+        async with self.db.transaction() as repos:
+            page = await repos.list_deliveries(merchant_id, limit, cursor)
+        return DeliveryList(
+            items=[DeliveryView(**msgspec.structs.asdict(delivery)) for delivery in page.items],
+            next_cursor=page.next_cursor,
+        )
+
+    # ----------------------------------------------------------------- the worker's side
+
+    async def deliver_due(self, limit: int = 50) -> int:
+        """Deliver due outbox messages; answers how many were claimed."""
+        async with self.db.transaction() as repos:
+            messages = await repos.claim_due_outbox(self.clock(), self.lease, limit)
+        for message in messages:
+            await self._deliver(message)
+        return len(messages)
+
+    async def _deliver(self, message: OutboxMessage) -> None:
+        async with self.db.transaction() as repos:
+            endpoint = await repos.webhook_endpoint(message.merchant_id)
+        if endpoint is None or not endpoint.enabled:
+            async with self.db.transaction() as repos:
+                await repos.finish_outbox(message.merchant_id, message.id, "dropped", self.clock())
+            return
+        body = msgspec.json.encode(
+            {"id": f"evt_{message.id}", "type": message.topic, "created_at": message.created_at, "data": message.payload}
+        )
+        headers = {
+            "Content-Type": "application/json",
+            SIGNATURE_HEADER: sign(endpoint.secret, body, int(time.time())),
+            "Returns-Event-Id": f"evt_{message.id}",
+        }
+        started = time.perf_counter()
+        status, error = None, None
+        try:
+            status = await self.sender.send(endpoint.url, body, headers)
+        except WebhookSendError as exc:
+            error = str(exc)[:500]
+        now = self.clock()
+        delivered = status is not None and 200 <= status < 300
+        async with self.db.transaction() as repos:
+            await repos.log_delivery(
+                message.merchant_id,
+                WebhookDelivery(
+                    event_id=message.id,
+                    endpoint_id=endpoint.id,
+                    topic=message.topic,
+                    attempt=message.attempts,
+                    status_code=status,
+                    error=error if error else (None if delivered else f"HTTP {status}"),
+                    duration_ms=round((time.perf_counter() - started) * 1000),
+                    at=now,
+                ),
+            )
+            if delivered:
+                await repos.finish_outbox(message.merchant_id, message.id, "delivered", now)
+            elif now - message.created_at >= self.give_up_after:
+                log.warning("webhook_gave_up", outbox_id=message.id, topic=message.topic)
+                await repos.finish_outbox(message.merchant_id, message.id, "gave_up", now)
+            else:
+                delay = min(self.max_backoff, self.first_backoff * 2 ** (message.attempts - 1))
+                await repos.postpone_outbox(message.merchant_id, message.id, now + delay)
