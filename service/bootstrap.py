@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 from litestar import Litestar
 
@@ -12,6 +13,7 @@ from adapters.postgres.database import PostgresDatabase
 from adapters.postgres.embedded import embedded_database_url
 from adapters.postgres.migrations import migrate
 from adapters.webhook_sender import HttpWebhookSender
+from domain.cases import DEFAULT_SLA, CaseState
 from policies.registry import RuleRegistry
 from service.api.app import create_app
 from service.cases import CaseService, utcnow
@@ -49,16 +51,26 @@ def payment_gateway(settings: Settings) -> PaymentGateway:
     return SimulatedGateway()
 
 
+def sla_from(settings: Settings) -> dict[CaseState, timedelta]:
+    """The default SLA per state with the configured hours laid over it."""
+    sla = dict(DEFAULT_SLA)
+    for state, hours in settings.sla_hours.items():
+        sla[CaseState(state)] = timedelta(hours=hours)
+    return sla
+
+
 def build_services(settings: Settings, db: Database, gateway: PaymentGateway, sender: WebhookSender) -> Services:
     policies = PolicyBook(RuleRegistry.discover())
     refunds = RefundService(db, gateway, utcnow)
-    notifications = Notifications(db, sender, utcnow)
+    notifications = Notifications(
+        db, sender, utcnow, first_backoff=timedelta(seconds=settings.webhook_first_backoff_seconds)
+    )
     verifier = StripeWebhookVerifier(settings.stripe_webhook_secret) if settings.stripe_webhook_secret else None
     return Services(
         settings=settings,
         db=db,
         policies=policies,
-        cases=CaseService(db, policies, refunds, utcnow),
+        cases=CaseService(db, policies, refunds, utcnow, sla_from(settings)),
         refunds=refunds,
         notifications=notifications,
         worker=Worker(refunds, notifications, idle_seconds=settings.worker_idle_seconds),

@@ -5,13 +5,14 @@ same transaction) → commit."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
 
 from domain.cases import (
+    DEFAULT_SLA,
     SYSTEM,
     Actor,
     Case,
@@ -98,12 +99,23 @@ class IdempotencyConflict(Exception):
 
 class CaseService:
     def __init__(
-        self, db: Database, policies: PolicyBook, refunds: RefundService, clock: Callable[[], datetime] = utcnow
+        self,
+        db: Database,
+        policies: PolicyBook,
+        refunds: RefundService,
+        clock: Callable[[], datetime] = utcnow,
+        sla: Mapping[CaseState, timedelta] = DEFAULT_SLA,
     ) -> None:
         self.db = db
         self.policies = policies
         self.refunds = refunds
         self.clock = clock
+        self.sla = sla
+
+    def _restart_sla(self, case: Case, at: datetime) -> None:
+        """The configured time the case's (new) state may take before it is overdue."""
+        allowed = self.sla.get(case.state)
+        case.sla_due_at = at + allowed if allowed else None
 
     # ----------------------------------------------------------------- orders
 
@@ -176,6 +188,7 @@ class CaseService:
             case.apply(first_step, actor_of(principal), now, {"policy_version": decision.policy_version})
             if case.state == CaseState.APPROVED:
                 await self._refund_if_kept(repos, case, actor_of(principal), now)
+            self._restart_sla(case, now)
             await repos.add_case(case)
             return await self._view(repos, case), False
 
@@ -300,10 +313,13 @@ class CaseService:
             try:
                 async with self.db.transaction() as repos:
                     case = await repos.get_case(principal.merchant_id, case_id)
-                    loaded_version = case.version
+                    loaded_version, loaded_state = case.version, case.state
                     if if_match is not None and if_match != loaded_version:
                         raise VersionConflict(f"case {case_id} is at version {loaded_version}, not {if_match}")
-                    await step(repos, case, actor_of(principal), self.clock())
+                    at = self.clock()
+                    await step(repos, case, actor_of(principal), at)
+                    if case.state != loaded_state:
+                        self._restart_sla(case, at)
                     await repos.save_case(case, loaded_version)
                     return await self._view(repos, case)
             except VersionConflict:

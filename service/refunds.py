@@ -29,9 +29,11 @@ from service.ports import (
     NotFound,
     PaymentGateway,
     Repositories,
+    VersionConflict,
 )
 
 log = structlog.get_logger()
+RECORD_ATTEMPTS = 5
 
 # What the gateway says → our status. "pending" at the gateway means it accepted the refund.
 _REPORTED = {
@@ -164,10 +166,16 @@ class RefundService:
         self, merchant_id: str, refund_id: str, reported: RefundStatus, gateway_refund_id: str | None,
         failure_reason: str | None,
     ) -> None:
-        async with self.db.transaction() as repos:
-            refund = await repos.get_refund(merchant_id, refund_id, for_update=True)
-            if refund is not None:
-                await self._advance(repos, refund, reported, gateway_refund_id, failure_reason)
+        for attempt in range(RECORD_ATTEMPTS):  # an agent may change the case at the same moment
+            try:
+                async with self.db.transaction() as repos:
+                    refund = await repos.get_refund(merchant_id, refund_id, for_update=True)
+                    if refund is not None:
+                        await self._advance(repos, refund, reported, gateway_refund_id, failure_reason)
+                return
+            except VersionConflict:
+                if attempt == RECORD_ATTEMPTS - 1:
+                    raise
 
     async def _advance(
         self, repos: Repositories, refund: Refund, reported: RefundStatus, gateway_refund_id: str | None,

@@ -11,7 +11,13 @@ import asyncpg
 import msgspec
 
 from domain.errors import InvalidRequest
-from service.ports import OutboxMessage, Page, StoreCreditGrant, WebhookDelivery, WebhookEndpoint
+from service.ports import (
+    OutboxMessage,
+    Page,
+    StoreCreditGrant,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
 
 
 class PgWorkflows:
@@ -55,7 +61,7 @@ class PgWorkflows:
                 attempts=row["attempts"],
                 created_at=row["created_at"],
             )
-            for row in rows
+            for row in sorted(rows, key=lambda row: row["id"])  # RETURNING keeps no order: oldest first
         ]
 
     async def finish_outbox(self, merchant_id: str, outbox_id: int, outcome: str, at: datetime) -> None:

@@ -12,13 +12,14 @@ import httpx
 from service.keys import ROLES
 
 
-async def _make_keys(database_url: str, merchant_id: str) -> dict[str, str]:
+async def _make_keys(database_url: str, merchant_id: str) -> dict[str, tuple[str, str]]:
+    """(key id, key) per role."""
     from adapters.postgres.database import PostgresDatabase
     from service.keys import create_api_key
 
     db = await PostgresDatabase.connect(database_url, min_size=1, max_size=1)
     try:
-        return {role: (await create_api_key(db, merchant_id, role))[1] for role in ROLES}
+        return {role: await create_api_key(db, merchant_id, role) for role in ROLES}
     finally:
         await db.close()
 
@@ -27,7 +28,9 @@ class Tenant:
     def __init__(self, base_url: str, database_url: str, merchant_id: str | None = None) -> None:
         self.merchant_id = merchant_id or f"m_{secrets.token_hex(5)}"
         self.base_url = base_url
-        self.keys = asyncio.run(_make_keys(database_url, self.merchant_id))
+        made = asyncio.run(_make_keys(database_url, self.merchant_id))
+        self.keys = {role: key for role, (_, key) in made.items()}
+        self.key_ids = {role: key_id for role, (key_id, _) in made.items()}
         self.clients = {
             role: httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {key}"}, timeout=30)
             for role, key in self.keys.items()
@@ -36,6 +39,10 @@ class Tenant:
         self.agent = self.clients["agent"]
         self.finance = self.clients["finance"]
         self.admin = self.clients["admin"]
+
+    def agent_key_id(self) -> str:
+        """The key id an agent's actions are recorded under."""
+        return self.key_ids["agent"]
 
     def close(self) -> None:
         for client in self.clients.values():
