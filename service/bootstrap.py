@@ -61,7 +61,7 @@ def sla_from(settings: Settings) -> dict[CaseState, timedelta]:
 
 def build_services(settings: Settings, db: Database, gateway: PaymentGateway, sender: WebhookSender) -> Services:
     policies = PolicyBook(RuleRegistry.discover())
-    refunds = RefundService(db, gateway, utcnow)
+    refunds = RefundService(db, gateway, utcnow, poll_after=timedelta(seconds=settings.refund_poll_after_seconds))
     notifications = Notifications(
         db, sender, utcnow, first_backoff=timedelta(seconds=settings.webhook_first_backoff_seconds)
     )
@@ -73,7 +73,12 @@ def build_services(settings: Settings, db: Database, gateway: PaymentGateway, se
         cases=CaseService(db, policies, refunds, utcnow, sla_from(settings)),
         refunds=refunds,
         notifications=notifications,
-        worker=Worker(refunds, notifications, idle_seconds=settings.worker_idle_seconds),
+        worker=Worker(
+            refunds,
+            notifications,
+            idle_seconds=settings.worker_idle_seconds,
+            poll_every_seconds=settings.worker_poll_every_seconds,
+        ),
         webhook_verifier=verifier,
     )
 

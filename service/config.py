@@ -19,6 +19,8 @@ class Settings(msgspec.Struct, frozen=True):
     log_format: str = "auto"  # auto | json | console
     run_worker: bool = True
     worker_idle_seconds: float = 1.0  # how long an idle worker waits before looking again
+    refund_poll_after_seconds: float = 300.0  # ask the gateway about a refund no webhook settled
+    worker_poll_every_seconds: float = 60.0
     webhook_first_backoff_seconds: float = 5.0  # doubles per failed delivery, up to an hour
     sla_hours: dict[str, float] = {}  # per case state, over the defaults: "pending_review=8,received=24"
     db_pool_max: int = 10
@@ -35,6 +37,8 @@ class Settings(msgspec.Struct, frozen=True):
             log_format=env.get("RETURNS_LOG_FORMAT", "auto"),
             run_worker=env.get("RETURNS_RUN_WORKER", "1") not in ("0", "false", "no"),
             worker_idle_seconds=float(env.get("RETURNS_WORKER_IDLE_SECONDS", "1.0")),
+            refund_poll_after_seconds=float(env.get("RETURNS_REFUND_POLL_AFTER_SECONDS", "300")),
+            worker_poll_every_seconds=float(env.get("RETURNS_WORKER_POLL_EVERY_SECONDS", "60")),
             webhook_first_backoff_seconds=float(env.get("RETURNS_WEBHOOK_FIRST_BACKOFF_SECONDS", "5")),
             sla_hours=_pairs(env.get("RETURNS_SLA_HOURS", "")),
             db_pool_max=int(env.get("RETURNS_DB_POOL_MAX", "10")),

@@ -59,11 +59,15 @@ def _refunds_of(event_type: str, obj: dict[str, Any]) -> list[GatewayRefund]:
     return []
 
 
+STATUSES = {"pending", "succeeded", "failed", "requires_action", "canceled"}
+
+
 def refund_from_stripe(obj: dict[str, Any]) -> GatewayRefund:
-    """A Stripe refund object (as JSON) in the port's terms."""
+    """A Stripe refund object (as JSON, from the API or an event) in the port's terms."""
+    status = obj.get("status")
     return GatewayRefund(
         gateway_refund_id=obj["id"],
-        status=obj.get("status") or "pending",
+        status=status if status in STATUSES else "pending",
         amount=int(obj.get("amount") or 0),
         currency=str(obj.get("currency") or "").upper(),
         payment_reference=str(obj.get("payment_intent") or obj.get("charge") or ""),

@@ -1,0 +1,149 @@
+"""The service configured for Stripe (the real SDK against the fake Stripe server), with signed
+webhooks: a return walked to the end, webhooks repeated and out of order, polling."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from service.config import Settings
+from tests.fakes.stripe_server import FakeStripe, fake_stripe, signed_event
+from tests.support.database import fresh_database
+from tests.support.server import serve
+from tests.support.tenants import Tenant
+from tests.support.waiting import eventually
+
+SECRET = "whsec_test_secret"
+
+
+@pytest.fixture(scope="module")
+def stripe_fake() -> Iterator[FakeStripe]:
+    with fake_stripe() as fake:
+        yield fake
+
+
+@pytest.fixture(scope="module")
+def stripe_service(stripe_fake: FakeStripe, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    from service.bootstrap import build_app
+
+    with fresh_database() as database_url:
+        settings = Settings(
+            database_url=database_url, data_dir=tmp_path_factory.mktemp("stripe"), log_format="json",
+            stripe_api_key="sk_test_fake", stripe_api_base=stripe_fake.url, stripe_webhook_secret=SECRET,
+            worker_idle_seconds=0.05, refund_poll_after_seconds=0.5, worker_poll_every_seconds=0.2,
+        )
+        with serve(build_app(settings)) as url:
+            yield url, database_url
+
+
+@pytest.fixture
+def shop(stripe_service: tuple[str, str]) -> Iterator[Tenant]:
+    url, database_url = stripe_service
+    tenant = Tenant(url, database_url)
+    yield tenant
+    tenant.close()
+
+
+def _received_return(shop: Tenant, fake: FakeStripe, amount: int = 1999) -> dict:
+    pi = f"pi_{shop.merchant_id}_{amount}"
+    fake.add_payment_intent(pi, amount=amount + 495)
+    order = shop.put_order(
+        lines=[{"line_id": "l1", "sku": "A", "title": "A", "quantity": 1, "unit_price": amount}],
+        payment={"gateway": "stripe", "reference": pi, "captured_amount": amount + 495},
+    )
+    case = shop.open_case(order["order_id"]).json()
+    assert case["state"] == "approved"
+    shop.storefront.post(f"/v1/cases/{case['id']}/return-shipment", json={"carrier": "dhl", "tracking_number": "T1"})
+    received = shop.agent.post(
+        f"/admin/v1/cases/{case['id']}/receive", json={"items": [{"line_id": "l1", "quantity": 1, "condition": "as_new"}]}
+    )
+    assert received.status_code == 200, received.text
+    return received.json()
+
+
+def _case(shop: Tenant, case_id: str) -> dict:
+    return shop.agent.get(f"/admin/v1/cases/{case_id}").json()
+
+
+def test_a_return_walked_end_to_end_through_stripe(shop: Tenant, stripe_fake: FakeStripe) -> None:
+    case = _received_return(shop, stripe_fake)
+    closed = eventually(lambda: (c := _case(shop, case["id"]))["state"] == "closed" and c)
+    refund = closed["refunds"][0]
+    assert refund["gateway"] == "stripe" and refund["status"] == "succeeded" and refund["amount"] == 1499
+    at_stripe = [r for r in stripe_fake.refunds() if r["metadata"].get("refund_id") == refund["id"]]
+    assert len(at_stripe) == 1 and at_stripe[0]["id"] == refund["gateway_refund_id"]
+    assert at_stripe[0]["amount"] == 1499 and at_stripe[0]["currency"] == "eur"
+
+
+def _post_event(url: str, payload: bytes, signature: str) -> httpx.Response:
+    return httpx.post(f"{url}/webhooks/stripe", content=payload,
+                      headers={"Stripe-Signature": signature, "Content-Type": "application/json"})
+
+
+def test_webhooks_five_times_and_out_of_order(shop: Tenant, stripe_fake: FakeStripe, stripe_service: tuple[str, str]) -> None:
+    url, _ = stripe_service
+    stripe_fake.set_next_status("pending")
+    case = _received_return(shop, stripe_fake, amount=2999)
+    submitted = eventually(lambda: [r for r in _case(shop, case["id"])["refunds"] if r["status"] == "submitted"])[0]
+    at_stripe = next(r for r in stripe_fake.refunds() if r["id"] == submitted["gateway_refund_id"])
+    pending = dict(at_stripe)
+    succeeded = stripe_fake.set_status(at_stripe["id"], "succeeded")
+
+    deliveries = [
+        ("refund.updated", succeeded, "evt_done"),
+        ("refund.created", pending, "evt_created"),  # late: must not move it back
+        *[("refund.updated", succeeded, "evt_done")] * 4,  # Stripe redelivers
+        ("refund.updated", pending, "evt_older"),
+    ]
+    answers = [_post_event(url, *signed_event(kind, obj, SECRET, event_id=event_id)) for kind, obj, event_id in deliveries]
+    assert [a.status_code for a in answers] == [200] * 7
+    assert [a.json()["duplicate"] for a in answers] == [False, False, True, True, True, True, False]
+    final = _case(shop, case["id"])
+    assert final["state"] == "closed"
+    assert [r["status"] for r in final["refunds"]] == ["succeeded"]
+    events = [e["type"] for e in shop.agent.get(f"/admin/v1/cases/{case['id']}/events").json()["items"]]
+    assert events.count("refund_succeeded") == 2  # the record and the transition, once each
+
+
+def test_charge_refunded_event_settles_a_failed_refund(shop: Tenant, stripe_fake: FakeStripe, stripe_service: tuple[str, str]) -> None:
+    url, _ = stripe_service
+    stripe_fake.set_next_status("pending")
+    case = _received_return(shop, stripe_fake, amount=3999)
+    submitted = eventually(lambda: [r for r in _case(shop, case["id"])["refunds"] if r["status"] == "submitted"])[0]
+    failed = stripe_fake.set_status(submitted["gateway_refund_id"], "failed", "lost_or_stolen_card")
+    charge = {"id": "ch_x", "object": "charge", "refunds": {"object": "list", "data": [failed]}}
+    answer = _post_event(url, *signed_event("charge.refunded", charge | {"status": "failed"}, SECRET, event_id="evt_charge"))
+    assert answer.status_code == 200
+    refund = _case(shop, case["id"])["refunds"][0]
+    assert refund["status"] == "failed" and refund["failure_reason"] == "lost_or_stolen_card"
+
+
+def test_unsigned_stale_or_forged_webhooks_are_refused(shop: Tenant, stripe_service: tuple[str, str]) -> None:
+    import time
+
+    url, _ = stripe_service
+    refund = {"id": "re_x", "object": "refund", "amount": 1, "currency": "eur", "status": "succeeded", "metadata": {}}
+    payload, signature = signed_event("refund.updated", refund, SECRET)
+    assert _post_event(url, payload, "").status_code == 400
+    assert _post_event(url, payload, signature.replace("v1=", "v1=0")).status_code == 400
+    assert _post_event(url, payload + b" ", signature).status_code == 400, "the signature covers the raw body"
+    old_payload, old_signature = signed_event("refund.updated", refund, SECRET, timestamp=int(time.time()) - 301)
+    stale = _post_event(url, old_payload, old_signature)
+    assert stale.status_code == 400 and stale.json()["code"] == "invalid_signature"
+    forged = signed_event("refund.updated", refund, "whsec_someone_else")
+    assert _post_event(url, *forged).status_code == 400
+    unknown = _post_event(url, payload, signature)
+    assert unknown.status_code == 200, "a refund we do not know is left to reconciliation"
+
+
+def test_a_pending_refund_with_no_webhook_is_polled(shop: Tenant, stripe_fake: FakeStripe) -> None:
+    stripe_fake.set_next_status("pending")
+    case = _received_return(shop, stripe_fake, amount=4999)
+    submitted = eventually(lambda: [r for r in _case(shop, case["id"])["refunds"] if r["status"] == "submitted"])[0]
+    stripe_fake.set_status(submitted["gateway_refund_id"], "succeeded")
+    closed = eventually(lambda: (c := _case(shop, case["id"]))["state"] == "closed" and c)
+    assert closed["refunds"][0]["status"] == "succeeded"
+    polls = [r for r in stripe_fake.requests if r == ("GET", f"/v1/refunds/{submitted['gateway_refund_id']}", None)]
+    assert polls, "the worker asked Stripe"
