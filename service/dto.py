@@ -354,3 +354,7 @@ class DeliveryView(msgspec.Struct):
 class DeliveryList(msgspec.Struct):
     items: list[DeliveryView]
     next_cursor: str | None = None
+
+
+class GatewayAccountIn(Body):
+    account: Annotated[str, Meta(pattern=r"^acct_[A-Za-z0-9]+$", max_length=100)] | None

@@ -25,6 +25,7 @@ from service.dto import (
     CompleteRepairIn,
     DeliveryList,
     DiagnoseIn,
+    GatewayAccountIn,
     EventList,
     NoteIn,
     PolicyView,
@@ -151,9 +152,11 @@ class RefundController(Controller):
 
 
 class WebhookController(Controller):
+    """The admin's settings for talking to the outside: webhooks to the storefront, the gateway account."""
+
     path = "/admin/v1"
     guards = [roles("admin")]
-    tags = ["webhooks"]
+    tags = ["settings"]
 
     @get("/webhook-endpoints", operation_id="listWebhookEndpoints")
     async def endpoints(self, request: Request[Any, Any, Any], services: Services) -> WebhookEndpointList:
@@ -165,6 +168,15 @@ class WebhookController(Controller):
     ) -> WebhookEndpointView:
         """Where the storefront hears of case and refund events; the secret is shown only here."""
         return await services.notifications.put_endpoint(principal_of(request).merchant_id, data)
+
+    @put("/gateway-account", operation_id="putGatewayAccount", status_code=200)
+    async def put_gateway_account(
+        self, request: Request[Any, Any, Any], services: Services, data: GatewayAccountIn
+    ) -> GatewayAccountIn:
+        """The merchant's Stripe Connect account (``acct_…``) refunds are made on; null for none."""
+        async with services.db.transaction() as repos:
+            await repos.set_gateway_account(principal_of(request).merchant_id, data.account)
+        return data
 
     @get("/webhook-deliveries", operation_id="listWebhookDeliveries")
     async def deliveries(

@@ -147,3 +147,14 @@ def test_a_pending_refund_with_no_webhook_is_polled(shop: Tenant, stripe_fake: F
     assert closed["refunds"][0]["status"] == "succeeded"
     polls = [r for r in stripe_fake.requests if r == ("GET", f"/v1/refunds/{submitted['gateway_refund_id']}", None)]
     assert polls, "the worker asked Stripe"
+
+
+def test_refunds_go_to_the_merchants_connected_account(shop: Tenant, stripe_fake: FakeStripe) -> None:
+    bad = shop.admin.put("/admin/v1/gateway-account", json={"account": "not an account"})
+    assert bad.status_code == 422
+    assert shop.agent.put("/admin/v1/gateway-account", json={"account": "acct_1"}).status_code == 403
+    assert shop.admin.put("/admin/v1/gateway-account", json={"account": "acct_shop9"}).status_code == 200
+    stripe_fake.add_payment_intent(f"pi_{shop.merchant_id}_1999", amount=1999 + 495, account="acct_shop9")
+    case = _received_return(shop, stripe_fake)
+    closed = eventually(lambda: (c := _case(shop, case["id"]))["state"] == "closed" and c)
+    assert [r["id"] for r in stripe_fake.refunds("acct_shop9")] == [closed["refunds"][0]["gateway_refund_id"]]
