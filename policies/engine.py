@@ -77,6 +77,17 @@ class Policy:
         return Verdict(decision=decision, money=money)
 
 
+    def reevaluate(self, rule_name: str, facts: Facts) -> RuleOutcome | None:
+        """One rule's outcome on new facts (say, photos that arrived), leaving the rest of a
+        decision as it was made. None when the policy does not run that rule."""
+        draft = MoneyDraft(
+            currency=facts.order.currency,
+            item_values={i.line_id: i.settled_quantity * i.unit_price for i in facts.items},
+        )
+        rule = next((rule for rule in self.rules if rule.name == rule_name), None)
+        return rule.evaluate(facts, draft) if rule else None
+
+
 def _settle(facts: Facts, draft: MoneyDraft) -> tuple[CaseMoney, int | None]:
     """The final figures, never promising more than the order has left to refund."""
     items_total = draft.items_total

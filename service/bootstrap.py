@@ -8,7 +8,9 @@ from datetime import timedelta
 
 from litestar import Litestar
 
+from adapters.blobstore.filesystem import FilesystemBlobStore
 from adapters.gateways.stripe_webhooks import StripeWebhookVerifier
+from adapters.images import PillowImageProcessor
 from adapters.postgres.database import PostgresDatabase
 from adapters.postgres.embedded import embedded_database_url
 from adapters.postgres.migrations import migrate
@@ -21,8 +23,9 @@ from service.config import Settings
 from service.container import Services
 from service.logging import configure_logging
 from service.notifications import Notifications
+from service.photos import PhotoService
 from service.policy import PolicyBook
-from service.ports import Database, PaymentGateway, WebhookSender
+from service.ports import BlobStore, Database, PaymentGateway, WebhookSender
 from service.refunds import RefundService
 from service.worker import Worker
 
@@ -59,6 +62,21 @@ def sla_from(settings: Settings) -> dict[CaseState, timedelta]:
     return sla
 
 
+def blob_store(settings: Settings) -> BlobStore:
+    """An S3-compatible bucket when one is configured, else a folder on the local disk."""
+    if settings.s3_bucket:
+        from adapters.blobstore.s3 import S3BlobStore
+
+        return S3BlobStore(
+            settings.s3_bucket,
+            endpoint_url=settings.s3_endpoint,
+            region=settings.s3_region,
+            access_key=settings.s3_access_key,
+            secret_key=settings.s3_secret_key,
+        )
+    return FilesystemBlobStore(settings.blob_dir or settings.data_dir / "blobs")
+
+
 def build_services(settings: Settings, db: Database, gateway: PaymentGateway, sender: WebhookSender) -> Services:
     policies = PolicyBook(RuleRegistry.discover())
     refunds = RefundService(db, gateway, utcnow, poll_after=timedelta(seconds=settings.refund_poll_after_seconds))
@@ -66,11 +84,16 @@ def build_services(settings: Settings, db: Database, gateway: PaymentGateway, se
         db, sender, utcnow, first_backoff=timedelta(seconds=settings.webhook_first_backoff_seconds)
     )
     verifier = StripeWebhookVerifier(settings.stripe_webhook_secret) if settings.stripe_webhook_secret else None
+    cases = CaseService(db, policies, refunds, utcnow, sla_from(settings))
+    photos = PhotoService(
+        db, blob_store(settings), PillowImageProcessor(), cases, utcnow, per_case=settings.photos_per_case
+    )
     return Services(
         settings=settings,
         db=db,
         policies=policies,
-        cases=CaseService(db, policies, refunds, utcnow, sla_from(settings)),
+        cases=cases,
+        photos=photos,
         refunds=refunds,
         notifications=notifications,
         worker=Worker(

@@ -54,6 +54,7 @@ from service.dto import (
     NoteIn,
     OrderIn,
     OrderView,
+    PhotoView,
     ProvideInfoIn,
     QuoteView,
     ReceivedItemIn,
@@ -73,15 +74,17 @@ from service.ports import (
     CaseFilter,
     Database,
     NotFound,
+    PhotoMatch,
     Principal,
     Repositories,
     StoreCreditGrant,
     VersionConflict,
 )
 from service.refunds import RefundService
-from service.views import case_view, event_view, order_view, refund_view
+from service.views import case_view, event_view, order_view, photo_view, refund_view
 
 HISTORY_WINDOW = timedelta(days=90)
+REUSED_PHOTO = "reused_photo"  # the case's flag when one of its photos was seen on another customer's case
 CHANGE_ATTEMPTS = 3
 
 
@@ -281,17 +284,22 @@ class CaseService:
     ) -> CaseList:
         async with self.db.transaction() as repos:
             page = await repos.list_cases(principal.merchant_id, filters, sort=sort, limit=limit, cursor=cursor)
-            refunds = await repos.case_refunds(principal.merchant_id, [case.id for case in page.items])
-        by_case: dict[str, list[RefundView]] = {}
-        for refund in refunds:
-            by_case.setdefault(refund.case_id, []).append(refund_view(refund))
-        return CaseList(
-            items=[case_view(case, by_case.get(case.id, [])) for case in page.items], next_cursor=page.next_cursor
-        )
+            views = await self._views(repos, principal.merchant_id, page.items)
+        return CaseList(items=views, next_cursor=page.next_cursor)
 
     async def _view(self, repos: Repositories, case: Case) -> CaseView:
-        refunds = await repos.case_refunds(case.merchant_id, [case.id])
-        return case_view(case, [refund_view(refund) for refund in refunds])
+        return (await self._views(repos, case.merchant_id, [case]))[0]
+
+    async def _views(self, repos: Repositories, merchant_id: str, cases: list[Case]) -> list[CaseView]:
+        """Cases with their refunds and photos, in two queries however many cases there are."""
+        ids = [case.id for case in cases]
+        refunds: dict[str, list[RefundView]] = {}
+        for refund in await repos.case_refunds(merchant_id, ids):
+            refunds.setdefault(refund.case_id, []).append(refund_view(refund))
+        photos: dict[str, list[PhotoView]] = {}
+        for photo in await repos.case_photos(merchant_id, ids):
+            photos.setdefault(photo.case_id, []).append(photo_view(photo))
+        return [case_view(case, refunds.get(case.id, []), photos.get(case.id, [])) for case in cases]
 
     async def events(self, principal: Principal, case_id: str) -> EventList:
         async with self.db.transaction() as repos:
@@ -502,6 +510,39 @@ class CaseService:
                 for g in grants
             ],
         )
+
+    async def evidence_added(
+        self, repos: Repositories, case: Case, actor: Actor, at: datetime, match: PhotoMatch | None
+    ) -> None:
+        """A photo arrived: the photo rule looks again (under the case's policy version; the rest
+        of the decision stands), a case waiting on evidence goes back to review, and a picture
+        already seen on another customer's case flags this one."""
+        order = await repos.get_order(case.merchant_id, case.order_id)
+        assert order is not None
+        count = case.decision.photo_count + 1
+        policy = await self.policies.at_version(repos, case.merchant_id, case.decision.policy_version)
+        facts = await self._assemble(
+            repos, order, case.type, case.resolution, case.items, photo_count=count, case_id=case.id
+        )
+        fresh = policy.reevaluate("photo_evidence", facts)
+        outcomes = [
+            msgspec.structs.replace(fresh, overridden_by=o.overridden_by, override_reason=o.override_reason)
+            if fresh is not None and o.rule == fresh.rule
+            else o
+            for o in case.decision.outcomes
+        ]
+        case.decision = msgspec.structs.replace(
+            case.decision,
+            outcomes=outcomes,
+            photo_count=count,
+            requires_photos=fresh is not None and fresh.result == RuleResult.REVIEW,
+            requires_review=any(o.result == RuleResult.REVIEW for o in outcomes),
+        )
+        if match is not None and REUSED_PHOTO not in case.flags:
+            case.flags = [*case.flags, REUSED_PHOTO]
+            case.record("flagged", SYSTEM, at, {"flag": REUSED_PHOTO, "matches_case_id": match.case_id})
+        if case.state == CaseState.INFO_REQUESTED:
+            case.apply(CaseAction.PROVIDE_INFO, actor, at, {"photos": count})
 
     async def receive(self, principal: Principal, case_id: str, if_match: int | None, body: ReceiveIn) -> CaseView:
         """Record what arrived and in what condition, settle the money on what arrived (under the

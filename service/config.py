@@ -22,7 +22,15 @@ class Settings(msgspec.Struct, frozen=True):
     refund_poll_after_seconds: float = 300.0  # ask the gateway about a refund no webhook settled
     worker_poll_every_seconds: float = 60.0
     webhook_first_backoff_seconds: float = 5.0  # doubles per failed delivery, up to an hour
-    sla_hours: dict[str, float] = {}  # per case state, over the defaults: "pending_review=8,received=24"
+    sla_hours: dict[str, float] = {}
+    photo_max_bytes: int = 15 * 1024 * 1024
+    photos_per_case: int = 10
+    blob_dir: Path | None = None  # photos on the local disk; default <data_dir>/blobs
+    s3_bucket: str | None = None  # photos in an S3-compatible store instead
+    s3_endpoint: str | None = None
+    s3_region: str = "us-east-1"
+    s3_access_key: str | None = None
+    s3_secret_key: str | None = None  # per case state, over the defaults: "pending_review=8,received=24"
     db_pool_max: int = 10
 
     @classmethod
@@ -41,6 +49,14 @@ class Settings(msgspec.Struct, frozen=True):
             worker_poll_every_seconds=float(env.get("RETURNS_WORKER_POLL_EVERY_SECONDS", "60")),
             webhook_first_backoff_seconds=float(env.get("RETURNS_WEBHOOK_FIRST_BACKOFF_SECONDS", "5")),
             sla_hours=_pairs(env.get("RETURNS_SLA_HOURS", "")),
+            photo_max_bytes=int(env.get("RETURNS_PHOTO_MAX_BYTES", str(15 * 1024 * 1024))),
+            photos_per_case=int(env.get("RETURNS_PHOTOS_PER_CASE", "10")),
+            blob_dir=Path(env["RETURNS_BLOB_DIR"]) if env.get("RETURNS_BLOB_DIR") else None,
+            s3_bucket=env.get("RETURNS_S3_BUCKET") or None,
+            s3_endpoint=env.get("RETURNS_S3_ENDPOINT") or None,
+            s3_region=env.get("RETURNS_S3_REGION", "us-east-1"),
+            s3_access_key=env.get("RETURNS_S3_ACCESS_KEY") or None,
+            s3_secret_key=env.get("RETURNS_S3_SECRET_KEY") or None,
             db_pool_max=int(env.get("RETURNS_DB_POOL_MAX", "10")),
         )
 

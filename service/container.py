@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from service.cases import CaseService
 from service.config import Settings
 from service.notifications import Notifications
+from service.photos import PhotoService
 from service.policy import PolicyBook
 from service.ports import Database, WebhookVerifier
 from service.refunds import RefundService
@@ -21,5 +22,6 @@ class Services:
     cases: CaseService
     refunds: RefundService
     notifications: Notifications
+    photos: PhotoService
     worker: Worker
     webhook_verifier: WebhookVerifier | None  # None: no STRIPE_WEBHOOK_SECRET configured

@@ -110,6 +110,30 @@ class StoreCreditGrant(msgspec.Struct, frozen=True):
     created_at: datetime
 
 
+class Photo(msgspec.Struct, frozen=True):
+    id: str
+    case_id: str
+    customer_id: str
+    original_sha256: str
+    detected_format: str
+    content_type: str
+    width: int
+    height: int
+    size_bytes: int
+    phash: str  # 16 hex digits
+    image_key: str
+    thumbnail_key: str
+    created_at: datetime
+    matches_case_id: str | None = None  # another customer's case with the same picture
+    matches_photo_id: str | None = None
+
+
+class PhotoMatch(msgspec.Struct, frozen=True):
+    case_id: str
+    photo_id: str
+    distance: int
+
+
 class Repositories(Protocol):
     """Everything a use case reads and writes, inside one transaction."""
 
@@ -206,6 +230,21 @@ class Repositories(Protocol):
     async def add_store_credit_grant(self, merchant_id: str, grant: StoreCreditGrant) -> None: ...
 
     async def store_credit_grants(self, merchant_id: str, customer_id: str) -> list[StoreCreditGrant]: ...
+
+    # photos
+    async def add_photo(self, merchant_id: str, photo: Photo) -> Photo | None: ...
+
+    async def find_photo_by_sha(self, merchant_id: str, case_id: str, sha256: str) -> Photo | None: ...
+
+    async def get_photo(self, merchant_id: str, case_id: str, photo_id: str) -> Photo | None: ...
+
+    async def case_photos(self, merchant_id: str, case_ids: list[str]) -> list[Photo]: ...
+
+    async def count_case_photos(self, merchant_id: str, case_id: str) -> int: ...
+
+    async def similar_photo_elsewhere(
+        self, merchant_id: str, customer_id: str, phash: str, max_distance: int
+    ) -> PhotoMatch | None: ...
 
 
 class WebhookSendError(Exception):

@@ -18,7 +18,7 @@ from service.dto import (
     RefundView,
     ShipmentView,
 )
-from service.ports import OrderCommitments
+from service.ports import OrderCommitments, Photo
 
 
 def order_view(order: Order, commitments: OrderCommitments) -> OrderView:
@@ -126,4 +126,20 @@ def refund_view(refund: Refund) -> RefundView:
         failure_reason=refund.failure_reason,
         created_at=refund.created_at,
         settled_at=refund.settled_at,
+    )
+
+
+def photo_view(photo: Photo) -> PhotoView:
+    url = f"/v1/cases/{photo.case_id}/photos/{photo.id}"
+    return PhotoView(
+        id=photo.id,
+        case_id=photo.case_id,
+        content_type=photo.content_type,
+        width=photo.width,
+        height=photo.height,
+        sha256=photo.original_sha256,
+        created_at=photo.created_at,
+        url=url,
+        thumbnail_url=url + "?size=thumb",
+        matches_case_id=photo.matches_case_id,
     )

@@ -10,6 +10,7 @@ from typing import Any
 import asyncpg
 import msgspec
 
+from adapters.postgres.photos import PgPhotos
 from adapters.postgres.refunds import PgRefunds
 from adapters.postgres.workflows import PgWorkflows
 from domain.cases import Actor, Case, CaseEvent
@@ -67,7 +68,7 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
         ) from exc
 
 
-class PgRepositories(PgRefunds, PgWorkflows):
+class PgRepositories(PgRefunds, PgWorkflows, PgPhotos):
     def __init__(self, conn: asyncpg.Connection) -> None:
         self.conn = conn
 

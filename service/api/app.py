@@ -26,6 +26,7 @@ from service.api.admin import (
 )
 from service.api.auth import PUBLIC_PATHS, ApiKeyMiddleware
 from service.api.health import live, ready
+from service.api.photos import PhotoController
 from service.api.problems import handle_exception
 from service.api.storefront import StorefrontController
 from service.api.webhooks import stripe_webhook
@@ -93,6 +94,7 @@ def create_app(open_services: Callable[[], AbstractAsyncContextManager[Services]
     return Litestar(
         route_handlers=[
             StorefrontController,
+            PhotoController,
             AgentController,
             PolicyController,
             RefundController,

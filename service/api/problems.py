@@ -17,7 +17,7 @@ from domain.errors import (
 )
 from policies.engine import PolicyInvalid
 from service.cases import IdempotencyConflict
-from service.ports import NotFound, VersionConflict
+from service.ports import BlobNotFound, ImageRejected, NotFound, VersionConflict
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -67,10 +67,12 @@ def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Respons
         return problem(exc.status, exc.code, exc.detail)
     if isinstance(exc, PolicyInvalid):
         return problem(422, "validation_error", "the policy document is not valid", errors=exc.errors)
-    if isinstance(exc, NotFound):
+    if isinstance(exc, (NotFound, BlobNotFound)):
         return problem(404, "not_found", str(exc))
     if isinstance(exc, VersionConflict):
         return problem(412, "version_conflict", str(exc) + "; reload and try again")
+    if isinstance(exc, ImageRejected):
+        return problem(415 if exc.code == "unsupported_media_type" else 422, exc.code, str(exc))
     if isinstance(exc, IdempotencyConflict):
         return problem(409, "idempotency_conflict", str(exc))
     if isinstance(exc, ValidationException):
