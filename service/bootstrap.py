@@ -21,6 +21,7 @@ from service.api.app import create_app
 from service.cases import CaseService, utcnow
 from service.config import Settings
 from service.container import Services
+from service.finance import FinanceService
 from service.logging import configure_logging
 from service.notifications import Notifications
 from service.photos import PhotoService
@@ -94,6 +95,7 @@ def build_services(settings: Settings, db: Database, gateway: PaymentGateway, se
         policies=policies,
         cases=cases,
         photos=photos,
+        finance=FinanceService(db, gateway, utcnow),
         refunds=refunds,
         notifications=notifications,
         worker=Worker(

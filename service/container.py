@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from service.cases import CaseService
 from service.config import Settings
+from service.finance import FinanceService
 from service.notifications import Notifications
 from service.photos import PhotoService
 from service.policy import PolicyBook
@@ -23,5 +24,6 @@ class Services:
     refunds: RefundService
     notifications: Notifications
     photos: PhotoService
+    finance: FinanceService
     worker: Worker
     webhook_verifier: WebhookVerifier | None  # None: no STRIPE_WEBHOOK_SECRET configured

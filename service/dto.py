@@ -358,3 +358,124 @@ class DeliveryList(msgspec.Struct):
 
 class GatewayAccountIn(Body):
     account: Annotated[str, Meta(pattern=r"^acct_[A-Za-z0-9]+$", max_length=100)] | None
+
+
+# --------------------------------------------------------------------------- finance
+
+
+class LedgerRefundView(msgspec.Struct):
+    id: str
+    case_id: str
+    order_id: str
+    customer_id: str
+    amount: int
+    currency: str
+    status: str
+    gateway: str
+    gateway_refund_id: str | None
+    reason: str | None
+    failure_reason: str | None
+    created_at: datetime
+    settled_at: datetime | None
+
+
+class LedgerList(msgspec.Struct):
+    items: list[LedgerRefundView]
+    next_cursor: str | None
+
+
+class ReconciliationIn(Body):
+    period_from: datetime = msgspec.field(name="from")
+    period_to: datetime = msgspec.field(name="to")
+
+
+class ReconciliationEntry(msgspec.Struct):
+    currency: str
+    refund_id: str | None = None  # ours
+    case_id: str | None = None
+    gateway_refund_id: str | None = None
+    our_amount: int | None = None
+    gateway_amount: int | None = None
+    our_status: str | None = None
+    gateway_status: str | None = None
+
+
+class ClassTotal(msgspec.Struct):
+    count: int = 0
+    our_amount: int = 0
+    gateway_amount: int = 0
+
+
+class CurrencyTotals(msgspec.Struct):
+    """Per currency: ours = matched + amount_mismatch + status_mismatch + missing_at_gateway;
+    gateway = matched + amount_mismatch + status_mismatch + unknown_at_gateway."""
+
+    our_amount: int
+    gateway_amount: int
+    matched: ClassTotal
+    missing_at_gateway: ClassTotal
+    unknown_at_gateway: ClassTotal
+    amount_mismatch: ClassTotal
+    status_mismatch: ClassTotal
+
+
+class ReconciliationView(msgspec.Struct):
+    id: str
+    period_from: datetime = msgspec.field(name="from")
+    period_to: datetime = msgspec.field(name="to")
+    created_at: datetime
+    gateway: str
+    matched: list[ReconciliationEntry] = []
+    missing_at_gateway: list[ReconciliationEntry] = []
+    unknown_at_gateway: list[ReconciliationEntry] = []
+    amount_mismatch: list[ReconciliationEntry] = []
+    status_mismatch: list[ReconciliationEntry] = []
+    totals: dict[str, CurrencyTotals] = {}
+
+
+class SummaryRow(msgspec.Struct):
+    key: str
+    currency: str
+    refunds: int
+    succeeded: int = 0
+    failed: int = 0
+    refunded: int = 0  # minor units, succeeded refunds
+    in_flight: int = 0  # minor units, not settled yet
+    items: int | None = None  # by SKU: items that came back
+    item_value: int | None = None  # by SKU: their value
+
+
+class SummaryReport(msgspec.Struct):
+    period_from: datetime = msgspec.field(name="from")
+    period_to: datetime = msgspec.field(name="to")
+    group_by: str
+    rows: list[SummaryRow]
+
+
+class ReasonCount(msgspec.Struct):
+    reason: str
+    responsibility: str
+    items: int
+    cases: int
+
+
+class SkuReasons(msgspec.Struct):
+    sku: str
+    items: int
+    merchant_responsible_share: float
+    reasons: list[ReasonCount]
+
+
+class Csat(msgspec.Struct):
+    surveys: int
+    average_rating: float | None
+    satisfied_share: float | None  # ratings of 4 or 5
+
+
+class ReasonsReport(msgspec.Struct):
+    period_from: datetime = msgspec.field(name="from")
+    period_to: datetime = msgspec.field(name="to")
+    items: int
+    merchant_responsible_share: float
+    by_sku: list[SkuReasons]
+    csat: Csat

@@ -134,6 +134,13 @@ class PhotoMatch(msgspec.Struct, frozen=True):
     distance: int
 
 
+class LedgerFilter(msgspec.Struct, frozen=True):
+    status: str | None = None
+    currency: str | None = None
+    created_from: datetime | None = None  # inclusive
+    created_to: datetime | None = None  # exclusive
+
+
 class Repositories(Protocol):
     """Everything a use case reads and writes, inside one transaction."""
 
@@ -230,6 +237,26 @@ class Repositories(Protocol):
     async def add_store_credit_grant(self, merchant_id: str, grant: StoreCreditGrant) -> None: ...
 
     async def store_credit_grants(self, merchant_id: str, customer_id: str) -> list[StoreCreditGrant]: ...
+
+    # finance
+    async def ledger(self, merchant_id: str, filters: LedgerFilter, limit: int, cursor: str | None) -> Page: ...
+
+    def stream_ledger(self, merchant_id: str, filters: LedgerFilter, batch: int = 1000) -> AsyncIterator[list[Refund]]: ...
+
+    async def refunds_between(self, merchant_id: str, since: datetime, until: datetime) -> list[Refund]: ...
+
+    async def refunds_by_gateway_ids(self, merchant_id: str, gateway: str, ids: list[str]) -> list[Refund]: ...
+
+    async def add_reconciliation(
+        self, merchant_id: str, reconciliation_id: str, since: datetime, until: datetime, at: datetime,
+        report: dict[str, Any],
+    ) -> None: ...
+
+    async def get_reconciliation(self, merchant_id: str, reconciliation_id: str) -> dict[str, Any] | None: ...
+
+    async def summary(self, merchant_id: str, since: datetime, until: datetime, group_by: str) -> list[dict[str, Any]]: ...
+
+    async def reason_trends(self, merchant_id: str, since: datetime, until: datetime) -> dict[str, Any]: ...
 
     # photos
     async def add_photo(self, merchant_id: str, photo: Photo) -> Photo | None: ...

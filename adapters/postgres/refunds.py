@@ -11,15 +11,15 @@ import asyncpg
 from domain.refunds import COMMITTED_STATUSES, Refund, RefundStatus
 from service.ports import ClaimedRefund, VersionConflict
 
-_COLUMNS = (
+REFUND_COLUMNS = (
     "merchant_id, id, case_id, order_id, customer_id, reason, attempt, amount, currency, status, gateway,"
     " gateway_account, payment_reference, gateway_refund_id, failure_reason, version, created_at, updated_at,"
     " settled_at"
 )
-_FIELDS = [name.strip() for name in _COLUMNS.split(",")]
+_FIELDS = [name.strip() for name in REFUND_COLUMNS.split(",")]
 
 
-def _refund(row: asyncpg.Record) -> Refund:
+def refund_from_row(row: asyncpg.Record) -> Refund:
     values = {name: row[name] for name in _FIELDS}
     values["status"] = RefundStatus(values["status"])
     return Refund(**values)
@@ -32,7 +32,7 @@ class PgRefunds:
 
     async def add_refund(self, refund: Refund) -> None:
         await self.conn.execute(
-            f"INSERT INTO refunds ({_COLUMNS}, next_attempt_at)"
+            f"INSERT INTO refunds ({REFUND_COLUMNS}, next_attempt_at)"
             " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $17)",
             *[_db(getattr(refund, name)) for name in _FIELDS],
         )
@@ -59,11 +59,11 @@ class PgRefunds:
 
     async def get_refund(self, merchant_id: str, refund_id: str, *, for_update: bool = False) -> Refund | None:
         row = await self.conn.fetchrow(
-            f"SELECT {_COLUMNS} FROM refunds WHERE merchant_id = $1 AND id = $2" + (" FOR UPDATE" if for_update else ""),
+            f"SELECT {REFUND_COLUMNS} FROM refunds WHERE merchant_id = $1 AND id = $2" + (" FOR UPDATE" if for_update else ""),
             merchant_id,
             refund_id,
         )
-        return _refund(row) if row else None
+        return refund_from_row(row) if row else None
 
     async def find_refund_by_gateway_id(
         self, gateway: str, gateway_refund_id: str, our_refund_id: str | None
@@ -72,22 +72,22 @@ class PgRefunds:
         before we recorded the gateway's id). The merchant is not known yet: this is the one
         lookup that is not filtered by merchant_id; every write after it is."""
         row = await self.conn.fetchrow(
-            f"SELECT {_COLUMNS} FROM refunds WHERE gateway = $1 AND (gateway_refund_id = $2 OR id = $3)"
+            f"SELECT {REFUND_COLUMNS} FROM refunds WHERE gateway = $1 AND (gateway_refund_id = $2 OR id = $3)"
             " ORDER BY gateway_refund_id IS NULL LIMIT 1 FOR UPDATE",
             gateway,
             gateway_refund_id,
             our_refund_id,
         )
-        return _refund(row) if row else None
+        return refund_from_row(row) if row else None
 
     async def case_refunds(self, merchant_id: str, case_ids: list[str]) -> list[Refund]:
         rows = await self.conn.fetch(
-            f"SELECT {_COLUMNS} FROM refunds WHERE merchant_id = $1 AND case_id = ANY($2::text[])"
+            f"SELECT {REFUND_COLUMNS} FROM refunds WHERE merchant_id = $1 AND case_id = ANY($2::text[])"
             " ORDER BY created_at, id",
             merchant_id,
             case_ids,
         )
-        return [_refund(row) for row in rows]
+        return [refund_from_row(row) for row in rows]
 
     async def committed_refund_amount(self, merchant_id: str, order_id: str) -> int:
         """What the order's refunds have paid or may still pay (all but failed and canceled)."""
@@ -120,13 +120,13 @@ class PgRefunds:
                     ORDER BY next_attempt_at
                     LIMIT $3
                     FOR UPDATE SKIP LOCKED)
-            RETURNING {_COLUMNS}, tries
+            RETURNING {REFUND_COLUMNS}, tries
             """,
             now,
             lease,
             limit,
         )
-        return [ClaimedRefund(refund=_refund(row), tries=row["tries"]) for row in rows]
+        return [ClaimedRefund(refund=refund_from_row(row), tries=row["tries"]) for row in rows]
 
     async def postpone_refund(self, merchant_id: str, refund_id: str, until: datetime, error: str) -> None:
         """A retryable failure: release the claim and try again later with the same key."""
@@ -142,12 +142,12 @@ class PgRefunds:
     async def unsettled_refunds(self, older_than: datetime, limit: int) -> list[Refund]:
         """Refunds the gateway accepted but has not settled, not heard of since ``older_than``."""
         rows = await self.conn.fetch(
-            f"SELECT {_COLUMNS} FROM refunds WHERE status IN ('submitted', 'requires_action')"
+            f"SELECT {REFUND_COLUMNS} FROM refunds WHERE status IN ('submitted', 'requires_action')"
             " AND COALESCE(checked_at, updated_at) < $1 ORDER BY COALESCE(checked_at, updated_at) LIMIT $2",
             older_than,
             limit,
         )
-        return [_refund(row) for row in rows]
+        return [refund_from_row(row) for row in rows]
 
     async def mark_refund_checked(self, merchant_id: str, refund_id: str, at: datetime) -> None:
         await self.conn.execute(

@@ -3,18 +3,18 @@ column lists, every statement filtered by merchant_id."""
 
 from __future__ import annotations
 
-import base64
 from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 import msgspec
 
+from adapters.postgres.cursors import decode_cursor, encode_cursor
+from adapters.postgres.finance import PgFinance
 from adapters.postgres.photos import PgPhotos
 from adapters.postgres.refunds import PgRefunds
 from adapters.postgres.workflows import PgWorkflows
 from domain.cases import Actor, Case, CaseEvent
-from domain.errors import InvalidRequest
 from domain.orders import Order
 from service.ports import (
     CaseFilter,
@@ -53,22 +53,7 @@ def _decode_case(row: asyncpg.Record) -> Case:
     return case
 
 
-def _encode_cursor(values: list[Any]) -> str:
-    return base64.urlsafe_b64encode(msgspec.json.encode(values)).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> tuple[datetime, str]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        at, case_id = msgspec.json.decode(raw, type=tuple[datetime, str])
-        return at, case_id
-    except (ValueError, msgspec.DecodeError) as exc:
-        raise InvalidRequest(
-            "cursor is not one this service gave out", [{"field": "cursor", "message": "unknown cursor"}]
-        ) from exc
-
-
-class PgRepositories(PgRefunds, PgWorkflows, PgPhotos):
+class PgRepositories(PgRefunds, PgWorkflows, PgPhotos, PgFinance):
     def __init__(self, conn: asyncpg.Connection) -> None:
         self.conn = conn
 
@@ -333,7 +318,7 @@ class PgRepositories(PgRefunds, PgWorkflows, PgPhotos):
             key, order = "created_at", "DESC"
             compare = "<"
         if cursor:
-            at, last_id = _decode_cursor(cursor)
+            at, last_id = decode_cursor(cursor, tuple[datetime, str])
             args += [at, last_id]
             where.append(f"({key}, id) {compare} (${len(args) - 1}, ${len(args)})")
         args.append(limit + 1)
@@ -346,7 +331,7 @@ class PgRepositories(PgRefunds, PgWorkflows, PgPhotos):
         next_cursor = None
         if len(rows) > limit:
             last = rows[limit - 1]
-            next_cursor = _encode_cursor([last["sort_key"], last["id"]])
+            next_cursor = encode_cursor([last["sort_key"], last["id"]])
         return Page(items=cases, next_cursor=next_cursor)
 
     async def case_events(self, merchant_id: str, case_id: str) -> list[CaseEvent]:

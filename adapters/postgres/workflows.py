@@ -3,14 +3,13 @@
 
 from __future__ import annotations
 
-import base64
 from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
 import msgspec
 
-from domain.errors import InvalidRequest
+from adapters.postgres.cursors import decode_cursor, encode_cursor
 from service.ports import (
     OutboxMessage,
     Page,
@@ -132,7 +131,7 @@ class PgWorkflows:
         args: list[Any] = [merchant_id, limit + 1]
         after = ""
         if cursor:
-            args.append(_decode_id_cursor(cursor))
+            args.append(decode_cursor(cursor, int))
             after = " AND id < $3"
         rows = await self.conn.fetch(
             "SELECT id, outbox_id, endpoint_id, topic, attempt, status_code, error, duration_ms, at"
@@ -153,7 +152,7 @@ class PgWorkflows:
             )
             for row in rows[:limit]
         ]
-        next_cursor = _encode_id_cursor(rows[limit - 1]["id"]) if len(rows) > limit else None
+        next_cursor = encode_cursor(rows[limit - 1]["id"]) if len(rows) > limit else None
         return Page(items=items, next_cursor=next_cursor)
 
     # ----------------------------------------------------------------- store credit
@@ -183,13 +182,3 @@ class PgWorkflows:
         )
         return [StoreCreditGrant(**dict(row)) for row in rows]
 
-
-def _encode_id_cursor(value: int) -> str:
-    return base64.urlsafe_b64encode(str(value).encode()).decode().rstrip("=")
-
-
-def _decode_id_cursor(cursor: str) -> int:
-    try:
-        return int(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode())
-    except ValueError as exc:
-        raise InvalidRequest("unknown cursor", [{"field": "cursor", "message": "not one this service gave out"}]) from exc

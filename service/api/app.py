@@ -25,6 +25,7 @@ from service.api.admin import (
     WebhookController,
 )
 from service.api.auth import PUBLIC_PATHS, ApiKeyMiddleware
+from service.api.finance import FinanceController
 from service.api.health import live, ready
 from service.api.photos import PhotoController
 from service.api.problems import handle_exception
@@ -99,6 +100,7 @@ def create_app(open_services: Callable[[], AbstractAsyncContextManager[Services]
             PolicyController,
             RefundController,
             WebhookController,
+            FinanceController,
             stripe_webhook,
             live,
             ready,

@@ -1,0 +1,267 @@
+"""Finance: the refund ledger (paged, and streamed as CSV), reconciliation against the payment
+gateway, and reports computed in SQL."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime, timedelta
+
+import msgspec
+
+from domain.cases import Reason, Responsibility, responsibility
+from domain.errors import InvalidRequest
+from domain.money import to_major
+from domain.refunds import Refund, RefundStatus
+from service.dto import (
+    ClassTotal,
+    Csat,
+    CurrencyTotals,
+    LedgerList,
+    LedgerRefundView,
+    ReasonCount,
+    ReasonsReport,
+    ReconciliationEntry,
+    ReconciliationView,
+    SkuReasons,
+    SummaryReport,
+    SummaryRow,
+)
+from service.ids import new_id
+from service.ports import (
+    Database,
+    GatewayError,
+    GatewayRefund,
+    LedgerFilter,
+    NotFound,
+    PaymentGateway,
+    Principal,
+)
+
+CSV_COLUMNS = [
+    "refund_id", "case_id", "order_id", "customer_id", "reason", "status", "currency", "amount", "amount_minor",
+    "gateway", "gateway_refund_id", "created_at", "settled_at", "failure_reason",
+]
+MAX_PERIOD = timedelta(days=366)
+# What the gateway's status is called in ours ("pending" there means accepted, not yet settled).
+_OURS = {"pending": RefundStatus.SUBMITTED}
+
+
+def ledger_view(refund: Refund) -> LedgerRefundView:
+    return LedgerRefundView(
+        id=refund.id,
+        case_id=refund.case_id,
+        order_id=refund.order_id,
+        customer_id=refund.customer_id,
+        amount=refund.amount,
+        currency=refund.currency,
+        status=str(refund.status),
+        gateway=refund.gateway,
+        gateway_refund_id=refund.gateway_refund_id,
+        reason=refund.reason,
+        failure_reason=refund.failure_reason,
+        created_at=refund.created_at,
+        settled_at=refund.settled_at,
+    )
+
+
+def check_period(since: datetime, until: datetime) -> None:
+    errors = []
+    if since.tzinfo is None or until.tzinfo is None:
+        errors.append({"field": "from", "message": "times need a time zone (RFC 3339, e.g. …Z)"})
+    elif until <= since:
+        errors.append({"field": "to", "message": "must be after from"})
+    elif until - since > MAX_PERIOD:
+        errors.append({"field": "to", "message": "a period is at most 366 days"})
+    if errors:
+        raise InvalidRequest("the period is not valid", errors)
+
+
+class FinanceService:
+    def __init__(self, db: Database, gateway: PaymentGateway, clock: Callable[[], datetime]) -> None:
+        self.db = db
+        self.gateway = gateway
+        self.clock = clock
+
+    async def ledger(self, principal: Principal, filters: LedgerFilter, limit: int, cursor: str | None) -> LedgerList:
+        async with self.db.transaction() as repos:
+            page = await repos.ledger(principal.merchant_id, filters, limit, cursor)
+        return LedgerList(items=[ledger_view(r) for r in page.items], next_cursor=page.next_cursor)
+
+    async def ledger_csv(self, principal: Principal, filters: LedgerFilter) -> AsyncIterator[bytes]:
+        """RFC 4180 CSV (CRLF, quoted where needed), a header row, then the refunds oldest
+        first, produced a batch at a time; amounts both as a decimal string in major units and
+        as the integer in minor units."""
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\r\n")
+        writer.writerow(CSV_COLUMNS)
+        yield buffer.getvalue().encode()
+        async with self.db.transaction() as repos:
+            async for batch in repos.stream_ledger(principal.merchant_id, filters):
+                buffer.seek(0)
+                buffer.truncate()
+                writer.writerows(_csv_row(refund) for refund in batch)
+                yield buffer.getvalue().encode()
+
+    # ----------------------------------------------------------------- reconciliation
+
+    async def reconcile(self, principal: Principal, since: datetime, until: datetime) -> ReconciliationView:
+        """Our refunds of the period against the gateway's, matched by the gateway's id and
+        by our id in its metadata. Stored; the same period may be run again."""
+        check_period(since, until)
+        merchant_id = principal.merchant_id
+        async with self.db.transaction() as repos:
+            account = await repos.gateway_account(merchant_id)
+            ours = await repos.refunds_between(merchant_id, since, until)
+        try:
+            theirs = [r async for r in self.gateway.list_refunds(created_from=since, created_to=until, account=account)]
+        except GatewayError as exc:
+            raise InvalidRequest(f"the gateway could not list refunds: {exc}", [{"field": "from", "message": str(exc)}]) from exc
+        # ours made just outside the period whose gateway twin falls inside it
+        async with self.db.transaction() as repos:
+            known = {r.id for r in ours}
+            ids = [i for r in theirs for i in (r.gateway_refund_id, r.refund_id) if i]
+            ours += [r for r in await repos.refunds_by_gateway_ids(merchant_id, self.gateway.name, ids) if r.id not in known]
+        report = ReconciliationView(
+            id=new_id("rec"), period_from=since, period_to=until, created_at=self.clock(), gateway=self.gateway.name
+        )
+        await self._classify(report, ours, theirs, account)
+        report.totals = _totals(report)
+        async with self.db.transaction() as repos:
+            await repos.add_reconciliation(
+                merchant_id, report.id, since, until, report.created_at, msgspec.to_builtins(report)
+            )
+        return report
+
+    async def _classify(
+        self, report: ReconciliationView, ours: list[Refund], theirs: list[GatewayRefund], account: str | None
+    ) -> None:
+        by_gateway_id = {r.gateway_refund_id: r for r in ours if r.gateway_refund_id}
+        by_id = {r.id: r for r in ours}
+        matched_ours: set[str] = set()
+        for their in theirs:
+            our = by_gateway_id.get(their.gateway_refund_id) or by_id.get(their.refund_id or "")
+            if our is None:
+                report.unknown_at_gateway.append(_entry(None, their))
+                continue
+            matched_ours.add(our.id)
+            _place(report, our, their)
+        for our in ours:
+            if our.id in matched_ours or our.gateway_refund_id is None:
+                continue  # not sent yet, or refused before the gateway made anything: nothing to find
+            try:  # its gateway twin may be dated just outside the period
+                their = await self.gateway.get_refund(our.gateway_refund_id, account=account)
+            except GatewayError:
+                report.missing_at_gateway.append(_entry(our, None))
+                continue
+            _place(report, our, their)
+
+    async def get_reconciliation(self, principal: Principal, reconciliation_id: str) -> ReconciliationView:
+        async with self.db.transaction() as repos:
+            stored = await repos.get_reconciliation(principal.merchant_id, reconciliation_id)
+        if stored is None:
+            raise NotFound(f"no reconciliation {reconciliation_id}")
+        return msgspec.convert(stored, ReconciliationView)
+
+    # ----------------------------------------------------------------- reports
+
+    async def summary(self, principal: Principal, since: datetime, until: datetime, group_by: str) -> SummaryReport:
+        check_period(since, until)
+        async with self.db.transaction() as repos:
+            rows = await repos.summary(principal.merchant_id, since, until, group_by)
+        return SummaryReport(
+            period_from=since, period_to=until, group_by=group_by,
+            rows=[msgspec.convert({"succeeded": 0, **row}, SummaryRow) for row in rows],
+        )
+
+    async def reasons(self, principal: Principal, since: datetime, until: datetime) -> ReasonsReport:
+        check_period(since, until)
+        async with self.db.transaction() as repos:
+            trends = await repos.reason_trends(principal.merchant_id, since, until)
+        by_sku: dict[str, list[ReasonCount]] = {}
+        for row in trends["rows"]:
+            who = responsibility(Reason(row["reason"]))
+            by_sku.setdefault(row["sku"], []).append(
+                ReasonCount(reason=row["reason"], responsibility=str(who), items=row["items"], cases=row["cases"])
+            )
+        overall = trends["overall"]
+        surveys = overall["surveys"]
+        return ReasonsReport(
+            period_from=since,
+            period_to=until,
+            items=overall["items"],
+            merchant_responsible_share=_share(overall["merchant_items"], overall["items"]),
+            by_sku=[
+                SkuReasons(
+                    sku=sku,
+                    items=sum(r.items for r in reasons),
+                    merchant_responsible_share=_share(
+                        sum(r.items for r in reasons if r.responsibility == Responsibility.MERCHANT),
+                        sum(r.items for r in reasons),
+                    ),
+                    reasons=reasons,
+                )
+                for sku, reasons in sorted(by_sku.items(), key=lambda kv: -sum(r.items for r in kv[1]))
+            ],
+            csat=Csat(
+                surveys=surveys,
+                average_rating=round(float(overall["rating"]), 2) if overall["rating"] is not None else None,
+                satisfied_share=_share(overall["satisfied"], surveys) if surveys else None,
+            ),
+        )
+
+
+def _share(part: int, whole: int) -> float:
+    return round(part / whole, 4) if whole else 0.0
+
+
+def _csv_row(refund: Refund) -> list[str | int]:
+    return [
+        refund.id, refund.case_id, refund.order_id, refund.customer_id, refund.reason or "", str(refund.status),
+        refund.currency, to_major(refund.amount, refund.currency), refund.amount, refund.gateway,
+        refund.gateway_refund_id or "", refund.created_at.isoformat(), refund.settled_at.isoformat() if refund.settled_at else "",
+        refund.failure_reason or "",
+    ]
+
+
+def _entry(our: Refund | None, their: GatewayRefund | None) -> ReconciliationEntry:
+    return ReconciliationEntry(
+        currency=(our.currency if our else their.currency),  # type: ignore[union-attr]
+        refund_id=our.id if our else their.refund_id if their else None,
+        case_id=our.case_id if our else None,
+        gateway_refund_id=(their.gateway_refund_id if their else our.gateway_refund_id if our else None),
+        our_amount=our.amount if our else None,
+        gateway_amount=their.amount if their else None,
+        our_status=str(our.status) if our else None,
+        gateway_status=their.status if their else None,
+    )
+
+
+def _place(report: ReconciliationView, our: Refund, their: GatewayRefund) -> None:
+    entry = _entry(our, their)
+    if our.amount != their.amount or our.currency != their.currency:
+        report.amount_mismatch.append(entry)
+    elif str(our.status) != str(_OURS.get(their.status, their.status)):
+        report.status_mismatch.append(entry)
+    else:
+        report.matched.append(entry)
+
+
+def _totals(report: ReconciliationView) -> dict[str, CurrencyTotals]:
+    classes = ("matched", "missing_at_gateway", "unknown_at_gateway", "amount_mismatch", "status_mismatch")
+    per_currency: dict[str, dict[str, ClassTotal]] = {}
+    for name in classes:
+        for entry in getattr(report, name):
+            total = per_currency.setdefault(entry.currency, {c: ClassTotal() for c in classes})[name]
+            total.count += 1
+            total.our_amount += entry.our_amount or 0
+            total.gateway_amount += entry.gateway_amount or 0
+    return {
+        currency: CurrencyTotals(
+            our_amount=sum(t.our_amount for t in totals.values()),
+            gateway_amount=sum(t.gateway_amount for t in totals.values()),
+            **totals,
+        )
+        for currency, totals in sorted(per_currency.items())
+    }
