@@ -3,64 +3,13 @@ webhooks: a return walked to the end, webhooks repeated and out of order, pollin
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import httpx
-import pytest
 
-from service.config import Settings
-from tests.fakes.stripe_server import FakeStripe, fake_stripe, signed_event
-from tests.support.database import fresh_database
-from tests.support.server import serve
+from tests.e2e.conftest import SECRET
+from tests.fakes.stripe_server import FakeStripe, signed_event
+from tests.support.flows import received_return
 from tests.support.tenants import Tenant
 from tests.support.waiting import eventually
-
-SECRET = "whsec_test_secret"
-
-
-@pytest.fixture(scope="module")
-def stripe_fake() -> Iterator[FakeStripe]:
-    with fake_stripe() as fake:
-        yield fake
-
-
-@pytest.fixture(scope="module")
-def stripe_service(stripe_fake: FakeStripe, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
-    from service.bootstrap import build_app
-
-    with fresh_database() as database_url:
-        settings = Settings(
-            database_url=database_url, data_dir=tmp_path_factory.mktemp("stripe"), log_format="json",
-            stripe_api_key="sk_test_fake", stripe_api_base=stripe_fake.url, stripe_webhook_secret=SECRET,
-            worker_idle_seconds=0.05, refund_poll_after_seconds=0.5, worker_poll_every_seconds=0.2,
-        )
-        with serve(build_app(settings)) as url:
-            yield url, database_url
-
-
-@pytest.fixture
-def shop(stripe_service: tuple[str, str]) -> Iterator[Tenant]:
-    url, database_url = stripe_service
-    tenant = Tenant(url, database_url)
-    yield tenant
-    tenant.close()
-
-
-def _received_return(shop: Tenant, fake: FakeStripe, amount: int = 1999) -> dict:
-    pi = f"pi_{shop.merchant_id}_{amount}"
-    fake.add_payment_intent(pi, amount=amount + 495)
-    order = shop.put_order(
-        lines=[{"line_id": "l1", "sku": "A", "title": "A", "quantity": 1, "unit_price": amount}],
-        payment={"gateway": "stripe", "reference": pi, "captured_amount": amount + 495},
-    )
-    case = shop.open_case(order["order_id"]).json()
-    assert case["state"] == "approved"
-    shop.storefront.post(f"/v1/cases/{case['id']}/return-shipment", json={"carrier": "dhl", "tracking_number": "T1"})
-    received = shop.agent.post(
-        f"/admin/v1/cases/{case['id']}/receive", json={"items": [{"line_id": "l1", "quantity": 1, "condition": "as_new"}]}
-    )
-    assert received.status_code == 200, received.text
-    return received.json()
 
 
 def _case(shop: Tenant, case_id: str) -> dict:
@@ -68,7 +17,7 @@ def _case(shop: Tenant, case_id: str) -> dict:
 
 
 def test_a_return_walked_end_to_end_through_stripe(shop: Tenant, stripe_fake: FakeStripe) -> None:
-    case = _received_return(shop, stripe_fake)
+    case = received_return(shop, stripe_fake)
     closed = eventually(lambda: (c := _case(shop, case["id"]))["state"] == "closed" and c)
     refund = closed["refunds"][0]
     assert refund["gateway"] == "stripe" and refund["status"] == "succeeded" and refund["amount"] == 1499
@@ -85,7 +34,7 @@ def _post_event(url: str, payload: bytes, signature: str) -> httpx.Response:
 def test_webhooks_five_times_and_out_of_order(shop: Tenant, stripe_fake: FakeStripe, stripe_service: tuple[str, str]) -> None:
     url, _ = stripe_service
     stripe_fake.set_next_status("pending")
-    case = _received_return(shop, stripe_fake, amount=2999)
+    case = received_return(shop, stripe_fake, amount=2999)
     submitted = eventually(lambda: [r for r in _case(shop, case["id"])["refunds"] if r["status"] == "submitted"])[0]
     at_stripe = next(r for r in stripe_fake.refunds() if r["id"] == submitted["gateway_refund_id"])
     pending = dict(at_stripe)
@@ -110,7 +59,7 @@ def test_webhooks_five_times_and_out_of_order(shop: Tenant, stripe_fake: FakeStr
 def test_charge_refunded_event_settles_a_failed_refund(shop: Tenant, stripe_fake: FakeStripe, stripe_service: tuple[str, str]) -> None:
     url, _ = stripe_service
     stripe_fake.set_next_status("pending")
-    case = _received_return(shop, stripe_fake, amount=3999)
+    case = received_return(shop, stripe_fake, amount=3999)
     submitted = eventually(lambda: [r for r in _case(shop, case["id"])["refunds"] if r["status"] == "submitted"])[0]
     failed = stripe_fake.set_status(submitted["gateway_refund_id"], "failed", "lost_or_stolen_card")
     charge = {"id": "ch_x", "object": "charge", "refunds": {"object": "list", "data": [failed]}}
@@ -140,7 +89,7 @@ def test_unsigned_stale_or_forged_webhooks_are_refused(shop: Tenant, stripe_serv
 
 def test_a_pending_refund_with_no_webhook_is_polled(shop: Tenant, stripe_fake: FakeStripe) -> None:
     stripe_fake.set_next_status("pending")
-    case = _received_return(shop, stripe_fake, amount=4999)
+    case = received_return(shop, stripe_fake, amount=4999)
     submitted = eventually(lambda: [r for r in _case(shop, case["id"])["refunds"] if r["status"] == "submitted"])[0]
     stripe_fake.set_status(submitted["gateway_refund_id"], "succeeded")
     closed = eventually(lambda: (c := _case(shop, case["id"]))["state"] == "closed" and c)
@@ -155,6 +104,6 @@ def test_refunds_go_to_the_merchants_connected_account(shop: Tenant, stripe_fake
     assert shop.agent.put("/admin/v1/gateway-account", json={"account": "acct_1"}).status_code == 403
     assert shop.admin.put("/admin/v1/gateway-account", json={"account": "acct_shop9"}).status_code == 200
     stripe_fake.add_payment_intent(f"pi_{shop.merchant_id}_1999", amount=1999 + 495, account="acct_shop9")
-    case = _received_return(shop, stripe_fake)
+    case = received_return(shop, stripe_fake)
     closed = eventually(lambda: (c := _case(shop, case["id"]))["state"] == "closed" and c)
     assert [r["id"] for r in stripe_fake.refunds("acct_shop9")] == [closed["refunds"][0]["gateway_refund_id"]]

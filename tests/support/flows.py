@@ -1,0 +1,25 @@
+"""Flows several test modules walk through."""
+
+from __future__ import annotations
+
+from tests.fakes.stripe_server import FakeStripe
+from tests.support.tenants import Tenant
+
+
+def received_return(shop: Tenant, fake: FakeStripe, amount: int = 1999) -> dict:
+    """A return of one line on a fresh order paid with a new PaymentIntent at the fake, approved
+    at once and received as new: its refund is due."""
+    pi = f"pi_{shop.merchant_id}_{amount}"
+    fake.add_payment_intent(pi, amount=amount + 495)
+    order = shop.put_order(
+        lines=[{"line_id": "l1", "sku": "A", "title": "A", "quantity": 1, "unit_price": amount}],
+        payment={"gateway": "stripe", "reference": pi, "captured_amount": amount + 495},
+    )
+    case = shop.open_case(order["order_id"]).json()
+    assert case["state"] == "approved"
+    shop.storefront.post(f"/v1/cases/{case['id']}/return-shipment", json={"carrier": "dhl", "tracking_number": "T1"})
+    received = shop.agent.post(
+        f"/admin/v1/cases/{case['id']}/receive", json={"items": [{"line_id": "l1", "quantity": 1, "condition": "as_new"}]}
+    )
+    assert received.status_code == 200, received.text
+    return received.json()
