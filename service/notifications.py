@@ -22,6 +22,7 @@ from service.dto import (
     WebhookEndpointView,
 )
 from service.ids import new_id
+from service.metrics import WEBHOOK_FAILURES
 from service.ports import (
     Database,
     OutboxMessage,
@@ -144,8 +145,10 @@ class Notifications:
             if delivered:
                 await repos.finish_outbox(message.merchant_id, message.id, "delivered", now)
             elif now - message.created_at >= self.give_up_after:
+                WEBHOOK_FAILURES.inc()
                 log.warning("webhook_gave_up", outbox_id=message.id, topic=message.topic)
                 await repos.finish_outbox(message.merchant_id, message.id, "gave_up", now)
             else:
+                WEBHOOK_FAILURES.inc()
                 delay = min(self.max_backoff, self.first_backoff * 2 ** (message.attempts - 1))
                 await repos.postpone_outbox(message.merchant_id, message.id, now + delay)

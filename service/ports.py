@@ -141,6 +141,15 @@ class LedgerFilter(msgspec.Struct, frozen=True):
     created_to: datetime | None = None  # exclusive
 
 
+class OperationalCounts(msgspec.Struct, frozen=True):
+    """Across all merchants, for the operator's metrics."""
+
+    cases: dict[tuple[str, str], int]  # (type, state) → count
+    refunds: dict[str, int]  # status → count
+    outbox_depth: int
+    worker_lag_seconds: float  # age of the oldest refund due for sending; 0 when none waits
+
+
 class Repositories(Protocol):
     """Everything a use case reads and writes, inside one transaction."""
 
@@ -224,8 +233,6 @@ class Repositories(Protocol):
 
     async def postpone_outbox(self, merchant_id: str, outbox_id: int, until: datetime) -> None: ...
 
-    async def outbox_depth(self) -> int: ...
-
     async def webhook_endpoint(self, merchant_id: str) -> WebhookEndpoint | None: ...
 
     async def put_webhook_endpoint(self, merchant_id: str, endpoint: WebhookEndpoint, at: datetime) -> WebhookEndpoint: ...
@@ -237,6 +244,8 @@ class Repositories(Protocol):
     async def add_store_credit_grant(self, merchant_id: str, grant: StoreCreditGrant) -> None: ...
 
     async def store_credit_grants(self, merchant_id: str, customer_id: str) -> list[StoreCreditGrant]: ...
+
+    async def operational_counts(self) -> OperationalCounts: ...
 
     # finance
     async def ledger(self, merchant_id: str, filters: LedgerFilter, limit: int, cursor: str | None) -> Page: ...

@@ -21,6 +21,7 @@ from domain.money import to_major
 from domain.orders import Order
 from domain.refunds import Refund, RefundStatus, catch_up
 from service.ids import new_id
+from service.metrics import GATEWAY_ERRORS
 from service.ports import (
     ClaimedRefund,
     Database,
@@ -144,6 +145,7 @@ class RefundService:
                 account=refund.gateway_account,
             )
         except GatewayError as error:
+            GATEWAY_ERRORS.labels(self.gateway.name, error.code or "unknown", str(error.retryable).lower()).inc()
             if error.retryable and claimed.tries < self.max_tries:
                 delay = min(self.max_backoff, self.first_backoff * 2 ** (claimed.tries - 1))
                 log.warning("refund_postponed", refund_id=refund.id, tries=claimed.tries, error=str(error))

@@ -11,6 +11,7 @@ import msgspec
 
 from adapters.postgres.cursors import decode_cursor, encode_cursor
 from service.ports import (
+    OperationalCounts,
     OutboxMessage,
     Page,
     StoreCreditGrant,
@@ -80,8 +81,23 @@ class PgWorkflows:
             until,
         )
 
-    async def outbox_depth(self) -> int:
-        return await self.conn.fetchval("SELECT count(*) FROM outbox WHERE processed_at IS NULL")
+    async def operational_counts(self) -> OperationalCounts:
+        cases = await self.conn.fetch("SELECT type, state, count(*) AS n FROM cases GROUP BY 1, 2")
+        refunds = await self.conn.fetch("SELECT status, count(*) AS n FROM refunds GROUP BY 1")
+        row = await self.conn.fetchrow(
+            """
+            SELECT (SELECT count(*) FROM outbox WHERE processed_at IS NULL) AS outbox,
+                   COALESCE(EXTRACT(EPOCH FROM now() - (SELECT min(next_attempt_at) FROM refunds
+                                                          WHERE status = 'pending' AND next_attempt_at <= now())), 0)
+                       AS lag
+            """
+        )
+        return OperationalCounts(
+            cases={(r["type"], r["state"]): r["n"] for r in cases},
+            refunds={r["status"]: r["n"] for r in refunds},
+            outbox_depth=row["outbox"],
+            worker_lag_seconds=float(row["lag"]),
+        )
 
     # ----------------------------------------------------------------- webhook endpoint and log
 

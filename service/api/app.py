@@ -26,12 +26,13 @@ from service.api.admin import (
 )
 from service.api.auth import PUBLIC_PATHS, ApiKeyMiddleware
 from service.api.finance import FinanceController
-from service.api.health import live, ready
+from service.api.health import live, metrics, ready
 from service.api.photos import PhotoController
 from service.api.problems import handle_exception
 from service.api.storefront import StorefrontController
 from service.api.webhooks import stripe_webhook
 from service.container import Services
+from service.metrics import REQUEST_SECONDS
 
 API_VERSION = "0.1.0"
 log = structlog.get_logger()
@@ -63,12 +64,15 @@ def request_context(app: ASGIApp) -> ASGIApp:
         try:
             await app(scope, receive, send_with_id)
         finally:
+            elapsed = time.perf_counter() - started
+            route = scope.get("path_template", "unmatched")
+            REQUEST_SECONDS.labels(scope["method"], route, str(status)).observe(elapsed)
             log.info(
                 "request",
                 method=scope["method"],
                 path=scope["path"],
                 status=status,
-                duration_ms=round((time.perf_counter() - started) * 1000, 1),
+                duration_ms=round(elapsed * 1000, 1),
             )
 
     return middleware
@@ -104,6 +108,7 @@ def create_app(open_services: Callable[[], AbstractAsyncContextManager[Services]
             stripe_webhook,
             live,
             ready,
+            metrics,
         ],
         dependencies={"services": Provide(provide_services, sync_to_thread=False)},
         middleware=[request_context, DefineMiddleware(ApiKeyMiddleware, exclude=PUBLIC_PATHS)],

@@ -1,10 +1,11 @@
-"""Liveness and readiness probes."""
+"""Liveness and readiness probes, and the metrics."""
 
 from __future__ import annotations
 
 from litestar import Response, get
 
 from service.container import Services
+from service.metrics import render
 
 
 @get("/health/live", operation_id="live", tags=["health"])
@@ -22,3 +23,9 @@ async def ready(services: Services) -> Response[dict[str, object]]:
         {"status": "ok" if ok else "unavailable", "database": database, "migrations_applied": migrations},
         status_code=200 if ok else 503,
     )
+
+
+@get("/metrics", operation_id="metrics", tags=["health"], media_type="text/plain; version=0.0.4", include_in_schema=False)
+async def metrics(services: Services) -> Response[bytes]:
+    """Prometheus text format, for the operator's scraper."""
+    return Response(await render(services.db), media_type="text/plain; version=0.0.4; charset=utf-8")

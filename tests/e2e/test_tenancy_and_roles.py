@@ -114,3 +114,18 @@ def test_health_needs_no_key(base_url: str) -> None:
     assert httpx.get(base_url + "/health/live").status_code == 200
     ready = httpx.get(base_url + "/health/ready")
     assert ready.status_code == 200, ready.text
+
+
+def test_metrics_count_requests_cases_and_refunds(tenant: Tenant, base_url: str) -> None:
+    import httpx
+
+    order = tenant.put_order()
+    tenant.open_case(order["order_id"])
+    tenant.storefront.get("/v1/cases")
+    text = httpx.get(base_url + "/metrics").text
+    assert 'returns_http_request_duration_seconds_count{method="POST",route="/v1/cases",status="201"}' in text
+    assert 'route="/v1/orders/{order_id}"' in text, "latency is per route template, not per id"
+    assert order["order_id"] not in text
+    assert 'returns_cases{state="approved",type="return"}' in text
+    for name in ("returns_refunds", "returns_outbox_depth", "returns_worker_lag_seconds", "returns_gateway_errors_total"):
+        assert name in text

@@ -13,7 +13,7 @@ COMPOSITION_ROOTS = {"service/bootstrap.py", "service/cli.py"}
 ALLOWED = {
     "domain": {"domain", "msgspec"},
     "policies": {"domain", "policies", "msgspec"},
-    "service": {"domain", "policies", "service", "msgspec", "litestar", "structlog", "uvicorn", "multipart"},
+    "service": {"domain", "policies", "service", "msgspec", "litestar", "structlog", "uvicorn", "multipart", "prometheus_client"},
 }
 
 
