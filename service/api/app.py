@@ -28,7 +28,7 @@ from service.api.auth import PUBLIC_PATHS, ApiKeyMiddleware
 from service.api.finance import FinanceController
 from service.api.health import live, metrics, ready
 from service.api.photos import PhotoController
-from service.api.problems import handle_exception
+from service.api.problems import document_problems, handle_exception
 from service.api.storefront import StorefrontController
 from service.api.webhooks import stripe_webhook
 from service.container import Services
@@ -96,7 +96,7 @@ def create_app(open_services: Callable[[], AbstractAsyncContextManager[Services]
                 if worker is not None:
                     await worker
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             StorefrontController,
             PhotoController,
@@ -111,7 +111,7 @@ def create_app(open_services: Callable[[], AbstractAsyncContextManager[Services]
             metrics,
         ],
         dependencies={"services": Provide(provide_services, sync_to_thread=False)},
-        middleware=[request_context, DefineMiddleware(ApiKeyMiddleware, exclude=PUBLIC_PATHS)],
+        middleware=[request_context, DefineMiddleware(ApiKeyMiddleware, exclude=PUBLIC_PATHS, exclude_http_methods=[])],
         exception_handlers={Exception: handle_exception},
         lifespan=[lifespan],
         openapi_config=OpenAPIConfig(
@@ -126,3 +126,5 @@ def create_app(open_services: Callable[[], AbstractAsyncContextManager[Services]
         ),
         request_max_body_size=1_048_576,
     )
+    document_problems(app.openapi_schema)
+    return app

@@ -8,6 +8,7 @@ import msgspec
 import structlog
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
+from litestar.openapi.spec import OpenAPI, OpenAPIMediaType, OpenAPIResponse, OpenAPIType, Reference, Schema
 
 from domain.errors import (
     DomainError,
@@ -39,11 +40,13 @@ _CODES_BY_STATUS = {
 log = structlog.get_logger()
 
 
-def problem(status: int, code: str, detail: str, **extra: Any) -> Response[dict[str, Any]]:
+def problem(
+    status: int, code: str, detail: str, headers: dict[str, str] | None = None, **extra: Any
+) -> Response[dict[str, Any]]:
     title = code.replace("_", " ").capitalize()
     body = {"type": f"https://returns.dev/problems/{code}", "title": title, "status": status, "detail": detail, "code": code}
     body.update({key: value for key, value in extra.items() if value is not None})
-    return Response(body, status_code=status, media_type=PROBLEM_JSON)
+    return Response(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
 def _validation_errors(exc: ValidationException) -> list[dict[str, str]]:
@@ -83,6 +86,46 @@ def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Respons
             log.error("http_error", status=status, detail=exc.detail)
         if status == 400:  # an undecodable body: the client's input, named like any bad field
             return problem(422, "validation_error", "the request is not valid", errors=[{"field": "body", "message": str(exc.detail)}])
-        return problem(status, _CODES_BY_STATUS.get(status, "error"), str(exc.detail))
+        # keep what the exception says in headers (Allow on a 405, WWW-Authenticate on a 401)
+        return problem(status, _CODES_BY_STATUS.get(status, "error"), str(exc.detail), headers=exc.headers)
     log.exception("unhandled_error", error_type=type(exc).__name__)
     return problem(500, "internal_error", "something went wrong on our side; it has been logged")
+
+
+def document_problems(document: OpenAPI) -> None:
+    """Every operation may answer a problem+json error (401, 403, 404, 409, 412, 413, 415, 422,
+    503): say so once for all of them, as each operation's ``default`` response. And say that
+    request bodies (the ``…In`` schemas) refuse fields they do not know."""
+    problem_schema = Schema(
+        type=OpenAPIType.OBJECT,
+        required=["type", "title", "status", "detail", "code"],
+        properties={
+            "type": Schema(type=OpenAPIType.STRING),
+            "title": Schema(type=OpenAPIType.STRING),
+            "status": Schema(type=OpenAPIType.INTEGER),
+            "detail": Schema(type=OpenAPIType.STRING),
+            "code": Schema(type=OpenAPIType.STRING, description="stable: validation_error, not_found, …"),
+            "errors": Schema(
+                type=OpenAPIType.ARRAY,
+                items=Schema(
+                    type=OpenAPIType.OBJECT,
+                    properties={"field": Schema(type=OpenAPIType.STRING), "message": Schema(type=OpenAPIType.STRING)},
+                ),
+            ),
+        },
+    )
+    assert document.components is not None
+    schemas = document.components.schemas = dict(document.components.schemas or {})
+    for name, schema in schemas.items():
+        if name.endswith("In") and isinstance(schema, Schema):
+            schema.additional_properties = False
+    schemas["Problem"] = problem_schema
+    answer = OpenAPIResponse(
+        description="An error, as RFC 9457 problem+json with a stable code",
+        content={PROBLEM_JSON: OpenAPIMediaType(schema=Reference(ref="#/components/schemas/Problem"))},
+    )
+    for path_item in (document.paths or {}).values():
+        for method in ("get", "put", "post", "delete", "patch"):
+            operation = getattr(path_item, method, None)
+            if operation is not None:
+                operation.responses = {**(operation.responses or {}), "default": answer}
