@@ -7,7 +7,7 @@ import asyncio
 import sys
 
 from service.config import Settings
-from service.keys import ROLES, create_api_key
+from service.keys import ROLES, create_api_key, revoke_api_key
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> None:
@@ -59,6 +59,21 @@ async def _worker(settings: Settings) -> None:
         await services.worker.run(stop)
 
 
+async def _revoke_key(settings: Settings, merchant: str, key_id: str) -> None:
+    from datetime import UTC, datetime
+
+    from service.bootstrap import open_database
+
+    db = await open_database(settings)
+    try:
+        revoked = await revoke_api_key(db, merchant, key_id, datetime.now(UTC))
+    finally:
+        await db.close()
+    if not revoked:
+        sys.exit(f"no active key {key_id} for merchant {merchant}")
+    print(f"revoked key {key_id} of merchant {merchant}")
+
+
 def _openapi(output: str) -> None:
     """Write the OpenAPI document the app serves, so the committed copy can be refreshed."""
     import json
@@ -86,6 +101,9 @@ def main(argv: list[str] | None = None) -> None:
     create = keys.add_parser("create", help="make an API key (prints it alone on the last line)")
     create.add_argument("--merchant", required=True)
     create.add_argument("--role", required=True, choices=ROLES)
+    revoke = keys.add_parser("revoke", help="revoke an API key by its id (key_…)")
+    revoke.add_argument("--merchant", required=True)
+    revoke.add_argument("--key-id", required=True)
     openapi = commands.add_parser("openapi", help="write the OpenAPI document (openapi/openapi.json)")
     openapi.add_argument("--output", default="openapi/openapi.json", help="a file, or - for stdout")
     args = parser.parse_args(argv)
@@ -97,8 +115,10 @@ def main(argv: list[str] | None = None) -> None:
         asyncio.run(_worker(settings))
     elif args.command == "migrate":
         asyncio.run(_migrate(settings))
-    elif args.command == "keys":
+    elif args.command == "keys" and args.keys_command == "create":
         asyncio.run(_create_key(settings, args.merchant, args.role))
+    elif args.command == "keys":
+        asyncio.run(_revoke_key(settings, args.merchant, args.key_id))
     elif args.command == "openapi":
         _openapi(args.output)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from datetime import datetime
 
 from service.ids import new_id
 from service.ports import Database, Principal
@@ -27,6 +28,12 @@ async def create_api_key(db: Database, merchant_id: str, role: str) -> tuple[str
         await repos.ensure_merchant(merchant_id)
         await repos.create_api_key(merchant_id, key_id, role, hash_key(key))
     return key_id, key
+
+
+async def revoke_api_key(db: Database, merchant_id: str, key_id: str, at: datetime) -> bool:
+    """Revoke at once: the next request with the key is refused. False if there was no such key."""
+    async with db.transaction() as repos:
+        return await repos.revoke_api_key(merchant_id, key_id, at)
 
 
 async def authenticate(db: Database, key: str) -> Principal | None:

@@ -159,6 +159,8 @@ class Repositories(Protocol):
 
     async def find_api_key(self, key_hash: bytes) -> Principal | None: ...
 
+    async def revoke_api_key(self, merchant_id: str, key_id: str, at: datetime) -> bool: ...
+
     async def get_order(self, merchant_id: str, order_id: str, *, for_update: bool = False) -> Order | None:
         """``for_update`` holds the order until commit, so cases opened at the same moment on one
         order are decided one after the other and never promise the same money twice."""
