@@ -38,7 +38,12 @@ def database_url(settings: Settings) -> str:
 
 async def open_database(settings: Settings) -> PostgresDatabase:
     """Connect and bring the schema up to date (under an advisory lock: safe with many processes)."""
-    db = await PostgresDatabase.connect(database_url(settings), max_size=settings.db_pool_max)
+    db = await PostgresDatabase.connect(
+        database_url(settings),
+        min_size=min(2, settings.db_pool_max),
+        max_size=settings.db_pool_max,
+        acquire_timeout=settings.db_acquire_timeout_seconds,
+    )
     async with db.pool.acquire() as conn:
         await migrate(conn)
     return db

@@ -32,6 +32,7 @@ class Settings(msgspec.Struct, frozen=True):
     s3_access_key: str | None = None
     s3_secret_key: str | None = None  # per case state, over the defaults: "pending_review=8,received=24"
     db_pool_max: int = 10
+    db_acquire_timeout_seconds: float = 5.0  # then 503: a full pool never hangs a request
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -58,6 +59,7 @@ class Settings(msgspec.Struct, frozen=True):
             s3_access_key=env.get("RETURNS_S3_ACCESS_KEY") or None,
             s3_secret_key=env.get("RETURNS_S3_SECRET_KEY") or None,
             db_pool_max=int(env.get("RETURNS_DB_POOL_MAX", "10")),
+            db_acquire_timeout_seconds=float(env.get("RETURNS_DB_ACQUIRE_TIMEOUT_SECONDS", "5")),
         )
 
 

@@ -20,6 +20,10 @@ from domain.refunds import Refund
 # --------------------------------------------------------------------------- persistence
 
 
+class DatabaseUnavailable(Exception):
+    """The database is down, restarting, or has no free connection: try again (503)."""
+
+
 class NotFound(Exception):
     """No such object for this merchant (another merchant's object is not found either)."""
 

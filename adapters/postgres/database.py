@@ -9,32 +9,63 @@ import asyncpg
 
 from adapters.postgres.migrations import pending
 from adapters.postgres.repositories import PgRepositories
+from service.ports import DatabaseUnavailable
+
+# What a lost or restarting server looks like from asyncpg.
+CONNECTION_ERRORS = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,  # a protocol left mid-operation by a dropped connection
+)
 
 
 class PostgresDatabase:
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, acquire_timeout: float = 5.0) -> None:
         self.pool = pool
+        self.acquire_timeout = acquire_timeout
 
     @classmethod
-    async def connect(cls, dsn: str, *, min_size: int = 2, max_size: int = 10) -> PostgresDatabase:
+    async def connect(
+        cls, dsn: str, *, min_size: int = 2, max_size: int = 10, acquire_timeout: float = 5.0
+    ) -> PostgresDatabase:
         pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size)
-        return cls(pool)
+        return cls(pool, acquire_timeout)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[PgRepositories]:
-        async with self.pool.acquire() as conn, conn.transaction():
-            yield PgRepositories(conn)
+        """One unit of work. A database that is down, restarting or out of free connections
+        is ``DatabaseUnavailable`` (503), never a hang: acquiring waits ``acquire_timeout``."""
+        try:
+            conn = await self.pool.acquire(timeout=self.acquire_timeout)
+        except TimeoutError as exc:
+            raise DatabaseUnavailable("every database connection is busy; try again shortly") from exc
+        except CONNECTION_ERRORS as exc:
+            raise DatabaseUnavailable("the database cannot be reached") from exc
+        try:
+            async with conn.transaction():
+                yield PgRepositories(conn)
+        except CONNECTION_ERRORS as exc:
+            raise DatabaseUnavailable("the database connection was lost; nothing was saved") from exc
+        finally:
+            await self.pool.release(conn)
 
     async def ping(self) -> bool:
         try:
             async with self.pool.acquire(timeout=2) as conn:
                 return await conn.fetchval("SELECT 1") == 1
-        except (OSError, asyncpg.PostgresError, TimeoutError):
+        except (*CONNECTION_ERRORS, asyncpg.PostgresError, TimeoutError):
             return False
 
     async def pending_migrations(self) -> list[str]:
-        async with self.pool.acquire(timeout=2) as conn:
-            return await pending(conn)
+        try:
+            async with self.pool.acquire(timeout=2) as conn:
+                return await pending(conn)
+        except (*CONNECTION_ERRORS, TimeoutError) as exc:
+            raise DatabaseUnavailable("the database cannot be reached") from exc
 
     async def close(self) -> None:
         await self.pool.close()

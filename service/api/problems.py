@@ -25,7 +25,13 @@ from domain.errors import (
 )
 from policies.engine import PolicyInvalid
 from service.cases import IdempotencyConflict
-from service.ports import BlobNotFound, ImageRejected, NotFound, VersionConflict
+from service.ports import (
+    BlobNotFound,
+    DatabaseUnavailable,
+    ImageRejected,
+    NotFound,
+    VersionConflict,
+)
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -81,6 +87,9 @@ def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Respons
         return problem(404, "not_found", str(exc))
     if isinstance(exc, VersionConflict):
         return problem(412, "version_conflict", str(exc) + "; reload and try again")
+    if isinstance(exc, DatabaseUnavailable):
+        log.warning("database_unavailable", detail=str(exc))
+        return problem(503, "unavailable", str(exc), headers={"Retry-After": "1"})
     if isinstance(exc, ImageRejected):
         return problem(415 if exc.code == "unsupported_media_type" else 422, exc.code, str(exc))
     if isinstance(exc, IdempotencyConflict):
