@@ -51,7 +51,10 @@ class PostgresDatabase:
         except CONNECTION_ERRORS as exc:
             raise DatabaseUnavailable("the database connection was lost; nothing was saved") from exc
         finally:
-            await self.pool.release(conn)
+            try:
+                await self.pool.release(conn)
+            except CONNECTION_ERRORS:
+                pass  # it died after the work was settled; the pool drops it and connects anew
 
     async def ping(self) -> bool:
         try:

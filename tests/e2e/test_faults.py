@@ -81,6 +81,7 @@ def shop(service: str, postgres: Postgres) -> Iterator[Tenant]:
 def test_postgres_restarted_under_load_loses_no_acknowledged_write(shop: Tenant, service: str, postgres: Postgres) -> None:
     acknowledged: list[str] = []
     statuses: set[int] = set()
+    unexpected: list[str] = []
     stop = threading.Event()
 
     def write() -> None:
@@ -97,7 +98,8 @@ def test_postgres_restarted_under_load_loses_no_acknowledged_write(shop: Tenant,
             if answer.status_code in (200, 201):
                 acknowledged.append(order_id)
             else:
-                assert answer.json()["code"] == "unavailable", answer.text
+                if answer.status_code != 503:
+                    unexpected.append(answer.text)
                 time.sleep(0.05)
 
     writer = threading.Thread(target=write)
@@ -115,7 +117,7 @@ def test_postgres_restarted_under_load_loses_no_acknowledged_write(shop: Tenant,
     finally:
         stop.set()
         writer.join(timeout=30)
-    assert statuses <= {200, 201, 503}, statuses
+    assert statuses <= {200, 201, 503} and not unexpected, (statuses, unexpected[:3])
     missing = [o for o in acknowledged if shop.storefront.get(f"/v1/orders/{o}").status_code != 200]
     assert missing == [], "every acknowledged write survived the restart"
 
