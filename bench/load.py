@@ -190,6 +190,11 @@ def percentile(values: list[float], p: float) -> float:
     return statistics.quantiles(values, n=1000)[int(p * 10) - 1] * 1000 if len(values) > 1 else 0.0
 
 
+def _children(pid: int) -> list[int]:
+    found = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(child) for child in found.read_text().split()] if found.exists() else []
+
+
 def peak_rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -201,6 +206,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--levels", default="1,8,32")
+    parser.add_argument("--workers", type=int, default=1, help="API processes of the service")
     parser.add_argument("--database", default=os.environ.get("RETURNS_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test"))
     args = parser.parse_args()
     levels = [int(level) for level in args.levels.split(",")]
@@ -224,7 +230,8 @@ def main() -> None:
         recorded = record(url, keys)
         statements = sum(len(r) for r in recorded)
         server = subprocess.Popen(
-            [sys.executable, "-m", "service.cli", "serve", "--port", str(port)], env=env, cwd=ROOT,
+            [sys.executable, "-m", "service.cli", "serve", "--port", str(port), "--workers", str(args.workers)],
+            env=env, cwd=ROOT,
             stdout=subprocess.DEVNULL, stderr=open("/tmp/returns-bench-serve.log", "w"),
         )
         base = f"http://127.0.0.1:{port}"
@@ -236,7 +243,8 @@ def main() -> None:
             top, bare = asyncio.run(ceiling(url, recorded, level, args.seconds))
             print(f"{level:>7} {rate:>14.0f} {percentile(timings, 50):>8.1f} {percentile(timings, 95):>8.1f} "
                   f"{percentile(timings, 99):>8.1f} {top:>14.0f} {percentile(bare, 99):>8.1f} {rate / top:>6.2f}")
-        print(f"service peak RSS: {peak_rss_mib(server.pid):.1f} MiB")
+        print(f"service peak RSS: {peak_rss_mib(server.pid) + sum(peak_rss_mib(c) for c in _children(server.pid)):.1f} MiB"
+              f" ({args.workers} API process(es))")
     finally:
         if server is not None:
             server.terminate()

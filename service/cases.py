@@ -130,7 +130,7 @@ class CaseService:
         return order_view(order, commitments), created
 
     async def get_order(self, principal: Principal, order_id: str) -> OrderView:
-        async with self.db.transaction() as repos:
+        async with self.db.reading() as repos:
             order = await repos.get_order(principal.merchant_id, order_id)
             if order is None:
                 raise NotFound(f"no order {order_id}")
@@ -275,14 +275,14 @@ class CaseService:
     # ----------------------------------------------------------------- reading
 
     async def get_case(self, principal: Principal, case_id: str) -> CaseView:
-        async with self.db.transaction() as repos:
+        async with self.db.reading() as repos:
             case = await repos.get_case(principal.merchant_id, case_id)
             return await self._view(repos, case)
 
     async def list_cases(
         self, principal: Principal, filters: CaseFilter, *, sort: str, limit: int, cursor: str | None
     ) -> CaseList:
-        async with self.db.transaction() as repos:
+        async with self.db.reading() as repos:
             page = await repos.list_cases(principal.merchant_id, filters, sort=sort, limit=limit, cursor=cursor)
             views = await self._views(repos, principal.merchant_id, page.items)
         return CaseList(items=views, next_cursor=page.next_cursor)
@@ -302,7 +302,7 @@ class CaseService:
         return [case_view(case, refunds.get(case.id, []), photos.get(case.id, [])) for case in cases]
 
     async def events(self, principal: Principal, case_id: str) -> EventList:
-        async with self.db.transaction() as repos:
+        async with self.db.reading() as repos:
             await repos.get_case(principal.merchant_id, case_id)  # 404 for another merchant's case
             events = await repos.case_events(principal.merchant_id, case_id)
         return EventList(items=[event_view(event) for event in events])
@@ -495,7 +495,7 @@ class CaseService:
         return await self.change(principal, case_id, None, answer)
 
     async def store_credit(self, principal: Principal, customer_id: str) -> StoreCreditView:
-        async with self.db.transaction() as repos:
+        async with self.db.reading() as repos:
             grants = await repos.store_credit_grants(principal.merchant_id, customer_id)
         balances: dict[str, int] = {}
         for grant in grants:

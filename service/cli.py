@@ -18,6 +18,12 @@ def _serve(args: argparse.Namespace, settings: Settings) -> None:
     if settings.database_url is None:
         print(f"No RETURNS_DATABASE_URL: using the embedded PostgreSQL in {settings.data_dir}/pg", file=sys.stderr)
     print(f"Serving on http://{args.host}:{args.port}  (OpenAPI: /schema/openapi.json)", file=sys.stderr)
+    if args.workers > 1:  # separate processes, each building the app from the environment
+        uvicorn.run(
+            "service.bootstrap:build_app", factory=True, workers=args.workers,
+            host=args.host, port=args.port, log_level="warning", access_log=False,
+        )
+        return
     uvicorn.run(build_app(settings), host=args.host, port=args.port, log_level="warning", access_log=False)
 
 
@@ -95,6 +101,7 @@ def main(argv: list[str] | None = None) -> None:
     serve = commands.add_parser("serve", help="run the HTTP API (and the refund worker unless RETURNS_RUN_WORKER=0)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1, help="API processes (each runs a refund worker too)")
     commands.add_parser("migrate", help="apply database migrations")
     commands.add_parser("worker", help="run the refund worker on its own")
     keys = commands.add_parser("keys", help="manage API keys").add_subparsers(dest="keys_command", required=True)

@@ -85,7 +85,7 @@ class FinanceService:
         self.clock = clock
 
     async def ledger(self, principal: Principal, filters: LedgerFilter, limit: int, cursor: str | None) -> LedgerList:
-        async with self.db.transaction() as repos:
+        async with self.db.reading() as repos:
             page = await repos.ledger(principal.merchant_id, filters, limit, cursor)
         return LedgerList(items=[ledger_view(r) for r in page.items], next_cursor=page.next_cursor)
 
@@ -158,7 +158,7 @@ class FinanceService:
             _place(report, our, their)
 
     async def get_reconciliation(self, principal: Principal, reconciliation_id: str) -> ReconciliationView:
-        async with self.db.transaction() as repos:
+        async with self.db.reading() as repos:
             stored = await repos.get_reconciliation(principal.merchant_id, reconciliation_id)
         if stored is None:
             raise NotFound(f"no reconciliation {reconciliation_id}")
@@ -168,7 +168,7 @@ class FinanceService:
 
     async def summary(self, principal: Principal, since: datetime, until: datetime, group_by: str) -> SummaryReport:
         check_period(since, until)
-        async with self.db.transaction() as repos:
+        async with self.db.reading() as repos:
             rows = await repos.summary(principal.merchant_id, since, until, group_by)
         return SummaryReport(
             period_from=since, period_to=until, group_by=group_by,
@@ -177,7 +177,7 @@ class FinanceService:
 
     async def reasons(self, principal: Principal, since: datetime, until: datetime) -> ReasonsReport:
         check_period(since, until)
-        async with self.db.transaction() as repos:
+        async with self.db.reading() as repos:
             trends = await repos.reason_trends(principal.merchant_id, since, until)
         by_sku: dict[str, list[ReasonCount]] = {}
         for row in trends["rows"]:

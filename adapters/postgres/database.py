@@ -9,6 +9,7 @@ import asyncpg
 
 from adapters.postgres.migrations import pending
 from adapters.postgres.repositories import PgRepositories
+from domain.errors import InvalidRequest
 from service.ports import DatabaseUnavailable
 
 # What a lost or restarting server looks like from asyncpg.
@@ -21,6 +22,10 @@ CONNECTION_ERRORS = (
     asyncpg.InterfaceError,
     asyncpg.InternalClientError,  # a protocol left mid-operation by a dropped connection
 )
+
+
+# Text PostgreSQL refuses to hold.
+UNSTORABLE_TEXT = (asyncpg.CharacterNotInRepertoireError, asyncpg.UntranslatableCharacterError)
 
 
 class PostgresDatabase:
@@ -39,6 +44,18 @@ class PostgresDatabase:
     async def transaction(self) -> AsyncIterator[PgRepositories]:
         """One unit of work. A database that is down, restarting or out of free connections
         is ``DatabaseUnavailable`` (503), never a hang: acquiring waits ``acquire_timeout``."""
+        async with self._connection(transactional=True) as repos:
+            yield repos
+
+    @asynccontextmanager
+    async def reading(self) -> AsyncIterator[PgRepositories]:
+        """Reads that need no transaction of their own: each statement stands alone, which
+        saves the BEGIN and COMMIT round trips on the hottest paths (authentication, reads)."""
+        async with self._connection(transactional=False) as repos:
+            yield repos
+
+    @asynccontextmanager
+    async def _connection(self, *, transactional: bool) -> AsyncIterator[PgRepositories]:
         try:
             conn = await self.pool.acquire(timeout=self.acquire_timeout)
         except TimeoutError as exc:
@@ -46,10 +63,18 @@ class PostgresDatabase:
         except CONNECTION_ERRORS as exc:
             raise DatabaseUnavailable("the database cannot be reached") from exc
         try:
-            async with conn.transaction():
+            if transactional:
+                async with conn.transaction():
+                    yield PgRepositories(conn)
+            else:
                 yield PgRepositories(conn)
         except CONNECTION_ERRORS as exc:
             raise DatabaseUnavailable("the database connection was lost; nothing was saved") from exc
+        except UNSTORABLE_TEXT as exc:  # e.g. a NUL character: the client's input, not our fault
+            raise InvalidRequest(
+                "the request holds text that cannot be stored (such as a NUL character)",
+                [{"field": "body", "message": "remove control characters such as \\u0000"}],
+            ) from exc
         finally:
             try:
                 await self.pool.release(conn)

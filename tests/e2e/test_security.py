@@ -135,3 +135,10 @@ def _order(**changes: object) -> dict:
     if isinstance(customer, str):
         body["customer"] = {"id": customer[:128]}
     return body
+
+
+def test_a_nul_character_is_refused_not_a_server_error(tenant: Tenant) -> None:
+    answer = tenant.admin.put("/admin/v1/webhook-endpoints", json={"url": "https://shop.example/hook", "secret": "x" * 16 + "\u0000"})
+    assert answer.status_code == 422 and answer.json()["code"] == "validation_error"
+    assert tenant.storefront.get("/v1/orders/o%00x").status_code in (404, 422)
+    assert tenant.admin.get("/admin/v1/webhook-endpoints").json()["items"] == []
