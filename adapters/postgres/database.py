@@ -24,8 +24,8 @@ CONNECTION_ERRORS = (
 )
 
 
-# Text PostgreSQL refuses to hold.
-UNSTORABLE_TEXT = (asyncpg.CharacterNotInRepertoireError, asyncpg.UntranslatableCharacterError)
+# Input PostgreSQL refuses to hold: a NUL in text, a number out of its column's range, …
+UNSTORABLE_INPUT = (asyncpg.DataError,)
 
 
 class PostgresDatabase:
@@ -70,10 +70,10 @@ class PostgresDatabase:
                 yield PgRepositories(conn)
         except CONNECTION_ERRORS as exc:
             raise DatabaseUnavailable("the database connection was lost; nothing was saved") from exc
-        except UNSTORABLE_TEXT as exc:  # e.g. a NUL character: the client's input, not our fault
+        except UNSTORABLE_INPUT as exc:  # the client's input, not our fault: nothing was stored
             raise InvalidRequest(
-                "the request holds text that cannot be stored (such as a NUL character)",
-                [{"field": "body", "message": "remove control characters such as \\u0000"}],
+                "the request holds a value that cannot be stored (a NUL character, a number out of range)",
+                [{"field": "body", "message": str(exc).splitlines()[0][:300]}],
             ) from exc
         finally:
             try:

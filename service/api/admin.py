@@ -195,7 +195,7 @@ class PolicyController(Controller):
         self,
         request: Request[Any, Any, Any],
         services: Services,
-        version: Annotated[int | None, Parameter(ge=0, required=False)] = None,
+        version: Annotated[int | None, Parameter(ge=0, le=2**31 - 1, required=False)] = None,
     ) -> PolicyView:
         """The policy in force (or ``?version=N``): agents may read it to explain a decision."""
         merchant_id = principal_of(request).merchant_id
