@@ -42,6 +42,7 @@ from policies.facts import CustomerHistory, Facts, ItemFacts
 from service.dto import (
     ApproveIn,
     AssignIn,
+    CaseCounts,
     CaseIn,
     CaseItemIn,
     CaseList,
@@ -286,6 +287,10 @@ class CaseService:
             page = await repos.list_cases(principal.merchant_id, filters, sort=sort, limit=limit, cursor=cursor)
             views = await self._views(repos, principal.merchant_id, page.items)
         return CaseList(items=views, next_cursor=page.next_cursor)
+
+    async def counts(self, principal: Principal) -> CaseCounts:
+        async with self.db.reading() as repos:
+            return CaseCounts(counts=await repos.case_counts(principal.merchant_id))
 
     async def _view(self, repos: Repositories, case: Case) -> CaseView:
         return (await self._views(repos, case.merchant_id, [case]))[0]

@@ -479,3 +479,7 @@ class ReasonsReport(msgspec.Struct):
     merchant_responsible_share: float
     by_sku: list[SkuReasons]
     csat: Csat
+
+
+class CaseCounts(msgspec.Struct):
+    counts: dict[str, int]  # state → cases

@@ -334,6 +334,12 @@ class PgRepositories(PgRefunds, PgWorkflows, PgPhotos, PgFinance):
             next_cursor = encode_cursor([last["sort_key"], last["id"]])
         return Page(items=cases, next_cursor=next_cursor)
 
+    async def case_counts(self, merchant_id: str) -> dict[str, int]:
+        rows = await self.conn.fetch(
+            "SELECT state, count(*) AS n FROM cases WHERE merchant_id = $1 GROUP BY state ORDER BY state", merchant_id
+        )
+        return {row["state"]: row["n"] for row in rows}
+
     async def case_events(self, merchant_id: str, case_id: str) -> list[CaseEvent]:
         rows = await self.conn.fetch(
             """

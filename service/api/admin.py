@@ -19,6 +19,7 @@ from service.container import Services
 from service.dto import (
     ApproveIn,
     AssignIn,
+    CaseCounts,
     CaseList,
     CaseView,
     CloseIn,
@@ -136,6 +137,17 @@ class AgentController(Controller):
     ) -> CaseView:
         """Send the case back to the customer for more photos or details."""
         return await services.cases.request_info(principal_of(request), case_id, if_match_version(request), data)
+
+
+class CaseCountsController(Controller):
+    path = "/admin/v1/case-counts"
+    guards = [roles("agent")]
+    tags = ["agent"]
+
+    @get("/", operation_id="caseCounts")
+    async def counts(self, request: Request[Any, Any, Any], services: Services) -> CaseCounts:
+        """How many of the merchant's cases are in each state (the console's queue header)."""
+        return await services.cases.counts(principal_of(request))
 
 
 class RefundController(Controller):

@@ -20,11 +20,13 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.api.admin import (
     AgentController,
+    CaseCountsController,
     PolicyController,
     RefundController,
     WebhookController,
 )
 from service.api.auth import PUBLIC_PATHS, ApiKeyMiddleware
+from service.api.console import console_asset, console_messages, console_page
 from service.api.finance import FinanceController
 from service.api.health import live, metrics, ready
 from service.api.photos import PhotoController
@@ -101,6 +103,7 @@ def create_app(open_services: Callable[[], AbstractAsyncContextManager[Services]
             StorefrontController,
             PhotoController,
             AgentController,
+            CaseCountsController,
             PolicyController,
             RefundController,
             WebhookController,
@@ -109,6 +112,9 @@ def create_app(open_services: Callable[[], AbstractAsyncContextManager[Services]
             live,
             ready,
             metrics,
+            console_page,
+            console_asset,
+            console_messages,
         ],
         dependencies={"services": Provide(provide_services, sync_to_thread=False)},
         middleware=[request_context, DefineMiddleware(ApiKeyMiddleware, exclude=PUBLIC_PATHS, exclude_http_methods=[])],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -28,7 +29,8 @@ class Tenant:
     def __init__(self, base_url: str, database_url: str, merchant_id: str | None = None) -> None:
         self.merchant_id = merchant_id or f"m_{secrets.token_hex(5)}"
         self.base_url = base_url
-        made = asyncio.run(_make_keys(database_url, self.merchant_id))
+        with ThreadPoolExecutor(1) as thread:  # its own event loop, whatever runs in this thread
+            made = thread.submit(asyncio.run, _make_keys(database_url, self.merchant_id)).result()
         self.keys = {role: key for role, (_, key) in made.items()}
         self.key_ids = {role: key_id for role, (key_id, _) in made.items()}
         self.clients = {
