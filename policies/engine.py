@@ -61,15 +61,16 @@ class Policy:
                     "what the order has left once other refunds and open cases are counted",
                 )
             )
-        results = {o.rule: o.result for o in outcomes}
-        eligible = RuleResult.FAIL not in results.values()
-        review = RuleResult.REVIEW in results.values()
+        results = [o.result for o in outcomes]
+        eligible = RuleResult.FAIL not in results
+        review = RuleResult.REVIEW in results
+        by_rule = {o.rule: o.result for o in outcomes}
         decision = Decision(
             policy_version=self.version,
             eligible=eligible,
             requires_review=review,
-            requires_photos=results.get("photo_evidence") == RuleResult.REVIEW,
-            auto_approve=eligible and not review and results.get("auto_approve") == RuleResult.PASS,
+            requires_photos=by_rule.get("photo_evidence") == RuleResult.REVIEW,
+            auto_approve=eligible and not review and by_rule.get("auto_approve") == RuleResult.PASS,
             outcomes=outcomes,
             photo_count=facts.photo_count,
             keep_item=draft.keep_item,
@@ -124,6 +125,16 @@ def _settle(facts: Facts, draft: MoneyDraft) -> tuple[CaseMoney, int | None]:
     return money, (owed if owed > facts.order_remaining_refundable else None)
 
 
+def _lay_over(defaults: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
+    """The given parameters over the defaults; a table parameter (such as ``grades``) is laid
+    over its default table entry by entry, so naming one grade keeps the others."""
+    merged = dict(defaults)
+    for key, value in given.items():
+        default = defaults.get(key)
+        merged[key] = {**default, **value} if isinstance(default, dict) and isinstance(value, dict) else value
+    return merged
+
+
 def load_policy(document: Any, version: int, registry: RuleRegistry) -> Policy:
     """Build a policy from a stored or submitted document; raise ``PolicyInvalid`` naming every
     unknown rule and bad parameter."""
@@ -145,7 +156,7 @@ def load_policy(document: Any, version: int, registry: RuleRegistry) -> Policy:
             errors.append({"field": f"rules.{name}", "message": "parameters must be a table/object"})
             continue
         try:
-            params = msgspec.convert({**defaults.get(name, {}), **raw}, rule_class.Params)
+            params = msgspec.convert(_lay_over(defaults.get(name, {}), raw), rule_class.Params)
         except msgspec.ValidationError as error:
             errors.append({"field": f"rules.{name}", "message": str(error)})
             continue

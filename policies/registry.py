@@ -25,6 +25,8 @@ class RuleRegistry:
                 raise TypeError(f"entry point {entry.name} ({entry.value}) is not a policies.rules.Rule")
             if entry.name in {r.name for r in BUILT_IN_RULES}:
                 raise TypeError(f"entry point {entry.name} would replace a built-in rule")
+            if getattr(rule, "name", None) != entry.name:
+                raise TypeError(f"entry point {entry.name} names a rule called {getattr(rule, 'name', None)!r}; they must agree")
             plugins[entry.name] = rule
         return cls(plugins)
 

@@ -9,7 +9,7 @@ after the eligibility rules and before ``review`` and ``auto_approve``.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
 import msgspec
 
@@ -95,8 +95,13 @@ class FinalSale(Rule):
         return self.outcome(PASS, "no final-sale item")
 
 
+Percent = Annotated[float, msgspec.Meta(ge=0, le=100)]
+Days = Annotated[int, msgspec.Meta(ge=0, le=36_500)]
+Amount = Annotated[int, msgspec.Meta(ge=0, le=10**13)]
+
+
 class DaysParams(RuleParams, frozen=True):
-    days: int = 30
+    days: Days = 30
 
 
 class ReturnWindow(Rule):
@@ -114,7 +119,7 @@ class ReturnWindow(Rule):
 
 
 class WarrantyParams(RuleParams, frozen=True):
-    days: int = 365
+    days: Days = 365
 
 
 class RepairWarranty(Rule):
@@ -134,7 +139,7 @@ class PhotoParams(RuleParams, frozen=True):
     reasons: list[Reason] = msgspec.field(
         default_factory=lambda: [Reason.DEFECTIVE, Reason.DAMAGED_IN_TRANSIT, Reason.NOT_AS_DESCRIBED, Reason.WRONG_ITEM]
     )
-    min_photos: int = 1
+    min_photos: Annotated[int, msgspec.Meta(ge=0, le=100)] = 1
 
 
 class PhotoEvidence(Rule):
@@ -171,7 +176,9 @@ def _default_grades() -> dict[Condition, int | None]:
 class GradingParams(RuleParams, frozen=True):
     """Percent of an item's value refunded per condition on arrival; ``null``: an agent decides."""
 
-    grades: dict[Condition, int | None] = msgspec.field(default_factory=_default_grades)
+    grades: dict[Condition, Annotated[int, msgspec.Meta(ge=0, le=100)] | None] = msgspec.field(
+        default_factory=_default_grades
+    )
 
 
 class ConditionGrading(Rule):
@@ -198,7 +205,7 @@ class ConditionGrading(Rule):
 
 
 class PercentParams(RuleParams, frozen=True):
-    percent: float = 0
+    percent: Percent = 0
 
 
 class RestockingFee(Rule):
@@ -221,7 +228,7 @@ class RestockingFee(Rule):
 
 
 class ReturnShippingParams(RuleParams, frozen=True):
-    label_cost: int = 500
+    label_cost: Amount = 500
     refund_original_shipping: bool = True  # when the merchant is responsible
 
 
@@ -246,8 +253,8 @@ class ReturnShipping(Rule):
 
 
 class ExchangeShippingParams(RuleParams, frozen=True):
-    cost: int = 1000  # return label plus the replacement's shipping
-    customer_percent: float = 50
+    cost: Amount = 1000  # return label plus the replacement's shipping
+    customer_percent: Percent = 50
 
 
 class ExchangeShipping(Rule):
@@ -289,6 +296,8 @@ class KeepItem(Rule):
     def evaluate(self, facts: Facts, money: MoneyDraft) -> RuleOutcome:
         if facts.case_type != CaseType.RETURN:
             return self.outcome(INFO, "applies to returns only")
+        if any(i.condition is not None for i in facts.items):
+            return self.outcome(INFO, "the item came back")
         if self.params.merchant_responsible_only and not facts.merchant_responsible:
             return self.outcome(INFO, "the customer is responsible: the item comes back")
         if money.items_total >= money.label_cost:
@@ -316,8 +325,8 @@ class StoreCreditBonus(Rule):
 
 class ReviewParams(RuleParams, frozen=True):
     reasons: list[Reason] = msgspec.field(default_factory=lambda: [Reason.OTHER])
-    max_return_rate: float = 0.5  # items returned / items bought over the last 90 days
-    min_items_for_rate: int = 3  # too few purchases say nothing about a customer
+    max_return_rate: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.5  # items returned / bought, 90 days
+    min_items_for_rate: Annotated[int, msgspec.Meta(ge=0)] = 3  # too few purchases say nothing
     flagged_customers: bool = True
 
 
@@ -345,7 +354,7 @@ class Review(Rule):
 
 
 class AutoApproveParams(RuleParams, frozen=True):
-    max_amount: int = 10_000  # minor units of the order's currency
+    max_amount: Amount = 10_000  # minor units of the order's currency
 
 
 class AutoApprove(Rule):

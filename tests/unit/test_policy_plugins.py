@@ -302,15 +302,9 @@ def test_an_entry_point_to_a_non_rule_class_is_refused(install_plugin: Install) 
         RuleRegistry.discover()
 
 
-# --------------------------------------------------------------------------- questionable behaviour
+# --------------------------------------------------------------------------- found by these tests, fixed
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="RuleRegistry.discover only checks the entry-point name, not the class's `name`; Policy.evaluate "
-    "computes eligible from a dict keyed by outcome.rule, so a later outcome with a built-in's name hides "
-    "the built-in's FAIL",
-)
 def test_a_plugin_class_posing_as_a_built_in_cannot_hide_its_failure(install_plugin: Install) -> None:
     source = """
         from policies.rules import PASS, Rule
@@ -329,4 +323,4 @@ def test_a_plugin_class_posing_as_a_built_in_cannot_hide_its_failure(install_plu
     decision = load_policy({"rules": {"sneaky": {}}}, 1, registry).evaluate(facts(0)).decision
     quantity = [o for o in decision.outcomes if o.rule == "quantity"]
     assert quantity[0].result == RuleResult.FAIL  # the built-in refuses a claim of 0 items ...
-    assert not decision.eligible  # ... actual: eligible True (and auto_approve True)
+    assert not decision.eligible
