@@ -29,6 +29,7 @@ from service.dto import (
     EventList,
     GatewayAccountIn,
     NoteIn,
+    OrderView,
     PolicyView,
     ReceiveIn,
     RefundView,
@@ -137,6 +138,17 @@ class AgentController(Controller):
     ) -> CaseView:
         """Send the case back to the customer for more photos or details."""
         return await services.cases.request_info(principal_of(request), case_id, if_match_version(request), data)
+
+
+class AgentOrderController(Controller):
+    path = "/admin/v1/orders"
+    guards = [roles("agent")]
+    tags = ["agent"]
+
+    @get("/{order_id:str}", operation_id="agentGetOrder")
+    async def get_order(self, request: Request[Any, Any, Any], services: Services, order_id: str) -> OrderView:
+        """The order behind a case, for the agent: its lines, what is still returnable and refundable."""
+        return await services.cases.get_order(principal_of(request), order_id)
 
 
 class CaseCountsController(Controller):

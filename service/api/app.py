@@ -20,6 +20,7 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.api.admin import (
     AgentController,
+    AgentOrderController,
     CaseCountsController,
     PolicyController,
     RefundController,
@@ -103,6 +104,7 @@ def create_app(open_services: Callable[[], AbstractAsyncContextManager[Services]
             StorefrontController,
             PhotoController,
             AgentController,
+            AgentOrderController,
             CaseCountsController,
             PolicyController,
             RefundController,

@@ -119,7 +119,16 @@ async function showQueue(append = false) {
 
 async function openCase(caseId) {
   const [item, events] = await Promise.all([api("GET", `/admin/v1/cases/${encodeURIComponent(caseId)}`), api("GET", `/admin/v1/cases/${encodeURIComponent(caseId)}/events`)]);
+  const order = await api("GET", `/admin/v1/orders/${encodeURIComponent(item.order_id)}`);
   current = item;
+  $("#order-summary").textContent = `${order.order_id} · ${t("captured")} ${money(order.payment.captured_amount, order.currency)}` +
+    ` · ${t("refundable")} ${money(order.refundable_amount, order.currency)}`;
+  $("#order-lines tbody").replaceChildren(...order.lines.map((l) => {
+    const row = el("tr");
+    row.append(el("td", l.line_id), el("td", l.sku), el("td", l.title), el("td", l.quantity),
+      el("td", money(l.unit_price, order.currency)), el("td", l.returnable_quantity));
+    return row;
+  }));
   show("case");
   notice("");
   $("#case-id").textContent = item.id;

@@ -69,6 +69,7 @@ def test_sign_in_find_open_see_decision_and_photo_then_approve(page, tenant: Ten
     case = _defect_case(tenant)
     _open(page, case["id"])
     assert page.text_content("#case-state") == "pending_review"
+    assert "T-shirt" in page.text_content("#order-lines") and "Mug" in page.text_content("#order-lines")
     assert page.is_visible('#outcomes tr[data-rule="photo_evidence"]')
     assert "1 photo" in page.text_content('#outcomes tr[data-rule="photo_evidence"]')
     image = page.wait_for_selector("#photos img")
