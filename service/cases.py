@@ -87,6 +87,19 @@ from service.views import case_view, event_view, order_view, photo_view, refund_
 HISTORY_WINDOW = timedelta(days=90)
 REUSED_PHOTO = "reused_photo"  # the case's flag when one of its photos was seen on another customer's case
 CHANGE_ATTEMPTS = 3
+# A refund is only ever made on receipt or on a keep-the-item approval (→ refund_pending), so a case
+# in these states has none, and its view needs no query for them.
+NO_REFUNDS_YET = frozenset(
+    {
+        CaseState.REQUESTED,
+        CaseState.PENDING_REVIEW,
+        CaseState.INFO_REQUESTED,
+        CaseState.APPROVED,
+        CaseState.IN_TRANSIT,
+        CaseState.REJECTED,
+        CaseState.CANCELLED,
+    }
+)
 
 
 def utcnow() -> datetime:
@@ -296,13 +309,15 @@ class CaseService:
         return (await self._views(repos, case.merchant_id, [case]))[0]
 
     async def _views(self, repos: Repositories, merchant_id: str, cases: list[Case]) -> list[CaseView]:
-        """Cases with their refunds and photos, in two queries however many cases there are."""
-        ids = [case.id for case in cases]
+        """Cases with their refunds and photos, in at most two queries however many cases there
+        are, and none for cases that cannot have any (the hot paths: opening, reading, approving)."""
         refunds: dict[str, list[RefundView]] = {}
-        for refund in await repos.case_refunds(merchant_id, ids):
+        with_refunds = [case.id for case in cases if case.state not in NO_REFUNDS_YET]
+        for refund in await repos.case_refunds(merchant_id, with_refunds) if with_refunds else []:
             refunds.setdefault(refund.case_id, []).append(refund_view(refund))
         photos: dict[str, list[PhotoView]] = {}
-        for photo in await repos.case_photos(merchant_id, ids):
+        with_photos = [case.id for case in cases if case.decision.photo_count]
+        for photo in await repos.case_photos(merchant_id, with_photos) if with_photos else []:
             photos.setdefault(photo.case_id, []).append(photo_view(photo))
         return [case_view(case, refunds.get(case.id, []), photos.get(case.id, [])) for case in cases]
 

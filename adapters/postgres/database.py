@@ -28,6 +28,12 @@ CONNECTION_ERRORS = (
 UNSTORABLE_INPUT = (asyncpg.DataError,)
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Released connections skip asyncpg's session reset (a round trip per request): the service
+    keeps no session state (no LISTEN, SET or cursors outside transactions; the migration lock is
+    released explicitly), and an open transaction is still rolled back by asyncpg itself."""
+
+
 class PostgresDatabase:
     def __init__(self, pool: asyncpg.Pool, acquire_timeout: float = 5.0) -> None:
         self.pool = pool
@@ -37,7 +43,7 @@ class PostgresDatabase:
     async def connect(
         cls, dsn: str, *, min_size: int = 2, max_size: int = 10, acquire_timeout: float = 5.0
     ) -> PostgresDatabase:
-        pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size)
+        pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, reset=_keep_session)
         return cls(pool, acquire_timeout)
 
     @asynccontextmanager

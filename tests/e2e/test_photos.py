@@ -114,7 +114,8 @@ def test_an_oversize_upload_is_refused_without_being_read_whole(tenant: Tenant, 
     if answer:  # else the connection was reset after the 413 was sent: a refusal all the same
         assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
         assert b"payload_too_large" in answer
-    assert sent < 20 * 1024 * 1024, f"the server stopped the upload only after {sent} bytes of 100 MiB"
+    # 15 MiB are read, then socket buffers on both sides hold a few more: far from 100 MiB
+    assert sent < 40 * 1024 * 1024, f"the server stopped the upload only after {sent} bytes of 100 MiB"
     assert tenant.storefront.get(f"/v1/cases/{case['id']}").json()["photos"] == []
 
 
