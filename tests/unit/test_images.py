@@ -101,3 +101,19 @@ def test_the_same_picture_reencoded_hashes_alike_and_another_does_not() -> None:
     assert perceptual_distance(base, as_png) <= SAME_PHOTO_MAX_DISTANCE
     assert perceptual_distance(base, other) > SAME_PHOTO_MAX_DISTANCE
     assert len(base) == 16
+
+
+def test_a_multi_picture_jpeg_from_a_phone_is_a_jpeg() -> None:
+    out = io.BytesIO()
+    photo(seed=12).save(out, format="MPO", save_all=True, append_images=[photo(seed=13)])
+    result = processor.process(out.getvalue())
+    assert result.detected_format == "jpeg" and result.content_type == "image/jpeg"
+
+
+@pytest.mark.filterwarnings("ignore:Corrupt EXIF data")
+def test_corrupt_exif_keeps_the_photo() -> None:
+    image = photo()
+    garbled = b"Exif\x00\x00MM\x00*\x7f\xff\xff\xf0" + b"\x00" * 8  # its first directory is far past the end
+    data = encode(image, "JPEG", exif=garbled)
+    result = processor.process(data)
+    assert (result.width, result.height) == image.size and not Image.open(io.BytesIO(result.image)).getexif()
