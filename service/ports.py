@@ -360,7 +360,9 @@ class PaymentGateway(Protocol):
 
     def list_refunds(
         self, *, created_from: datetime, created_to: datetime, account: str | None = None
-    ) -> AsyncIterator[GatewayRefund]: ...
+    ) -> AsyncIterator[GatewayRefund]:
+        """Refunds created in ``[created_from, created_to)``, as the ledger's periods are."""
+        ...
 
 
 class GatewayEvent(msgspec.Struct, frozen=True):

@@ -1,24 +1,32 @@
-"""Refunds through Stripe with the official SDK (async calls on ``StripeClient``): refunds are
-made against the order's PaymentIntent with our refund id in ``metadata``, an optional Connect
-account per merchant, and the caller's idempotency key, which the SDK keeps across its own
-network retries."""
+"""Refunds through Stripe with the official SDK (the async calls of ``StripeClient`` over httpx).
+
+A refund is made against the order's PaymentIntent (Stripe takes the currency from the payment)
+with our refund id in ``metadata[refund_id]``, so a refund can be matched to ours even when its
+answer was lost. The caller's idempotency key goes on every call, and the SDK keeps it across
+its own network retries: a retry after a timeout replays the refund Stripe made, never a second
+one. A merchant's connected account, when it has one, goes in ``Stripe-Account``.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import math
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from datetime import datetime
-from typing import Any
 
 import stripe
 
 from adapters.gateways.stripe_webhooks import refund_from_stripe
 from service.ports import GatewayError, GatewayRefund
 
+PAGE_SIZE = 100  # Stripe's largest page
+
 
 class StripeGateway:
     name = "stripe"
 
     def __init__(self, api_key: str, *, api_base: str | None = None, max_network_retries: int = 2) -> None:
+        """``api_base`` points the SDK elsewhere than api.stripe.com (the tests' fake server)."""
         self.client = stripe.StripeClient(
             api_key,
             base_addresses={"api": api_base} if api_base else None,
@@ -36,49 +44,55 @@ class StripeGateway:
         idempotency_key: str,
         account: str | None = None,
     ) -> GatewayRefund:
-        options: dict[str, Any] = {"idempotency_key": idempotency_key}
+        options: stripe.RequestOptions = {"idempotency_key": idempotency_key}
         if account:
             options["stripe_account"] = account
-        with _translated_errors():
+        with _gateway_errors():
             refund = await self.client.v1.refunds.create_async(
-                params={"payment_intent": payment_reference, "amount": amount, "metadata": {"refund_id": refund_id}},
-                options=options,  # type: ignore[arg-type]
+                params={
+                    "payment_intent": payment_reference,
+                    "amount": amount,
+                    "reason": "requested_by_customer",
+                    "metadata": {"refund_id": refund_id},
+                },
+                options=options,
             )
-        return _refund(refund)
+        return refund_from_stripe(refund.to_dict())
 
     async def get_refund(self, gateway_refund_id: str, *, account: str | None = None) -> GatewayRefund:
-        with _translated_errors():
-            refund = await self.client.v1.refunds.retrieve_async(
-                gateway_refund_id, options={"stripe_account": account} if account else None  # type: ignore[arg-type]
-            )
-        return _refund(refund)
+        with _gateway_errors():
+            refund = await self.client.v1.refunds.retrieve_async(gateway_refund_id, options=_on(account))
+        return refund_from_stripe(refund.to_dict())
 
     async def list_refunds(
         self, *, created_from: datetime, created_to: datetime, account: str | None = None
     ) -> AsyncIterator[GatewayRefund]:
-        params = {"created": {"gte": int(created_from.timestamp()), "lte": int(created_to.timestamp())}, "limit": 100}
-        with _translated_errors():
+        """Refunds created in ``[created_from, created_to)``, newest first, every page. Stripe counts
+        whole seconds, so the bounds are rounded up: a refund of second ``s`` is dated ``s``."""
+        created = {"gte": math.ceil(created_from.timestamp()), "lt": math.ceil(created_to.timestamp())}
+        with _gateway_errors():
             page = await self.client.v1.refunds.list_async(
-                params=params, options={"stripe_account": account} if account else None  # type: ignore[arg-type]
+                params={"created": created, "limit": PAGE_SIZE}, options=_on(account)
             )
             async for refund in page.auto_paging_iter():
-                yield _refund(refund)
+                yield refund_from_stripe(refund.to_dict())
 
 
-class _translated_errors:  # noqa: N801 - used as a context manager
-    """Stripe's errors as ``GatewayError``: retryable for what a later try may fix."""
+def _on(account: str | None) -> stripe.RequestOptions:
+    return {"stripe_account": account} if account else {}
 
-    def __enter__(self) -> None:
-        return None
 
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, _: object) -> bool:
-        if error is None or not isinstance(error, stripe.StripeError):
-            return False
+@contextmanager
+def _gateway_errors() -> Iterator[None]:
+    """Stripe's errors as ``GatewayError``, retryable when a later try with the same key may work:
+    no connection, 409 (the same key still in flight), 429 and 5xx."""
+    try:
+        yield
+    except stripe.APIConnectionError as error:
+        raise GatewayError(error.user_message or str(error), code="api_connection_error", retryable=True) from error
+    except stripe.StripeError as error:
         status = error.http_status or 0
-        retryable = isinstance(error, stripe.APIConnectionError) or status in (409, 429) or status >= 500
-        code = error.code or (error.error.type if error.error else None) or type(error).__name__
+        details = error.error
+        code = error.code or (details.code or details.type if details else None)
+        retryable = status in (409, 429) or status >= 500
         raise GatewayError(error.user_message or str(error), code=code, retryable=retryable) from error
-
-
-def _refund(refund: stripe.Refund) -> GatewayRefund:
-    return refund_from_stripe(refund.to_dict())

@@ -1,16 +1,21 @@
 """A Stripe-compatible fake API server for the tests, driven through the real ``stripe`` SDK
-(pointed at it with ``base_addresses``). It keeps payment intents and refunds per connected
-account and follows the Stripe behaviours the service relies on:
+(pointed at it with ``base_addresses``), so the adapter's requests, retries and error handling
+are the ones production runs. It keeps payment intents and refunds per account (the platform's,
+or a connected account's named by the ``Stripe-Account`` header) and follows the Stripe
+behaviours the service relies on:
 
-- idempotency: the same ``Idempotency-Key`` with the same parameters replays the first answer;
-  with other parameters it answers 400 ``idempotency_error``;
-- a refund over what is left of the payment intent is refused (``amount_too_large``); an unknown
-  payment intent is 404 ``resource_missing``; cancel only from ``requires_action``;
-- lists are newest first with ``created[gte|lte]``, ``limit`` and ``starting_after`` cursors;
-- faults on demand: error statuses with or without ``Stripe-Should-Retry``, dropped connections
-  (before or after the refund is made), slow answers.
+- idempotency per account: the same ``Idempotency-Key`` with the same parameters replays the
+  stored answer (with ``Idempotent-Replayed: true``), with other parameters it answers 400
+  ``idempotency_error``, and while the first request is still running it answers 409;
+- a refund over what is left of the payment intent is 400 ``amount_too_large``, an unknown
+  payment intent or refund is 404 ``resource_missing``, an unknown parameter 400
+  ``parameter_unknown``;
+- lists are newest first with ``created[gte|gt|lte|lt]``, ``limit`` and ``starting_after``;
+- a refund can be canceled only while it requires action;
+- faults on demand: error statuses (with or without ``Stripe-Should-Retry``), connections closed
+  without an answer (before or after the refund is made), slow answers.
 
-``signed_event`` builds a webhook body and its ``Stripe-Signature`` for a refund.
+``sign_webhook`` signs a webhook body the way Stripe does; ``signed_event`` builds a refund event.
 """
 
 from __future__ import annotations
@@ -19,40 +24,82 @@ import hashlib
 import hmac
 import itertools
 import json
+import socket
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from types import TracebackType
+from typing import Any, Self
 from urllib.parse import parse_qsl, urlsplit
 
+Answer = tuple[int, dict[str, Any], dict[str, str]]  # status, JSON body, extra headers
 
-@dataclass
+REFUND_PARAMETERS = {
+    "amount", "charge", "currency", "customer", "expand", "instructions_email", "metadata", "origin",
+    "payment_intent", "reason", "refund_application_fee", "reverse_transfer",
+}
+FAILURE_REASON = "lost_or_stolen_card"  # what a refund made ``failed`` by ``set_next_status`` reports
+
+
+@dataclass(frozen=True)
 class Fault:
-    kind: str  # "status" | "drop_before" | "drop_after" | "delay"
+    kind: str  # "status" | "drop" | "delay"
     status: int = 500
     should_retry: bool | None = None
+    after_commit: bool = False
     seconds: float = 0.0
 
 
 @dataclass
 class Account:
+    """One account's objects: the platform's (``None``) or a connected account's."""
+
     payment_intents: dict[str, dict[str, Any]] = field(default_factory=dict)
     refunds: dict[str, dict[str, Any]] = field(default_factory=dict)
-    idempotency: dict[str, tuple[str, int, dict[str, Any]]] = field(default_factory=dict)
+    idempotency: dict[str, tuple[str, int, dict[str, Any]]] = field(default_factory=dict)  # key → (request, status, body)
+    in_flight: set[str] = field(default_factory=set)
 
 
 class FakeStripe:
+    """The fake's state and its HTTP server; a context manager that starts and stops it."""
+
     def __init__(self) -> None:
         self.accounts: dict[str | None, Account] = {}
-        self.lock = threading.RLock()
-        self.faults: list[Fault] = []
-        self.next_statuses: list[str] = []
         self.requests: list[tuple[str, str, str | None]] = []  # (method, path, idempotency key)
+        self.lock = threading.RLock()
+        self._faults: list[Fault] = []
+        self._next_statuses: list[str] = []
         self._ids = itertools.count(1)
-        self.url = ""
+        self._server: _Server | None = None
+
+    # ----------------------------------------------------------------- life cycle
+
+    @property
+    def url(self) -> str:
+        if self._server is None:
+            raise RuntimeError("the fake Stripe server is not started")
+        return f"http://127.0.0.1:{self._server.server_port}"
+
+    def start(self) -> Self:
+        server = _Server(self)
+        threading.Thread(target=server.serve_forever, args=(0.05,), name="fake-stripe", daemon=True).start()
+        self._server = server
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
+        self.stop()
 
     # ----------------------------------------------------------------- set-up and inspection
 
@@ -61,27 +108,39 @@ class FakeStripe:
             return self.accounts.setdefault(account, Account())
 
     def add_payment_intent(self, pi_id: str, *, amount: int, currency: str = "eur", account: str | None = None) -> None:
-        self.account(account).payment_intents[pi_id] = {"id": pi_id, "amount": amount, "currency": currency.lower()}
+        """A payment intent with ``amount`` captured, which refunds may return."""
+        with self.lock:
+            self.account(account).payment_intents[pi_id] = {"id": pi_id, "amount": amount, "currency": currency.lower()}
 
     def refunds(self, account: str | None = None) -> list[dict[str, Any]]:
+        """Copies of the account's refunds, oldest first."""
         with self.lock:
-            return list(self.account(account).refunds.values())
+            return [dict(refund) for refund in self.account(account).refunds.values()]
 
     def fail_next(self, count: int = 1, *, status: int = 500, should_retry: bool | None = None) -> None:
-        self.faults += [Fault("status", status=status, should_retry=should_retry)] * count
+        """Answer the next ``count`` requests with ``status`` and Stripe's error body for it, doing
+        nothing; ``should_retry`` sends ``Stripe-Should-Retry``, which the SDK obeys."""
+        self._add_faults(count, Fault("status", status=status, should_retry=should_retry))
 
-    def drop_next(self, count: int = 1, *, after_commit: bool = True) -> None:
-        """Close the connection without answering; ``after_commit``: the refund is made first."""
-        self.faults += [Fault("drop_after" if after_commit else "drop_before")] * count
+    def drop_connection_next(self, count: int = 1, *, after_commit: bool = False) -> None:
+        """Close the next ``count`` connections without answering; with ``after_commit`` the request
+        is carried out first (and its answer stored for the idempotency key), as when a timeout
+        hides a refund the gateway did make."""
+        self._add_faults(count, Fault("drop", after_commit=after_commit))
 
     def delay_next(self, seconds: float, count: int = 1) -> None:
-        self.faults += [Fault("delay", seconds=seconds)] * count
+        """Hold the next ``count`` requests for ``seconds`` before carrying them out."""
+        self._add_faults(count, Fault("delay", seconds=seconds))
 
     def set_next_status(self, *statuses: str) -> None:
-        """Statuses for the next refunds made (else ``succeeded``)."""
-        self.next_statuses += statuses
+        """Statuses for the next refunds made (else ``succeeded``), one each."""
+        with self.lock:
+            self._next_statuses += statuses
 
-    def set_status(self, refund_id: str, status: str, failure_reason: str | None = None, account: str | None = None) -> dict[str, Any]:
+    def set_status(
+        self, refund_id: str, status: str, failure_reason: str | None = None, account: str | None = None
+    ) -> dict[str, Any]:
+        """Change a refund later, as Stripe does when a refund settles or fails; answers a copy."""
         with self.lock:
             refund = self.account(account).refunds[refund_id]
             refund["status"] = status
@@ -89,107 +148,264 @@ class FakeStripe:
             return dict(refund)
 
     def add_external_refund(
-        self, pi_id: str, amount: int, *, created: int | None = None, account: str | None = None, metadata: dict | None = None
+        self,
+        pi_id: str,
+        amount: int,
+        *,
+        created: int | None = None,
+        account: str | None = None,
+        metadata: dict[str, str] | None = None,
     ) -> dict[str, Any]:
-        """A refund made outside the service (say, in Stripe's dashboard)."""
+        """A refund made outside the service (say, in Stripe's dashboard). The payment intent is
+        made up when unknown, and no limit applies: tests set up whatever history they need."""
         with self.lock:
-            return self._make_refund(self.account(account), pi_id, amount, metadata or {}, created=created)
+            return self._make_refund(self.account(account), pi_id, amount, metadata or {}, None, created)
 
     # ----------------------------------------------------------------- the API
 
-    def handle(self, method: str, path: str, query: dict[str, str], form: dict[str, Any], headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
-        account = self.account(headers.get("stripe-account"))
-        parts = [p for p in path.split("/") if p]
-        if method == "POST" and parts == ["v1", "refunds"]:
-            return self._create(account, form, headers.get("idempotency-key"))
-        if method == "GET" and parts == ["v1", "refunds"]:
-            return 200, self._list(account, query, path)
-        if method == "GET" and len(parts) == 3 and parts[:2] == ["v1", "refunds"]:
-            refund = account.refunds.get(parts[2])
-            return (200, dict(refund)) if refund else _error(404, "invalid_request_error", "resource_missing", f"No such refund: '{parts[2]}'")
-        if method == "POST" and len(parts) == 4 and parts[:2] == ["v1", "refunds"] and parts[3] == "cancel":
-            refund = account.refunds.get(parts[2])
-            if refund is None:
-                return _error(404, "invalid_request_error", "resource_missing", f"No such refund: '{parts[2]}'")
-            if refund["status"] != "requires_action":
-                return _error(400, "invalid_request_error", "refund_cancel_invalid", "only refunds requiring action can be canceled")
-            refund["status"] = "canceled"
-            return 200, dict(refund)
-        return _error(404, "invalid_request_error", "resource_missing", f"Unrecognized request URL ({method}: {path})")
+    def _route(self, method: str, path: str, query: dict[str, str], form: dict[str, Any], headers: dict[str, str]) -> Answer:
+        """One request, faults aside, carried out under the lock: requests are atomic."""
+        parts = [part for part in path.split("/") if part]
+        with self.lock:
+            account = self.account(headers.get("stripe-account"))
+            if parts == ["v1", "refunds"] and method == "POST":
+                return self._create(account, form, headers.get("idempotency-key"))
+            if parts == ["v1", "refunds"] and method == "GET":
+                return self._list(account, query, path)
+            if len(parts) == 3 and parts[:2] == ["v1", "refunds"] and method == "GET":
+                refund = account.refunds.get(parts[2])
+                if refund is None:
+                    return _error(404, "invalid_request_error", "resource_missing", f"No such refund: '{parts[2]}'", "id")
+                return 200, dict(refund), {}
+            if len(parts) == 4 and parts[:2] == ["v1", "refunds"] and parts[3] == "cancel" and method == "POST":
+                return self._cancel(account, parts[2])
+        return _error(404, "invalid_request_error", None, f"Unrecognized request URL ({method}: {path}).")
 
-    def _create(self, account: Account, form: dict[str, Any], key: str | None) -> tuple[int, dict[str, Any]]:
-        fingerprint = json.dumps(form, sort_keys=True)
-        if key and key in account.idempotency:
-            first_fingerprint, status, body = account.idempotency[key]
-            if first_fingerprint != fingerprint:
+    def _cancel(self, account: Account, refund_id: str) -> Answer:
+        """As Stripe: only a refund that requires action can be canceled."""
+        refund = account.refunds.get(refund_id)
+        if refund is None:
+            return _error(404, "invalid_request_error", "resource_missing", f"No such refund: '{refund_id}'", "id")
+        if refund["status"] != "requires_action":
+            return _error(400, "invalid_request_error", "charge_refund_cancel_invalid",
+                          f"Only a refund with status requires_action can be canceled; this one is {refund['status']}.")
+        refund["status"] = "canceled"
+        return 200, dict(refund), {}
+
+    def _create(self, account: Account, form: dict[str, Any], key: str | None) -> Answer:
+        request = json.dumps(form, sort_keys=True)
+        if key is not None and key in account.idempotency:
+            first_request, status, body = account.idempotency[key]
+            if first_request != request:
                 return _error(
                     400, "idempotency_error", None,
-                    "Keys for idempotent requests can only be used with the same parameters they were first used with.",
+                    f"Keys for idempotent requests can only be used with the same parameters they were first used "
+                    f"with. Try using a key other than '{key}' if you meant to execute a different request.",
                 )
-            return status, body
-        status, body = self._refund_for(account, form)
-        if key:
-            account.idempotency[key] = (fingerprint, status, body)
-        return status, body
+            return status, body, {"Idempotent-Replayed": "true"}
+        status, body, headers = self._refund_for(account, form)
+        if key is not None:
+            account.idempotency[key] = (request, status, body)
+        return status, body, headers
 
-    def _refund_for(self, account: Account, form: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    def _refund_for(self, account: Account, form: dict[str, Any]) -> Answer:
+        unknown = sorted({name.partition("[")[0] for name in form} - REFUND_PARAMETERS)
+        if unknown:
+            return _error(
+                400, "invalid_request_error", "parameter_unknown", f"Received unknown parameter: {unknown[0]}", unknown[0]
+            )
         pi_id = form.get("payment_intent")
-        intent = account.payment_intents.get(pi_id or "")
+        if not pi_id:
+            return _error(
+                400, "invalid_request_error", "parameter_missing", "Must provide either `charge` or `payment_intent`."
+            )
+        intent = account.payment_intents.get(pi_id)
         if intent is None:
-            return _error(404, "invalid_request_error", "resource_missing", f"No such payment_intent: '{pi_id}'")
-        refunded = sum(
+            return _error(
+                404, "invalid_request_error", "resource_missing", f"No such payment_intent: '{pi_id}'", "payment_intent"
+            )
+        left = intent["amount"] - sum(
             r["amount"] for r in account.refunds.values()
             if r["payment_intent"] == pi_id and r["status"] not in ("failed", "canceled")
         )
-        amount = int(form.get("amount", intent["amount"] - refunded))
-        if amount <= 0 or refunded + amount > intent["amount"]:
+        raw_amount = form.get("amount", str(left))
+        if not raw_amount.isdigit() or int(raw_amount) < 1:
+            return _error(400, "invalid_request_error", "parameter_invalid_integer", "Invalid positive integer", "amount")
+        amount = int(raw_amount)
+        if amount > left:
             return _error(
                 400, "invalid_request_error", "amount_too_large",
-                f"Refund amount ({amount}) is greater than unrefunded amount on charge ({intent['amount'] - refunded})",
+                f"Refund amount ({amount}) is greater than unrefunded amount on charge ({left})", "amount",
             )
-        return 200, self._make_refund(account, pi_id, amount, form.get("metadata", {}))
+        return 200, self._make_refund(account, pi_id, amount, form.get("metadata", {}), form.get("reason")), {}
 
-    def _make_refund(self, account: Account, pi_id: str, amount: int, metadata: dict, created: int | None = None) -> dict[str, Any]:
+    def _make_refund(
+        self,
+        account: Account,
+        pi_id: str,
+        amount: int,
+        metadata: dict[str, str],
+        reason: str | None,
+        created: int | None = None,
+    ) -> dict[str, Any]:
         intent = account.payment_intents.setdefault(pi_id, {"id": pi_id, "amount": amount, "currency": "eur"})
-        status = self.next_statuses.pop(0) if self.next_statuses else "succeeded"
+        status = self._next_statuses.pop(0) if self._next_statuses else "succeeded"
         refund = {
             "id": f"re_fake{next(self._ids):08d}",
             "object": "refund",
             "amount": amount,
+            "charge": f"ch_{pi_id.removeprefix('pi_')}",
+            "created": int(time.time()) if created is None else created,
             "currency": intent["currency"],
-            "payment_intent": pi_id,
-            "charge": f"ch_{pi_id}",
-            "created": created if created is not None else int(time.time()),
+            "failure_reason": FAILURE_REASON if status == "failed" else None,
+            "livemode": False,
             "metadata": metadata,
+            "payment_intent": pi_id,
+            "reason": reason,
             "status": status,
-            "failure_reason": "lost_or_stolen_card" if status == "failed" else None,
-            "reason": None,
         }
         account.refunds[refund["id"]] = refund
         return dict(refund)
 
-    def _list(self, account: Account, query: dict[str, str], path: str) -> dict[str, Any]:
-        rows = sorted(account.refunds.values(), key=lambda r: (r["created"], r["id"]), reverse=True)
-        if "created[gte]" in query:
-            rows = [r for r in rows if r["created"] >= int(query["created[gte]"])]
-        if "created[lte]" in query:
-            rows = [r for r in rows if r["created"] <= int(query["created[lte]"])]
+    def _list(self, account: Account, query: dict[str, str], path: str) -> Answer:
+        limit = query.get("limit", "10")
+        if not limit.isdigit() or not 1 <= int(limit) <= 100:
+            return _error(
+                400, "invalid_request_error", "parameter_invalid_integer", "limit must be between 1 and 100", "limit"
+            )
+        rows = sorted(account.refunds.values(), key=_position, reverse=True)
+        bounds = {"gte": int.__ge__, "gt": int.__gt__, "lte": int.__le__, "lt": int.__lt__}
+        for name, holds in bounds.items():
+            if f"created[{name}]" in query:
+                rows = [r for r in rows if holds(r["created"], int(query[f"created[{name}]"]))]
+        if "payment_intent" in query:
+            rows = [r for r in rows if r["payment_intent"] == query["payment_intent"]]
         if "starting_after" in query:
-            ids = [r["id"] for r in rows]
-            rows = rows[ids.index(query["starting_after"]) + 1:] if query["starting_after"] in ids else []
-        limit = min(int(query.get("limit", 10)), 100)
-        return {"object": "list", "url": path, "has_more": len(rows) > limit, "data": [dict(r) for r in rows[:limit]]}
+            cursor = account.refunds.get(query["starting_after"])
+            if cursor is None:
+                message = f"No such refund: '{query['starting_after']}'"
+                return _error(404, "invalid_request_error", "resource_missing", message, "starting_after")
+            rows = [r for r in rows if _position(r) < _position(cursor)]
+        page = rows[: int(limit)]
+        return 200, {"object": "list", "url": path, "has_more": len(rows) > len(page), "data": [dict(r) for r in page]}, {}
 
-    def next_fault(self) -> Fault | None:
+    # ----------------------------------------------------------------- faults
+
+    def _add_faults(self, count: int, fault: Fault) -> None:
         with self.lock:
-            return self.faults.pop(0) if self.faults else None
+            self._faults += [fault] * count
+
+    def _take_fault(self) -> Fault | None:
+        with self.lock:
+            return self._faults.pop(0) if self._faults else None
+
+    @contextmanager
+    def _running(self, headers: dict[str, str]) -> Iterator[bool]:
+        """Marks a keyed request as running while it is served; yields False when a request with
+        the same key is already running (Stripe answers that one 409)."""
+        key = headers.get("idempotency-key")
+        if key is None:
+            yield True
+            return
+        with self.lock:
+            running = self.account(headers.get("stripe-account")).in_flight
+            alone = key not in running
+            running.add(key)
+        try:
+            yield alone
+        finally:
+            if alone:
+                with self.lock:
+                    running.discard(key)
 
 
-def _error(status: int, kind: str, code: str | None, message: str) -> tuple[int, dict[str, Any]]:
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, fake: FakeStripe) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.fake = fake
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as the SDK's connection pool expects
+    server: _Server
+
+    def do_GET(self) -> None:
+        self._serve("GET")
+
+    def do_POST(self) -> None:
+        self._serve("POST")
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def _serve(self, method: str) -> None:
+        fake = self.server.fake
+        split = urlsplit(self.path)
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode()
+        headers = {name.lower(): value for name, value in self.headers.items()}
+        fake.requests.append((method, split.path, headers.get("idempotency-key")))
+        with fake._running(headers) as alone:
+            fault = fake._take_fault() if alone else Fault("status", status=409)
+            if fault is not None and fault.kind == "delay":
+                time.sleep(fault.seconds)
+            elif fault is not None and fault.kind == "status":
+                status, error, extra = _fault_error(fault.status)
+                if fault.should_retry is not None:
+                    extra["Stripe-Should-Retry"] = str(fault.should_retry).lower()
+                self._answer(status, error, extra)
+                return
+            elif fault is not None and fault.kind == "drop" and not fault.after_commit:
+                self._drop()
+                return
+            answer = fake._route(method, split.path, dict(parse_qsl(split.query)), _form(body), headers)
+            if fault is not None and fault.kind == "drop":
+                self._drop()
+                return
+            self._answer(*answer)
+
+    def _answer(self, status: int, payload: dict[str, Any], extra: dict[str, str]) -> None:
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Request-Id", f"req_fake{time.monotonic_ns()}")
+        for name, value in extra.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _drop(self) -> None:
+        self.close_connection = True
+        self.connection.shutdown(socket.SHUT_RDWR)
+
+
+def _error(status: int, kind: str, code: str | None, message: str, param: str | None = None) -> Answer:
     error: dict[str, Any] = {"type": kind, "message": message}
-    if code:
+    if code is not None:
         error["code"] = code
-    return status, {"error": error}
+    if param is not None:
+        error["param"] = param
+    return status, {"error": error}, {}
+
+
+def _position(refund: dict[str, Any]) -> tuple[int, str]:
+    """The order of lists, which Stripe gives newest first: by creation, then id."""
+    return refund["created"], refund["id"]
+
+
+def _fault_error(status: int) -> Answer:
+    """What Stripe answers with ``status``: 409 is the same idempotency key still in flight."""
+    if status == 429:
+        return _error(429, "invalid_request_error", "rate_limit", "Too many requests hit the API too quickly.")
+    if status == 409:
+        message = (
+            "There is currently another in-progress request using this Idempotent Key (that probably means you "
+            "submitted twice, and the other request is still going through). Please try again later."
+        )
+        return _error(409, "idempotency_error", None, message)
+    return _error(status, "api_error", None, "An unknown error occurred (simulated).")
 
 
 def _form(body: str) -> dict[str, Any]:
@@ -205,73 +421,22 @@ def _form(body: str) -> dict[str, Any]:
 
 @contextmanager
 def fake_stripe() -> Iterator[FakeStripe]:
-    fake = FakeStripe()
-
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def _serve(self, method: str) -> None:
-            split = urlsplit(self.path)
-            body = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode()
-            headers = {k.lower(): v for k, v in self.headers.items()}
-            fake.requests.append((method, split.path, headers.get("idempotency-key")))
-            fault = fake.next_fault()
-            if fault and fault.kind == "delay":
-                time.sleep(fault.seconds)
-                fault = None
-            if fault and fault.kind == "drop_before":
-                self.close_connection = True
-                self.connection.shutdown(2)
-                return
-            if fault and fault.kind == "status":
-                status, payload = _error(fault.status, "api_error", None, "simulated failure")
-                extra = {} if fault.should_retry is None else {"Stripe-Should-Retry": str(fault.should_retry).lower()}
-                self._answer(status, payload, extra)
-                return
-            with fake.lock:
-                status, payload = fake.handle(method, split.path, dict(parse_qsl(split.query)), _form(body), headers)
-            if fault and fault.kind == "drop_after":
-                self.close_connection = True
-                self.connection.shutdown(2)
-                return
-            self._answer(status, payload, {})
-
-        def _answer(self, status: int, payload: dict[str, Any], extra: dict[str, str]) -> None:
-            data = json.dumps(payload).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.send_header("Request-Id", f"req_{time.monotonic_ns()}")
-            for name, value in extra.items():
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(data)
-
-        def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
-            self._serve("GET")
-
-        def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
-            self._serve("POST")
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    fake.url = f"http://127.0.0.1:{server.server_port}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    """A started fake, stopped on exit."""
+    with FakeStripe() as fake:
         yield fake
-    finally:
-        server.shutdown()
-        server.server_close()
+
+
+def sign_webhook(payload: bytes, secret: str, timestamp: int | None = None) -> str:
+    """The ``Stripe-Signature`` header for ``payload``: HMAC-SHA256 of ``"{t}.{payload}"``."""
+    t = int(time.time()) if timestamp is None else timestamp
+    signature = hmac.new(secret.encode(), f"{t}.".encode() + payload, hashlib.sha256).hexdigest()
+    return f"t={t},v1={signature}"
 
 
 def signed_event(
     event_type: str, refund: dict[str, Any], secret: str, *, event_id: str | None = None, timestamp: int | None = None
 ) -> tuple[bytes, str]:
-    """A webhook body for ``refund`` and its ``Stripe-Signature`` header value."""
+    """A webhook body reporting ``refund`` and its ``Stripe-Signature`` header value."""
     event = {
         "id": event_id or f"evt_{refund['id']}_{refund['status']}",
         "object": "event",
@@ -280,6 +445,4 @@ def signed_event(
         "data": {"object": refund},
     }
     payload = json.dumps(event).encode()
-    t = int(time.time()) if timestamp is None else timestamp
-    signature = hmac.new(secret.encode(), f"{t}.".encode() + payload, hashlib.sha256).hexdigest()
-    return payload, f"t={t},v1={signature}"
+    return payload, sign_webhook(payload, secret, timestamp)
