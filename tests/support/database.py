@@ -4,6 +4,7 @@ RETURNS_TEST_DATABASE_URL when set, else on an embedded one (pgserver)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import secrets
 import tempfile
@@ -36,6 +37,7 @@ def server_url() -> Iterator[str]:
         return
     import pgserver
 
+    logging.getLogger("pgserver").setLevel(logging.WARNING)  # it chats at INFO, even at exit
     with tempfile.TemporaryDirectory(prefix="returns-pg-") as folder:
         server = pgserver.get_server(folder, cleanup_mode="stop")
         try:
