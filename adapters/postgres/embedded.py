@@ -4,12 +4,14 @@ shares the one server."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 
 def embedded_database_url(data_dir: Path) -> str:
     import pgserver  # imported late: only the embedded mode needs it
 
+    logging.getLogger("pgserver").setLevel(logging.WARNING)  # its INFO lines would drown the service's
     pg_dir = (data_dir / "pg").resolve()
     pg_dir.mkdir(parents=True, exist_ok=True)
     server = pgserver.get_server(pg_dir, cleanup_mode="stop")
