@@ -363,20 +363,11 @@ class GatewayAccountIn(Body):
 # --------------------------------------------------------------------------- finance
 
 
-class LedgerRefundView(msgspec.Struct):
-    id: str
-    case_id: str
-    order_id: str
+class LedgerRefundView(RefundView):
+    """A refund as finance reads it: also whose it was and why it came back."""
+
     customer_id: str
-    amount: int
-    currency: str
-    status: str
-    gateway: str
-    gateway_refund_id: str | None
     reason: str | None
-    failure_reason: str | None
-    created_at: datetime
-    settled_at: datetime | None
 
 
 class LedgerList(msgspec.Struct):

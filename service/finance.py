@@ -38,6 +38,7 @@ from service.ports import (
     PaymentGateway,
     Principal,
 )
+from service.views import refund_view
 
 CSV_COLUMNS = [
     "refund_id", "case_id", "order_id", "customer_id", "reason", "status", "currency", "amount", "amount_minor",
@@ -50,19 +51,7 @@ _OURS = {"pending": RefundStatus.SUBMITTED}
 
 def ledger_view(refund: Refund) -> LedgerRefundView:
     return LedgerRefundView(
-        id=refund.id,
-        case_id=refund.case_id,
-        order_id=refund.order_id,
-        customer_id=refund.customer_id,
-        amount=refund.amount,
-        currency=refund.currency,
-        status=str(refund.status),
-        gateway=refund.gateway,
-        gateway_refund_id=refund.gateway_refund_id,
-        reason=refund.reason,
-        failure_reason=refund.failure_reason,
-        created_at=refund.created_at,
-        settled_at=refund.settled_at,
+        **msgspec.structs.asdict(refund_view(refund)), customer_id=refund.customer_id, reason=refund.reason
     )
 
 

@@ -5,36 +5,16 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-import pytest
-
 from adapters.gateways.simulated import SimulatedGateway
 from adapters.postgres.database import PostgresDatabase
-from adapters.postgres.migrations import migrate
 from domain.refunds import Refund, RefundStatus
 from service.finance import CSV_COLUMNS, FinanceService
 from service.ports import LedgerFilter, Principal
-from tests.support.database import fresh_database
 
 AT = datetime(2026, 11, 1, 12, tzinfo=UTC)
-
-
-@pytest.fixture
-def database_url() -> Iterator[str]:
-    with fresh_database() as url:
-        yield url
-
-
-@pytest.fixture
-async def db(database_url: str) -> AsyncIterator[PostgresDatabase]:
-    database = await PostgresDatabase.connect(database_url, min_size=1, max_size=2)
-    async with database.pool.acquire() as conn:
-        await migrate(conn)
-    yield database
-    await database.close()
 
 
 async def test_awkward_text_and_every_exponent_survive_the_round_trip(db: PostgresDatabase) -> None:

@@ -4,14 +4,13 @@ real PostgreSQL (a database per test, so no other worker touches these refunds).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from adapters.gateways.stripe_gateway import StripeGateway
 from adapters.postgres.database import PostgresDatabase
-from adapters.postgres.migrations import migrate
 from domain.cases import Actor, Case, CaseAction, CaseItem, CaseType, Reason, Resolution
 from domain.decision import CaseMoney, Decision, Payer, ShippingShares
 from domain.errors import RefundExceedsCaptured
@@ -19,7 +18,6 @@ from domain.orders import Customer, Order, OrderLine, Payment
 from service.ids import new_id
 from service.refunds import RefundService
 from tests.fakes.stripe_server import FakeStripe, fake_stripe
-from tests.support.database import fresh_database
 
 AGENT = Actor(id="key_test", role="agent")
 
@@ -49,22 +47,6 @@ class DiesAfterTheCall:
     async def create_refund(self, **request):  # noqa: ANN003, ANN201
         await self.inner.create_refund(**request)
         raise WorkerKilled
-
-
-@pytest.fixture
-def database_url_for_faults() -> Iterator[str]:
-    """A database per test: a worker claims whatever is due, so tests must not share one."""
-    with fresh_database() as url:
-        yield url
-
-
-@pytest.fixture
-async def db(database_url_for_faults: str) -> AsyncIterator[PostgresDatabase]:
-    database = await PostgresDatabase.connect(database_url_for_faults, min_size=1, max_size=4)
-    async with database.pool.acquire() as conn:
-        await migrate(conn)
-    yield database
-    await database.close()
 
 
 @pytest.fixture
@@ -167,12 +149,12 @@ async def test_a_refusal_fails_the_refund_with_the_gateways_reason(db: PostgresD
     assert fake.refunds() == []
 
 
-async def test_four_workers_on_five_hundred_due_refunds(database_url_for_faults: str, db: PostgresDatabase, fake: FakeStripe) -> None:
+async def test_four_workers_on_five_hundred_due_refunds(own_database_url: str, db: PostgresDatabase, fake: FakeStripe) -> None:
     setup = RefundService(db, _gateway(fake), Clock())
     merchant, pi, refund_ids = await _due_refunds(db, setup, 500, amount=10)
     fake.add_payment_intent(pi, amount=5000)
     fake.fail_next(20, status=503)  # some turbulence on the way
-    pools = [await PostgresDatabase.connect(database_url_for_faults, min_size=1, max_size=2) for _ in range(4)]
+    pools = [await PostgresDatabase.connect(own_database_url, min_size=1, max_size=2) for _ in range(4)]
     clock = Clock()
     workers = [RefundService(pool, _gateway(fake, retries=1), clock, first_backoff=timedelta(0)) for pool in pools]
 
