@@ -20,12 +20,13 @@ SAFE_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-cache",
 }
-_TYPES = {"js": "text/javascript; charset=utf-8", "css": "text/css; charset=utf-8", "json": "application/json"}
+# Litestar adds "; charset=utf-8" to text types itself.
+_TYPES = {"js": "text/javascript", "css": "text/css", "json": "application/json"}
 
 
 @get(["/console", "/console/"], include_in_schema=False, media_type="text/html")
 async def console_page() -> Response[bytes]:
-    return Response((CONSOLE / "index.html").read_bytes(), media_type="text/html; charset=utf-8", headers=SAFE_HEADERS)
+    return Response((CONSOLE / "index.html").read_bytes(), media_type="text/html", headers=SAFE_HEADERS)
 
 
 @get("/console/{name:str}", include_in_schema=False)

@@ -145,3 +145,14 @@ def test_overdue_cases_are_marked_and_sign_out_forgets_the_key(page, tenant: Ten
     page.click("#sign-out")
     page.wait_for_selector("#sign-in:not([hidden])")
     assert page.evaluate("sessionStorage.getItem('key')") is None
+
+
+def test_console_files_are_served_with_one_charset_and_the_policy(base_url: str) -> None:
+    import httpx
+
+    for path, kind in (("/console", "text/html"), ("/console/app.js", "text/javascript"), ("/console/app.css", "text/css")):
+        answer = httpx.get(base_url + path)
+        assert answer.status_code == 200 and answer.headers["content-type"] == f"{kind}; charset=utf-8"
+        assert answer.headers["content-security-policy"].startswith("default-src 'none'")
+    assert httpx.get(base_url + "/console/i18n/fr.json").status_code == 404
+    assert httpx.get(base_url + "/console/../service/api/console.py").status_code == 404
