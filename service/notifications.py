@@ -101,13 +101,12 @@ class Notifications:
         """Deliver due outbox messages; answers how many were claimed."""
         async with self.db.transaction() as repos:
             messages = await repos.claim_due_outbox(self.clock(), self.lease, limit)
+            endpoints = {m: await repos.webhook_endpoint(m) for m in {message.merchant_id for message in messages}}
         for message in messages:
-            await self._deliver(message)
+            await self._deliver(message, endpoints[message.merchant_id])
         return len(messages)
 
-    async def _deliver(self, message: OutboxMessage) -> None:
-        async with self.db.transaction() as repos:
-            endpoint = await repos.webhook_endpoint(message.merchant_id)
+    async def _deliver(self, message: OutboxMessage, endpoint: WebhookEndpoint | None) -> None:
         if endpoint is None or not endpoint.enabled:
             async with self.db.transaction() as repos:
                 await repos.finish_outbox(message.merchant_id, message.id, "dropped", self.clock())
