@@ -87,7 +87,11 @@ def build_services(settings: Settings, db: Database, gateway: PaymentGateway, se
     policies = PolicyBook(RuleRegistry.discover())
     refunds = RefundService(db, gateway, utcnow, poll_after=timedelta(seconds=settings.refund_poll_after_seconds))
     notifications = Notifications(
-        db, sender, utcnow, first_backoff=timedelta(seconds=settings.webhook_first_backoff_seconds)
+        db,
+        sender,
+        utcnow,
+        first_backoff=timedelta(seconds=settings.webhook_first_backoff_seconds),
+        allow_internal_targets=settings.webhook_allow_internal_targets,
     )
     verifier = StripeWebhookVerifier(settings.stripe_webhook_secret) if settings.stripe_webhook_secret else None
     cases = CaseService(db, policies, refunds, utcnow, sla_from(settings))
@@ -116,7 +120,7 @@ def build_services(settings: Settings, db: Database, gateway: PaymentGateway, se
 @asynccontextmanager
 async def open_services(settings: Settings, gateway: PaymentGateway | None = None) -> AsyncIterator[Services]:
     db = await open_database(settings)
-    sender = HttpWebhookSender()
+    sender = HttpWebhookSender(allow_internal_targets=settings.webhook_allow_internal_targets)
     try:
         yield build_services(settings, db, gateway or payment_gateway(settings), sender)
     finally:

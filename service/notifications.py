@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 import msgspec
 import structlog
 
+from domain.errors import InvalidRequest
 from service.dto import (
     DeliveryList,
     DeliveryView,
@@ -31,6 +32,7 @@ from service.ports import (
     WebhookSender,
     WebhookSendError,
 )
+from service.targets import internal_target
 
 log = structlog.get_logger()
 
@@ -53,8 +55,10 @@ class Notifications:
         first_backoff: timedelta = timedelta(seconds=5),
         max_backoff: timedelta = timedelta(hours=1),
         give_up_after: timedelta = timedelta(hours=24),
+        allow_internal_targets: bool = False,
     ) -> None:
         self.db = db
+        self.allow_internal_targets = allow_internal_targets
         self.sender = sender
         self.clock = clock
         self.lease = lease
@@ -66,6 +70,11 @@ class Notifications:
 
     async def put_endpoint(self, merchant_id: str, body: WebhookEndpointIn) -> WebhookEndpointView:
         """Set the merchant's endpoint; a secret is made when none is given and shown once."""
+        if not self.allow_internal_targets and internal_target(body.url):
+            raise InvalidRequest(
+                "webhooks go to the storefront's public address",
+                [{"field": "url", "message": "loopback, private and link-local hosts are not allowed"}],
+            )
         secret = body.secret or "whsec_" + secrets.token_urlsafe(32)
         async with self.db.transaction() as repos:
             current = await repos.webhook_endpoint(merchant_id)

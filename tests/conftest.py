@@ -32,7 +32,8 @@ def base_url(database_url: str, gateway: SimulatedGateway, tmp_path_factory: pyt
 
     settings = Settings(
         database_url=database_url, data_dir=tmp_path_factory.mktemp("data"), log_format="json", worker_idle_seconds=0.05,
-        webhook_first_backoff_seconds=0.2, stripe_webhook_secret="whsec_main_test_server"
+        webhook_first_backoff_seconds=0.2, stripe_webhook_secret="whsec_main_test_server",
+        webhook_allow_internal_targets=True,  # the tests' receivers listen on 127.0.0.1
     )
     with serve(build_app(settings, gateway)) as url:
         yield url
