@@ -46,10 +46,7 @@ class Policy:
         self.rules = rules
 
     def evaluate(self, facts: Facts) -> Verdict:
-        draft = MoneyDraft(
-            currency=facts.order.currency,
-            item_values={i.line_id: i.settled_quantity * i.unit_price for i in facts.items},
-        )
+        draft = _draft(facts)
         outcomes = [rule.evaluate(facts, draft) for rule in self.rules]
         money, capped_from = _settle(facts, draft)
         if capped_from is not None:
@@ -81,12 +78,17 @@ class Policy:
     def reevaluate(self, rule_name: str, facts: Facts) -> RuleOutcome | None:
         """One rule's outcome on new facts (say, photos that arrived), leaving the rest of a
         decision as it was made. None when the policy does not run that rule."""
-        draft = MoneyDraft(
-            currency=facts.order.currency,
-            item_values={i.line_id: i.settled_quantity * i.unit_price for i in facts.items},
-        )
+        draft = _draft(facts)
         rule = next((rule for rule in self.rules if rule.name == rule_name), None)
         return rule.evaluate(facts, draft) if rule else None
+
+
+def _draft(facts: Facts) -> MoneyDraft:
+    """The money before any rule: what comes back, at its price."""
+    return MoneyDraft(
+        currency=facts.order.currency,
+        item_values={i.line_id: i.settled_quantity * i.unit_price for i in facts.items},
+    )
 
 
 def _settle(facts: Facts, draft: MoneyDraft) -> tuple[CaseMoney, int | None]:

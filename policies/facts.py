@@ -75,5 +75,6 @@ class Facts(msgspec.Struct, frozen=True):
         return self.responsibilities == {Responsibility.CUSTOMER}
 
     @property
-    def window_start(self) -> datetime:
-        return self.order.delivered_at or self.order.placed_at
+    def days_held(self) -> int:
+        """Whole days since delivery (since purchase if it never arrived): windows and warranties."""
+        return (self.now - (self.order.delivered_at or self.order.placed_at)).days

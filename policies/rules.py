@@ -112,7 +112,7 @@ class ReturnWindow(Rule):
         if facts.case_type == CaseType.REPAIR:
             return self.outcome(INFO, "repairs follow the warranty, not the return window")
         since = "delivery" if facts.order.delivered_at else "purchase (never delivered)"
-        age = (facts.now - facts.window_start).days
+        age = facts.days_held
         if age > self.params.days:
             return self.outcome(FAIL, f"{age} days since {since}; the window is {self.params.days} days")
         return self.outcome(PASS, f"{age} days since {since}, within {self.params.days} days")
@@ -129,7 +129,7 @@ class RepairWarranty(Rule):
     def evaluate(self, facts: Facts, money: MoneyDraft) -> RuleOutcome:
         if facts.case_type != CaseType.REPAIR:
             return self.outcome(INFO, "applies to repairs only")
-        age = (facts.now - facts.window_start).days
+        age = facts.days_held
         if age > self.params.days:
             return self.outcome(INFO, f"{age} days old, outside the {self.params.days}-day warranty: a paid repair with a quote")
         return self.outcome(PASS, f"{age} days old, within the {self.params.days}-day warranty")
