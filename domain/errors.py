@@ -55,3 +55,30 @@ class PolicyViolation(DomainError):
 
 class RefundExceedsCaptured(DomainError):
     code = "refund_exceeds_captured"
+
+
+class RefundExceedsCaseTotal(DomainError):
+    """The case's live refunds would pay more than the case owes (its ``refund_total``)."""
+
+    code = "refund_exceeds_case_total"
+
+
+class RefundAlreadyRetried(DomainError):
+    """A failed refund is retried once; the retry carries on from there."""
+
+    code = "refund_already_retried"
+    status = 409
+
+
+class GatewayAccountTaken(DomainError):
+    """A gateway account belongs to one merchant: another may not refund on it."""
+
+    code = "gateway_account_taken"
+    status = 409
+
+
+class GatewayAccountReadOnly(DomainError):
+    """The operator binds gateway accounts; a merchant's admin may not."""
+
+    code = "gateway_account_read_only"
+    status = 403

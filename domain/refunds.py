@@ -9,6 +9,7 @@ from enum import StrEnum
 
 import msgspec
 
+from domain.errors import InvalidTransition, RefundAlreadyRetried
 from domain.statemachine import Table, next_state
 
 
@@ -44,8 +45,9 @@ REFUND_TABLE: Table = {
 }
 
 FINAL_STATUSES = frozenset({_R.SUCCEEDED, _R.FAILED, _R.CANCELED})
-# Statuses whose amount counts against what is still refundable on the order.
+# Statuses whose amount counts against what is still refundable on the order and owed by the case.
 COMMITTED_STATUSES = frozenset(RefundStatus) - {_R.FAILED, _R.CANCELED}
+RETRYABLE_STATUSES = frozenset({_R.FAILED, _R.CANCELED})
 
 
 class Refund(msgspec.Struct):
@@ -67,12 +69,30 @@ class Refund(msgspec.Struct):
     gateway_refund_id: str | None = None
     failure_reason: str | None = None
     settled_at: datetime | None = None
+    retried_by: str | None = None  # the refund that paid this failed one again: a retry is single-use
     version: int = 1
 
     @property
     def idempotency_key(self) -> str:
         """Deterministic per refund and attempt: a retry after a crash replays, never repeats."""
         return f"{self.id}:{self.attempt}"
+
+    def check_retryable(self) -> None:
+        """Only a failed (or canceled) refund is paid again, and only once: two successors
+        would pay the same money twice."""
+        if self.status not in RETRYABLE_STATUSES:
+            raise InvalidTransition("refund", str(self.status), "retry")
+        if self.retried_by is not None:
+            raise RefundAlreadyRetried(
+                f"refund {self.id} was already retried as {self.retried_by}", retried_by=self.retried_by
+            )
+
+    def retried_as(self, successor_id: str, at: datetime) -> None:
+        """Link this refund to the one that pays it again."""
+        self.check_retryable()
+        self.retried_by = successor_id
+        self.updated_at = at
+        self.version += 1
 
     def apply(self, action: RefundAction, at: datetime, failure_reason: str | None = None) -> None:
         """Move the refund by ``action`` or raise ``InvalidTransition`` leaving it unchanged."""

@@ -85,7 +85,15 @@ def blob_store(settings: Settings) -> BlobStore:
 
 def build_services(settings: Settings, db: Database, gateway: PaymentGateway, sender: WebhookSender) -> Services:
     policies = PolicyBook(RuleRegistry.discover())
-    refunds = RefundService(db, gateway, utcnow, poll_after=timedelta(seconds=settings.refund_poll_after_seconds))
+    refunds = RefundService(
+        db,
+        gateway,
+        utcnow,
+        poll_after=timedelta(seconds=settings.refund_poll_after_seconds),
+        lease=timedelta(seconds=settings.refund_lease_seconds),
+        max_in_flight=settings.refund_concurrency,
+        rate_per_account=settings.gateway_rate_per_second,
+    )
     notifications = Notifications(
         db,
         sender,

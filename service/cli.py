@@ -6,6 +6,8 @@ import argparse
 import asyncio
 import sys
 
+import msgspec
+
 from service.config import Settings
 from service.keys import ROLES, create_api_key, revoke_api_key
 
@@ -80,6 +82,18 @@ async def _revoke_key(settings: Settings, merchant: str, key_id: str) -> None:
     print(f"revoked key {key_id} of merchant {merchant}")
 
 
+async def _gateway_account(settings: Settings, merchant: str, account: str | None) -> None:
+    from domain.errors import GatewayAccountTaken
+    from service.bootstrap import open_services
+
+    async with open_services(settings) as services:
+        try:
+            await services.refunds.bind_account(merchant, account)
+        except GatewayAccountTaken as taken:
+            sys.exit(str(taken))
+    print(f"merchant {merchant} refunds on {account}" if account else f"merchant {merchant} has no gateway account")
+
+
 def _openapi(output: str) -> None:
     """Write the OpenAPI document the app serves, so the committed copy can be refreshed."""
     import json
@@ -93,6 +107,16 @@ def _openapi(output: str) -> None:
     else:
         with open(output, "w", encoding="utf-8") as file:
             file.write(text)
+
+
+def _account_id(text: str) -> str:
+    """The same rule as the admin endpoint's: ``acct_`` and letters or digits."""
+    from service.dto import GatewayAccountIn
+
+    try:
+        return msgspec.convert({"account": text}, GatewayAccountIn).account or ""
+    except msgspec.ValidationError as exc:
+        raise argparse.ArgumentTypeError(f"not a gateway account id: {exc}") from exc
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -111,6 +135,13 @@ def main(argv: list[str] | None = None) -> None:
     revoke = keys.add_parser("revoke", help="revoke an API key by its id (key_…)")
     revoke.add_argument("--merchant", required=True)
     revoke.add_argument("--key-id", required=True)
+    accounts = commands.add_parser("gateway-account", help="bind a merchant to its gateway account (one merchant each)")
+    account_commands = accounts.add_subparsers(dest="account_command", required=True)
+    bind = account_commands.add_parser("set", help="refunds of the merchant are made on this account (acct_…)")
+    bind.add_argument("--merchant", required=True)
+    bind.add_argument("--account", required=True, type=_account_id)
+    unbind = account_commands.add_parser("clear", help="the merchant has no gateway account of its own")
+    unbind.add_argument("--merchant", required=True)
     openapi = commands.add_parser("openapi", help="write the OpenAPI document (openapi/openapi.json)")
     openapi.add_argument("--output", default="openapi/openapi.json", help="a file, or - for stdout")
     args = parser.parse_args(argv)
@@ -126,6 +157,8 @@ def main(argv: list[str] | None = None) -> None:
         asyncio.run(_create_key(settings, args.merchant, args.role))
     elif args.command == "keys":
         asyncio.run(_revoke_key(settings, args.merchant, args.key_id))
+    elif args.command == "gateway-account":
+        asyncio.run(_gateway_account(settings, args.merchant, args.account if args.account_command == "set" else None))
     elif args.command == "openapi":
         _openapi(args.output)
 

@@ -23,7 +23,7 @@ class Settings(msgspec.Struct, frozen=True):
     worker_poll_every_seconds: float = 60.0
     webhook_allow_internal_targets: bool = False  # webhooks to loopback/private addresses
     webhook_first_backoff_seconds: float = 5.0  # doubles per failed delivery, up to an hour
-    sla_hours: dict[str, float] = {}
+    sla_hours: dict[str, float] = {}  # per case state, over the defaults: "pending_review=8,received=24"
     photo_max_bytes: int = 15 * 1024 * 1024
     photos_per_case: int = 10
     blob_dir: Path | None = None  # photos on the local disk; default <data_dir>/blobs
@@ -31,7 +31,11 @@ class Settings(msgspec.Struct, frozen=True):
     s3_endpoint: str | None = None
     s3_region: str = "us-east-1"
     s3_access_key: str | None = None
-    s3_secret_key: str | None = None  # per case state, over the defaults: "pending_review=8,received=24"
+    s3_secret_key: str | None = None
+    refund_concurrency: int = 64  # refunds a worker keeps in flight at the gateway
+    gateway_rate_per_second: float = 20.0  # calls per gateway account and worker process (Stripe allows ~25)
+    refund_lease_seconds: float = 15.0  # a killed worker's refunds are taken over after this
+    gateway_account_read_only: bool = False  # the operator binds accounts; the admin endpoint refuses
     db_pool_max: int = 10
     db_acquire_timeout_seconds: float = 5.0  # then 503: a full pool never hangs a request
 
@@ -60,6 +64,10 @@ class Settings(msgspec.Struct, frozen=True):
             s3_region=env.get("RETURNS_S3_REGION", "us-east-1"),
             s3_access_key=env.get("RETURNS_S3_ACCESS_KEY") or None,
             s3_secret_key=env.get("RETURNS_S3_SECRET_KEY") or None,
+            refund_concurrency=int(env.get("RETURNS_REFUND_CONCURRENCY", "64")),
+            gateway_rate_per_second=float(env.get("RETURNS_GATEWAY_RATE_PER_SECOND", "20")),
+            refund_lease_seconds=float(env.get("RETURNS_REFUND_LEASE_SECONDS", "15")),
+            gateway_account_read_only=env.get("RETURNS_GATEWAY_ACCOUNT_READ_ONLY", "0") in ("1", "true", "yes"),
             db_pool_max=int(env.get("RETURNS_DB_POOL_MAX", "10")),
             db_acquire_timeout_seconds=float(env.get("RETURNS_DB_ACQUIRE_TIMEOUT_SECONDS", "5")),
         )

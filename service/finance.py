@@ -111,11 +111,12 @@ class FinanceService:
         async with self.db.transaction() as repos:
             known = {r.id for r in ours}
             ids = [i for r in theirs for i in (r.gateway_refund_id, r.refund_id) if i]
-            ours += [r for r in await repos.refunds_by_gateway_ids(merchant_id, self.gateway.name, ids) if r.id not in known]
+            found = await repos.refunds_by_gateway_ids(merchant_id, self.gateway.name, account, ids)
+            ours += [r for r in found if r.id not in known]
         report = ReconciliationView(
             id=new_id("rec"), period_from=since, period_to=until, created_at=self.clock(), gateway=self.gateway.name
         )
-        await self._classify(report, ours, theirs, account)
+        await self._classify(report, ours, theirs)
         report.totals = _totals(report)
         async with self.db.transaction() as repos:
             await repos.add_reconciliation(
@@ -124,7 +125,7 @@ class FinanceService:
         return report
 
     async def _classify(
-        self, report: ReconciliationView, ours: list[Refund], theirs: list[GatewayRefund], account: str | None
+        self, report: ReconciliationView, ours: list[Refund], theirs: list[GatewayRefund]
     ) -> None:
         by_gateway_id = {r.gateway_refund_id: r for r in ours if r.gateway_refund_id}
         by_id = {r.id: r for r in ours}
@@ -140,7 +141,7 @@ class FinanceService:
             if our.id in matched_ours or our.gateway_refund_id is None:
                 continue  # not sent yet, or refused before the gateway made anything: nothing to find
             try:  # its gateway twin may be dated just outside the period
-                their = await self.gateway.get_refund(our.gateway_refund_id, account=account)
+                their = await self.gateway.get_refund(our.gateway_refund_id, account=our.gateway_account)
             except GatewayError:
                 report.missing_at_gateway.append(_entry(our, None))
                 continue

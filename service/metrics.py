@@ -25,6 +25,18 @@ REQUEST_SECONDS = Histogram(
 GATEWAY_ERRORS = Counter(
     "returns_gateway_errors_total", "Errors from the payment gateway", ["gateway", "code", "retryable"], registry=REGISTRY
 )
+GATEWAY_REPORTS_IGNORED = Counter(
+    "returns_gateway_reports_ignored_total",
+    "Gateway answers, events and polls that did not match the refund they named, and changed nothing",
+    ["gateway", "source", "reason"],
+    registry=REGISTRY,
+)
+REFUND_ERRORS = Counter(
+    "returns_refund_errors_total",
+    "Unexpected errors sending or polling one refund (it is postponed; the others go on)",
+    ["gateway", "error"],
+    registry=REGISTRY,
+)
 WEBHOOK_FAILURES = Counter(
     "returns_webhook_delivery_failures_total", "Failed deliveries of outbound webhooks", registry=REGISTRY
 )

@@ -68,6 +68,13 @@ class CustomerActivity(msgspec.Struct, frozen=True):
     flagged: bool = False  # one of the customer's cases was flagged (e.g. a reused photo)
 
 
+class CommittedRefunds(msgspec.Struct, frozen=True):
+    """What refunds have paid or may still pay (all but failed and canceled)."""
+
+    on_order: int
+    on_case: int
+
+
 class ClaimedRefund(msgspec.Struct, frozen=True):
     refund: Refund
     tries: int  # how many times a worker has claimed it, this time included
@@ -209,23 +216,31 @@ class Repositories(Protocol):
 
     async def get_refund(self, merchant_id: str, refund_id: str, *, for_update: bool = False) -> Refund | None: ...
 
-    async def find_refund_by_gateway_id(
-        self, gateway: str, gateway_refund_id: str, our_refund_id: str | None
+    async def find_reported_refund(
+        self, gateway: str, account: str | None, gateway_refund_id: str, our_refund_id: str | None
     ) -> Refund | None: ...
 
     async def case_refunds(self, merchant_id: str, case_ids: list[str]) -> list[Refund]: ...
 
-    async def committed_refund_amount(self, merchant_id: str, order_id: str) -> int: ...
+    async def committed_refunds(self, merchant_id: str, order_id: str, case_id: str) -> CommittedRefunds: ...
 
     async def gateway_account(self, merchant_id: str) -> str | None: ...
 
-    async def set_gateway_account(self, merchant_id: str, account: str | None) -> None: ...
+    async def set_gateway_account(self, merchant_id: str, account: str | None) -> bool:
+        """False, changing nothing, when the account is bound to another merchant."""
+        ...
 
-    async def claim_due_refunds(self, now: datetime, lease: timedelta, limit: int) -> list[ClaimedRefund]: ...
+    async def claim_due_refunds(
+        self, gateway: str, worker: str, now: datetime, lease: timedelta, limit: int, skip_accounts: list[str]
+    ) -> list[ClaimedRefund]: ...
 
-    async def postpone_refund(self, merchant_id: str, refund_id: str, until: datetime, error: str) -> None: ...
+    async def renew_claims(self, worker: str, refund_ids: list[str], until: datetime) -> int: ...
 
-    async def unsettled_refunds(self, older_than: datetime, limit: int) -> list[Refund]: ...
+    async def postpone_refund(
+        self, merchant_id: str, refund_id: str, until: datetime, error: str, *, count_try: bool = True
+    ) -> None: ...
+
+    async def unsettled_refunds(self, gateway: str, older_than: datetime, limit: int) -> list[Refund]: ...
 
     async def mark_refund_checked(self, merchant_id: str, refund_id: str, at: datetime) -> None: ...
 
@@ -262,7 +277,9 @@ class Repositories(Protocol):
 
     async def refunds_between(self, merchant_id: str, since: datetime, until: datetime) -> list[Refund]: ...
 
-    async def refunds_by_gateway_ids(self, merchant_id: str, gateway: str, ids: list[str]) -> list[Refund]: ...
+    async def refunds_by_gateway_ids(
+        self, merchant_id: str, gateway: str, account: str | None, ids: list[str]
+    ) -> list[Refund]: ...
 
     async def add_reconciliation(
         self, merchant_id: str, reconciliation_id: str, since: datetime, until: datetime, at: datetime,
@@ -333,13 +350,24 @@ class GatewayError(Exception):
     """The gateway refused or could not be reached.
 
     ``retryable`` is True for connection errors, 409 (idempotency in flight), 429 and 5xx:
-    the worker tries again later with the same idempotency key.
+    the worker tries again later with the same idempotency key. ``rate_limited`` (429) asks the
+    worker to slow down on that account, for ``retry_after`` seconds when the gateway says.
     """
 
-    def __init__(self, message: str, *, code: str | None = None, retryable: bool = False) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        retryable: bool = False,
+        rate_limited: bool = False,
+        retry_after: float | None = None,
+    ) -> None:
         super().__init__(message)
         self.code = code
-        self.retryable = retryable
+        self.retryable = retryable or rate_limited
+        self.rate_limited = rate_limited
+        self.retry_after = retry_after
 
 
 class PaymentGateway(Protocol):
@@ -366,15 +394,22 @@ class PaymentGateway(Protocol):
 
 
 class GatewayEvent(msgspec.Struct, frozen=True):
-    """A verified webhook event from the gateway, reduced to the refunds it reports."""
+    """A verified webhook event from the gateway, reduced to the refunds it reports, and the
+    account they are on (a connected account's, or None for the platform's own)."""
 
     id: str
     type: str
     refunds: list[GatewayRefund]
+    account: str | None = None
 
 
 class InvalidWebhook(Exception):
-    """The webhook's signature or timestamp does not check out, or the body is not an event."""
+    """The webhook's signature or timestamp does not check out (``invalid_signature``), or the
+    signed body is not an event we can read (``invalid_event``)."""
+
+    def __init__(self, message: str, *, code: str = "invalid_signature") -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class WebhookVerifier(Protocol):

@@ -1,5 +1,5 @@
-"""The background worker: sends due refunds, asks the gateway about unsettled ones, and delivers
-the outbox to the storefront's webhook. Runs as ``returns worker`` and, by default, inside
+"""The background worker: sends due refunds (many at once, paced per gateway account), asks the
+gateway about unsettled ones, and delivers the outbox to the storefront's webhook. Runs as ``returns worker`` and, by default, inside
 ``returns serve``. Any number may run side by side."""
 
 from __future__ import annotations
@@ -37,19 +37,25 @@ class Worker:
         return done + await self.refunds.poll_unsettled()
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Until ``stop`` is set; a round in progress is finished, never cut off."""
+        """Until ``stop`` is set: refunds are dispatched side by side (see ``RefundService.dispatch``)
+        while this loop delivers webhooks and polls unsettled refunds. What is in flight when
+        ``stop`` comes is finished, never cut off."""
+        dispatching = asyncio.create_task(self.refunds.dispatch(stop, self.idle_seconds))
         last_poll = 0.0
-        while not stop.is_set():
-            busy = False
-            try:
-                busy = await self.refunds.send_due() + await self.notifications.deliver_due() > 0
-                if time.monotonic() - last_poll >= self.poll_every_seconds:
-                    last_poll = time.monotonic()
-                    await self.refunds.poll_unsettled()
-            except Exception:  # the database or the gateway is down: say so, wait, go on
-                log.exception("worker_round_failed")
-            if not busy:
+        try:
+            while not stop.is_set():
+                busy = False
                 try:
-                    await asyncio.wait_for(stop.wait(), timeout=self.idle_seconds)
-                except TimeoutError:
-                    pass
+                    busy = await self.notifications.deliver_due() > 0
+                    if time.monotonic() - last_poll >= self.poll_every_seconds:
+                        last_poll = time.monotonic()
+                        await self.refunds.poll_unsettled()
+                except Exception:  # the database or the receiver is down: say so, wait, go on
+                    log.exception("worker_round_failed")
+                if not busy:
+                    try:
+                        await asyncio.wait_for(stop.wait(), timeout=self.idle_seconds)
+                    except TimeoutError:
+                        pass
+        finally:
+            await dispatching

@@ -57,12 +57,12 @@ class StripeGateway:
                 },
                 options=options,
             )
-        return refund_from_stripe(refund.to_dict())
+            return refund_from_stripe(refund.to_dict())
 
     async def get_refund(self, gateway_refund_id: str, *, account: str | None = None) -> GatewayRefund:
         with _gateway_errors():
             refund = await self.client.v1.refunds.retrieve_async(gateway_refund_id, options=_on(account))
-        return refund_from_stripe(refund.to_dict())
+            return refund_from_stripe(refund.to_dict())
 
     async def list_refunds(
         self, *, created_from: datetime, created_to: datetime, account: str | None = None
@@ -85,7 +85,7 @@ def _on(account: str | None) -> stripe.RequestOptions:
 @contextmanager
 def _gateway_errors() -> Iterator[None]:
     """Stripe's errors as ``GatewayError``, retryable when a later try with the same key may work:
-    no connection, 409 (the same key still in flight), 429 and 5xx."""
+    no connection, 409 (the same key still in flight), 429 (rate limited: slow down) and 5xx."""
     try:
         yield
     except stripe.APIConnectionError as error:
@@ -94,5 +94,18 @@ def _gateway_errors() -> Iterator[None]:
         status = error.http_status or 0
         details = error.error
         code = error.code or (details.code or details.type if details else None)
-        retryable = status in (409, 429) or status >= 500
-        raise GatewayError(error.user_message or str(error), code=code, retryable=retryable) from error
+        retryable = status == 409 or status >= 500
+        raise GatewayError(
+            error.user_message or str(error), code=code, retryable=retryable, rate_limited=status == 429,
+            retry_after=_seconds(error.headers.get("retry-after") if error.headers else None),
+        ) from error
+    except ValueError as error:  # an answer that is not a refund we can read: ask again later
+        raise GatewayError(f"the gateway's answer is not a refund: {error}", code="malformed_answer", retryable=True) from error
+
+
+def _seconds(value: str | None) -> float | None:
+    """``Retry-After`` in seconds (Stripe sends seconds, never an HTTP date)."""
+    try:
+        return max(0.0, float(value)) if value else None
+    except ValueError:
+        return None

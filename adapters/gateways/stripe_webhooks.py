@@ -30,9 +30,16 @@ class StripeWebhookVerifier:
         try:
             event = json.loads(payload)
             event_id, event_type, obj = event["id"], event["type"], event["data"]["object"]
-        except (ValueError, KeyError, TypeError) as exc:
-            raise InvalidWebhook("the body is not a Stripe event") from exc
-        return GatewayEvent(id=event_id, type=event_type, refunds=_refunds_of(event_type, obj))
+            account = event.get("account")
+            if not (isinstance(event_id, str) and event_id and isinstance(event_type, str) and isinstance(obj, dict)):
+                raise ValueError("an event has a string id and type and an object")
+            if account is not None and not isinstance(account, str):
+                raise ValueError("an event's account is a string")
+            refunds = _refunds_of(event_type, obj)
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise InvalidWebhook(f"the body is not a Stripe event we can read: {exc}", code="invalid_event") from exc
+        # Connect events name the connected account they come from; the platform's own name none
+        return GatewayEvent(id=event_id, type=event_type, refunds=refunds, account=account)
 
 
 def _parse_header(header: str | None) -> tuple[int, list[str]]:
@@ -63,15 +70,24 @@ STATUSES = {"pending", "succeeded", "failed", "requires_action", "canceled"}
 
 
 def refund_from_stripe(obj: dict[str, Any]) -> GatewayRefund:
-    """A Stripe refund object (as JSON, from the API or an event) in the port's terms."""
+    """A Stripe refund object (as JSON, from the API or an event) in the port's terms; a
+    ``ValueError`` when it lacks what a refund always has (an id, an integer amount, a currency)."""
     status = obj.get("status")
+    refund_id, amount, currency = obj.get("id"), obj.get("amount"), obj.get("currency")
+    if not (isinstance(refund_id, str) and refund_id):
+        raise ValueError("a refund without an id")
+    if not isinstance(amount, int) or isinstance(amount, bool) or not isinstance(currency, str) or not currency:
+        raise ValueError(f"refund {refund_id} has no integer amount or no currency")
+    metadata = obj.get("metadata") or {}
+    if not isinstance(metadata, dict):
+        raise ValueError(f"refund {refund_id} has metadata that is not an object")
     return GatewayRefund(
-        gateway_refund_id=obj["id"],
+        gateway_refund_id=refund_id,
         status=status if status in STATUSES else "pending",
-        amount=int(obj.get("amount") or 0),
-        currency=str(obj.get("currency") or "").upper(),
+        amount=amount,
+        currency=currency.upper(),
         payment_reference=str(obj.get("payment_intent") or obj.get("charge") or ""),
         created_at=datetime.fromtimestamp(int(obj.get("created") or 0), UTC),
-        refund_id=(obj.get("metadata") or {}).get("refund_id"),
+        refund_id=metadata.get("refund_id"),
         failure_reason=obj.get("failure_reason"),
     )

@@ -76,12 +76,16 @@ class PgFinance:
         )
         return [refund_from_row(row) for row in rows]
 
-    async def refunds_by_gateway_ids(self, merchant_id: str, gateway: str, ids: list[str]) -> list[Refund]:
+    async def refunds_by_gateway_ids(
+        self, merchant_id: str, gateway: str, account: str | None, ids: list[str]
+    ) -> list[Refund]:
         rows = await self.conn.fetch(
             f"SELECT {REFUND_COLUMNS} FROM refunds WHERE merchant_id = $1 AND gateway = $2"
-            " AND (gateway_refund_id = ANY($3::text[]) OR id = ANY($3::text[]))",
+            " AND gateway_account IS NOT DISTINCT FROM $3"
+            " AND (gateway_refund_id = ANY($4::text[]) OR id = ANY($4::text[]))",
             merchant_id,
             gateway,
+            account,
             ids,
         )
         return [refund_from_row(row) for row in rows]

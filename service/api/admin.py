@@ -10,7 +10,7 @@ from litestar import Controller, Request, get, post, put
 from litestar.params import Parameter, QueryParameter
 
 from domain.cases import CaseState, CaseType, Reason
-from domain.errors import InvalidRequest
+from domain.errors import GatewayAccountReadOnly, InvalidRequest
 from service.api.auth import roles
 from service.api.http import if_match_version, principal_of
 from service.api.storefront import Limit
@@ -193,13 +193,23 @@ class WebhookController(Controller):
         """Where the storefront hears of case and refund events; the secret is shown only here."""
         return await services.notifications.put_endpoint(principal_of(request).merchant_id, data)
 
+    @get("/gateway-account", operation_id="getGatewayAccount")
+    async def get_gateway_account(self, request: Request[Any, Any, Any], services: Services) -> GatewayAccountIn:
+        """The merchant's gateway account refunds are made on; null for the platform's own."""
+        async with services.db.reading() as repos:
+            return GatewayAccountIn(account=await repos.gateway_account(principal_of(request).merchant_id))
+
     @put("/gateway-account", operation_id="putGatewayAccount", status_code=200)
     async def put_gateway_account(
         self, request: Request[Any, Any, Any], services: Services, data: GatewayAccountIn
     ) -> GatewayAccountIn:
-        """The merchant's Stripe Connect account (``acct_…``) refunds are made on; null for none."""
-        async with services.db.transaction() as repos:
-            await repos.set_gateway_account(principal_of(request).merchant_id, data.account)
+        """The merchant's Stripe Connect account (``acct_…``) refunds are made on; null for none.
+        An account bound to another merchant answers 409 ``gateway_account_taken``. Where the
+        operator binds accounts (``RETURNS_GATEWAY_ACCOUNT_READ_ONLY=1``), this answers 403
+        ``gateway_account_read_only``."""
+        if services.settings.gateway_account_read_only:
+            raise GatewayAccountReadOnly("gateway accounts are bound by the operator (returns gateway-account set)")
+        await services.refunds.bind_account(principal_of(request).merchant_id, data.account)
         return data
 
     @get("/webhook-deliveries", operation_id="listWebhookDeliveries")

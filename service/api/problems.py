@@ -80,7 +80,7 @@ def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Respons
         outcomes = msgspec.to_builtins(exc.outcomes)
         return problem(422, exc.code, exc.detail, outcomes=outcomes)
     if isinstance(exc, DomainError):
-        return problem(exc.status, exc.code, exc.detail)
+        return problem(exc.status, exc.code, exc.detail, **exc.extra)
     if isinstance(exc, PolicyInvalid):
         return problem(422, "validation_error", "the policy document is not valid", errors=exc.errors)
     if isinstance(exc, (NotFound, BlobNotFound)):

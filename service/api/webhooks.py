@@ -17,14 +17,16 @@ log = structlog.get_logger()
 @post("/webhooks/stripe", operation_id="stripeWebhook", tags=["webhooks"], status_code=200)
 async def stripe_webhook(request: Request[Any, Any, Any], services: Services) -> Response[Any]:
     """Stripe's refund events (signed with ``Stripe-Signature``). A repeat answers 200 and
-    changes nothing; an event about a refund we do not know is left to reconciliation."""
+    changes nothing; an event about a refund we do not know, or that does not match ours (its
+    amount, currency or account), changes nothing either and is logged and counted. A bad
+    signature answers 400 ``invalid_signature``, a signed body we can't read 400 ``invalid_event``."""
     verifier = services.webhook_verifier
     if verifier is None:
         return problem(503, "unavailable", "STRIPE_WEBHOOK_SECRET is not configured")
     try:
         event = verifier.verify(await request.body(), request.headers.get("stripe-signature"), services.cases.clock())
     except InvalidWebhook as exc:
-        log.warning("webhook_refused", reason=str(exc))
-        return problem(400, "invalid_signature", str(exc))
-    applied = await services.refunds.apply_gateway_event(event.id, event.type, event.refunds)
+        log.warning("webhook_refused", code=exc.code, reason=str(exc))
+        return problem(400, exc.code, str(exc))
+    applied = await services.refunds.apply_gateway_event(event)
     return Response({"received": True, "duplicate": not applied}, status_code=200)
