@@ -49,6 +49,7 @@ class Fault:
     kind: str  # "status" | "drop" | "delay"
     status: int = 500
     should_retry: bool | None = None
+    retry_after: float | None = None
     after_commit: bool = False
     seconds: float = 0.0
 
@@ -117,10 +118,13 @@ class FakeStripe:
         with self.lock:
             return [dict(refund) for refund in self.account(account).refunds.values()]
 
-    def fail_next(self, count: int = 1, *, status: int = 500, should_retry: bool | None = None) -> None:
+    def fail_next(
+        self, count: int = 1, *, status: int = 500, should_retry: bool | None = None, retry_after: float | None = None
+    ) -> None:
         """Answer the next ``count`` requests with ``status`` and Stripe's error body for it, doing
-        nothing; ``should_retry`` sends ``Stripe-Should-Retry``, which the SDK obeys."""
-        self._add_faults(count, Fault("status", status=status, should_retry=should_retry))
+        nothing; ``should_retry`` sends ``Stripe-Should-Retry``, which the SDK obeys, and
+        ``retry_after`` a ``Retry-After`` header."""
+        self._add_faults(count, Fault("status", status=status, should_retry=should_retry, retry_after=retry_after))
 
     def drop_connection_next(self, count: int = 1, *, after_commit: bool = False) -> None:
         """Close the next ``count`` connections without answering; with ``after_commit`` the request
@@ -354,6 +358,8 @@ class _Handler(BaseHTTPRequestHandler):
                 status, error, extra = _fault_error(fault.status)
                 if fault.should_retry is not None:
                     extra["Stripe-Should-Retry"] = str(fault.should_retry).lower()
+                if fault.retry_after is not None:
+                    extra["Retry-After"] = str(fault.retry_after)
                 self._answer(status, error, extra)
                 return
             elif fault is not None and fault.kind == "drop" and not fault.after_commit:
@@ -434,15 +440,24 @@ def sign_webhook(payload: bytes, secret: str, timestamp: int | None = None) -> s
 
 
 def signed_event(
-    event_type: str, refund: dict[str, Any], secret: str, *, event_id: str | None = None, timestamp: int | None = None
+    event_type: str,
+    refund: dict[str, Any],
+    secret: str,
+    *,
+    event_id: str | None = None,
+    timestamp: int | None = None,
+    account: str | None = None,
 ) -> tuple[bytes, str]:
-    """A webhook body reporting ``refund`` and its ``Stripe-Signature`` header value."""
-    event = {
-        "id": event_id or f"evt_{refund['id']}_{refund['status']}",
+    """A webhook body reporting ``refund`` and its ``Stripe-Signature`` header value; with
+    ``account``, a Connect event from that connected account."""
+    event: dict[str, Any] = {
+        "id": event_id or f"evt_{refund.get('id')}_{refund.get('status')}",
         "object": "event",
         "type": event_type,
         "created": int(time.time()),
         "data": {"object": refund},
     }
+    if account is not None:
+        event["account"] = account
     payload = json.dumps(event).encode()
     return payload, sign_webhook(payload, secret, timestamp)

@@ -6,11 +6,12 @@ from tests.fakes.stripe_server import FakeStripe
 from tests.support.tenants import Tenant
 
 
-def received_return(shop: Tenant, fake: FakeStripe, amount: int = 1999) -> dict:
-    """A return of one line on a fresh order paid with a new PaymentIntent at the fake, approved
-    at once and received as new: its refund is due."""
-    pi = f"pi_{shop.merchant_id}_{amount}"
-    fake.add_payment_intent(pi, amount=amount + 495)
+def received_return(shop: Tenant, fake: FakeStripe, amount: int = 1999, *, pi: str | None = None) -> dict:
+    """A return of one line on a fresh order paid with a new PaymentIntent at the fake (or with
+    the existing ``pi``), approved at once and received as new: its refund is due."""
+    if pi is None:
+        pi = f"pi_{shop.merchant_id}_{amount}"
+        fake.add_payment_intent(pi, amount=amount + 495)
     order = shop.put_order(
         lines=[{"line_id": "l1", "sku": "A", "title": "A", "quantity": 1, "unit_price": amount}],
         payment={"gateway": "stripe", "reference": pi, "captured_amount": amount + 495},
