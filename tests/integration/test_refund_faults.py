@@ -11,26 +11,10 @@ import pytest
 
 from adapters.gateways.stripe_gateway import StripeGateway
 from adapters.postgres.database import PostgresDatabase
-from domain.cases import Actor, Case, CaseAction, CaseItem, CaseType, Reason, Resolution
-from domain.decision import CaseMoney, Decision, Payer, ShippingShares
 from domain.errors import RefundExceedsCaptured
-from domain.orders import Customer, Order, OrderLine, Payment
-from service.ids import new_id
 from service.refunds import RefundService
 from tests.fakes.stripe_server import FakeStripe, fake_stripe
-
-AGENT = Actor(id="key_test", role="agent")
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime.now(UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
+from tests.support.refunds import Clock, due_refunds, load_refund
 
 
 class WorkerKilled(BaseException):
@@ -59,61 +43,23 @@ def _gateway(fake: FakeStripe, retries: int = 0) -> StripeGateway:
     return StripeGateway("sk_test_fake", api_base=fake.url, max_network_retries=retries)
 
 
-async def _due_refunds(
-    db: PostgresDatabase, service: RefundService, count: int, *, amount: int = 100, captured: int | None = None
-) -> tuple[str, str, list[str]]:
-    """``count`` received returns of one order, each with a pending refund of ``amount``.
-    Answers the merchant, the payment intent and the refund ids."""
-    merchant, pi = new_id("m"), new_id("pi")
-    at = service.clock()
-    order = Order(
-        merchant_id=merchant, order_id="o1", currency="EUR", placed_at=at, delivered_at=at,
-        customer=Customer(id="cus_1"), lines=[OrderLine("l1", "SKU", "Thing", count, amount)], shipping_total=0,
-        payment=Payment("stripe", pi, captured if captured is not None else count * amount),
-    )
-    money = CaseMoney("EUR", amount, 0, ShippingShares(Payer.MERCHANT, 0, 0), 0, amount, 0, 0)
-    decision = Decision(0, True, False, False, True, [])
-    refund_ids = []
-    async with db.transaction() as repos:
-        await repos.ensure_merchant(merchant)
-        await repos.upsert_order(order, at)
-        for _ in range(count):
-            case = Case.open(
-                case_id=new_id("case"), merchant_id=merchant, order_id="o1", customer_id="cus_1",
-                case_type=CaseType.RETURN, items=[CaseItem("l1", "SKU", 1, amount, Reason.DEFECTIVE)],
-                resolution=Resolution.REFUND, decision=decision, money=money, actor=AGENT, at=at,
-            )
-            for action in (CaseAction.AUTO_APPROVE, CaseAction.RECEIVE):
-                case.apply(action, AGENT, at)
-            refund = await service.open_refund(repos, case, order, amount, at)
-            case.apply(CaseAction.START_REFUND, AGENT, at, {"refund_id": refund.id})
-            await repos.add_case(case)
-            refund_ids.append(refund.id)
-    return merchant, pi, refund_ids
-
-
-async def _refund(db: PostgresDatabase, merchant: str, refund_id: str):  # noqa: ANN202
-    async with db.transaction() as repos:
-        return await repos.get_refund(merchant, refund_id)
-
-
 async def test_worker_killed_between_the_gateway_call_and_the_commit(db: PostgresDatabase, fake: FakeStripe) -> None:
     clock = Clock()
     gateway = _gateway(fake)
     dying = RefundService(db, DiesAfterTheCall(gateway), clock, lease=timedelta(seconds=30))
-    merchant, pi, [refund_id] = await _due_refunds(db, dying, 1, amount=2500)
+    merchant, pi, [refund_id] = await due_refunds(db, dying, 1, amount=2500)
     fake.add_payment_intent(pi, amount=2500)
 
     with pytest.raises(WorkerKilled):
         await dying.send_due()
     assert len(fake.refunds()) == 1
-    assert (await _refund(db, merchant, refund_id)).status == "pending"
+    assert (await load_refund(db, merchant, refund_id)).status == "pending"
 
     survivor = RefundService(db, gateway, clock, lease=timedelta(seconds=30))
     assert await survivor.send_due() == 0, "the dead worker's lease still holds"
     clock.advance(seconds=31)
     assert await survivor.send_due() == 1
-    refund = await _refund(db, merchant, refund_id)
+    refund = await load_refund(db, merchant, refund_id)
     at_gateway = fake.refunds()
     assert len(at_gateway) == 1, "the retry with the same key got the same refund"
     assert refund.status == "succeeded" and refund.gateway_refund_id == at_gateway[0]["id"]
@@ -125,33 +71,33 @@ async def test_worker_killed_between_the_gateway_call_and_the_commit(db: Postgre
 async def test_gateway_500s_then_success(db: PostgresDatabase, fake: FakeStripe) -> None:
     clock = Clock()
     service = RefundService(db, _gateway(fake), clock, first_backoff=timedelta(seconds=2))
-    merchant, pi, [refund_id] = await _due_refunds(db, service, 1, amount=700)
+    merchant, pi, [refund_id] = await due_refunds(db, service, 1, amount=700)
     fake.add_payment_intent(pi, amount=700)
     fake.fail_next(3, status=500)
     for _ in range(3):
         assert await service.send_due() == 1
-        assert (await _refund(db, merchant, refund_id)).status == "pending"
+        assert (await load_refund(db, merchant, refund_id)).status == "pending"
         assert await service.send_due() == 0, "backing off"
         clock.advance(seconds=60)
     assert await service.send_due() == 1
-    assert (await _refund(db, merchant, refund_id)).status == "succeeded"
+    assert (await load_refund(db, merchant, refund_id)).status == "succeeded"
     assert len(fake.refunds()) == 1
     assert {key for _, _, key in fake.requests} == {f"{refund_id}:1"}
 
 
 async def test_a_refusal_fails_the_refund_with_the_gateways_reason(db: PostgresDatabase, fake: FakeStripe) -> None:
     service = RefundService(db, _gateway(fake), Clock())
-    merchant, pi, [refund_id] = await _due_refunds(db, service, 1, amount=900)
+    merchant, pi, [refund_id] = await due_refunds(db, service, 1, amount=900)
     fake.add_payment_intent(pi, amount=500)  # the payment was partly refunded elsewhere
     assert await service.send_due() == 1
-    refund = await _refund(db, merchant, refund_id)
+    refund = await load_refund(db, merchant, refund_id)
     assert refund.status == "failed" and refund.failure_reason.startswith("amount_too_large")
     assert fake.refunds() == []
 
 
-async def test_four_workers_on_five_hundred_due_refunds(own_database_url: str, db: PostgresDatabase, fake: FakeStripe) -> None:
+async def test_four_workers_on_five_hundreddue_refunds(own_database_url: str, db: PostgresDatabase, fake: FakeStripe) -> None:
     setup = RefundService(db, _gateway(fake), Clock())
-    merchant, pi, refund_ids = await _due_refunds(db, setup, 500, amount=10)
+    merchant, pi, refund_ids = await due_refunds(db, setup, 500, amount=10)
     fake.add_payment_intent(pi, amount=5000)
     fake.fail_next(20, status=503)  # some turbulence on the way
     pools = [await PostgresDatabase.connect(own_database_url, min_size=1, max_size=2) for _ in range(4)]
@@ -183,7 +129,7 @@ async def test_four_workers_on_five_hundred_due_refunds(own_database_url: str, d
 
 async def test_a_refund_over_what_is_left_is_refused_before_the_gateway(db: PostgresDatabase, fake: FakeStripe) -> None:
     service = RefundService(db, _gateway(fake), Clock())
-    merchant, pi, [refund_id] = await _due_refunds(db, service, 1, amount=800, captured=1000)
+    merchant, pi, [refund_id] = await due_refunds(db, service, 1, amount=800, captured=1000)
     async with db.transaction() as repos:
         order = await repos.get_order(merchant, "o1", for_update=True)
         case = await repos.get_case(merchant, (await repos.get_refund(merchant, refund_id)).case_id)
