@@ -82,3 +82,16 @@ class GatewayAccountReadOnly(DomainError):
 
     code = "gateway_account_read_only"
     status = 403
+
+
+class OrderLocked(DomainError):
+    """An order snapshot that would change what cases or refunds rest on. ``errors`` names each
+    such field, as validation errors do."""
+
+    code = "order_locked"
+    status = 409
+
+    def __init__(self, errors: list[dict[str, str]]) -> None:
+        fields = ", ".join(error["field"] for error in errors)
+        super().__init__(f"the order has cases or refunds resting on it, so these may not change: {fields}", errors=errors)
+        self.errors = errors

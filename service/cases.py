@@ -32,11 +32,12 @@ from domain.decision import RuleResult
 from domain.errors import (
     InvalidRequest,
     InvalidTransition,
+    OrderLocked,
     PolicyViolation,
     RefundExceedsCaptured,
 )
 from domain.money import check_currency, to_major
-from domain.orders import Customer, Order, OrderLine, Payment
+from domain.orders import Customer, Order, OrderHold, OrderLine, Payment, locked_changes
 from policies.engine import CAPTURED_LIMIT, Policy
 from policies.facts import CustomerHistory, Facts, ItemFacts
 from service.dto import (
@@ -114,6 +115,10 @@ class IdempotencyConflict(Exception):
     """The Idempotency-Key was used before with a different request body."""
 
 
+class _OrderAppeared(Exception):
+    """The order had no row when a PUT looked, but had one when it wrote: it went unchecked."""
+
+
 class CaseService:
     def __init__(
         self,
@@ -137,11 +142,31 @@ class CaseService:
     # ----------------------------------------------------------------- orders
 
     async def put_order(self, principal: Principal, order_id: str, body: OrderIn) -> tuple[OrderView, bool]:
+        """Store the snapshot unless it changes what cases or refunds rest on (``OrderLocked``,
+        see ``locked_changes``). The check and the write hold the order row, as opening a case
+        does, so a case opened meanwhile is either seen or waits for the new snapshot."""
         order = _order_from(principal.merchant_id, order_id, body)
-        async with self.db.transaction() as repos:
-            created = await repos.upsert_order(order, self.clock())
-            commitments = await repos.order_commitments(principal.merchant_id, order_id)
-        return order_view(order, commitments), created
+        while True:
+            try:
+                async with self.db.transaction() as repos:
+                    stored = await repos.get_order(principal.merchant_id, order_id, for_update=True)
+                    commitments = await repos.order_commitments(principal.merchant_id, order_id)
+                    if stored is not None:
+                        refunded = await repos.committed_refunds(principal.merchant_id, order_id)
+                        hold = OrderHold(
+                            claimed_lines=frozenset(commitments.claimed_quantities),
+                            committed_amount=max(commitments.promised_amount, refunded.on_order),
+                            shipping_refunded=commitments.shipping_refunded,
+                        )
+                        locked = locked_changes(stored, order, hold)
+                        if locked:
+                            raise OrderLocked(locked)
+                    created = await repos.upsert_order(order, self.clock())
+                    if stored is None and not created:
+                        raise _OrderAppeared  # another PUT made it meanwhile: roll back, check it
+                return order_view(order, commitments), created
+            except _OrderAppeared:
+                continue
 
     async def get_order(self, principal: Principal, order_id: str) -> OrderView:
         async with self.db.reading() as repos:

@@ -99,7 +99,9 @@ class PgRefunds:
         )
         return [refund_from_row(row) for row in rows]
 
-    async def committed_refunds(self, merchant_id: str, order_id: str, case_id: str) -> CommittedRefunds:
+    async def committed_refunds(
+        self, merchant_id: str, order_id: str, case_id: str | None = None
+    ) -> CommittedRefunds:
         """What the order's refunds, and the case's among them, have paid or may still pay (all
         but failed and canceled)."""
         row = await self.conn.fetchrow(

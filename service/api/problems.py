@@ -21,6 +21,7 @@ from domain.errors import (
     DomainError,
     InvalidRequest,
     InvalidTransition,
+    OrderLocked,
     PolicyViolation,
 )
 from policies.engine import PolicyInvalid
@@ -72,8 +73,8 @@ def _validation_errors(exc: ValidationException) -> list[dict[str, str]]:
 
 
 def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
-    if isinstance(exc, InvalidRequest):
-        return problem(422, exc.code, exc.detail, errors=exc.errors)
+    if isinstance(exc, (InvalidRequest, OrderLocked)):
+        return problem(exc.status, exc.code, exc.detail, errors=exc.errors)
     if isinstance(exc, InvalidTransition):
         return problem(409, exc.code, exc.detail, state=exc.state, action=exc.action)
     if isinstance(exc, PolicyViolation):

@@ -37,7 +37,8 @@ class StorefrontController(Controller):
     async def put_order(
         self, request: Request[Any, Any, Any], services: Services, order_id: str, data: OrderIn
     ) -> Response[OrderView]:
-        """Create or replace an order snapshot: 201 when new, 200 when updated."""
+        """Create or replace an order snapshot: 201 when new, 200 when updated; 409
+        ``order_locked`` when it would change what the order's cases or refunds rest on."""
         view, created = await services.cases.put_order(principal_of(request), order_id, data)
         return Response(view, status_code=201 if created else 200)
 

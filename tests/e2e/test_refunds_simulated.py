@@ -157,9 +157,9 @@ def test_refused_refund_then_retry(tenant: Tenant, gateway: SimulatedGateway) ->
     # 25.13 ends in 13: the simulated gateway declines it again, a second failed attempt
     eventually(lambda: len([r for r in _case(tenant, case["id"])["refunds"] if r["status"] == "failed"]) == 2)
 
-    # finance learns the payment was partly reversed: the retry would exceed what is left
-    tenant.put_order(order["order_id"], lines=[{"line_id": "l1", "sku": "A", "title": "A", "quantity": 1, "unit_price": 2513}],
-                     shipping_total=0, payment={"gateway": "stripe", "reference": "pi_r", "captured_amount": 2000})
+    # finance learns the payment was partly reversed: the retry would exceed what is left. (The
+    # storefront can no longer PUT a capture below what the case holds: the guard stands behind that.)
+    tenant.record_capture(order["order_id"], 2000)
     known = set(gateway.refunds)
     refused = tenant.agent.post(f"/admin/v1/refunds/{retried.json()['id']}/retry")
     assert refused.status_code == 422 and refused.json()["code"] == "refund_exceeds_captured"
@@ -169,11 +169,12 @@ def test_refused_refund_then_retry(tenant: Tenant, gateway: SimulatedGateway) ->
 
 
 def test_a_receipt_never_promises_more_than_is_left_of_the_capture(tenant: Tenant, gateway: SimulatedGateway) -> None:
-    order = tenant.put_order()
+    order = tenant.put_order(payment={"gateway": "stripe", "reference": "pi_low", "captured_amount": 5993})
     case = tenant.open_case(order["order_id"]).json()
     assert case["money"]["refund_total"] == 1499
-    # the storefront reports a partial capture after the case was opened
-    tenant.put_order(order["order_id"], payment={"gateway": "stripe", "reference": "pi_low", "captured_amount": 1000})
+    # a partial capture recorded after the case was opened (the storefront can no longer PUT one
+    # below what the case holds: the cap on receipt stands behind that)
+    tenant.record_capture(order["order_id"], 1000)
     received = tenant.agent.post(
         f"/admin/v1/cases/{case['id']}/receive", json={"items": [{"line_id": "l1", "quantity": 1, "condition": "as_new"}]}
     ).json()
