@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 MIN_RATE = 0.5  # requests a second an account is never slowed below
+_WHOLE = 1.0 - 1e-9  # a token, give or take float rounding (else a wait could round to nothing, forever)
 
 
 @dataclass
@@ -60,8 +61,8 @@ class AccountPacer:
             now = self.clock()
             if bucket.paused_until > now:
                 await self.sleep(bucket.paused_until - now)
-            elif bucket.tokens >= 1.0:
-                bucket.tokens -= 1.0
+            elif bucket.tokens >= _WHOLE:
+                bucket.tokens = max(0.0, bucket.tokens - 1.0)
                 return
             else:
                 await self.sleep((1.0 - bucket.tokens) / bucket.rate)
