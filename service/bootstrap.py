@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
 from datetime import timedelta
 
 from litestar import Litestar
@@ -49,15 +49,22 @@ async def open_database(settings: Settings) -> PostgresDatabase:
     return db
 
 
-def payment_gateway(settings: Settings) -> PaymentGateway:
-    """Stripe when a key is configured, else the simulated gateway (laptops, demos, tests)."""
+@asynccontextmanager
+async def payment_gateway(settings: Settings) -> AsyncIterator[PaymentGateway]:
+    """Stripe when a key is configured, else the simulated gateway (laptops, demos, tests), whose
+    state is in the database and whose connection pool closes with it."""
     if settings.stripe_api_key:
         from adapters.gateways.stripe_gateway import StripeGateway
 
-        return StripeGateway(settings.stripe_api_key, api_base=settings.stripe_api_base)
+        yield StripeGateway(settings.stripe_api_key, api_base=settings.stripe_api_base)
+        return
     from adapters.gateways.simulated import SimulatedGateway
 
-    return SimulatedGateway()
+    simulated = SimulatedGateway(database_url(settings), latency=settings.simulated_latency_ms / 1000)
+    try:
+        yield simulated
+    finally:
+        await simulated.close()
 
 
 def sla_from(settings: Settings) -> dict[CaseState, timedelta]:
@@ -130,7 +137,8 @@ async def open_services(settings: Settings, gateway: PaymentGateway | None = Non
     db = await open_database(settings)
     sender = HttpWebhookSender(allow_internal_targets=settings.webhook_allow_internal_targets)
     try:
-        yield build_services(settings, db, gateway or payment_gateway(settings), sender)
+        async with nullcontext(gateway) if gateway is not None else payment_gateway(settings) as chosen:
+            yield build_services(settings, db, chosen, sender)
     finally:
         await sender.close()
         await db.close()

@@ -21,13 +21,7 @@ def database_url() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def gateway() -> SimulatedGateway:
-    """The simulated gateway behind the shared test service, for tests to script and inspect."""
-    return SimulatedGateway()
-
-
-@pytest.fixture(scope="session")
-def base_url(database_url: str, gateway: SimulatedGateway, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def base_url(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     from service.bootstrap import build_app
 
     settings = Settings(
@@ -35,8 +29,16 @@ def base_url(database_url: str, gateway: SimulatedGateway, tmp_path_factory: pyt
         webhook_first_backoff_seconds=0.2, stripe_webhook_secret="whsec_main_test_server",
         webhook_allow_internal_targets=True,  # the tests' receivers listen on 127.0.0.1
     )
-    with serve(build_app(settings, gateway)) as url:
+    with serve(build_app(settings)) as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def gateway(base_url: str, database_url: str) -> SimulatedGateway:
+    """The simulated gateway behind the shared test service (its tables exist once the service has
+    started), for tests to script and inspect through its helpers. The service has an instance of
+    its own on the same database: ``fail_next`` here does not reach it."""
+    return SimulatedGateway(database_url)
 
 
 @pytest.fixture

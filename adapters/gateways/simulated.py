@@ -1,56 +1,53 @@
 """The simulated payment gateway: the default when no ``STRIPE_API_KEY`` is set, so a laptop, a
 demo or a test sees real refund life cycles without a network.
 
-It keeps its refunds in memory, per account, and is deterministic: the same calls give the same
-answers, and time is read from an injectable ``clock``. It follows Stripe where it matters:
+It keeps its refunds in PostgreSQL, in tables of its own (migration 006), so that every process of
+the service (``serve --workers``, ``returns worker``) sees one gateway and its ids are unique
+forever, across restarts. It stands for an outside system: it reads none of the service's tables.
+It is deterministic on a fresh database: the same calls give the same answers, and time is read
+from an injectable ``clock``. It follows Stripe where it matters:
 
 - idempotency, per account: the same key answers the first refund again (in its current state);
-  the same key with other parameters is refused, ``idempotency_error``, not retryable;
+  the same key with other parameters is refused, ``idempotency_error``, not retryable. Atomic
+  across processes (a unique key on account and idempotency key);
 - payments are unlimited unless registered with ``add_payment(reference, amount)``; then refunds
   past what is left are refused, ``amount_too_large`` (failed and canceled refunds give theirs
-  back); an amount under 1 is ``parameter_invalid_integer``;
+  back), also when processes race (the payment's row is locked while a refund is made); an
+  amount under 1 is ``parameter_invalid_integer``;
 - outcomes by amount, like Stripe's test cards: an amount ending in ``13`` fails (``declined``),
   one ending in ``17`` requires action, any other succeeds;
-- ``settle_after`` seconds: refunds stay ``pending`` that long, then reach their outcome (seen on
-  the next read, as when polling); ``requires_action`` is immediate. Off (0) by default;
+- ``settle_after`` seconds: refunds stay ``pending`` that long, then reach their outcome (stored
+  on the next call for the account, as when polling); ``requires_action`` is immediate. Off (0)
+  by default;
 - ``latency`` seconds are awaited on every call;
-- ``fail_next(n, retryable=...)`` makes the next ``n`` calls fail without doing anything, as a
-  gateway that is down (retryable) or refusing (not retryable) would;
+- ``fail_next(n, retryable=...)`` makes this instance's next ``n`` calls fail without doing
+  anything, as a gateway that is down (retryable) or refusing (not retryable) would;
 - ``set_status`` changes a refund later, as the gateway's dashboard or a bank would.
+
+The port's calls share a small connection pool, opened on first use in the event loop that makes
+them (``close()`` it there). The scripting helpers (``add_payment``, ``set_status``,
+``refunds``) open a connection of their own per call, so tests may call them from any loop.
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
-from typing import NamedTuple
 
-import msgspec
+import asyncpg
 
 from service.ports import GatewayError, GatewayRefund
 
 FAILING_SUFFIX = 13  # amount % 100
 REQUIRES_ACTION_SUFFIX = 17
+POOL_SIZE = 4
 
-
-class RefundParams(NamedTuple):
-    """What a refund was asked with: a key reused with other parameters is refused."""
-
-    payment_reference: str
-    amount: int
-    currency: str
-    account: str | None
-
-
-class SimulatedRefund(msgspec.Struct):
-    """A refund as the simulated gateway keeps it (tests read ``refund`` and ``params``)."""
-
-    refund: GatewayRefund  # as last seen
-    params: RefundParams
-    outcome: tuple[str, str | None]  # (status, failure reason) once settled
-    settles_at: datetime | None  # while pending
+_COLUMNS = (
+    "id AS gateway_refund_id, payment_reference, amount, currency, status, failure_reason, refund_id, created_at"
+)
+_BY_KEY = f"SELECT {_COLUMNS} FROM simulated_gateway_refunds WHERE account = $1 AND idempotency_key = $2"
 
 
 class SimulatedGateway:
@@ -58,36 +55,61 @@ class SimulatedGateway:
 
     def __init__(
         self,
+        dsn: str,
         *,
-        settle_after: float = 0.0,
         latency: float = 0.0,
+        settle_after: float = 0.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        self.settle_after = timedelta(seconds=settle_after)
+        self.dsn = dsn
         self.latency = latency
+        self.settle_after = timedelta(seconds=settle_after)
         self.clock = clock
-        self.refunds: dict[str, SimulatedRefund] = {}  # by gateway refund id
-        self._payments: dict[tuple[str | None, str], int] = {}  # (account, reference) → amount
-        self._by_key: dict[tuple[str | None, str], str] = {}  # (account, idempotency key) → refund id
-        self._failures: list[GatewayError] = []
-        self._ids = itertools.count(1)
+        self._pool: asyncpg.Pool | None = None
+        self._opening = asyncio.Lock()
+        self._failures: list[GatewayError] = []  # in this process only
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
 
     # ----------------------------------------------------------------- scripting
 
-    def add_payment(self, reference: str, amount: int, *, account: str | None = None) -> None:
+    async def add_payment(self, reference: str, amount: int, *, account: str | None = None) -> None:
         """A captured payment of ``amount``: refunds on it may not exceed it."""
-        self._payments[(account, reference)] = amount
+        async with self._own_connection() as conn:
+            await conn.execute(
+                "INSERT INTO simulated_gateway_payments (account, reference, amount) VALUES ($1, $2, $3)"
+                " ON CONFLICT (account, reference) DO UPDATE SET amount = EXCLUDED.amount",
+                account or "", reference, amount,
+            )
 
     def fail_next(self, count: int = 1, *, retryable: bool = True, code: str | None = None) -> None:
-        """The next ``count`` calls fail, doing nothing: the gateway is down, or refusing."""
+        """The next ``count`` calls to this instance fail, doing nothing: the gateway is down, or
+        refusing. Kept in memory: other processes' instances are not affected."""
         code = code or ("api_error" if retryable else "card_declined")
         self._failures += [GatewayError("simulated gateway failure", code=code, retryable=retryable)] * count
 
-    def set_status(self, gateway_refund_id: str, status: str, failure_reason: str | None = None) -> None:
+    async def set_status(self, gateway_refund_id: str, status: str, failure_reason: str | None = None) -> None:
         """Change a refund later, as the gateway's dashboard or a bank would; ends any settling."""
-        stored = self.refunds[gateway_refund_id]
-        stored.refund = msgspec.structs.replace(stored.refund, status=status, failure_reason=failure_reason)
-        stored.settles_at = None
+        async with self._own_connection() as conn:
+            changed = await conn.execute(
+                "UPDATE simulated_gateway_refunds SET status = $2, failure_reason = $3, settles_at = NULL WHERE id = $1",
+                gateway_refund_id, status, failure_reason,
+            )
+        if changed == "UPDATE 0":
+            raise KeyError(gateway_refund_id)
+
+    async def refunds(self, account: str | None = None, payment_reference: str | None = None) -> list[GatewayRefund]:
+        """The account's refunds as stored (nothing settles), oldest first: for tests to inspect."""
+        async with self._own_connection() as conn:
+            rows = await conn.fetch(
+                f"SELECT {_COLUMNS} FROM simulated_gateway_refunds"
+                " WHERE account = $1 AND ($2::text IS NULL OR payment_reference = $2) ORDER BY created_at, id",
+                account or "", payment_reference,
+            )
+        return [_refund(row) for row in rows]
 
     # ----------------------------------------------------------------- the port
 
@@ -102,75 +124,110 @@ class SimulatedGateway:
         account: str | None = None,
     ) -> GatewayRefund:
         await self._answer()
-        params = RefundParams(payment_reference, amount, currency.upper(), account)
-        earlier = self._by_key.get((account, idempotency_key))
-        if earlier is not None:
-            stored = self.refunds[earlier]
-            if stored.params != params:
-                raise GatewayError(
-                    f"idempotency key {idempotency_key!r} was first used with other parameters", code="idempotency_error"
+        currency, account_key, now = currency.upper(), account or "", self.clock()
+        async with self._pooled() as conn:
+            await self._settle(conn, account_key, now)
+            async with conn.transaction():
+                # refunds on one registered payment are made one at a time, so what is left holds
+                captured = await conn.fetchval(
+                    "SELECT amount FROM simulated_gateway_payments WHERE account = $1 AND reference = $2 FOR UPDATE",
+                    account_key, payment_reference,
                 )
-            return self._current(stored)
-        if amount < 1:
-            raise GatewayError(f"invalid refund amount {amount}", code="parameter_invalid_integer")
-        captured = self._payments.get((account, payment_reference))
-        if captured is not None:
-            left = captured - sum(
-                s.refund.amount for s in self.refunds.values()
-                if s.params.payment_reference == payment_reference and s.params.account == account
-                and s.refund.status not in ("failed", "canceled")
+                row = await conn.fetchrow(_BY_KEY, account_key, idempotency_key)
+                if row is None:
+                    if amount < 1:
+                        raise GatewayError(f"invalid refund amount {amount}", code="parameter_invalid_integer")
+                    if captured is not None:
+                        await _check_left(conn, account_key, payment_reference, captured, amount)
+                    row = await self._insert(
+                        conn, account_key, idempotency_key, payment_reference, amount, currency, refund_id, now
+                    )
+                    if row is not None:
+                        return _refund(row)
+                    row = await conn.fetchrow(_BY_KEY, account_key, idempotency_key)  # made meanwhile elsewhere
+        if (row["payment_reference"], row["amount"], row["currency"]) != (payment_reference, amount, currency):
+            raise GatewayError(
+                f"idempotency key {idempotency_key!r} was first used with other parameters", code="idempotency_error"
             )
-            if amount > left:
-                message = f"refund of {amount} exceeds the {left} left on {payment_reference}"
-                raise GatewayError(message, code="amount_too_large")
-        now = self.clock()
-        outcome = _outcome(amount)
-        pending = self.settle_after > timedelta(0) and outcome[0] != "requires_action"
-        status, failure_reason = ("pending", None) if pending else outcome
-        refund = GatewayRefund(
-            gateway_refund_id=f"sim_re_{next(self._ids):06d}",
-            status=status,
-            amount=amount,
-            currency=params.currency,
-            payment_reference=payment_reference,
-            created_at=now,
-            refund_id=refund_id,
-            failure_reason=failure_reason,
-        )
-        self.refunds[refund.gateway_refund_id] = SimulatedRefund(
-            refund, params, outcome, now + self.settle_after if pending else None
-        )
-        self._by_key[(account, idempotency_key)] = refund.gateway_refund_id
-        return refund
+        return _refund(row)
 
     async def get_refund(self, gateway_refund_id: str, *, account: str | None = None) -> GatewayRefund:
         await self._answer()
-        stored = self.refunds.get(gateway_refund_id)
-        if stored is None or stored.params.account != account:
+        async with self._pooled() as conn:
+            await self._settle(conn, account or "", self.clock())
+            row = await conn.fetchrow(
+                f"SELECT {_COLUMNS} FROM simulated_gateway_refunds WHERE id = $1 AND account = $2",
+                gateway_refund_id, account or "",
+            )
+        if row is None:
             raise GatewayError(f"no refund {gateway_refund_id}", code="resource_missing")
-        return self._current(stored)
+        return _refund(row)
 
     async def list_refunds(
         self, *, created_from: datetime, created_to: datetime, account: str | None = None
     ) -> AsyncIterator[GatewayRefund]:
         """Refunds created in ``[created_from, created_to)``, newest first, as Stripe lists them."""
         await self._answer()
-        listed = [
-            s for s in self.refunds.values()
-            if s.params.account == account and created_from <= s.refund.created_at < created_to
-        ]
-        listed.sort(key=lambda s: (s.refund.created_at, s.refund.gateway_refund_id), reverse=True)
-        for stored in listed:
-            yield self._current(stored)
+        async with self._pooled() as conn:
+            await self._settle(conn, account or "", self.clock())
+            rows = await conn.fetch(
+                f"SELECT {_COLUMNS} FROM simulated_gateway_refunds"
+                " WHERE account = $1 AND created_at >= $2 AND created_at < $3 ORDER BY created_at DESC, id DESC",
+                account or "", created_from, created_to,
+            )
+        for row in rows:
+            yield _refund(row)
 
     # ----------------------------------------------------------------- internals
 
-    def _current(self, stored: SimulatedRefund) -> GatewayRefund:
-        if stored.settles_at is not None and self.clock() >= stored.settles_at:
-            status, failure_reason = stored.outcome
-            stored.refund = msgspec.structs.replace(stored.refund, status=status, failure_reason=failure_reason)
-            stored.settles_at = None
-        return stored.refund
+    async def _insert(
+        self, conn: asyncpg.Connection, account: str, idempotency_key: str, payment_reference: str, amount: int,
+        currency: str, refund_id: str, now: datetime,
+    ) -> asyncpg.Record | None:
+        """The new refund, or None when another call made one with this key first."""
+        outcome_status, outcome_reason = _outcome(amount)
+        pending = self.settle_after > timedelta(0) and outcome_status != "requires_action"
+        status, failure_reason = ("pending", None) if pending else (outcome_status, outcome_reason)
+        number = await conn.fetchval("SELECT nextval('simulated_gateway_refund_ids')")
+        return await conn.fetchrow(
+            "INSERT INTO simulated_gateway_refunds (id, account, idempotency_key, payment_reference, amount, currency,"
+            " status, failure_reason, refund_id, outcome_status, outcome_failure_reason, created_at, settles_at)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+            f" ON CONFLICT (account, idempotency_key) DO NOTHING RETURNING {_COLUMNS}",
+            f"sim_re_{number:06d}", account, idempotency_key, payment_reference, amount, currency, status,
+            failure_reason, refund_id, outcome_status, outcome_reason, now, now + self.settle_after if pending else None,
+        )
+
+    @staticmethod
+    async def _settle(conn: asyncpg.Connection, account: str, now: datetime) -> None:
+        """Pending refunds whose time has come reach their outcome (locked in id order: no deadlock)."""
+        await conn.execute(
+            "UPDATE simulated_gateway_refunds"
+            " SET status = outcome_status, failure_reason = outcome_failure_reason, settles_at = NULL"
+            " WHERE id IN (SELECT id FROM simulated_gateway_refunds WHERE account = $1 AND settles_at <= $2"
+            " ORDER BY id FOR UPDATE)",
+            account, now,
+        )
+
+    @asynccontextmanager
+    async def _pooled(self) -> AsyncIterator[asyncpg.Connection]:
+        """A connection from the pool; an unreachable database is a gateway that cannot be reached."""
+        try:
+            async with self._opening:
+                if self._pool is None:
+                    self._pool = await asyncpg.create_pool(self.dsn, min_size=0, max_size=POOL_SIZE)
+            async with self._pool.acquire() as conn:
+                yield conn
+        except (OSError, asyncpg.PostgresConnectionError) as error:
+            raise GatewayError(f"simulated gateway unreachable: {error}", code="api_connection_error", retryable=True) from error
+
+    @asynccontextmanager
+    async def _own_connection(self) -> AsyncIterator[asyncpg.Connection]:
+        conn = await asyncpg.connect(self.dsn)
+        try:
+            yield conn
+        finally:
+            await conn.close()
 
     async def _answer(self) -> None:
         if self.latency:
@@ -179,9 +236,24 @@ class SimulatedGateway:
             raise self._failures.pop(0)
 
 
+async def _check_left(conn: asyncpg.Connection, account: str, payment_reference: str, captured: int, amount: int) -> None:
+    refunded = await conn.fetchval(
+        "SELECT coalesce(sum(amount), 0) FROM simulated_gateway_refunds"
+        " WHERE account = $1 AND payment_reference = $2 AND status NOT IN ('failed', 'canceled')",
+        account, payment_reference,
+    )
+    left = captured - refunded
+    if amount > left:
+        raise GatewayError(f"refund of {amount} exceeds the {left} left on {payment_reference}", code="amount_too_large")
+
+
 def _outcome(amount: int) -> tuple[str, str | None]:
     if amount % 100 == FAILING_SUFFIX:
         return "failed", "declined"
     if amount % 100 == REQUIRES_ACTION_SUFFIX:
         return "requires_action", None
     return "succeeded", None
+
+
+def _refund(row: asyncpg.Record) -> GatewayRefund:
+    return GatewayRefund(**row)  # the columns are named as its fields

@@ -3,7 +3,10 @@ store credit, short shipments, failures and retries, and the captured-amount gua
 
 from __future__ import annotations
 
+import asyncio
+
 from adapters.gateways.simulated import SimulatedGateway
+from service.ports import GatewayRefund
 from tests.support.tenants import Tenant
 from tests.support.waiting import eventually
 
@@ -17,9 +20,13 @@ def _closed(tenant: Tenant, case_id: str) -> dict | None:
     return case if case["state"] == "closed" else None
 
 
-def _gateway_refunds_for(gateway: SimulatedGateway, case: dict) -> list:
+def _at_gateway(gateway: SimulatedGateway, payment_reference: str | None = None) -> list[GatewayRefund]:
+    return asyncio.run(gateway.refunds(payment_reference=payment_reference))
+
+
+def _gateway_refunds_for(gateway: SimulatedGateway, case: dict) -> list[GatewayRefund]:
     ours = {refund["id"] for refund in case["refunds"]}
-    return [stored.refund for stored in gateway.refunds.values() if stored.refund.refund_id in ours]
+    return [refund for refund in _at_gateway(gateway) if refund.refund_id in ours]
 
 
 def test_a_return_walked_end_to_end(tenant: Tenant, gateway: SimulatedGateway) -> None:
@@ -160,12 +167,12 @@ def test_refused_refund_then_retry(tenant: Tenant, gateway: SimulatedGateway) ->
     # finance learns the payment was partly reversed: the retry would exceed what is left. (The
     # storefront can no longer PUT a capture below what the case holds: the guard stands behind that.)
     tenant.record_capture(order["order_id"], 2000)
-    known = set(gateway.refunds)
+    known = _gateway_refunds_for(gateway, _case(tenant, case["id"]))
     refused = tenant.agent.post(f"/admin/v1/refunds/{retried.json()['id']}/retry")
     assert refused.status_code == 422 and refused.json()["code"] == "refund_exceeds_captured"
     assert "20.00 EUR" in refused.json()["detail"]
     assert len(_case(tenant, case["id"])["refunds"]) == 2
-    assert set(gateway.refunds) == known, "nothing reached the gateway"
+    assert _gateway_refunds_for(gateway, _case(tenant, case["id"])) == known, "nothing reached the gateway"
 
 
 def test_a_receipt_never_promises_more_than_is_left_of_the_capture(tenant: Tenant, gateway: SimulatedGateway) -> None:
@@ -183,5 +190,5 @@ def test_a_receipt_never_promises_more_than_is_left_of_the_capture(tenant: Tenan
     receive = next(e for e in tenant.agent.get(f"/admin/v1/cases/{case['id']}/events").json()["items"] if e["type"] == "receive")
     assert any("capped" in note for note in receive["data"]["money_notes"])
     closed = eventually(lambda: _closed(tenant, case["id"]))
-    assert sum(s.refund.amount for s in gateway.refunds.values() if s.params[0] == "pi_low") == 1000
+    assert sum(r.amount for r in _at_gateway(gateway, "pi_low")) == 1000
     assert tenant.agent.post(f"/admin/v1/refunds/{closed['refunds'][0]['id']}/retry").status_code == 409

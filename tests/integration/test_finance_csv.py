@@ -17,7 +17,7 @@ from service.ports import LedgerFilter, Principal
 AT = datetime(2026, 11, 1, 12, tzinfo=UTC)
 
 
-async def test_awkward_text_and_every_exponent_survive_the_round_trip(db: PostgresDatabase) -> None:
+async def test_awkward_text_and_every_exponent_survive_the_round_trip(db: PostgresDatabase, own_database_url: str) -> None:
     refunds = [
         ("EUR", 1999, 'card said "no", twice\nthen yes'),
         ("JPY", 1500, None),
@@ -33,7 +33,7 @@ async def test_awkward_text_and_every_exponent_survive_the_round_trip(db: Postgr
                 gateway="stripe", payment_reference="pi_1", attempt=1, created_at=AT + timedelta(minutes=index),
                 updated_at=AT, reason="defective", failure_reason=failure or None,
             ))
-    finance = FinanceService(db, SimulatedGateway(), lambda: AT)
+    finance = FinanceService(db, SimulatedGateway(own_database_url), lambda: AT)
     principal = Principal(key_id="key_f", merchant_id="m_csv", role="finance")
     body = b"".join([chunk async for chunk in finance.ledger_csv(principal, LedgerFilter())]).decode()
     assert body.count("\r\n") == len(refunds) + 1  # header and rows end in CRLF; a quoted field keeps its own LF

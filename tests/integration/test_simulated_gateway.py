@@ -1,13 +1,19 @@
 """The simulated gateway's rules, as its module docstring states them: idempotency, captured
-amounts, outcomes by amount, settling over time, scripted failures, listing."""
+amounts, outcomes by amount, settling over time, scripted failures, listing; and that several
+instances on one database (several processes, or one after a restart) are one gateway."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 
+import asyncpg
 import pytest
 
 from adapters.gateways.simulated import SimulatedGateway
+from adapters.postgres.database import PostgresDatabase
+from adapters.postgres.migrations import migrate, migration_files
 from service.ports import GatewayError, GatewayRefund
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
@@ -30,8 +36,24 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def gateway(clock: Clock) -> SimulatedGateway:
-    return SimulatedGateway(clock=clock)
+async def make_gateway(
+    db: PostgresDatabase, own_database_url: str, clock: Clock
+) -> AsyncIterator[Callable[..., SimulatedGateway]]:
+    """Instances on the test's migrated database, as many processes would have; closed after."""
+    made: list[SimulatedGateway] = []
+
+    def make(**options: float) -> SimulatedGateway:
+        made.append(SimulatedGateway(own_database_url, clock=clock, **options))
+        return made[-1]
+
+    yield make
+    for gateway in made:
+        await gateway.close()
+
+
+@pytest.fixture
+def gateway(make_gateway: Callable[..., SimulatedGateway]) -> SimulatedGateway:
+    return make_gateway()
 
 
 async def _refund(
@@ -59,7 +81,7 @@ async def test_a_refund_succeeds_at_once_in_our_terms(gateway: SimulatedGateway)
 
 async def test_the_same_key_answers_the_same_refund(gateway: SimulatedGateway) -> None:
     first, second = await _refund(gateway, 500), await _refund(gateway, 500)
-    assert second == first and list(gateway.refunds) == [first.gateway_refund_id]
+    assert second == first and await gateway.refunds() == [first]
 
 
 @pytest.mark.parametrize("change", [{"amount": 501}, {"pi": "pi_2"}, {"currency": "USD"}])
@@ -68,16 +90,17 @@ async def test_the_same_key_with_other_parameters_is_refused(gateway: SimulatedG
     with pytest.raises(GatewayError) as refused:
         await _refund(gateway, **{"amount": 500, **change})
     assert refused.value.code == "idempotency_error" and refused.value.retryable is False
-    assert len(gateway.refunds) == 1
+    assert len(await gateway.refunds()) == 1
 
 
 async def test_keys_are_per_account(gateway: SimulatedGateway) -> None:
     mine, theirs = await _refund(gateway, 500), await _refund(gateway, 500, account="acct_other")
-    assert mine.gateway_refund_id != theirs.gateway_refund_id and len(gateway.refunds) == 2
+    assert mine.gateway_refund_id != theirs.gateway_refund_id
+    assert (await gateway.refunds(), await gateway.refunds("acct_other")) == ([mine], [theirs])
 
 
 async def test_a_registered_payment_is_never_over_refunded(gateway: SimulatedGateway) -> None:
-    gateway.add_payment("pi_1", 1000)
+    await gateway.add_payment("pi_1", 1000)
     await _refund(gateway, 600, "rf_a:1")
     with pytest.raises(GatewayError) as refused:
         await _refund(gateway, 401, "rf_b:1")
@@ -88,14 +111,14 @@ async def test_a_registered_payment_is_never_over_refunded(gateway: SimulatedGat
 
 
 async def test_a_failed_refund_gives_its_amount_back(gateway: SimulatedGateway) -> None:
-    gateway.add_payment("pi_1", 1013)
+    await gateway.add_payment("pi_1", 1013)
     failed = await _refund(gateway, 1013, "rf_a:1")
     assert (failed.status, failed.failure_reason) == ("failed", "declined")
     assert (await _refund(gateway, 1000, "rf_b:1")).status == "succeeded"
 
 
 async def test_payments_are_per_account(gateway: SimulatedGateway) -> None:
-    gateway.add_payment("pi_1", 100, account="acct_a")
+    await gateway.add_payment("pi_1", 100, account="acct_a")
     with pytest.raises(GatewayError):
         await _refund(gateway, 101, account="acct_a")
     assert (await _refund(gateway, 101)).status == "succeeded", "the platform's pi_1 is another payment"
@@ -105,7 +128,7 @@ async def test_payments_are_per_account(gateway: SimulatedGateway) -> None:
 async def test_an_amount_under_one_is_refused(gateway: SimulatedGateway, amount: int) -> None:
     with pytest.raises(GatewayError) as refused:
         await _refund(gateway, amount)
-    assert refused.value.code == "parameter_invalid_integer" and gateway.refunds == {}
+    assert refused.value.code == "parameter_invalid_integer" and await gateway.refunds() == []
 
 
 @pytest.mark.parametrize(
@@ -118,17 +141,18 @@ async def test_outcomes_by_amount(gateway: SimulatedGateway, amount: int, status
     assert (refund.status, refund.failure_reason) == (status, reason)
 
 
-async def test_refunds_stay_pending_until_they_settle(clock: Clock) -> None:
-    gateway = SimulatedGateway(settle_after=30, clock=clock)
+async def test_refunds_stay_pending_until_they_settle(make_gateway: Callable[..., SimulatedGateway], clock: Clock) -> None:
+    gateway = make_gateway(settle_after=30)
     made = [await _refund(gateway, amount, f"rf_{amount}:1") for amount in (100, 113, 117)]
     assert [r.status for r in made] == ["pending", "pending", "requires_action"]
     clock.advance(29.9)
-    assert (await gateway.get_refund("sim_re_000001")).status == "pending"
+    assert (await gateway.get_refund(made[0].gateway_refund_id)).status == "pending"
     clock.advance(0.1)
-    settled = [await gateway.get_refund(f"sim_re_{i:06d}") for i in (1, 2, 3)]
+    settled = [await gateway.get_refund(r.gateway_refund_id) for r in made]
     assert [(r.status, r.failure_reason) for r in settled] == [
         ("succeeded", None), ("failed", "declined"), ("requires_action", None)
     ]
+    assert await gateway.refunds() == settled, "settling is stored"
     assert (await _refund(gateway, 100, "rf_100:1")).status == "succeeded", "a replay shows the refund as it is now"
 
 
@@ -138,11 +162,12 @@ async def test_scripted_failures_do_nothing_then_stop(gateway: SimulatedGateway)
         with pytest.raises(GatewayError) as down:
             await _refund(gateway)
         assert down.value.retryable is True and down.value.code == "api_error"
-    assert gateway.refunds == {}
-    assert (await _refund(gateway)).status == "succeeded"
+    assert await gateway.refunds() == []
+    made = await _refund(gateway)
+    assert made.status == "succeeded"
     gateway.fail_next(retryable=False)
     with pytest.raises(GatewayError) as refused:
-        await gateway.get_refund("sim_re_000001")
+        await gateway.get_refund(made.gateway_refund_id)
     assert refused.value.retryable is False and refused.value.code == "card_declined"
     gateway.fail_next(code="rate_limit")
     with pytest.raises(GatewayError) as limited:
@@ -161,14 +186,16 @@ async def test_unknown_refunds_and_other_accounts_refunds_are_missing(gateway: S
 
 async def test_status_changes_are_read_back(gateway: SimulatedGateway) -> None:
     refund = await _refund(gateway, 117)
-    gateway.set_status(refund.gateway_refund_id, "canceled")
+    await gateway.set_status(refund.gateway_refund_id, "canceled")
     assert (await gateway.get_refund(refund.gateway_refund_id)).status == "canceled"
 
 
-async def test_set_status_overrides_a_pending_settlement(clock: Clock) -> None:
-    gateway = SimulatedGateway(settle_after=10, clock=clock)
+async def test_set_status_overrides_a_pending_settlement(
+    make_gateway: Callable[..., SimulatedGateway], clock: Clock
+) -> None:
+    gateway = make_gateway(settle_after=10)
     refund = await _refund(gateway)
-    gateway.set_status(refund.gateway_refund_id, "failed", "insufficient_funds")
+    await gateway.set_status(refund.gateway_refund_id, "failed", "insufficient_funds")
     clock.advance(60)
     read = await gateway.get_refund(refund.gateway_refund_id)
     assert (read.status, read.failure_reason) == ("failed", "insufficient_funds")
@@ -186,8 +213,73 @@ async def test_listing_is_by_created_range_and_account_newest_first(gateway: Sim
     assert len(await _listed(gateway, T0, T0 + timedelta(days=1), account="acct_a")) == 1
 
 
-async def test_latency_is_awaited() -> None:
-    gateway = SimulatedGateway(latency=0.2)
+async def test_latency_is_awaited(make_gateway: Callable[..., SimulatedGateway]) -> None:
+    gateway = make_gateway(latency=0.2)
     started = datetime.now(UTC)
     await _refund(gateway)
     assert datetime.now(UTC) - started >= timedelta(seconds=0.2)
+
+
+# --------------------------------------------------------------------------- many processes, one gateway
+
+
+async def test_ids_are_unique_across_processes_and_restarts(make_gateway: Callable[..., SimulatedGateway]) -> None:
+    first, second = make_gateway(), make_gateway()
+    made = [await _refund(g, 100, f"rf_{i}:1") for i, g in enumerate((first, second, first, second))]
+    await first.close()
+    made.append(await _refund(make_gateway(), 100, "rf_restarted:1"))
+    ids = [r.gateway_refund_id for r in made]
+    assert len(set(ids)) == 5 and all(i.startswith("sim_re_") for i in ids)
+
+
+@pytest.mark.parametrize("registered", [False, True])
+async def test_one_key_raced_by_two_processes_makes_one_refund(
+    make_gateway: Callable[..., SimulatedGateway], registered: bool
+) -> None:
+    first, second = make_gateway(), make_gateway()
+    if registered:
+        await first.add_payment("pi_1", 500)  # exactly one refund's worth: a replay must not be refused
+    answers = await asyncio.gather(*(_refund(g, 500, "rf_race:1") for g in (first, second) * 10))
+    assert len({r.gateway_refund_id for r in answers}) == 1
+    assert await second.refunds() == [answers[0]]
+
+
+async def test_racing_refunds_never_exceed_the_capture(make_gateway: Callable[..., SimulatedGateway]) -> None:
+    first, second = make_gateway(), make_gateway()
+    await second.add_payment("pi_1", 1000)
+    answers = await asyncio.gather(
+        *(_refund(g, 150, f"rf_{i}:1") for i, g in enumerate((first, second) * 10)), return_exceptions=True
+    )
+    made = [a for a in answers if isinstance(a, GatewayRefund)]
+    refused = [a for a in answers if not isinstance(a, GatewayRefund)]
+    assert len(made) == 6 and all(isinstance(e, GatewayError) and e.code == "amount_too_large" for e in refused)
+    assert sum(r.amount for r in await first.refunds(payment_reference="pi_1")) == 900
+
+
+async def test_a_refund_made_by_one_process_is_seen_by_another(make_gateway: Callable[..., SimulatedGateway]) -> None:
+    first, second = make_gateway(), make_gateway()
+    made = await _refund(first, 700, "rf_a:1", account="acct_a")
+    assert await second.get_refund(made.gateway_refund_id, account="acct_a") == made
+    assert await _listed(second, T0, T0 + timedelta(days=1), account="acct_a") == [made.gateway_refund_id]
+
+
+async def test_ids_start_past_those_the_in_memory_gateway_handed_out(own_database_url: str) -> None:
+    conn = await asyncpg.connect(own_database_url)
+    try:
+        await migrate(conn)  # then back to before 006, as a database upgraded from the in-memory gateway's days
+        await conn.execute(
+            "DROP TABLE simulated_gateway_payments, simulated_gateway_refunds; DROP SEQUENCE simulated_gateway_refund_ids;"
+            " DELETE FROM schema_migrations WHERE version = 6; INSERT INTO merchants (id) VALUES ('m_old');"
+            " INSERT INTO refunds (merchant_id, id, case_id, order_id, customer_id, attempt, amount, currency, status,"
+            " gateway, payment_reference, gateway_refund_id, version, created_at, updated_at, next_attempt_at)"
+            " VALUES ('m_old', 'rf_old', 'case_old', 'o_old', 'cus_old', 1, 100, 'EUR', 'succeeded', 'simulated',"
+            " 'pi_old', 'sim_re_000041', 1, now(), now(), now())"
+        )
+        assert await migrate(conn) == [name for number, name, _ in migration_files() if number == 6]
+    finally:
+        await conn.close()
+    gateway = SimulatedGateway(own_database_url)
+    try:
+        assert (await _refund(gateway)).gateway_refund_id == "sim_re_000042"
+    finally:
+        await gateway.close()
