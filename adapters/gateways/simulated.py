@@ -19,7 +19,8 @@ from an injectable ``clock``. It follows Stripe where it matters:
 - ``settle_after`` seconds: refunds stay ``pending`` that long, then reach their outcome (stored
   on the next call for the account, as when polling); ``requires_action`` is immediate. Off (0)
   by default;
-- ``latency`` seconds are awaited on every call;
+- ``latency`` seconds are awaited on every call, half on the way there and half on the way back
+  (after a refund is made), so a process killed mid-call may leave a refund made but unrecorded;
 - ``fail_next(n, retryable=...)`` makes this instance's next ``n`` calls fail without doing
   anything, as a gateway that is down (retryable) or refusing (not retryable) would;
 - ``set_status`` changes a refund later, as the gateway's dashboard or a bank would.
@@ -141,10 +142,8 @@ class SimulatedGateway:
                         await _check_left(conn, account_key, payment_reference, captured, amount)
                     row = await self._insert(
                         conn, account_key, idempotency_key, payment_reference, amount, currency, refund_id, now
-                    )
-                    if row is not None:
-                        return _refund(row)
-                    row = await conn.fetchrow(_BY_KEY, account_key, idempotency_key)  # made meanwhile elsewhere
+                    ) or await conn.fetchrow(_BY_KEY, account_key, idempotency_key)  # or made meanwhile elsewhere
+        await self._answer_back()  # committed: a process killed now leaves the refund made
         if (row["payment_reference"], row["amount"], row["currency"]) != (payment_reference, amount, currency):
             raise GatewayError(
                 f"idempotency key {idempotency_key!r} was first used with other parameters", code="idempotency_error"
@@ -159,6 +158,7 @@ class SimulatedGateway:
                 f"SELECT {_COLUMNS} FROM simulated_gateway_refunds WHERE id = $1 AND account = $2",
                 gateway_refund_id, account or "",
             )
+        await self._answer_back()
         if row is None:
             raise GatewayError(f"no refund {gateway_refund_id}", code="resource_missing")
         return _refund(row)
@@ -175,6 +175,7 @@ class SimulatedGateway:
                 " WHERE account = $1 AND created_at >= $2 AND created_at < $3 ORDER BY created_at DESC, id DESC",
                 account or "", created_from, created_to,
             )
+        await self._answer_back()
         for row in rows:
             yield _refund(row)
 
@@ -230,10 +231,15 @@ class SimulatedGateway:
             await conn.close()
 
     async def _answer(self) -> None:
+        """The way there: half the latency, then any failure scripted for this call."""
         if self.latency:
-            await asyncio.sleep(self.latency)
+            await asyncio.sleep(self.latency / 2)
         if self._failures:
             raise self._failures.pop(0)
+
+    async def _answer_back(self) -> None:
+        if self.latency:
+            await asyncio.sleep(self.latency / 2)
 
 
 async def _check_left(conn: asyncpg.Connection, account: str, payment_reference: str, captured: int, amount: int) -> None:
