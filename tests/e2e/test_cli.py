@@ -9,13 +9,16 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 
 from tests.support.tenants import order_body
+from tests.support.waiting import eventually
 
 
 def _free_port() -> int:
@@ -24,26 +27,32 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _env(data_dir: Path) -> dict[str, str]:
+def _env(data_dir: Path, **settings: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RETURNS_", "STRIPE_"))}
     env["RETURNS_DATA_DIR"] = str(data_dir)
+    env.update(settings)
     return env
 
 
-def _returns(data_dir: Path, *args: str) -> str:
-    done = subprocess.run(
+def _run(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
         [sys.executable, "-m", "service.cli", *args], env=_env(data_dir), capture_output=True, text=True, timeout=120
     )
+
+
+def _returns(data_dir: Path, *args: str) -> str:
+    done = _run(data_dir, *args)
     assert done.returncode == 0, done.stderr
     return done.stdout
 
 
 @contextmanager
-def _serving(data_dir: Path) -> Iterator[str]:
+def _serving(data_dir: Path, **settings: str) -> Iterator[str]:
     port = _free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "service.cli", "serve", "--port", str(port)],
-        env=_env(data_dir), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env=_env(data_dir, RETURNS_WORKER_IDLE_SECONDS="0.1", **settings),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -83,3 +92,57 @@ def test_serve_on_the_embedded_database_keeps_data_across_restarts(tmp_path: Pat
     with _serving(tmp_path) as url:
         again = httpx.get(f"{url}/v1/cases/{case['id']}", headers={"Authorization": f"Bearer {key}"})
         assert again.status_code == 200 and again.json()["state"] == "approved"
+
+
+def _key(data_dir: Path, merchant: str, role: str) -> dict[str, str]:
+    key = _returns(data_dir, "keys", "create", "--merchant", merchant, "--role", role).strip().splitlines()[-1]
+    return {"Authorization": f"Bearer {key}"}
+
+
+def _refund_paid(url: str, store: dict[str, str], agent: dict[str, str]) -> dict:
+    """A return on a fresh order, received, and its refund paid by the simulated gateway."""
+    order_id = f"o_{uuid.uuid4().hex[:8]}"
+    assert httpx.put(f"{url}/v1/orders/{order_id}", json=order_body(), headers=store).status_code == 201
+    case = httpx.post(f"{url}/v1/cases", headers=store, json={
+        "order_id": order_id, "type": "return", "items": [{"line_id": "l1", "quantity": 1, "reason": "changed_mind"}],
+    }).json()
+    received = httpx.post(f"{url}/admin/v1/cases/{case['id']}/receive", headers=agent,
+                          json={"items": [{"line_id": "l1", "quantity": 1, "condition": "as_new"}]})
+    assert received.status_code == 200, received.text
+    closed = eventually(lambda: (c := httpx.get(f"{url}/v1/cases/{case['id']}", headers=store).json())["state"] == "closed" and c)
+    return closed["refunds"][0]
+
+
+def test_serve_restarted_twice_pays_a_refund_each_time_and_reconciles(tmp_path: Path) -> None:
+    """The simulated gateway keeps its refunds in the embedded database: its ids never repeat
+    after a restart, and the day's reconciliation finds every refund."""
+    store, agent = _key(tmp_path, "shop_1", "storefront"), _key(tmp_path, "shop_1", "agent")
+    finance, admin = _key(tmp_path, "shop_1", "finance"), _key(tmp_path, "shop_2", "admin")
+    refunds = []
+    for run in range(3):
+        read_only = {"RETURNS_GATEWAY_ACCOUNT_READ_ONLY": "1"} if run == 1 else {}
+        with _serving(tmp_path, **read_only) as url:
+            refunds.append(_refund_paid(url, store, agent))
+            bind = httpx.put(f"{url}/admin/v1/gateway-account", headers=admin, json={"account": "acct_shop2"})
+            assert bind.status_code == (403 if read_only else 200), bind.text
+            if read_only:
+                assert bind.json()["code"] == "gateway_account_read_only"
+            if run == 2:
+                today = datetime.now(UTC).date()
+                report = httpx.post(f"{url}/finance/v1/reconciliations", headers=finance, json={
+                    "from": f"{today}T00:00:00Z", "to": f"{today + timedelta(days=1)}T00:00:00Z"}).json()
+    assert [r["status"] for r in refunds] == ["succeeded"] * 3
+    assert len({r["gateway_refund_id"] for r in refunds}) == 3, "no id repeats after a restart"
+    assert sorted(e["refund_id"] for e in report["matched"]) == sorted(r["id"] for r in refunds)
+    for kind in ("missing_at_gateway", "unknown_at_gateway", "amount_mismatch", "status_mismatch"):
+        assert report[kind] == [], kind
+
+
+def test_gateway_accounts_are_bound_from_the_cli(tmp_path: Path) -> None:
+    assert "refunds on acct_one" in _returns(tmp_path, "gateway-account", "set", "--merchant", "shop_1", "--account", "acct_one")
+    taken = _run(tmp_path, "gateway-account", "set", "--merchant", "shop_2", "--account", "acct_one")
+    assert taken.returncode != 0 and "belongs to another merchant" in taken.stderr
+    bad = _run(tmp_path, "gateway-account", "set", "--merchant", "shop_2", "--account", "acct one")
+    assert bad.returncode == 2 and "not a gateway account id" in bad.stderr
+    assert "no gateway account" in _returns(tmp_path, "gateway-account", "clear", "--merchant", "shop_1")
+    assert "refunds on acct_one" in _returns(tmp_path, "gateway-account", "set", "--merchant", "shop_2", "--account", "acct_one")
