@@ -3,7 +3,8 @@ thousands of refunds after a sale is paid at the gateway's speed (Stripe allows 
 requests a second per account) without tripping its rate limit, and one merchant's backlog
 never slows another's.
 
-A 429 halves the account's rate and pauses it for the gateway's ``Retry-After`` (one second
+A bucket holds a quarter of a second's calls: at 20 a second, no second ever sees more than
+25 calls (the burst and the rate), Stripe's limit. A 429 halves the account's rate and pauses it for the gateway's ``Retry-After`` (one second
 when it names none); the rate then climbs back to the configured one over ``recovery`` seconds.
 Buckets are per worker process: with N worker processes, give each 1/N of the account's limit.
 """
@@ -36,8 +37,9 @@ class AccountPacer:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
-        """``rate`` requests a second per account, in bursts of at most one second's worth."""
+        """``rate`` requests a second per account, in bursts of at most a quarter second's worth."""
         self.rate = rate
+        self.burst = max(1.0, rate / 4)
         self.recovery = recovery
         self.clock = clock
         self.sleep = sleep
@@ -47,10 +49,10 @@ class AccountPacer:
         now = self.clock()
         bucket = self._buckets.get(account)
         if bucket is None:
-            bucket = self._buckets[account] = _Bucket(rate=self.rate, tokens=min(self.rate, 1.0), updated=now)
+            bucket = self._buckets[account] = _Bucket(rate=self.rate, tokens=self.burst, updated=now)
         elapsed = max(0.0, now - bucket.updated)
         bucket.rate = min(self.rate, bucket.rate + elapsed * self.rate / self.recovery)
-        bucket.tokens = min(max(self.rate, 1.0), bucket.tokens + elapsed * bucket.rate)
+        bucket.tokens = min(self.burst, bucket.tokens + elapsed * bucket.rate)
         bucket.updated = now
         return bucket
 

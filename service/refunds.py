@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
@@ -107,9 +108,8 @@ class RefundService:
         self.max_tries = max_tries
         self.poll_after = poll_after
         self.max_in_flight = max_in_flight
-        # one second's worth of calls in flight per account keeps it at its rate while other
-        # accounts' refunds get the remaining slots
-        self.per_account_in_flight = max(1, math.ceil(rate_per_account))
+        self.rate_per_account = rate_per_account
+        self.gateway_latency = 0.25  # seconds a create takes, a moving average (a guess until measured)
         self.pacer = AccountPacer(rate_per_account)
         self.worker_id = new_id("wk")  # whose claims these are: only the holder renews them
         self._held: set[str] = set()
@@ -194,26 +194,35 @@ class RefundService:
 
     # ----------------------------------------------------------------- the worker
 
+    def per_account_in_flight(self) -> int:
+        """What keeps one account at its rate (rate × the gateway's latency, and a little more):
+        more would only wait for the account's tokens in slots other accounts could use."""
+        wanted = math.ceil(self.rate_per_account * self.gateway_latency) + 2
+        return max(2, min(self.max_in_flight, wanted))
+
     async def dispatch(self, stop: asyncio.Event, idle_seconds: float = 1.0) -> None:
         """Keep up to ``max_in_flight`` refunds in flight until ``stop``; then let those in
-        flight finish. An account that already has a second's worth in flight is not claimed
-        for, so one merchant's backlog leaves room for the others."""
+        flight finish. An account that has its share in flight (``per_account_in_flight``) is
+        not claimed for, so one merchant's backlog leaves room for the others. Claims are made
+        a few slots at a time, not one query per finished refund."""
         in_flight: dict[asyncio.Task[None], str] = {}
         stopping = asyncio.create_task(stop.wait())
+        batch = max(1, self.max_in_flight // 8)
         try:
             while not stop.is_set():
                 claimed: list[ClaimedRefund] = []
                 free = self.max_in_flight - len(in_flight)
-                if free > 0:
+                if free >= batch:
+                    share = self.per_account_in_flight()
                     busy = Counter(in_flight.values())
-                    skip = [account for account, count in busy.items() if count >= self.per_account_in_flight]
+                    skip = [account for account, count in busy.items() if count >= share]
                     try:
-                        claimed = await self.claim(free, skip)
+                        claimed = await self.claim(min(free, share), skip)
                     except Exception:  # the database is down: say so, wait, go on
                         log.exception("refund_claim_failed")
                     for item in claimed:
                         in_flight[asyncio.create_task(self.send(item))] = _account_key(item.refund)
-                if claimed and len(in_flight) < self.max_in_flight:
+                if claimed and self.max_in_flight - len(in_flight) >= batch:
                     continue
                 done, _ = await asyncio.wait(
                     [*in_flight, stopping], timeout=idle_seconds, return_when=asyncio.FIRST_COMPLETED
@@ -283,6 +292,7 @@ class RefundService:
         refund = claimed.refund
         account = _account_key(refund)
         await self.pacer.acquire(account)
+        started = time.monotonic()
         try:
             answer = await self.gateway.create_refund(
                 payment_reference=refund.payment_reference,
@@ -293,6 +303,7 @@ class RefundService:
                 account=refund.gateway_account,
             )
         except GatewayError as error:
+            self._took(time.monotonic() - started)
             GATEWAY_ERRORS.labels(self.gateway.name, error.code or "unknown", str(error.retryable).lower()).inc()
             if error.rate_limited:
                 self.pacer.slow_down(account, error.retry_after)
@@ -310,7 +321,11 @@ class RefundService:
             log.warning("refund_refused", refund_id=refund.id, reason=reason)
             await self._record(refund.merchant_id, refund.id, "answer", None, refused_because=reason)
             return
+        self._took(time.monotonic() - started)
         await self._record(refund.merchant_id, refund.id, "answer", answer)
+
+    def _took(self, seconds: float) -> None:
+        self.gateway_latency = 0.9 * self.gateway_latency + 0.1 * seconds
 
     def _ignored(self, source: str, reason: str, refund_id: str | None, reported: GatewayRefund) -> None:
         GATEWAY_REPORTS_IGNORED.labels(self.gateway.name, source, reason).inc()
