@@ -146,6 +146,7 @@ class RefundView(msgspec.Struct):
     failure_reason: str | None
     created_at: datetime
     settled_at: datetime | None
+    retried_by: str | None  # the refund that paid this failed one again (a retry is single-use)
 
 
 class PhotoView(msgspec.Struct):

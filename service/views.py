@@ -126,6 +126,7 @@ def refund_view(refund: Refund) -> RefundView:
         failure_reason=refund.failure_reason,
         created_at=refund.created_at,
         settled_at=refund.settled_at,
+        retried_by=refund.retried_by,
     )
 
 
