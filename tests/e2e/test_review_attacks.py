@@ -4,7 +4,6 @@ repels are plain tests."""
 
 from __future__ import annotations
 
-import asyncio
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
@@ -103,12 +102,12 @@ def test_concurrent_receive_and_cancel_of_one_case_leave_one_outcome(tenant: Ten
         case = tenant.open_case(order["order_id"]).json()
         assert case["state"] == "approved"
 
-        def receive() -> httpx.Response:
-            return tenant.agent.post(f"/admin/v1/cases/{case['id']}/receive",
+        def receive(case_id: str = case["id"]) -> httpx.Response:
+            return tenant.agent.post(f"/admin/v1/cases/{case_id}/receive",
                                      json={"items": [{"line_id": "l1", "quantity": 1, "condition": "as_new"}]})
 
-        def cancel() -> httpx.Response:
-            return tenant.storefront.post(f"/v1/cases/{case['id']}/cancel")
+        def cancel(case_id: str = case["id"]) -> httpx.Response:
+            return tenant.storefront.post(f"/v1/cases/{case_id}/cancel")
 
         with ThreadPoolExecutor(2) as pool:
             answers = [f.result() for f in [pool.submit(receive), pool.submit(cancel)]]
@@ -188,3 +187,32 @@ def test_retry_racing_a_money_override_and_receive_on_another_case_of_the_order(
     refunds = _case(tenant, first["id"])["refunds"] + _case(tenant, second["id"])["refunds"]
     live = sum(r["amount"] for r in refunds if r["status"] not in ("failed", "canceled"))
     assert live <= 5513, refunds
+
+
+# ----------------------------------------------------------------------------- gateway events
+
+
+def _signed(base_url: str, event: dict) -> httpx.Response:
+    import json
+
+    from tests.fakes.stripe_server import sign_webhook
+
+    body = json.dumps(event).encode()
+    return httpx.post(f"{base_url}/webhooks/stripe", content=body, headers={
+        "Stripe-Signature": sign_webhook(body, "whsec_main_test_server"), "Content-Type": "application/json"})
+
+
+@pytest.mark.xfail(strict=True, reason="FINDING: refund_from_stripe turns 'created' into a datetime and only ValueError "
+                   "is caught; a huge 'created' raises OverflowError: a signed event answers 500, not 400 invalid_event")
+def test_a_signed_event_with_an_impossible_created_time_is_a_400(base_url: str) -> None:
+    refund = {"id": "re_rev_time", "object": "refund", "amount": 100, "currency": "eur", "status": "succeeded",
+              "metadata": {}, "created": 10**20}
+    answer = _signed(base_url, {"id": "evt_rev_time", "type": "refund.updated", "data": {"object": refund}})
+    assert answer.status_code == 400, answer.text
+
+
+def test_a_signed_event_whose_metadata_refund_id_is_not_a_string_is_no_500(base_url: str) -> None:
+    refund = {"id": "re_rev_meta", "object": "refund", "amount": 100, "currency": "eur", "status": "succeeded",
+              "metadata": {"refund_id": 5}, "created": 1}
+    answer = _signed(base_url, {"id": "evt_rev_meta", "type": "refund.updated", "data": {"object": refund}})
+    assert answer.status_code < 500, answer.text
