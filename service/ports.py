@@ -239,7 +239,7 @@ class Repositories(Protocol):
     async def renew_claims(self, worker: str, refund_ids: list[str], until: datetime) -> int: ...
 
     async def postpone_refund(
-        self, merchant_id: str, refund_id: str, until: datetime, error: str, *, count_try: bool = True
+        self, worker: str, merchant_id: str, refund_id: str, until: datetime, error: str, *, count_try: bool = True
     ) -> None: ...
 
     async def unsettled_refunds(self, gateway: str, older_than: datetime, limit: int) -> list[Refund]: ...
@@ -387,6 +387,15 @@ class PaymentGateway(Protocol):
     ) -> GatewayRefund: ...
 
     async def get_refund(self, gateway_refund_id: str, *, account: str | None = None) -> GatewayRefund: ...
+
+    async def find_refund(
+        self, *, payment_reference: str, refund_id: str, account: str | None = None
+    ) -> GatewayRefund | None:
+        """The refund the gateway made for our ``refund_id`` (named in its metadata) on that
+        payment, or None: asked before sending a refund again whose earlier try may have reached
+        the gateway, so an answer lost (or an idempotency key expired, after 24 h at Stripe)
+        never makes a second refund."""
+        ...
 
     def list_refunds(
         self, *, created_from: datetime, created_to: datetime, account: str | None = None

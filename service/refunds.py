@@ -94,7 +94,7 @@ class RefundService:
         lease: timedelta = timedelta(seconds=15),
         first_backoff: timedelta = timedelta(seconds=2),
         max_backoff: timedelta = timedelta(minutes=30),
-        max_tries: int = 25,
+        max_tries: int = 25,  # then a refund of unknown outcome is reported stuck (still tried)
         poll_after: timedelta = timedelta(minutes=5),
         max_in_flight: int = 64,
         rate_per_account: float = 20.0,
@@ -279,7 +279,7 @@ class RefundService:
             with contextlib.suppress(Exception):  # the database may be what failed: the lease hands it on
                 async with self.db.transaction() as repos:
                     await repos.postpone_refund(
-                        refund.merchant_id, refund.id, self.clock() + self._backoff(claimed.tries),
+                        self.worker_id, refund.merchant_id, refund.id, self.clock() + self._backoff(claimed.tries),
                         f"{type(error).__name__}: {error}",
                     )
         finally:
@@ -289,39 +289,54 @@ class RefundService:
         return min(self.max_backoff, self.first_backoff * 2 ** max(0, tries - 1))
 
     async def _send(self, claimed: ClaimedRefund) -> None:
+        """Create the refund at the gateway, or, when an earlier try may have reached it, first
+        look for the refund it made. A refund whose outcome is unknown (no answer, 409, 5xx) is
+        never failed: it is tried again, with backoff, for as long as it takes; past
+        ``max_tries`` it is reported stuck (an error in the log) for someone to look at. Only
+        the gateway's own refusal or report fails a refund, so a failed refund is safe to retry."""
         refund = claimed.refund
         account = _account_key(refund)
-        await self.pacer.acquire(account)
-        started = time.monotonic()
         try:
-            answer = await self.gateway.create_refund(
-                payment_reference=refund.payment_reference,
-                amount=refund.amount,
-                currency=refund.currency,
-                refund_id=refund.id,
-                idempotency_key=refund.idempotency_key,
-                account=refund.gateway_account,
-            )
+            answer = None
+            if claimed.tries > 1:
+                await self.pacer.acquire(account)
+                answer = await self.gateway.find_refund(
+                    payment_reference=refund.payment_reference, refund_id=refund.id, account=refund.gateway_account
+                )
+            if answer is None:
+                await self.pacer.acquire(account)
+                started = time.monotonic()
+                answer = await self.gateway.create_refund(
+                    payment_reference=refund.payment_reference,
+                    amount=refund.amount,
+                    currency=refund.currency,
+                    refund_id=refund.id,
+                    idempotency_key=refund.idempotency_key,
+                    account=refund.gateway_account,
+                )
+                self._took(time.monotonic() - started)
         except GatewayError as error:
-            self._took(time.monotonic() - started)
             GATEWAY_ERRORS.labels(self.gateway.name, error.code or "unknown", str(error.retryable).lower()).inc()
-            if error.rate_limited:
-                self.pacer.slow_down(account, error.retry_after)
-            if error.retryable and (error.rate_limited or claimed.tries < self.max_tries):
-                delay = self._backoff(claimed.tries)
-                if error.rate_limited:  # not the refund's fault: no try counted, back after the pause
-                    delay = timedelta(seconds=error.retry_after or 1.0)
-                log.warning("refund_postponed", refund_id=refund.id, tries=claimed.tries, error=str(error))
-                async with self.db.transaction() as repos:
-                    await repos.postpone_refund(
-                        refund.merchant_id, refund.id, self.clock() + delay, str(error), count_try=not error.rate_limited
-                    )
+            if not error.retryable:
+                reason = f"{error.code or 'gateway_error'}: {error}"
+                log.warning("refund_refused", refund_id=refund.id, reason=reason)
+                await self._record(refund.merchant_id, refund.id, "answer", None, refused_because=reason)
                 return
-            reason = f"{error.code or 'gateway_error'}: {error}"
-            log.warning("refund_refused", refund_id=refund.id, reason=reason)
-            await self._record(refund.merchant_id, refund.id, "answer", None, refused_because=reason)
+            if error.rate_limited:  # not the refund's fault: no try counted, back after the pause
+                self.pacer.slow_down(account, error.retry_after)
+                delay = timedelta(seconds=error.retry_after or 1.0)
+            else:
+                delay = self._backoff(claimed.tries)
+            if claimed.tries >= self.max_tries:
+                log.error("refund_stuck", refund_id=refund.id, case_id=refund.case_id, tries=claimed.tries, error=str(error))
+            else:
+                log.warning("refund_postponed", refund_id=refund.id, tries=claimed.tries, error=str(error))
+            async with self.db.transaction() as repos:
+                await repos.postpone_refund(
+                    self.worker_id, refund.merchant_id, refund.id, self.clock() + delay, str(error),
+                    count_try=not error.rate_limited,
+                )
             return
-        self._took(time.monotonic() - started)
         await self._record(refund.merchant_id, refund.id, "answer", answer)
 
     def _took(self, seconds: float) -> None:

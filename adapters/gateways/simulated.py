@@ -163,6 +163,20 @@ class SimulatedGateway:
             raise GatewayError(f"no refund {gateway_refund_id}", code="resource_missing")
         return _refund(row)
 
+    async def find_refund(
+        self, *, payment_reference: str, refund_id: str, account: str | None = None
+    ) -> GatewayRefund | None:
+        await self._answer()
+        async with self._pooled() as conn:
+            await self._settle(conn, account or "", self.clock())
+            row = await conn.fetchrow(
+                f"SELECT {_COLUMNS} FROM simulated_gateway_refunds"
+                " WHERE account = $1 AND payment_reference = $2 AND refund_id = $3 ORDER BY created_at LIMIT 1",
+                account or "", payment_reference, refund_id,
+            )
+        await self._answer_back()
+        return _refund(row) if row else None
+
     async def list_refunds(
         self, *, created_from: datetime, created_to: datetime, account: str | None = None
     ) -> AsyncIterator[GatewayRefund]:

@@ -64,6 +64,21 @@ class StripeGateway:
             refund = await self.client.v1.refunds.retrieve_async(gateway_refund_id, options=_on(account))
             return refund_from_stripe(refund.to_dict())
 
+    async def find_refund(
+        self, *, payment_reference: str, refund_id: str, account: str | None = None
+    ) -> GatewayRefund | None:
+        """Our refund among the payment's (Stripe lists them by ``payment_intent``), by the
+        ``metadata[refund_id]`` every refund we make carries."""
+        with _gateway_errors():
+            page = await self.client.v1.refunds.list_async(
+                params={"payment_intent": payment_reference, "limit": PAGE_SIZE}, options=_on(account)
+            )
+            async for refund in page.auto_paging_iter():
+                found = refund_from_stripe(refund.to_dict())
+                if found.refund_id == refund_id:
+                    return found
+        return None
+
     async def list_refunds(
         self, *, created_from: datetime, created_to: datetime, account: str | None = None
     ) -> AsyncIterator[GatewayRefund]:

@@ -172,19 +172,21 @@ class PgRefunds:
         return int(status.split()[-1])
 
     async def postpone_refund(
-        self, merchant_id: str, refund_id: str, until: datetime, error: str, *, count_try: bool = True
+        self, worker: str, merchant_id: str, refund_id: str, until: datetime, error: str, *, count_try: bool = True
     ) -> None:
-        """Release the claim and try again later with the same key. A try not counted (the
-        gateway asked us to slow down) brings the refund no nearer to giving up."""
+        """Release ``worker``'s claim and try again later with the same key; a claim another
+        worker has taken over (this one's lease ran out) is left alone. A try not counted (the
+        gateway asked us to slow down) tells the next try that nothing reached the gateway."""
         await self.conn.execute(
             "UPDATE refunds SET claimed_until = NULL, claimed_by = NULL, next_attempt_at = $3, last_error = $4,"
             "       tries = tries - CASE WHEN $5 THEN 0 ELSE 1 END"
-            " WHERE merchant_id = $1 AND id = $2",
+            " WHERE merchant_id = $1 AND id = $2 AND claimed_by = $6 AND status = 'pending'",
             merchant_id,
             refund_id,
             until,
             error[:1000],
             count_try,
+            worker,
         )
 
     async def unsettled_refunds(self, gateway: str, older_than: datetime, limit: int) -> list[Refund]:
