@@ -1,6 +1,7 @@
 """A refund is one payout attempt through the payment gateway; a case may have several
-(a failed one is retried as a new refund). Its state machine never moves backwards, so a late
-or repeated gateway event can't undo a newer state."""
+(a failed one is retried, once, as a new refund). Its state machine never moves backwards, so a
+late or repeated gateway event can't undo a newer state, with one exception the gateway makes:
+a succeeded refund may still fail (Stripe: the customer's bank sent it back, a closed card)."""
 
 from __future__ import annotations
 
@@ -42,6 +43,8 @@ REFUND_TABLE: Table = {
     (_R.REQUIRES_ACTION, _RA.SUCCEED): _R.SUCCEEDED,
     (_R.REQUIRES_ACTION, _RA.FAIL): _R.FAILED,
     (_R.REQUIRES_ACTION, _RA.CANCEL): _R.CANCELED,
+    # the money did not arrive after all: the case goes back to the agents
+    (_R.SUCCEEDED, _RA.FAIL): _R.FAILED,
 }
 
 FINAL_STATUSES = frozenset({_R.SUCCEEDED, _R.FAILED, _R.CANCELED})
@@ -120,10 +123,11 @@ _PATHS: dict[tuple[RefundStatus, RefundStatus], tuple[RefundAction, ...]] = {
     (_R.REQUIRES_ACTION, _R.SUCCEEDED): (_RA.SUCCEED,),
     (_R.REQUIRES_ACTION, _R.FAILED): (_RA.FAIL,),
     (_R.REQUIRES_ACTION, _R.CANCELED): (_RA.CANCEL,),
+    (_R.SUCCEEDED, _R.FAILED): (_RA.FAIL,),
 }
 
 
 def catch_up(current: RefundStatus, reported: RefundStatus) -> tuple[RefundAction, ...]:
     """The actions that move a refund forward to the gateway's reported status (none when the
-    report is stale, a repeat, or would go backwards)."""
+    report is stale, a repeat, or would go backwards; succeeded to failed is the gateway's own)."""
     return _PATHS.get((current, reported), ())

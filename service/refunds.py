@@ -395,7 +395,9 @@ class RefundService:
             await self._case_follows(repos, refund, at)
 
     async def _case_follows(self, repos: Repositories, refund: Refund, at: datetime) -> None:
-        case = await repos.get_case(refund.merchant_id, refund.case_id)
+        """The case records what became of its refund (held, so an agent's change at the same
+        moment waits for this one, or this one for it, rather than failing it)."""
+        case = await repos.get_case(refund.merchant_id, refund.case_id, for_update=True)
         loaded_version = case.version
         data = {"refund_id": refund.id, "amount": refund.amount, "currency": refund.currency}
         if refund.status == RefundStatus.SUCCEEDED:

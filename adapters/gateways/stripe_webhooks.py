@@ -36,7 +36,7 @@ class StripeWebhookVerifier:
             if account is not None and not isinstance(account, str):
                 raise ValueError("an event's account is a string")
             refunds = _refunds_of(event_type, obj)
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError, OverflowError) as exc:
             raise InvalidWebhook(f"the body is not a Stripe event we can read: {exc}", code="invalid_event") from exc
         # Connect events name the connected account they come from; the platform's own name none
         return GatewayEvent(id=event_id, type=event_type, refunds=refunds, account=account)
@@ -79,15 +79,18 @@ def refund_from_stripe(obj: dict[str, Any]) -> GatewayRefund:
     if not isinstance(amount, int) or isinstance(amount, bool) or not isinstance(currency, str) or not currency:
         raise ValueError(f"refund {refund_id} has no integer amount or no currency")
     metadata = obj.get("metadata") or {}
-    if not isinstance(metadata, dict):
-        raise ValueError(f"refund {refund_id} has metadata that is not an object")
+    if not isinstance(metadata, dict) or not isinstance(metadata.get("refund_id", ""), str):
+        raise ValueError(f"refund {refund_id} has metadata that is not an object of strings")
+    created = obj.get("created") or 0
+    if not isinstance(created, int) or not 0 <= created < 2**37:  # seconds: until the year 6325
+        raise ValueError(f"refund {refund_id} has no usable creation time")
     return GatewayRefund(
         gateway_refund_id=refund_id,
         status=status if status in STATUSES else "pending",
         amount=amount,
         currency=currency.upper(),
         payment_reference=str(obj.get("payment_intent") or obj.get("charge") or ""),
-        created_at=datetime.fromtimestamp(int(obj.get("created") or 0), UTC),
+        created_at=datetime.fromtimestamp(created, UTC),
         refund_id=metadata.get("refund_id"),
         failure_reason=obj.get("failure_reason"),
     )

@@ -85,9 +85,9 @@ async def test_a_refund_sent_again_after_the_key_expired_is_not_made_twice(db: P
     assert len(fake.refunds()) == 1 and _paid(fake, pi) == 900
 
 
-@pytest.mark.xfail(strict=True, reason="FINDING (stuck refund): Stripe can fail a refund after it succeeded (closed card "
-                   "account); the report is dropped as 'backwards', the case stays closed as refunded and nobody is told")
 async def test_a_refund_that_fails_after_succeeding_is_not_left_succeeded(db: PostgresDatabase, fake: FakeStripe) -> None:
+    """Found by the review: Stripe can fail a refund after it succeeded (a closed card); the
+    report was dropped as backwards and nobody was told."""
     clock = Clock()
     service = RefundService(db, _gateway(fake), clock)
     merchant, pi, [refund_id] = await due_refunds(db, service, 1, amount=700)
@@ -99,6 +99,16 @@ async def test_a_refund_that_fails_after_succeeding_is_not_left_succeeded(db: Po
     assert await service.apply_gateway_event(_event("evt_failed_later", "refund.failed", [failed]))
     now = await load_refund(db, merchant, refund_id)
     assert now.status == RefundStatus.FAILED, "the customer never got the money; the refund must say so"
+    assert now.failure_reason == "expired_or_canceled_card"
+    async with db.transaction() as repos:
+        case = await repos.get_case(merchant, now.case_id)
+        events = await repos.case_events(merchant, now.case_id)
+    assert case.sla_due_at == clock.now, "back at the top of the agents' queue"
+    assert [e.type for e in events][-1] == "refund_failed"
+    retried = await service.retry(merchant, refund_id, AGENT)  # the agent pays it again, once
+    assert await service.send_due() == 1
+    assert (await load_refund(db, merchant, retried.id)).status == RefundStatus.SUCCEEDED
+    assert len(fake.refunds()) == 2 and _paid(fake, pi) == 700
 
 
 @pytest.mark.xfail(strict=True, reason="FINDING (stuck refunds): a refund's gateway is the process's configured one, "
@@ -119,10 +129,9 @@ async def test_a_refund_made_without_the_stripe_key_is_still_sent_to_stripe(
     assert await stripe.send_due() == 1, "the order was paid with Stripe: its refund must go to Stripe"
 
 
-@pytest.mark.xfail(strict=True, reason="FINDING: apply_gateway_event reads the case unlocked and saves it with its "
-                   "version; an agent's change committed meanwhile raises VersionConflict out of the webhook (HTTP 412 "
-                   "to Stripe, the event rolled back) where the worker's _record retries")
 async def test_a_webhook_racing_an_agents_change_to_the_case_is_applied(db: PostgresDatabase, fake: FakeStripe) -> None:
+    """Found by the review: the webhook read the case unlocked, and an agent's change committed
+    meanwhile made it answer 412 to Stripe."""
     import asyncio
 
     clock = Clock()
