@@ -273,6 +273,9 @@ class Case(msgspec.Struct):
     notes: list[Note] = []
     diagnosis: Diagnosis | None = None
     survey: Survey | None = None
+    # an agent's approved figure for what the case pays back (refund or credit), audited on the
+    # approval; it stands over the policy's money when the case is settled on receipt
+    money_override: int | None = None
     version: int = 1
     pending_events: list[CaseEvent] = []
 

@@ -52,7 +52,6 @@ from service.dto import (
     CompleteRepairIn,
     DiagnoseIn,
     EventList,
-    MoneyOverrideIn,
     NoteIn,
     OrderIn,
     OrderView,
@@ -419,7 +418,15 @@ class CaseService:
             original = [msgspec.to_builtins(o) for o in case.decision.outcomes if o.rule in overridden]
             case.decision = msgspec.structs.replace(case.decision, outcomes=outcomes)
             if body.money_override is not None:
-                await self._override_money(repos, case, body.money_override)
+                remaining = await self._left_for(repos, case)
+                if body.money_override.refund_total > remaining:
+                    raise RefundExceedsCaptured(
+                        f"the order has {to_major(remaining, case.money.currency)} {case.money.currency} left to refund",
+                        amount=body.money_override.refund_total,
+                        remaining=remaining,
+                    )
+                case.money_override = body.money_override.refund_total
+                _lay_override(case)
             case.apply(
                 CaseAction.APPROVE,
                 actor,
@@ -448,22 +455,13 @@ class CaseService:
             principal, case_id, if_match, transition(CaseAction.REQUEST_INFO, {"message": body.message})
         )
 
-    async def _override_money(self, repos: Repositories, case: Case, override: MoneyOverrideIn) -> None:
-        """An agent's refund figure replaces the policy's, never past what the order has left."""
+    async def _left_for(self, repos: Repositories, case: Case) -> int:
+        """What the order has left to pay back once its other live cases are counted (the order
+        row is held, so no other case takes it meanwhile)."""
         order = await repos.get_order(case.merchant_id, case.order_id, for_update=True)
         assert order is not None
         commitments = await repos.order_commitments(case.merchant_id, case.order_id, exclude_case_id=case.id)
-        remaining = max(0, order.payment.captured_amount - commitments.promised_amount)
-        if override.refund_total > remaining:
-            raise RefundExceedsCaptured(
-                f"the order has {to_major(remaining, order.currency)} {order.currency} left to refund",
-                amount=override.refund_total,
-                remaining=remaining,
-            )
-        if case.resolution == Resolution.STORE_CREDIT:
-            case.money = msgspec.structs.replace(case.money, store_credit_total=override.refund_total, store_credit_bonus=0)
-        else:
-            case.money = msgspec.structs.replace(case.money, refund_total=override.refund_total)
+        return max(0, order.payment.captured_amount - commitments.promised_amount)
 
     async def assign(self, principal: Principal, case_id: str, if_match: int | None, body: AssignIn) -> CaseView:
         async def assign(repos: Repositories, case: Case, actor: Actor, at: datetime) -> None:
@@ -618,6 +616,12 @@ class CaseService:
             ]
             before = case.money
             case.money = verdict.money
+            money_notes = [o.detail for o in verdict.decision.outcomes if o.rule in ("condition_grading", CAPTURED_LIMIT)]
+            if case.money_override is not None:
+                left = await self._left_for(repos, case)
+                _lay_override(case, left)
+                capped = " (capped by what the order has left)" if case.money_override > left else ""
+                money_notes.append(f"the agent's approved figure stands over the policy's{capped}")
             case.apply(
                 CaseAction.RECEIVE,
                 actor,
@@ -627,9 +631,7 @@ class CaseService:
                     "short_shipment": short,
                     "note": body.note,
                     "refund_total": {"before": before.refund_total, "after": case.money.refund_total},
-                    "money_notes": [
-                        o.detail for o in verdict.decision.outcomes if o.rule in ("condition_grading", CAPTURED_LIMIT)
-                    ],
+                    "money_notes": money_notes,
                 },
             )
             await self._after_receipt(repos, case, order, actor, at)
@@ -679,6 +681,17 @@ class CaseService:
 
 
 Step = Callable[[Repositories, Case, Actor, datetime], Awaitable[None]]
+
+
+def _lay_override(case: Case, left: int | None = None) -> None:
+    """The agent's approved figure in place of the policy's, as a refund or as store credit
+    (without the bonus: the agent named the amount), never above what the order has ``left``."""
+    assert case.money_override is not None
+    amount = case.money_override if left is None else min(case.money_override, left)
+    if case.resolution == Resolution.STORE_CREDIT:
+        case.money = msgspec.structs.replace(case.money, store_credit_total=amount, store_credit_bonus=0)
+    else:
+        case.money = msgspec.structs.replace(case.money, refund_total=amount)
 
 
 def transition(action: CaseAction, data: dict[str, Any] | None = None) -> Step:
