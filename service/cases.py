@@ -646,6 +646,14 @@ class CaseService:
             if case.money.refund_total > 0:  # a cheaper replacement: the difference goes back
                 await self.refunds.open_refund(repos, case, order, case.money.refund_total, at)
             return
+        await self._pay_back(repos, case, order, actor, at, CaseAction.START_REFUND)
+
+    async def _pay_back(
+        self, repos: Repositories, case: Case, order: Order, actor: Actor, at: datetime, start: CaseAction
+    ) -> None:
+        """A return's money: store credit granted at once, or a refund sent through the gateway,
+        or, with nothing owed, the case closed. ``start`` is how the case gets to paying:
+        ``START_REFUND`` on receipt, ``REFUND_WITHOUT_RETURN`` when the customer keeps the item."""
         if case.money.store_credit_total > 0:
             grant = StoreCreditGrant(
                 id=new_id("sc"),
@@ -658,26 +666,26 @@ class CaseService:
             )
             await repos.add_store_credit_grant(case.merchant_id, grant)
             data = {"store_credit": grant.amount, "bonus": grant.bonus, "currency": grant.currency, "grant_id": grant.id}
-            case.apply(CaseAction.START_REFUND, SYSTEM, at, data)
+            case.apply(start, SYSTEM, at, data)
             case.apply(CaseAction.REFUND_SUCCEEDED, SYSTEM, at, data)
             case.apply(CaseAction.CLOSE, SYSTEM, at, {"why": "store credit granted"})
         elif case.money.refund_total > 0:
             refund = await self.refunds.open_refund(repos, case, order, case.money.refund_total, at)
-            case.apply(CaseAction.START_REFUND, SYSTEM, at, {"refund_id": refund.id, "amount": refund.amount})
-        else:
+            case.apply(start, SYSTEM, at, {"refund_id": refund.id, "amount": refund.amount})
+        elif start == CaseAction.START_REFUND:
             case.apply(CaseAction.CLOSE, actor, at, {"why": "nothing to refund for what arrived"})
+        else:  # kept, and nothing owed: through the same steps, with nothing paid
+            case.apply(start, SYSTEM, at, {"amount": 0})
+            case.apply(CaseAction.REFUND_SUCCEEDED, SYSTEM, at, {"amount": 0})
+            case.apply(CaseAction.CLOSE, SYSTEM, at, {"why": "nothing to refund"})
 
     async def _refund_if_kept(self, repos: Repositories, case: Case, actor: Actor, at: datetime) -> None:
-        """Keep-the-item: an approved return worth less than its label is refunded at once."""
+        """Keep-the-item: an approved return worth less than its label is paid back at once."""
         if case.type != CaseType.RETURN or not case.decision.keep_item:
             return
         order = await repos.get_order(case.merchant_id, case.order_id, for_update=True)
         assert order is not None
-        if case.money.store_credit_total > 0 or case.money.refund_total == 0:
-            await self._after_receipt(repos, case, order, actor, at)  # nothing goes through the gateway
-            return
-        refund = await self.refunds.open_refund(repos, case, order, case.money.refund_total, at)
-        case.apply(CaseAction.REFUND_WITHOUT_RETURN, actor, at, {"refund_id": refund.id, "amount": refund.amount})
+        await self._pay_back(repos, case, order, actor, at, CaseAction.REFUND_WITHOUT_RETURN)
 
 
 Step = Callable[[Repositories, Case, Actor, datetime], Awaitable[None]]

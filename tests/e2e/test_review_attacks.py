@@ -80,9 +80,8 @@ def test_a_raised_money_override_is_paid_on_receipt_and_audited(tenant: Tenant) 
     assert any("approved figure" in note for note in receive["data"]["money_notes"])
 
 
-@pytest.mark.xfail(strict=True, reason="FINDING: a keep-the-item return with store credit applies START_REFUND from "
-                   "'approved' (only allowed from 'received'): the approval answers 409 and the case can never be approved")
 def test_keep_the_item_with_store_credit_can_be_approved(tenant: Tenant) -> None:
+    """Found by the review: a kept item paid in store credit could never be approved (409)."""
     order = _one_line_order(tenant, 300, 300, reference="pi_keep_sc")
     case = tenant.open_case(order["order_id"], items=[{"line_id": "l1", "quantity": 1, "reason": "wrong_item"}],
                             resolution="store_credit").json()
