@@ -111,22 +111,27 @@ async def test_a_refund_that_fails_after_succeeding_is_not_left_succeeded(db: Po
     assert len(fake.refunds()) == 2 and _paid(fake, pi) == 700
 
 
-@pytest.mark.xfail(strict=True, reason="FINDING (stuck refunds): a refund's gateway is the process's configured one, "
-                   "not the order's payment.gateway; refunds made while a process ran without STRIPE_API_KEY are "
-                   "'simulated' (or 'succeed' at the simulator) and a Stripe worker never claims them")
-async def test_a_refund_made_without_the_stripe_key_is_still_sent_to_stripe(
+async def test_a_refund_opened_for_one_gateway_is_never_sent_through_another(
     db: PostgresDatabase, own_database_url: str, fake: FakeStripe
 ) -> None:
+    """Raised by the review: a refund's gateway is the one configured when it was opened. A
+    process that ran without ``STRIPE_API_KEY`` opened simulated refunds; a Stripe worker must
+    not pay them for real (nor a simulated worker "pay" Stripe refunds): they wait, pending, and
+    show in ``returns_worker_lag_seconds`` for the operator, who fixes the set-up. Decided: a
+    refund never changes gateway by itself."""
     clock = Clock()
     simulated = SimulatedGateway(own_database_url)
     try:
         laptop = RefundService(db, simulated, clock)
-        _, pi, _ = await due_refunds(db, laptop, 1, amount=600)  # the order says gateway "stripe"
+        _, pi, [refund_id] = await due_refunds(db, laptop, 1, amount=600)  # the order says gateway "stripe"
     finally:
         await simulated.close()
     fake.add_payment_intent(pi, amount=600)
     stripe = RefundService(db, _gateway(fake), clock)
-    assert await stripe.send_due() == 1, "the order was paid with Stripe: its refund must go to Stripe"
+    assert await stripe.send_due() == 0 and fake.requests == []
+    async with db.transaction() as repos:
+        counts = await repos.operational_counts()
+    assert counts.worker_lag_seconds > 0 and counts.refunds.get("pending") == 1, "the operator sees it wait"
 
 
 async def test_a_webhook_racing_an_agents_change_to_the_case_is_applied(db: PostgresDatabase, fake: FakeStripe) -> None:
