@@ -32,8 +32,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 from urllib.parse import parse_qsl, urlsplit
+
+if TYPE_CHECKING:
+    from adapters.gateways.stripe_gateway import StripeGateway
 
 Answer = tuple[int, dict[str, Any], dict[str, str]]  # status, JSON body, extra headers
 
@@ -423,6 +426,13 @@ def _form(body: str) -> dict[str, Any]:
         else:
             form[key] = value
     return form
+
+
+def stripe_gateway(fake: FakeStripe, retries: int = 0) -> StripeGateway:
+    """The service's Stripe adapter pointed at ``fake`` (``retries``: the SDK's own network retries)."""
+    from adapters.gateways.stripe_gateway import StripeGateway
+
+    return StripeGateway("sk_test_fake", api_base=fake.url, max_network_retries=retries)
 
 
 @contextmanager

@@ -9,6 +9,7 @@ import pytest
 
 from adapters.postgres.database import PostgresDatabase
 from adapters.postgres.migrations import migrate
+from tests.fakes.stripe_server import FakeStripe, fake_stripe
 from tests.support.database import fresh_database
 
 
@@ -25,3 +26,10 @@ async def db(own_database_url: str) -> AsyncIterator[PostgresDatabase]:
         await migrate(conn)
     yield database
     await database.close()
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeStripe]:
+    """A fake Stripe server of the test's own."""
+    with fake_stripe() as server:
+        yield server

@@ -1,34 +1,22 @@
 """The refund worker at the gateway's speed, and still exactly once: refunds sent side by side,
 one refund's error isolated from the others, leases renewed while a call is in flight and taken
-over after a dead worker's lease, rate limits honoured; the case's own cap. Real PostgreSQL (a
+over after a dead worker's lease, rate limits honoured; Real PostgreSQL (a
 database per test), the real stripe SDK against the fake Stripe server."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 
 from adapters.gateways.stripe_gateway import StripeGateway
 from adapters.postgres.database import PostgresDatabase
-from domain.errors import RefundExceedsCaseTotal
 from service.metrics import REFUND_ERRORS
 from service.ports import GatewayRefund
 from service.refunds import RefundService
-from tests.fakes.stripe_server import FakeStripe, fake_stripe
+from tests.fakes.stripe_server import FakeStripe, stripe_gateway
 from tests.support.refunds import Clock, due_refunds, load_refund
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeStripe]:
-    with fake_stripe() as server:
-        yield server
-
-
-def _gateway(fake: FakeStripe) -> StripeGateway:
-    return StripeGateway("sk_test_fake", api_base=fake.url, max_network_retries=0)
 
 
 class BreaksOne:
@@ -75,7 +63,7 @@ def _errors_counted() -> float:
 @pytest.mark.parametrize("how", ["bug", "constraint"])
 async def test_one_broken_refund_of_twenty_leaves_nineteen_paid(db: PostgresDatabase, fake: FakeStripe, how: str) -> None:
     clock = Clock()
-    setup = RefundService(db, _gateway(fake), clock)
+    setup = RefundService(db, stripe_gateway(fake), clock)
     merchant, pi, refund_ids = await due_refunds(db, setup, 21, amount=100)
     fake.add_payment_intent(pi, amount=2100)
     # one refund already paid and recorded: its gateway id is the one the broken answer names
@@ -85,7 +73,7 @@ async def test_one_broken_refund_of_twenty_leaves_nineteen_paid(db: PostgresData
     batch, broken = refund_ids[1:], refund_ids[7]
     errors_before = _errors_counted()
 
-    worker = RefundService(db, BreaksOne(_gateway(fake), broken, how, taken_id=first.gateway_refund_id or ""), clock)
+    worker = RefundService(db, BreaksOne(stripe_gateway(fake), broken, how, taken_id=first.gateway_refund_id or ""), clock)
     assert await worker.send_due(limit=20) == 20
 
     refunds = {refund_id: await load_refund(db, merchant, refund_id) for refund_id in batch}
@@ -104,7 +92,7 @@ async def test_one_broken_refund_of_twenty_leaves_nineteen_paid(db: PostgresData
 
     # fixed: the broken refund goes out with the same key, and Stripe still holds it once
     clock.advance(minutes=5)
-    assert await RefundService(db, _gateway(fake), clock).send_due() == 1
+    assert await RefundService(db, stripe_gateway(fake), clock).send_due() == 1
     assert (await load_refund(db, merchant, broken)).status == "succeeded"
     assert len(fake.refunds()) == 21
     assert sorted(r["metadata"]["refund_id"] for r in fake.refunds()) == sorted(refund_ids)
@@ -113,11 +101,11 @@ async def test_one_broken_refund_of_twenty_leaves_nineteen_paid(db: PostgresData
 async def test_a_slow_call_keeps_its_lease_and_a_dead_workers_is_taken_over(db: PostgresDatabase, fake: FakeStripe) -> None:
     clock = Clock()
     lease = timedelta(seconds=0.6)
-    slow = RefundService(db, _gateway(fake), clock, lease=lease)
+    slow = RefundService(db, stripe_gateway(fake), clock, lease=lease)
     merchant, pi, [refund_id] = await due_refunds(db, slow, 1, amount=300)
     fake.add_payment_intent(pi, amount=300)
     fake.delay_next(2.0)  # the call takes more than three leases
-    other = RefundService(db, _gateway(fake), clock, lease=lease)
+    other = RefundService(db, stripe_gateway(fake), clock, lease=lease)
 
     sending = asyncio.create_task(slow.send_due())
     for _ in range(8):  # while the call is in flight, its lease is renewed: nobody else claims it
@@ -131,7 +119,7 @@ async def test_a_slow_call_keeps_its_lease_and_a_dead_workers_is_taken_over(db: 
     # a worker that dies holding a claim renews nothing: one lease later another takes over
     merchant, pi, [orphan] = await due_refunds(db, slow, 1, amount=400)
     fake.add_payment_intent(pi, amount=400)
-    dead = RefundService(db, _gateway(fake), clock, lease=lease)
+    dead = RefundService(db, stripe_gateway(fake), clock, lease=lease)
     assert [c.refund.id for c in await dead.claim(10, [])] == [orphan]
     dead._held.clear()  # killed: its renewals stop with it
     assert await other.send_due() == 0, "the lease still holds"
@@ -142,7 +130,7 @@ async def test_a_slow_call_keeps_its_lease_and_a_dead_workers_is_taken_over(db: 
 
 async def test_a_rate_limit_slows_the_account_and_costs_the_refund_no_try(db: PostgresDatabase, fake: FakeStripe) -> None:
     clock = Clock()
-    service = RefundService(db, _gateway(fake), clock, rate_per_account=20)
+    service = RefundService(db, stripe_gateway(fake), clock, rate_per_account=20)
     merchant, pi, [refund_id] = await due_refunds(db, service, 1, amount=500, account="acct_busy")
     fake.add_payment_intent(pi, amount=500, account="acct_busy")
     fake.fail_next(1, status=429, should_retry=False, retry_after=3)
@@ -160,22 +148,10 @@ async def test_a_rate_limit_slows_the_account_and_costs_the_refund_no_try(db: Po
     assert len(fake.refunds("acct_busy")) == 1
 
 
-async def test_a_case_never_pays_more_than_it_owes(db: PostgresDatabase, fake: FakeStripe) -> None:
-    service = RefundService(db, _gateway(fake), Clock())
-    merchant, _, [refund_id] = await due_refunds(db, service, 1, amount=800, captured=5000)
-    async with db.transaction() as repos:
-        order = await repos.get_order(merchant, "o1", for_update=True)
-        case = await repos.get_case(merchant, (await repos.get_refund(merchant, refund_id)).case_id)
-        with pytest.raises(RefundExceedsCaseTotal) as refused:
-            await service.open_refund(repos, case, order, 1, datetime.now(UTC))
-    assert refused.value.extra == {"amount": 1, "remaining": 0}, "the case's 8.00 is all committed already"
-    assert fake.requests == []
-
-
 async def test_dispatch_keeps_refunds_in_flight_across_accounts_and_stops_cleanly(
     db: PostgresDatabase, fake: FakeStripe
 ) -> None:
-    counting = CountsInFlight(_gateway(fake))
+    counting = CountsInFlight(stripe_gateway(fake))
     service = RefundService(db, counting, Clock(), max_in_flight=8, rate_per_account=50)
     expected = []
     for account in ("acct_one", "acct_two", "acct_three"):

@@ -4,16 +4,15 @@ real PostgreSQL (a database per test, so no other worker touches these refunds).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from adapters.gateways.stripe_gateway import StripeGateway
 from adapters.postgres.database import PostgresDatabase
-from domain.errors import RefundExceedsCaptured
+from domain.errors import RefundExceedsCaptured, RefundExceedsCaseTotal
 from service.refunds import RefundService
-from tests.fakes.stripe_server import FakeStripe, fake_stripe
+from tests.fakes.stripe_server import FakeStripe, stripe_gateway
 from tests.support.refunds import Clock, due_refunds, load_refund
 
 
@@ -33,19 +32,11 @@ class DiesAfterTheCall:
         raise WorkerKilled
 
 
-@pytest.fixture
-def fake() -> Iterator[FakeStripe]:
-    with fake_stripe() as server:
-        yield server
-
-
-def _gateway(fake: FakeStripe, retries: int = 0) -> StripeGateway:
-    return StripeGateway("sk_test_fake", api_base=fake.url, max_network_retries=retries)
 
 
 async def test_worker_killed_between_the_gateway_call_and_the_commit(db: PostgresDatabase, fake: FakeStripe) -> None:
     clock = Clock()
-    gateway = _gateway(fake)
+    gateway = stripe_gateway(fake)
     dying = RefundService(db, DiesAfterTheCall(gateway), clock, lease=timedelta(seconds=30))
     merchant, pi, [refund_id] = await due_refunds(db, dying, 1, amount=2500)
     fake.add_payment_intent(pi, amount=2500)
@@ -70,7 +61,7 @@ async def test_worker_killed_between_the_gateway_call_and_the_commit(db: Postgre
 
 async def test_gateway_500s_then_success(db: PostgresDatabase, fake: FakeStripe) -> None:
     clock = Clock()
-    service = RefundService(db, _gateway(fake), clock, first_backoff=timedelta(seconds=2))
+    service = RefundService(db, stripe_gateway(fake), clock, first_backoff=timedelta(seconds=2))
     merchant, pi, [refund_id] = await due_refunds(db, service, 1, amount=700)
     fake.add_payment_intent(pi, amount=700)
     fake.fail_next(3, status=500)
@@ -87,7 +78,7 @@ async def test_gateway_500s_then_success(db: PostgresDatabase, fake: FakeStripe)
 
 
 async def test_a_refusal_fails_the_refund_with_the_gateways_reason(db: PostgresDatabase, fake: FakeStripe) -> None:
-    service = RefundService(db, _gateway(fake), Clock())
+    service = RefundService(db, stripe_gateway(fake), Clock())
     merchant, pi, [refund_id] = await due_refunds(db, service, 1, amount=900)
     fake.add_payment_intent(pi, amount=500)  # the payment was partly refunded elsewhere
     assert await service.send_due() == 1
@@ -97,13 +88,13 @@ async def test_a_refusal_fails_the_refund_with_the_gateways_reason(db: PostgresD
 
 
 async def test_four_workers_on_five_hundreddue_refunds(own_database_url: str, db: PostgresDatabase, fake: FakeStripe) -> None:
-    setup = RefundService(db, _gateway(fake), Clock())
+    setup = RefundService(db, stripe_gateway(fake), Clock())
     merchant, pi, refund_ids = await due_refunds(db, setup, 500, amount=10)
     fake.add_payment_intent(pi, amount=5000)
     fake.fail_next(20, status=503)  # some turbulence on the way
     pools = [await PostgresDatabase.connect(own_database_url, min_size=1, max_size=2) for _ in range(4)]
     clock = Clock()
-    workers = [RefundService(pool, _gateway(fake, retries=1), clock, first_backoff=timedelta(0)) for pool in pools]
+    workers = [RefundService(pool, stripe_gateway(fake, retries=1), clock, first_backoff=timedelta(0)) for pool in pools]
 
     async def drain(worker: RefundService) -> int:
         sent = 0
@@ -128,13 +119,22 @@ async def test_four_workers_on_five_hundreddue_refunds(own_database_url: str, db
     assert len({r.gateway_refund_id for r in ours}) == 500
 
 
-async def test_a_refund_over_what_is_left_is_refused_before_the_gateway(db: PostgresDatabase, fake: FakeStripe) -> None:
-    service = RefundService(db, _gateway(fake), Clock())
-    merchant, pi, [refund_id] = await due_refunds(db, service, 1, amount=800, captured=1000)
+@pytest.mark.parametrize(
+    ("captured", "asked", "refused_as", "remaining"),
+    [(1000, 201, RefundExceedsCaptured, 200), (5000, 1, RefundExceedsCaseTotal, 0)],
+    ids=["over-the-capture", "over-what-the-case-owes"],
+)
+async def test_a_refund_over_what_is_left_is_refused_before_the_gateway(
+    db: PostgresDatabase, fake: FakeStripe, captured: int, asked: int, refused_as: type[Exception], remaining: int
+) -> None:
+    """A case of 8.00 with its refund of 8.00 open: another refund is refused by the order's
+    capture when little is left of it, and by the case's own total when much is."""
+    service = RefundService(db, stripe_gateway(fake), Clock())
+    merchant, _, [refund_id] = await due_refunds(db, service, 1, amount=800, captured=captured)
     async with db.transaction() as repos:
         order = await repos.get_order(merchant, "o1", for_update=True)
         case = await repos.get_case(merchant, (await repos.get_refund(merchant, refund_id)).case_id)
-        with pytest.raises(RefundExceedsCaptured) as refused:
-            await service.open_refund(repos, case, order, 201, datetime.now(UTC))
-    assert refused.value.extra == {"amount": 201, "remaining": 200}
+        with pytest.raises(refused_as) as refused:
+            await service.open_refund(repos, case, order, asked, datetime.now(UTC))
+    assert refused.value.extra == {"amount": asked, "remaining": remaining}
     assert fake.requests == []

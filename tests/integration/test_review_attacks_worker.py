@@ -5,31 +5,19 @@ tests."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
 
 from adapters.gateways.simulated import SimulatedGateway
-from adapters.gateways.stripe_gateway import StripeGateway
 from adapters.gateways.stripe_webhooks import refund_from_stripe
 from adapters.postgres.database import PostgresDatabase
 from domain.errors import InvalidTransition
 from domain.refunds import RefundStatus
 from service.ports import GatewayEvent
 from service.refunds import RefundService
-from tests.fakes.stripe_server import FakeStripe, fake_stripe
+from tests.fakes.stripe_server import FakeStripe, stripe_gateway
 from tests.support.refunds import AGENT, Clock, due_refunds, load_refund
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeStripe]:
-    with fake_stripe() as server:
-        yield server
-
-
-def _gateway(fake: FakeStripe) -> StripeGateway:
-    return StripeGateway("sk_test_fake", api_base=fake.url, max_network_retries=0)
 
 
 def _event(event_id: str, event_type: str, refunds: list[dict], account: str | None = None) -> GatewayEvent:
@@ -48,7 +36,7 @@ async def test_a_refund_whose_answers_are_lost_is_never_failed_nor_paid_twice(db
     Stripe had made it, and the agent's retry then paid it twice. Now an unknown outcome is
     never a failure, and a refund sent again is first looked for at the gateway."""
     clock = Clock()
-    service = RefundService(db, _gateway(fake), clock)  # the default max_tries (25)
+    service = RefundService(db, stripe_gateway(fake), clock)  # the default max_tries (25)
     merchant, pi, [refund_id] = await due_refunds(db, service, 1, amount=1000, captured=5000)
     fake.add_payment_intent(pi, amount=5000)
     # Stripe makes the refund on the first call, but every answer is lost on the way back
@@ -73,7 +61,7 @@ async def test_a_refund_sent_again_after_the_key_expired_is_not_made_twice(db: P
     """Stripe forgets idempotency keys after 24 hours: the lookup, not the key, keeps a refund
     tried for longer from being made twice."""
     clock = Clock()
-    service = RefundService(db, _gateway(fake), clock)
+    service = RefundService(db, stripe_gateway(fake), clock)
     merchant, pi, [refund_id] = await due_refunds(db, service, 1, amount=900, captured=5000)
     fake.add_payment_intent(pi, amount=5000)
     fake.drop_connection_next(1, after_commit=True)
@@ -89,7 +77,7 @@ async def test_a_refund_that_fails_after_succeeding_is_not_left_succeeded(db: Po
     """Found by the review: Stripe can fail a refund after it succeeded (a closed card); the
     report was dropped as backwards and nobody was told."""
     clock = Clock()
-    service = RefundService(db, _gateway(fake), clock)
+    service = RefundService(db, stripe_gateway(fake), clock)
     merchant, pi, [refund_id] = await due_refunds(db, service, 1, amount=700)
     fake.add_payment_intent(pi, amount=700)
     assert await service.send_due() == 1
@@ -127,7 +115,7 @@ async def test_a_refund_opened_for_one_gateway_is_never_sent_through_another(
     finally:
         await simulated.close()
     fake.add_payment_intent(pi, amount=600)
-    stripe = RefundService(db, _gateway(fake), clock)
+    stripe = RefundService(db, stripe_gateway(fake), clock)
     assert await stripe.send_due() == 0 and fake.requests == []
     async with db.transaction() as repos:
         counts = await repos.operational_counts()
@@ -140,7 +128,7 @@ async def test_a_webhook_racing_an_agents_change_to_the_case_is_applied(db: Post
     import asyncio
 
     clock = Clock()
-    service = RefundService(db, _gateway(fake), clock)
+    service = RefundService(db, stripe_gateway(fake), clock)
     merchant, pi, [refund_id] = await due_refunds(db, service, 1, amount=100)
     case_id = (await load_refund(db, merchant, refund_id)).case_id
     report = {"id": "re_rev_race", "object": "refund", "amount": 100, "currency": "eur", "status": "succeeded",
@@ -163,7 +151,7 @@ async def test_a_charge_event_listing_refunds_of_another_account_moves_only_its_
     db: PostgresDatabase, fake: FakeStripe
 ) -> None:
     clock = Clock()
-    service = RefundService(db, _gateway(fake), clock)
+    service = RefundService(db, stripe_gateway(fake), clock)
     m1, pi1, [mine] = await due_refunds(db, service, 1, amount=100, account="acct_rev_one")
     m2, pi2, [theirs] = await due_refunds(db, service, 1, amount=100, account="acct_rev_two")
     listed = [
@@ -186,8 +174,8 @@ async def test_a_stale_worker_can_neither_undo_nor_renew_what_another_worker_rec
 ) -> None:
     clock = Clock()
     lease = timedelta(seconds=5)
-    stale = RefundService(db, _gateway(fake), clock, lease=lease)
-    live = RefundService(db, _gateway(fake), clock, lease=lease)
+    stale = RefundService(db, stripe_gateway(fake), clock, lease=lease)
+    live = RefundService(db, stripe_gateway(fake), clock, lease=lease)
     merchant, pi, [refund_id] = await due_refunds(db, stale, 1, amount=900)
     fake.add_payment_intent(pi, amount=900)
     [claimed] = await stale.claim(1, [])
@@ -209,7 +197,7 @@ async def test_a_stale_worker_can_neither_undo_nor_renew_what_another_worker_rec
 async def test_a_canceled_refund_retried_pays_once(db: PostgresDatabase, fake: FakeStripe) -> None:
     """requires_action → canceled at Stripe → retried: the new attempt alone pays."""
     clock = Clock()
-    service = RefundService(db, _gateway(fake), clock, poll_after=timedelta(seconds=1))
+    service = RefundService(db, stripe_gateway(fake), clock, poll_after=timedelta(seconds=1))
     merchant, pi, [refund_id] = await due_refunds(db, service, 1, amount=400, captured=400)
     fake.add_payment_intent(pi, amount=400)
     fake.set_next_status("requires_action")
