@@ -31,7 +31,7 @@ from service.api.console import console_asset, console_messages, console_page
 from service.api.finance import FinanceController
 from service.api.health import live, metrics, ready
 from service.api.photos import PhotoController
-from service.api.problems import document_problems, handle_exception
+from service.api.problems import document_problems, document_public_operations, handle_exception
 from service.api.storefront import StorefrontController
 from service.api.webhooks import stripe_webhook
 from service.container import Services
@@ -41,9 +41,15 @@ API_VERSION = "0.1.0"
 log = structlog.get_logger()
 
 
+# Polled by load balancers and scrapers every few seconds: their lines are debug, not info.
+QUIET_PATHS = ("/health/", "/metrics")
+
+
 def request_context(app: ASGIApp) -> ASGIApp:
     """Bind a request id (the caller's ``X-Request-ID`` or a new one) to every log line of the
-    request, echo it back in the answer, and log one line per request."""
+    request, echo it back in the answer, and log and count one line per request with the status
+    the client got: an error raised by a middleware within (the key check's 401) passes through
+    here before the application's handler answers it, with the status it carries."""
 
     async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -66,11 +72,15 @@ def request_context(app: ASGIApp) -> ASGIApp:
 
         try:
             await app(scope, receive, send_with_id)
+        except Exception as error:
+            status = getattr(error, "status_code", 500)
+            raise
         finally:
             elapsed = time.perf_counter() - started
             route = scope.get("path_template", "unmatched")
             REQUEST_SECONDS.labels(scope["method"], route, str(status)).observe(elapsed)
-            log.info(
+            quiet = scope["path"].startswith(QUIET_PATHS) and status < 500
+            (log.debug if quiet else log.info)(
                 "request",
                 method=scope["method"],
                 path=scope["path"],
@@ -135,4 +145,5 @@ def create_app(open_services: Callable[[], AbstractAsyncContextManager[Services]
         request_max_body_size=1_048_576,
     )
     document_problems(app.openapi_schema)
+    document_public_operations(app.openapi_schema, PUBLIC_PATHS)
     return app

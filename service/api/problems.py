@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import msgspec
@@ -107,6 +108,18 @@ def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Respons
         return problem(status, _CODES_BY_STATUS.get(status, "error"), str(exc.detail), headers=exc.headers)
     log.exception("unhandled_error", error_type=type(exc).__name__)
     return problem(500, "internal_error", "something went wrong on our side; it has been logged")
+
+
+def document_public_operations(document: OpenAPI, public_paths: list[str]) -> None:
+    """Operations that need no key (``public_paths``, the key check's own exclusions) say so:
+    ``security: []`` overrides the document's bearer requirement for them."""
+    public = [re.compile(pattern) for pattern in public_paths]
+    for path, path_item in (document.paths or {}).items():
+        if any(pattern.search(path) for pattern in public):
+            for method in ("get", "put", "post", "delete", "patch", "head"):
+                operation = getattr(path_item, method, None)
+                if operation is not None:
+                    operation.security = []
 
 
 def document_problems(document: OpenAPI) -> None:
