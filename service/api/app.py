@@ -30,6 +30,7 @@ from service.api.auth import PUBLIC_PATHS, ApiKeyMiddleware
 from service.api.console import console_asset, console_messages, console_page
 from service.api.finance import FinanceController
 from service.api.health import live, metrics, ready
+from service.api.links import document_links
 from service.api.photos import PhotoController
 from service.api.problems import document_problems, document_public_operations, handle_exception
 from service.api.storefront import StorefrontController
@@ -146,4 +147,5 @@ def create_app(open_services: Callable[[], AbstractAsyncContextManager[Services]
     )
     document_problems(app.openapi_schema)
     document_public_operations(app.openapi_schema, PUBLIC_PATHS)
+    document_links(app.openapi_schema)
     return app

@@ -10,6 +10,7 @@ number as a timestamp), and what OPTIONS lists in Allow."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from tests.support.tenants import Tenant
+from tests.support.tenants import Tenant, order_body
 
 COMMITTED = Path(__file__).resolve().parents[2] / "openapi" / "openapi.json"
 EXAMPLES = 8
@@ -31,12 +32,30 @@ EXAMPLES = 8
 
 @pytest.fixture(scope="module")
 def fuzz_tenant(base_url: str, database_url: str) -> Tenant:
+    """A merchant with an order and cases in several states (one refunded, one waiting for
+    review, an exchange, a repair), so that sequences starting from a list reach real ids."""
     tenant = Tenant(base_url, database_url)
     tenant.put_order("o_fuzz")
+    refunded = tenant.open_case("o_fuzz").json()
+    tenant.agent.post(f"/admin/v1/cases/{refunded['id']}/receive",
+                      json={"items": [{"line_id": "l1", "quantity": 1, "condition": "as_new"}]})
+    tenant.open_case("o_fuzz", items=[{"line_id": "l2", "quantity": 1, "reason": "other", "note": "why"}])
+    tenant.put_order("o_fuzz_2")
+    tenant.open_case("o_fuzz_2", type="exchange", resolution=None,
+                     items=[{"line_id": "l1", "quantity": 1, "reason": "wrong_size", "replacement_sku": "TSHIRT-L"}])
+    tenant.open_case("o_fuzz_2", type="repair", resolution=None, issue_description="the handle broke",
+                     items=[{"line_id": "l2", "quantity": 1, "reason": "defective"}])
     return tenant
 
 
 schema = schemathesis.openapi.from_path(COMMITTED)
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+]
 
 
 @schema.parametrize()
@@ -45,11 +64,50 @@ def test_every_operation_answers_as_documented(case: schemathesis.Case, base_url
     case.call_and_validate(
         base_url=base_url,
         headers={"Authorization": f"Bearer {fuzz_tenant.keys['admin']}"},
-        checks=[
-            not_a_server_error,
-            status_code_conformance,
-            content_type_conformance,
-            response_headers_conformance,
-            response_schema_conformance,
-        ],
+        checks=CHECKS,
     )
+
+
+_PATHS = {operation["operationId"]: path for path, item in json.loads(COMMITTED.read_text())["paths"].items()
+          for operation in item.values() if isinstance(operation, dict) and "operationId" in operation}
+
+
+def _operation_id(case: schemathesis.Case) -> str:
+    return case.operation.definition.raw.get("operationId", "?")
+
+
+STATEFUL_EXAMPLES = 30
+STATEFUL_STEPS = 8
+# operations on a case that must see a real case (not 401/403/404) in a run, per role; finance has none
+REACHED = {"storefront": 1, "agent": 3, "finance": 0, "admin": 5}
+
+
+@pytest.mark.parametrize("role", ["storefront", "agent", "finance", "admin"])
+def test_sequences_follow_the_links_and_answer_as_documented(role: str, base_url: str, fuzz_tenant: Tenant) -> None:
+    """Schemathesis' stateful phase: sequences of calls that follow the document's links (an
+    order to its case, the case to every action on it, to its refunds and photos), with each
+    role's key, every answer checked as above. Orders are stored with a valid body (invalid
+    ones are the stateless test's business), so that sequences reach real cases."""
+    headers = {"Authorization": f"Bearer {fuzz_tenant.keys[role]}"}
+    machine = schema.as_state_machine()
+    seen: list[tuple[str, int]] = []
+
+    class Workflow(machine):  # type: ignore[misc, valid-type]
+        def get_call_kwargs(self, case: schemathesis.Case) -> dict:
+            return {"base_url": base_url, "headers": headers}
+
+        def before_call(self, case: schemathesis.Case) -> None:
+            case.headers = {**(case.headers or {}), **headers}
+            if _operation_id(case) == "putOrder":
+                case.body = order_body()
+
+        def after_call(self, response, case) -> None:  # noqa: ANN001
+            seen.append((_operation_id(case), response.status_code))
+
+        def validate_response(self, response, case, additional_checks=None, **kwargs) -> None:  # noqa: ANN001
+            case.validate_response(response, checks=CHECKS, headers=headers)
+
+    Workflow.run(settings=settings(max_examples=STATEFUL_EXAMPLES, stateful_step_count=STATEFUL_STEPS, deadline=None,
+                                   suppress_health_check=list(HealthCheck), derandomize=True))
+    reached = {operation for operation, status in seen if "{case_id}" in _PATHS[operation] and status not in (401, 403, 404)}
+    assert len(reached) >= REACHED[role], f"the links led {role} to real cases in only {sorted(reached)}"
