@@ -1,9 +1,12 @@
-"""A longer schemathesis run than the suite's: every operation of the committed OpenAPI document
-against `returns serve` on a fresh database, with an admin key, many examples per operation.
+"""A longer schemathesis run than the suite's: the committed OpenAPI document against
+`returns serve` on a fresh database, once per role (storefront, agent, finance, admin), every
+phase (examples, coverage, fuzzing, stateful through the document's links), every check.
 
-    python bench/fuzz.py [--examples 200]
+    python bench/fuzz.py [--examples 50] [--roles storefront,agent,finance,admin] [--checks all]
 
-Prints schemathesis' own report; exits non-zero on any failure.
+The merchant has orders and cases of every kind first, so the stateful phase reaches real ids.
+Prints, per role, the test cases run, the failures per check, and schemathesis' warnings (such
+as operations that only ever answered 404). Exits non-zero on any failure. Schemathesis' reports (JSON, JUnit) are kept under ``--reports``.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 import secrets
 import subprocess
 import sys
@@ -24,47 +28,85 @@ sys.path.insert(0, str(ROOT))
 
 from bench.load import _admin  # noqa: E402
 from tests.support.database import _with_database  # noqa: E402
+from tests.support.flows import cases_of_every_kind  # noqa: E402
+from tests.support.tenants import Tenant  # noqa: E402
 
-CHECKS = "not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance"
+ROLES = ("storefront", "agent", "finance", "admin")
+
+
+def wait_ready(base: str) -> None:
+    for _ in range(300):
+        try:
+            if httpx.get(base + "/health/ready").status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise SystemExit("the service did not become ready")
+
+
+def run_role(base: str, key: str, role: str, args: argparse.Namespace) -> dict:
+    folder = Path(args.reports) / role
+    folder.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-m", "schemathesis.cli", "run", str(ROOT / "openapi" / "openapi.json"), "--url", base,
+         "-H", f"Authorization: Bearer {key}", "--checks", args.checks, "--max-examples", str(args.examples),
+         "--phases", "examples,coverage,fuzzing,stateful", "--report", "ndjson,junit", "--report-dir", str(folder),
+         "--no-color"],
+        cwd=ROOT, stdout=(folder / "output.txt").open("w"), stderr=subprocess.STDOUT,
+    )
+    return {"seconds": time.perf_counter() - started, **summarise(folder)}
+
+
+def summarise(folder: Path) -> dict:
+    """Cases generated, failures per check and the warnings, from schemathesis' own summary."""
+    text = (folder / "output.txt").read_text()
+    generated = re.search(r"(\d+) generated", text)
+    failures = {name.strip(): int(count) for name, count in re.findall(r"❌ (ST\d+ [^:\n]+): (\d+)", text)}
+    warnings = [line.strip("⚠️ ").strip() for line in text.splitlines() if line.strip().startswith("⚠️")]
+    return {"cases": int(generated.group(1)) if generated else 0, "failures": failures, "warnings": warnings}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--examples", type=int, default=200)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--examples", type=int, default=50)
+    parser.add_argument("--roles", default=",".join(ROLES))
+    parser.add_argument("--checks", default="all")
+    parser.add_argument("--reports", default=str(ROOT / ".schemathesis" / "fuzz"))
     parser.add_argument("--database", default=os.environ.get("RETURNS_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test"))
     args = parser.parse_args()
     name = f"returns_fuzz_{secrets.token_hex(4)}"
     asyncio.run(_admin(args.database, f'CREATE DATABASE "{name}"'))
-    env = {**os.environ, "RETURNS_DATABASE_URL": _with_database(args.database, name), "RETURNS_LOG_FORMAT": "json",
+    database_url = _with_database(args.database, name)
+    env = {**os.environ, "RETURNS_DATABASE_URL": database_url, "RETURNS_LOG_FORMAT": "json",
            "STRIPE_WEBHOOK_SECRET": "whsec_fuzz"}
     port = 20_000 + secrets.randbelow(1000)
     server = None
+    results = {}
     try:
         subprocess.run([sys.executable, "-m", "service.cli", "migrate"], env=env, check=True, cwd=ROOT, capture_output=True)
-        key = subprocess.run(
-            [sys.executable, "-m", "service.cli", "keys", "create", "--merchant", "m_fuzz", "--role", "admin"],
-            env=env, check=True, cwd=ROOT, capture_output=True, text=True,
-        ).stdout.strip().splitlines()[-1]
         server = subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--port", str(port)], env=env, cwd=ROOT,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         base = f"http://127.0.0.1:{port}"
-        for _ in range(100):
-            try:
-                if httpx.get(base + "/health/ready").status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.1)
-        done = subprocess.run(
-            [sys.executable, "-m", "schemathesis.cli", "run", str(ROOT / "openapi" / "openapi.json"), "--url", base,
-             "-H", f"Authorization: Bearer {key}", "--checks", CHECKS, "--max-examples", str(args.examples)],
-            cwd=ROOT,
-        )
-        sys.exit(done.returncode)
+        wait_ready(base)
+        tenant = Tenant(base, database_url, merchant_id="m_fuzz")
+        cases_of_every_kind(tenant)
+        for role in args.roles.split(","):
+            results[role] = run_role(base, tenant.keys[role], role, args)
+            figures = results[role]
+            failed = ", ".join(f"{check} {count}" for check, count in sorted(figures["failures"].items())) or "none"
+            print(f"{role:>10}: {figures['cases']:>6} cases in {figures['seconds']:.0f} s; failures: {failed}", flush=True)
+            for warning in figures["warnings"]:
+                print(f"{'':>12}{warning}")
     finally:
         if server is not None:
             server.terminate()
             server.wait(timeout=30)
         asyncio.run(_admin(args.database, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    total = sum(sum(r["failures"].values()) for r in results.values())
+    print(f"fuzz: {sum(r['cases'] for r in results.values())} cases, {total} failures")
+    sys.exit(1 if total else 0)
 
 
 if __name__ == "__main__":

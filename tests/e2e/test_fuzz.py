@@ -24,6 +24,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from tests.support.flows import cases_of_every_kind
 from tests.support.tenants import Tenant, order_body
 
 COMMITTED = Path(__file__).resolve().parents[2] / "openapi" / "openapi.json"
@@ -32,19 +33,8 @@ EXAMPLES = 8
 
 @pytest.fixture(scope="module")
 def fuzz_tenant(base_url: str, database_url: str) -> Tenant:
-    """A merchant with an order and cases in several states (one refunded, one waiting for
-    review, an exchange, a repair), so that sequences starting from a list reach real ids."""
     tenant = Tenant(base_url, database_url)
-    tenant.put_order("o_fuzz")
-    refunded = tenant.open_case("o_fuzz").json()
-    tenant.agent.post(f"/admin/v1/cases/{refunded['id']}/receive",
-                      json={"items": [{"line_id": "l1", "quantity": 1, "condition": "as_new"}]})
-    tenant.open_case("o_fuzz", items=[{"line_id": "l2", "quantity": 1, "reason": "other", "note": "why"}])
-    tenant.put_order("o_fuzz_2")
-    tenant.open_case("o_fuzz_2", type="exchange", resolution=None,
-                     items=[{"line_id": "l1", "quantity": 1, "reason": "wrong_size", "replacement_sku": "TSHIRT-L"}])
-    tenant.open_case("o_fuzz_2", type="repair", resolution=None, issue_description="the handle broke",
-                     items=[{"line_id": "l2", "quantity": 1, "reason": "defective"}])
+    cases_of_every_kind(tenant)
     return tenant
 
 

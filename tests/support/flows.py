@@ -24,3 +24,18 @@ def received_return(shop: Tenant, fake: FakeStripe, amount: int = 1999, *, pi: s
     )
     assert received.status_code == 200, received.text
     return received.json()
+
+
+def cases_of_every_kind(tenant: Tenant) -> None:
+    """Two orders and cases in several states: one refunded, one waiting for review, an
+    exchange, a repair. Fuzzers that start from a list then reach real ids."""
+    tenant.put_order("o_fuzz")
+    refunded = tenant.open_case("o_fuzz").json()
+    tenant.agent.post(f"/admin/v1/cases/{refunded['id']}/receive",
+                      json={"items": [{"line_id": "l1", "quantity": 1, "condition": "as_new"}]})
+    tenant.open_case("o_fuzz", items=[{"line_id": "l2", "quantity": 1, "reason": "other", "note": "why"}])
+    tenant.put_order("o_fuzz_2")
+    tenant.open_case("o_fuzz_2", type="exchange", resolution=None,
+                     items=[{"line_id": "l1", "quantity": 1, "reason": "wrong_size", "replacement_sku": "TSHIRT-L"}])
+    tenant.open_case("o_fuzz_2", type="repair", resolution=None, issue_description="the handle broke",
+                     items=[{"line_id": "l2", "quantity": 1, "reason": "defective"}])
