@@ -16,6 +16,7 @@ from litestar.di import Provide
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
+from litestar.routes import HTTPRoute
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.api.admin import (
@@ -69,6 +70,8 @@ def request_context(app: ASGIApp) -> ASGIApp:
             if message["type"] == "http.response.start":
                 status = message["status"]
                 message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
+                if scope["method"] == "OPTIONS" and status < 400:
+                    message["headers"] = _with_allow(message["headers"], scope)
             await send(message)
 
         try:
@@ -90,6 +93,15 @@ def request_context(app: ASGIApp) -> ASGIApp:
             )
 
     return middleware
+
+
+def _with_allow(headers: list[tuple[bytes, bytes]], scope: Scope) -> list[tuple[bytes, bytes]]:
+    """Litestar answers OPTIONS with the methods of the first handler registered for a path (GET
+    alone where GET and PUT are separate handlers): name every method the path has."""
+    allowed = scope["litestar_app"].state.allowed_methods.get(scope.get("path_template"))
+    if allowed is None:
+        return headers
+    return [(name, value) for name, value in headers if name.lower() != b"allow"] + [(b"allow", allowed.encode())]
 
 
 def provide_services(request: Request[Any, Any, Any]) -> Services:
@@ -148,4 +160,7 @@ def create_app(open_services: Callable[[], AbstractAsyncContextManager[Services]
     document_problems(app.openapi_schema)
     document_public_operations(app.openapi_schema, PUBLIC_PATHS)
     document_links(app.openapi_schema)
+    app.state.allowed_methods = {
+        route.path_format: ", ".join(sorted(route.methods)) for route in app.routes if isinstance(route, HTTPRoute)
+    }
     return app
