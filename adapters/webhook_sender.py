@@ -19,6 +19,7 @@ import httpcore
 import httpx
 
 from service.ports import ResolveError, WebhookSendError
+from service.targets import DEFAULT_PORTS
 
 LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20)
 # The current delivery's (host, port) and the checked addresses to connect to for it.
@@ -90,7 +91,7 @@ class HttpWebhookSender:
         except (httpx.InvalidURL, ValueError) as exc:
             raise WebhookSendError(f"not a URL we can call: {exc}") from exc
         host = request.url.raw_host.decode("ascii")
-        port = request.url.port or {"http": 80, "https": 443}[request.url.scheme]
+        port = request.url.port or DEFAULT_PORTS[request.url.scheme]
         token = _PINNED.set((host, port, list(addresses)))
         try:
             response = await self.client.send(request)

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from adapters.postgres.database import PostgresDatabase
-from adapters.webhook_sender import HttpWebhookSender
+from adapters.webhook_sender import HttpWebhookSender, LoopResolver
 from domain.errors import InvalidRequest
 from service.dto import WebhookEndpointIn
 from service.notifications import Notifications
@@ -186,3 +186,10 @@ async def test_the_sender_connects_only_to_the_addresses_it_is_given(sender: Htt
         assert receiver.requests == []
         assert await sender.send(url, ["127.0.0.1"], b"{}", {}) == 400  # reached; unsigned, so refused
         assert receiver.requests[0][1]["Host"] == f"localhost:{receiver.port}"
+
+
+async def test_the_system_resolver_answers_addresses_once_each() -> None:
+    """The adapter, on names every machine resolves locally (no DNS server asked)."""
+    addresses = await LoopResolver().resolve("localhost", 443)
+    assert addresses and set(addresses) <= {"127.0.0.1", "::1"} and len(addresses) == len(set(addresses))
+    assert await LoopResolver().resolve("127.0.0.1", 80) == ["127.0.0.1"]
