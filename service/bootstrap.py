@@ -14,7 +14,7 @@ from adapters.images import PillowImageProcessor
 from adapters.postgres.database import PostgresDatabase
 from adapters.postgres.embedded import embedded_database_url
 from adapters.postgres.migrations import migrate
-from adapters.webhook_sender import HttpWebhookSender
+from adapters.webhook_sender import HttpWebhookSender, LoopResolver
 from domain.cases import DEFAULT_SLA, CaseState
 from policies.registry import RuleRegistry
 from service.api.app import create_app
@@ -26,7 +26,7 @@ from service.logging import configure_logging
 from service.notifications import Notifications
 from service.photos import PhotoService
 from service.policy import PolicyBook
-from service.ports import BlobStore, Database, PaymentGateway, WebhookSender
+from service.ports import BlobStore, Database, PaymentGateway, Resolver, WebhookSender
 from service.refunds import RefundService
 from service.worker import Worker
 
@@ -90,7 +90,9 @@ def blob_store(settings: Settings) -> BlobStore:
     return FilesystemBlobStore(settings.blob_dir or settings.data_dir / "blobs")
 
 
-def build_services(settings: Settings, db: Database, gateway: PaymentGateway, sender: WebhookSender) -> Services:
+def build_services(
+    settings: Settings, db: Database, gateway: PaymentGateway, sender: WebhookSender, resolver: Resolver | None = None
+) -> Services:
     policies = PolicyBook(RuleRegistry.discover())
     refunds = RefundService(
         db,
@@ -107,6 +109,8 @@ def build_services(settings: Settings, db: Database, gateway: PaymentGateway, se
         utcnow,
         first_backoff=timedelta(seconds=settings.webhook_first_backoff_seconds),
         allow_internal_targets=settings.webhook_allow_internal_targets,
+        resolver=resolver or LoopResolver(),
+        secret_grace=timedelta(seconds=settings.webhook_secret_grace_seconds),
     )
     verifier = StripeWebhookVerifier(settings.stripe_webhook_secret) if settings.stripe_webhook_secret else None
     cases = CaseService(db, policies, refunds, utcnow, sla_from(settings))
@@ -133,18 +137,23 @@ def build_services(settings: Settings, db: Database, gateway: PaymentGateway, se
 
 
 @asynccontextmanager
-async def open_services(settings: Settings, gateway: PaymentGateway | None = None) -> AsyncIterator[Services]:
+async def open_services(
+    settings: Settings, gateway: PaymentGateway | None = None, resolver: Resolver | None = None
+) -> AsyncIterator[Services]:
+    """``resolver``: where webhook hosts are looked up (tests script DNS answers); the system's by default."""
     db = await open_database(settings)
-    sender = HttpWebhookSender(allow_internal_targets=settings.webhook_allow_internal_targets)
+    sender = HttpWebhookSender()
     try:
         async with nullcontext(gateway) if gateway is not None else payment_gateway(settings) as chosen:
-            yield build_services(settings, db, chosen, sender)
+            yield build_services(settings, db, chosen, sender, resolver)
     finally:
         await sender.close()
         await db.close()
 
 
-def build_app(settings: Settings | None = None, gateway: PaymentGateway | None = None) -> Litestar:
+def build_app(
+    settings: Settings | None = None, gateway: PaymentGateway | None = None, resolver: Resolver | None = None
+) -> Litestar:
     settings = settings or Settings.from_env()
     configure_logging(settings.log_format)
-    return create_app(lambda: open_services(settings, gateway))
+    return create_app(lambda: open_services(settings, gateway, resolver))

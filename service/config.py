@@ -24,6 +24,7 @@ class Settings(msgspec.Struct, frozen=True):
     worker_poll_every_seconds: float = 60.0
     webhook_allow_internal_targets: bool = False  # webhooks to loopback/private addresses
     webhook_first_backoff_seconds: float = 5.0  # doubles per failed delivery, up to an hour
+    webhook_secret_grace_seconds: float = 86400.0  # a rotated-out secret keeps signing this long
     sla_hours: dict[str, float] = {}  # per case state, over the defaults: "pending_review=8,received=24"
     photo_max_bytes: int = 15 * 1024 * 1024
     photos_per_case: int = 10
@@ -57,6 +58,7 @@ class Settings(msgspec.Struct, frozen=True):
             worker_poll_every_seconds=float(env.get("RETURNS_WORKER_POLL_EVERY_SECONDS", "60")),
             webhook_allow_internal_targets=env.get("RETURNS_WEBHOOK_ALLOW_PRIVATE", "0") in ("1", "true", "yes"),
             webhook_first_backoff_seconds=float(env.get("RETURNS_WEBHOOK_FIRST_BACKOFF_SECONDS", "5")),
+            webhook_secret_grace_seconds=float(env.get("RETURNS_WEBHOOK_SECRET_GRACE_SECONDS", "86400")),
             sla_hours=_pairs(env.get("RETURNS_SLA_HOURS", "")),
             photo_max_bytes=int(env.get("RETURNS_PHOTO_MAX_BYTES", str(15 * 1024 * 1024))),
             photos_per_case=int(env.get("RETURNS_PHOTOS_PER_CASE", "10")),

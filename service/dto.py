@@ -332,7 +332,8 @@ class WebhookEndpointView(msgspec.Struct):
     url: str
     enabled: bool
     created_at: datetime
-    secret: str | None = None  # shown only when it is made
+    secret: str | None = None  # shown only when it is made (endpoint created, secret rotated)
+    previous_secret_expires_at: datetime | None = None  # the secret before the last rotation signs too until then
 
 
 class WebhookEndpointList(msgspec.Struct):

@@ -1,6 +1,11 @@
 """Outbound webhooks to the storefront: the outbox, delivered at least once by the worker,
 signed like Stripe's (``Returns-Signature: t=<unix>,v1=<hex HMAC-SHA256 of "t.body">``), with
-exponential backoff for up to a day, every attempt logged."""
+exponential backoff for up to a day, every attempt logged.
+
+The endpoint's URL is checked when it is saved and again at every delivery (``service.targets``):
+the delivery resolves the name once, checks every address and connects to those only. Saving
+an endpoint keeps its secret; ``rotate_secret`` makes a new one, and the one before it keeps
+signing next to it for a grace period (``Returns-Signature: t=…,v1=<new>,v1=<previous>``)."""
 
 from __future__ import annotations
 
@@ -26,22 +31,29 @@ from service.ids import new_id
 from service.metrics import WEBHOOK_FAILURES
 from service.ports import (
     Database,
+    NotFound,
     OutboxMessage,
+    Resolver,
     WebhookDelivery,
     WebhookEndpoint,
     WebhookSender,
     WebhookSendError,
 )
-from service.targets import internal_target
+from service.targets import TargetRefused, checked_addresses, parse_target
 
 log = structlog.get_logger()
 
 SIGNATURE_HEADER = "Returns-Signature"
 
 
-def sign(secret: str, body: bytes, timestamp: int) -> str:
-    digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
-    return f"t={timestamp},v1={digest}"
+def sign(secret: str, body: bytes, timestamp: int, *previous: str) -> str:
+    """``t=<unix>,v1=<hex>``, with one more ``v1=`` per previous secret still in its grace period."""
+    digests = (hmac.new(key.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest() for key in (secret, *previous))
+    return f"t={timestamp}," + ",".join(f"v1={digest}" for digest in digests)
+
+
+def new_secret() -> str:
+    return "whsec_" + secrets.token_urlsafe(32)
 
 
 class Notifications:
@@ -56,9 +68,13 @@ class Notifications:
         max_backoff: timedelta = timedelta(hours=1),
         give_up_after: timedelta = timedelta(hours=24),
         allow_internal_targets: bool = False,
+        resolver: Resolver,
+        secret_grace: timedelta = timedelta(hours=24),
     ) -> None:
         self.db = db
         self.allow_internal_targets = allow_internal_targets
+        self.resolver = resolver
+        self.secret_grace = secret_grace
         self.sender = sender
         self.clock = clock
         self.lease = lease
@@ -69,32 +85,62 @@ class Notifications:
     # ----------------------------------------------------------------- the admin's side
 
     async def put_endpoint(self, merchant_id: str, body: WebhookEndpointIn) -> WebhookEndpointView:
-        """Set the merchant's endpoint; a secret is made when none is given and shown once."""
-        if not self.allow_internal_targets and internal_target(body.url):
+        """Set the merchant's endpoint. A new endpoint gets a secret (``body.secret``, or one made
+        here), shown once in the answer; an existing one keeps its secret (rotate it instead)."""
+        try:
+            target = parse_target(body.url)
+            await checked_addresses(target, self.resolver, allow_internal=self.allow_internal_targets)
+        except TargetRefused as exc:
             raise InvalidRequest(
-                "webhooks go to the storefront's public address",
-                [{"field": "url", "message": "loopback, private and link-local hosts are not allowed"}],
-            )
-        secret = body.secret or "whsec_" + secrets.token_urlsafe(32)
+                "webhooks go to the storefront's public address", [{"field": "url", "message": str(exc)}]
+            ) from None
         async with self.db.transaction() as repos:
             current = await repos.webhook_endpoint(merchant_id)
+            if current is not None and body.secret is not None and body.secret != current.secret:
+                raise InvalidRequest(
+                    "an endpoint's secret changes only by rotating it",
+                    [{"field": "secret", "message": "use POST /admin/v1/webhook-endpoints/rotate-secret"}],
+                )
             endpoint = WebhookEndpoint(
                 id=current.id if current else new_id("we"),
-                url=body.url,
-                secret=secret,
+                url=target.url,
+                secret=body.secret or new_secret(),
                 enabled=body.enabled,
                 created_at=self.clock(),
             )
             saved = await repos.put_webhook_endpoint(merchant_id, endpoint, self.clock())
-        return WebhookEndpointView(
-            id=saved.id, url=saved.url, enabled=saved.enabled, created_at=saved.created_at, secret=secret
-        )
+        return self._view(saved, show_secret=current is None)
+
+    async def rotate_secret(self, merchant_id: str) -> WebhookEndpointView:
+        """A new secret, shown once; the one it replaces keeps signing for ``secret_grace``."""
+        now = self.clock()
+        async with self.db.transaction() as repos:
+            rotated = await repos.rotate_webhook_secret(merchant_id, new_secret(), now + self.secret_grace, now)
+        if rotated is None:
+            raise NotFound("no webhook endpoint to rotate the secret of")
+        return self._view(rotated, show_secret=True)
 
     async def endpoints(self, merchant_id: str) -> WebhookEndpointList:
         async with self.db.transaction() as repos:
             endpoint = await repos.webhook_endpoint(merchant_id)
-        items = [WebhookEndpointView(id=endpoint.id, url=endpoint.url, enabled=endpoint.enabled, created_at=endpoint.created_at)] if endpoint else []
-        return WebhookEndpointList(items=items)
+        return WebhookEndpointList(items=[self._view(endpoint)] if endpoint else [])
+
+    def _previous_secrets(self, endpoint: WebhookEndpoint) -> tuple[str, ...]:
+        """The previous secret while its grace period runs."""
+        expires = endpoint.previous_secret_expires_at
+        if endpoint.previous_secret and expires and self.clock() < expires:
+            return (endpoint.previous_secret,)
+        return ()
+
+    def _view(self, endpoint: WebhookEndpoint, *, show_secret: bool = False) -> WebhookEndpointView:
+        return WebhookEndpointView(
+            id=endpoint.id,
+            url=endpoint.url,
+            enabled=endpoint.enabled,
+            created_at=endpoint.created_at,
+            secret=endpoint.secret if show_secret else None,
+            previous_secret_expires_at=endpoint.previous_secret_expires_at if self._previous_secrets(endpoint) else None,
+        )
 
     async def deliveries(self, merchant_id: str, limit: int, cursor: str | None) -> DeliveryList:
         async with self.db.transaction() as repos:
@@ -125,13 +171,17 @@ class Notifications:
         )
         headers = {
             "Content-Type": "application/json",
-            SIGNATURE_HEADER: sign(endpoint.secret, body, int(time.time())),
+            SIGNATURE_HEADER: sign(endpoint.secret, body, int(time.time()), *self._previous_secrets(endpoint)),
             "Returns-Event-Id": f"evt_{message.id}",
         }
         started = time.perf_counter()
         status, error = None, None
         try:
-            status = await self.sender.send(endpoint.url, body, headers)
+            target = parse_target(endpoint.url)
+            addresses = await checked_addresses(target, self.resolver, allow_internal=self.allow_internal_targets)
+            status = await self.sender.send(target.url, addresses, body, headers)
+        except TargetRefused as exc:
+            error = f"not sent: {exc}"[:500]
         except WebhookSendError as exc:
             error = str(exc)[:500]
         now = self.clock()

@@ -95,6 +95,8 @@ class WebhookEndpoint(msgspec.Struct, frozen=True):
     secret: str
     enabled: bool
     created_at: datetime
+    previous_secret: str | None = None  # after a rotation, it still signs until it expires
+    previous_secret_expires_at: datetime | None = None
 
 
 class WebhookDelivery(msgspec.Struct, frozen=True):
@@ -260,7 +262,16 @@ class Repositories(Protocol):
 
     async def webhook_endpoint(self, merchant_id: str) -> WebhookEndpoint | None: ...
 
-    async def put_webhook_endpoint(self, merchant_id: str, endpoint: WebhookEndpoint, at: datetime) -> WebhookEndpoint: ...
+    async def put_webhook_endpoint(self, merchant_id: str, endpoint: WebhookEndpoint, at: datetime) -> WebhookEndpoint:
+        """Create the endpoint, or change its url and enabled: an existing endpoint keeps its secrets."""
+        ...
+
+    async def rotate_webhook_secret(
+        self, merchant_id: str, secret: str, previous_expires_at: datetime, at: datetime
+    ) -> WebhookEndpoint | None:
+        """``secret`` becomes the endpoint's secret and the current one its previous, until
+        ``previous_expires_at``; None when the merchant has no endpoint."""
+        ...
 
     async def log_delivery(self, merchant_id: str, delivery: WebhookDelivery) -> None: ...
 
@@ -315,8 +326,20 @@ class WebhookSendError(Exception):
 
 
 class WebhookSender(Protocol):
-    async def send(self, url: str, body: bytes, headers: dict[str, str]) -> int:
-        """POST ``body`` and answer the status code; raise ``WebhookSendError`` when unreachable."""
+    async def send(self, url: str, addresses: list[str], body: bytes, headers: dict[str, str]) -> int:
+        """POST ``body`` to ``url``, connecting only to ``addresses`` (the host's addresses, as
+        checked: never a lookup of its own), keeping the URL's name for ``Host`` and TLS; answer
+        the status code; raise ``WebhookSendError`` when unreachable."""
+        ...
+
+
+class ResolveError(Exception):
+    """The name does not resolve (no such name, no answer)."""
+
+
+class Resolver(Protocol):
+    async def resolve(self, host: str, port: int) -> list[str]:
+        """The IP addresses ``host`` resolves to, in the order to try them; ``ResolveError`` when none."""
         ...
 
 

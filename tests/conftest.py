@@ -9,6 +9,7 @@ import pytest
 
 from adapters.gateways.simulated import SimulatedGateway
 from service.config import Settings
+from tests.fakes.resolver import ScriptedResolver
 from tests.support.database import fresh_database
 from tests.support.server import serve
 from tests.support.tenants import Tenant
@@ -29,7 +30,8 @@ def base_url(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
         webhook_first_backoff_seconds=0.2, stripe_webhook_secret="whsec_main_test_server",
         webhook_allow_internal_targets=True,  # the tests' receivers listen on 127.0.0.1
     )
-    with serve(build_app(settings)) as url:
+    # Webhook hosts are looked up by a scripted resolver: no test asks real DNS about a name.
+    with serve(build_app(settings, resolver=ScriptedResolver({"localhost": ["127.0.0.1"]}))) as url:
         yield url
 
 

@@ -19,6 +19,8 @@ from service.ports import (
     WebhookEndpoint,
 )
 
+ENDPOINT_COLUMNS = "id, url, secret, enabled, created_at, previous_secret, previous_secret_expires_at"
+
 
 class PgWorkflows:
     conn: asyncpg.Connection
@@ -103,18 +105,18 @@ class PgWorkflows:
 
     async def webhook_endpoint(self, merchant_id: str) -> WebhookEndpoint | None:
         row = await self.conn.fetchrow(
-            "SELECT id, url, secret, enabled, created_at FROM webhook_endpoints WHERE merchant_id = $1", merchant_id
+            f"SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE merchant_id = $1", merchant_id
         )
         return WebhookEndpoint(**dict(row)) if row else None
 
     async def put_webhook_endpoint(self, merchant_id: str, endpoint: WebhookEndpoint, at: datetime) -> WebhookEndpoint:
         row = await self.conn.fetchrow(
-            """
+            f"""
             INSERT INTO webhook_endpoints (merchant_id, id, url, secret, enabled, created_at, updated_at)
             VALUES ($1, $2, $3, $4, $5, $6, $6)
             ON CONFLICT (merchant_id) DO UPDATE
-               SET url = EXCLUDED.url, secret = EXCLUDED.secret, enabled = EXCLUDED.enabled, updated_at = $6
-            RETURNING id, url, secret, enabled, created_at
+               SET url = EXCLUDED.url, enabled = EXCLUDED.enabled, updated_at = $6
+            RETURNING {ENDPOINT_COLUMNS}
             """,
             merchant_id,
             endpoint.id,
@@ -124,6 +126,23 @@ class PgWorkflows:
             at,
         )
         return WebhookEndpoint(**dict(row))
+
+    async def rotate_webhook_secret(
+        self, merchant_id: str, secret: str, previous_expires_at: datetime, at: datetime
+    ) -> WebhookEndpoint | None:
+        row = await self.conn.fetchrow(
+            f"""
+            UPDATE webhook_endpoints
+               SET previous_secret = secret, previous_secret_expires_at = $3, secret = $2, updated_at = $4
+             WHERE merchant_id = $1
+            RETURNING {ENDPOINT_COLUMNS}
+            """,
+            merchant_id,
+            secret,
+            previous_expires_at,
+            at,
+        )
+        return WebhookEndpoint(**dict(row)) if row else None
 
     async def log_delivery(self, merchant_id: str, delivery: WebhookDelivery) -> None:
         await self.conn.execute(

@@ -193,6 +193,13 @@ class WebhookController(Controller):
         """Where the storefront hears of case and refund events; the secret is shown only here."""
         return await services.notifications.put_endpoint(principal_of(request).merchant_id, data)
 
+    @post("/webhook-endpoints/rotate-secret", operation_id="rotateWebhookSecret", status_code=200)
+    async def rotate_secret(self, request: Request[Any, Any, Any], services: Services) -> WebhookEndpointView:
+        """A new signing secret, shown only here. The one it replaces keeps signing deliveries for
+        a grace period (24 hours by default): until ``previous_secret_expires_at`` each delivery
+        carries both signatures, ``Returns-Signature: t=…,v1=<new>,v1=<previous>``."""
+        return await services.notifications.rotate_secret(principal_of(request).merchant_id)
+
     @get("/gateway-account", operation_id="getGatewayAccount")
     async def get_gateway_account(self, request: Request[Any, Any, Any], services: Services) -> GatewayAccountIn:
         """The merchant's gateway account refunds are made on; null for the platform's own."""
