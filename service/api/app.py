@@ -11,7 +11,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import structlog
-from litestar import Litestar, Request
+from litestar import Litestar, Request, get
 from litestar.di import Provide
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
@@ -81,6 +81,18 @@ def request_context(app: ASGIApp) -> ASGIApp:
     return middleware
 
 
+@get("/", operation_id="root", tags=["health"])
+async def root() -> dict[str, str]:
+    """Public: where to go from here — the agents' console, the API's documentation, readiness."""
+    return {
+        "service": "returns",
+        "console": "/console",
+        "schema": "/schema",
+        "openapi": "/schema/openapi.json",
+        "ready": "/health/ready",
+    }
+
+
 def provide_services(request: Request[Any, Any, Any]) -> Services:
     return request.app.state.services
 
@@ -111,6 +123,7 @@ def create_app(open_services: Callable[[], AbstractAsyncContextManager[Services]
             WebhookController,
             FinanceController,
             stripe_webhook,
+            root,
             live,
             ready,
             metrics,
