@@ -4,7 +4,7 @@ Modelled on h11: the table is the truth, the diagrams in the docs are drawn from
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from enum import StrEnum
 from typing import TypeVar
 
@@ -28,8 +28,11 @@ def allowed_actions(table: Table, state: S) -> list[A]:
     return [action for (from_state, action) in table if from_state == state]
 
 
-def mermaid(table: Table) -> str:
-    """The table as a Mermaid state diagram."""
+def mermaid(table: Table, start: StrEnum | None = None, final: Iterable[StrEnum] = ()) -> str:
+    """The table as a Mermaid state diagram, with ``[*]`` before ``start`` and after each of
+    ``final`` when given."""
     lines = ["stateDiagram-v2"]
+    lines += [f"    [*] --> {start}"] if start is not None else []
     lines += [f"    {src} --> {dst}: {action}" for (src, action), dst in table.items()]
+    lines += [f"    {state} --> [*]" for state in final]
     return "\n".join(lines)

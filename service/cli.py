@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 import sys
 
 import msgspec
@@ -21,6 +22,12 @@ def _serve(args: argparse.Namespace, settings: Settings) -> None:
         print(f"No RETURNS_DATABASE_URL: using the embedded PostgreSQL in {settings.data_dir}/pg", file=sys.stderr)
     print(f"Serving on http://{args.host}:{args.port}  (OpenAPI: /schema/openapi.json)", file=sys.stderr)
     if args.workers > 1:  # separate processes, each building the app from the environment
+        if settings.database_url is None:
+            # This supervising process holds the embedded server too: it outlives its workers,
+            # so the server stops only once every worker has ended, however it ended.
+            from service.bootstrap import database_url
+
+            database_url(settings)
         uvicorn.run(
             "service.bootstrap:build_app", factory=True, workers=args.workers,
             host=args.host, port=args.port, log_level="warning", access_log=False,
@@ -54,8 +61,6 @@ async def _create_key(settings: Settings, merchant: str, role: str) -> None:
 
 async def _worker(settings: Settings) -> None:
     """The refund worker on its own, until SIGTERM or SIGINT; a round in progress is finished."""
-    import signal
-
     from service.bootstrap import open_services
 
     stop = asyncio.Event()
@@ -146,7 +151,24 @@ def main(argv: list[str] | None = None) -> None:
     openapi.add_argument("--output", default="openapi/openapi.json", help="a file, or - for stdout")
     args = parser.parse_args(argv)
     settings = Settings.from_env()
+    # SIGTERM ends a command like Ctrl-C does, through ``finally``: the embedded PostgreSQL is
+    # released below (uvicorn and the worker handle the signal themselves, then come back here).
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    try:
+        _run(args, settings)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    finally:
+        from adapters.postgres.embedded import release_embedded
 
+        release_embedded()
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    sys.exit(128 + signum)
+
+
+def _run(args: argparse.Namespace, settings: Settings) -> None:
     if args.command == "serve":
         _serve(args, settings)
     elif args.command == "worker":

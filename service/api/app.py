@@ -11,7 +11,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import structlog
-from litestar import Litestar, Request
+from litestar import Litestar, Request, get
 from litestar.di import Provide
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
@@ -104,6 +104,18 @@ def _with_allow(headers: list[tuple[bytes, bytes]], scope: Scope) -> list[tuple[
     return [(name, value) for name, value in headers if name.lower() != b"allow"] + [(b"allow", allowed.encode())]
 
 
+@get("/", operation_id="root", tags=["health"])
+async def root() -> dict[str, str]:
+    """Public: where to go from here — the agents' console, the API's documentation, readiness."""
+    return {
+        "service": "returns",
+        "console": "/console",
+        "schema": "/schema",
+        "openapi": "/schema/openapi.json",
+        "ready": "/health/ready",
+    }
+
+
 def provide_services(request: Request[Any, Any, Any]) -> Services:
     return request.app.state.services
 
@@ -134,6 +146,7 @@ def create_app(open_services: Callable[[], AbstractAsyncContextManager[Services]
             WebhookController,
             FinanceController,
             stripe_webhook,
+            root,
             live,
             ready,
             metrics,

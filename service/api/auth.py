@@ -16,7 +16,7 @@ from service.ports import Principal
 
 # Paths that need no key: probes, metrics, the schema, the console's static page, Stripe's
 # webhooks (signed by Stripe instead).
-PUBLIC_PATHS = ["^/health", "^/metrics", "^/schema", "^/webhooks/", "^/console"]
+PUBLIC_PATHS = ["^/$", "^/health", "^/metrics", "^/schema", "^/webhooks/", "^/console"]
 
 
 class ApiKeyMiddleware(AbstractAuthenticationMiddleware):

@@ -1,10 +1,12 @@
 """The README's first command on a machine with no database configured: ``returns serve``
 starts an embedded PostgreSQL under the data folder, keeps its data across restarts, and the
-other CLI commands use the same database."""
+other CLI commands use the same database; when the last command using it ends, however it is
+stopped, no PostgreSQL process of that folder is left running."""
 
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -16,6 +18,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
+import pytest
+
+from adapters.postgres.embedded import embedded_database_url, postgres_processes, release_embedded
 
 from tests.support.tenants import order_body
 from tests.support.waiting import eventually
@@ -28,7 +33,7 @@ def _free_port() -> int:
 
 
 def _env(data_dir: Path, **settings: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RETURNS_", "STRIPE_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RETURNS_", "STRIPE_", "XDG_RUNTIME_DIR"))}
     env["RETURNS_DATA_DIR"] = str(data_dir)
     env.update(settings)
     return env
@@ -47,10 +52,13 @@ def _returns(data_dir: Path, *args: str) -> str:
 
 
 @contextmanager
-def _serving(data_dir: Path, **settings: str) -> Iterator[str]:
+def _serving(data_dir: Path, *args: str, stop: int = signal.SIGTERM, output: list[str] | None = None,
+             **settings: str) -> Iterator[str]:
+    """``returns serve`` until the block ends, then stopped with ``stop``; its output lands in
+    ``output``."""
     port = _free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "service.cli", "serve", "--port", str(port)],
+        [sys.executable, "-m", "service.cli", "serve", "--port", str(port), *args],
         env=_env(data_dir, RETURNS_WORKER_IDLE_SECONDS="0.1", **settings),
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
@@ -68,8 +76,10 @@ def _serving(data_dir: Path, **settings: str) -> Iterator[str]:
             time.sleep(0.2)
         yield url
     finally:
-        process.terminate()
+        process.send_signal(stop)
         process.wait(timeout=30)
+        if output is not None and process.stdout:
+            output.append(process.stdout.read())
 
 
 def test_serve_on_the_embedded_database_keeps_data_across_restarts(tmp_path: Path) -> None:
@@ -146,3 +156,58 @@ def test_gateway_accounts_are_bound_from_the_cli(tmp_path: Path) -> None:
     assert bad.returncode == 2 and "not a gateway account id" in bad.stderr
     assert "no gateway account" in _returns(tmp_path, "gateway-account", "clear", "--merchant", "shop_1")
     assert "refunds on acct_one" in _returns(tmp_path, "gateway-account", "set", "--merchant", "shop_2", "--account", "acct_one")
+
+
+def test_no_postgres_is_left_running_after_any_command(tmp_path: Path) -> None:
+    """Each command stops the embedded server it started; the folder's postgres processes are
+    counted after each (by command line and working directory, in /proc)."""
+    created = _run(tmp_path, "keys", "create", "--merchant", "shop_1", "--role", "admin")
+    assert created.returncode == 0 and "XDG_RUNTIME_DIR" not in created.stderr, created.stderr
+    assert postgres_processes(tmp_path) == []
+    key_id = created.stdout.split("key ")[1].split()[0]
+    for args in (
+        ("migrate",), ("keys", "revoke", "--merchant", "shop_1", "--key-id", key_id),
+        ("gateway-account", "set", "--merchant", "shop_1", "--account", "acct_1"),
+        ("gateway-account", "clear", "--merchant", "shop_1"),
+        ("openapi", "--output", str(tmp_path / "openapi.json")),
+    ):
+        _returns(tmp_path, *args)
+        assert postgres_processes(tmp_path) == [], args
+    for stop in (signal.SIGTERM, signal.SIGINT):
+        worker = subprocess.Popen([sys.executable, "-m", "service.cli", "worker"], env=_env(tmp_path),
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        assert worker.stdout is not None and "worker running" in worker.stdout.readline()
+        assert postgres_processes(tmp_path)
+        worker.send_signal(stop)
+        assert worker.wait(timeout=30) == 0
+        assert postgres_processes(tmp_path) == [], stop
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_serve_stops_its_postgres_but_not_while_another_command_uses_it(
+    tmp_path: Path, stop: signal.Signals, workers: str
+) -> None:
+    output: list[str] = []
+    with _serving(tmp_path, "--workers", workers, stop=stop, output=output) as url:
+        assert postgres_processes(tmp_path)
+        _returns(tmp_path, "keys", "create", "--merchant", "shop_1", "--role", "agent")
+        assert httpx.get(url + "/health/ready").status_code == 200, "a command that ends leaves serve's server alone"
+    assert postgres_processes(tmp_path) == []
+    assert "XDG_RUNTIME_DIR" not in output[0] and "Traceback" not in output[0], output[0]
+
+
+def test_the_last_live_user_stops_the_server_and_dead_ones_do_not_count(tmp_path: Path) -> None:
+    """This test process uses the folder's server while a command runs and ends: the server
+    stays. A user that died without leaving (a killed process) is dropped, so when this process
+    leaves, the server stops."""
+    embedded_database_url(tmp_path)
+    try:
+        users = (tmp_path / "pg.users").read_text()
+        (tmp_path / "pg.users").write_text(users[:-1] + ", [999999999, 1.0]]")  # no such process
+        _returns(tmp_path, "migrate")
+        assert postgres_processes(tmp_path), "still used by this process"
+    finally:
+        release_embedded(tmp_path)
+    assert postgres_processes(tmp_path) == []
+    assert (tmp_path / "pg.users").read_text() == "[]"

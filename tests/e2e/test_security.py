@@ -19,11 +19,12 @@ from tests.support.tenants import Tenant
 
 DOCUMENT = json.loads((Path(__file__).resolve().parents[2] / "openapi" / "openapi.json").read_text())
 PUBLIC = ("/health/", "/webhooks/")
+PUBLIC_EXACT = {"/"}  # the root page, pointing to the console, the schema and readiness
 OPERATIONS = [
     (method.upper(), path)
     for path, item in DOCUMENT["paths"].items()
     for method in item
-    if method in ("get", "put", "post", "delete") and not path.startswith(PUBLIC)
+    if method in ("get", "put", "post", "delete") and not path.startswith(PUBLIC) and path not in PUBLIC_EXACT
 ]
 
 
@@ -54,6 +55,13 @@ def test_every_operation_needs_a_key_of_the_right_role(tenant: Tenant, base_url:
         answer = tenant.clients[role].request(method, _concrete(path), json={})
         assert answer.status_code == 403, (role, answer.text)
         assert answer.json()["code"] == "forbidden"
+
+
+def test_the_root_answers_without_a_key_and_points_the_way(base_url: str) -> None:
+    answer = httpx.get(base_url + "/")
+    assert answer.status_code == 200, answer.text
+    assert {answer.json()[k] for k in ("console", "schema", "ready")} == {"/console", "/schema", "/health/ready"}
+    assert all(httpx.get(base_url + answer.json()[k]).status_code == 200 for k in ("console", "schema", "ready"))
 
 
 def test_a_revoked_key_is_refused_at_once(tenant: Tenant, database_url: str) -> None:

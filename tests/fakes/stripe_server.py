@@ -27,7 +27,7 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -348,6 +348,10 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def _serve(self, method: str) -> None:
+        """Carry the request out, then answer it or drop the connection. Its idempotency key is
+        released before the client hears anything (an answer or a dropped connection), as at
+        Stripe, whose request is over by then: a client that tries again at once is never told
+        that its own finished request is still in flight."""
         fake = self.server.fake
         split = urlsplit(self.path)
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode()
@@ -355,24 +359,29 @@ class _Handler(BaseHTTPRequestHandler):
         fake.requests.append((method, split.path, headers.get("idempotency-key")))
         with fake._running(headers) as alone:
             fault = fake._take_fault() if alone else Fault("status", status=409)
-            if fault is not None and fault.kind == "delay":
-                time.sleep(fault.seconds)
-            elif fault is not None and fault.kind == "status":
-                status, error, extra = _fault_error(fault.status)
-                if fault.should_retry is not None:
-                    extra["Stripe-Should-Retry"] = str(fault.should_retry).lower()
-                if fault.retry_after is not None:
-                    extra["Retry-After"] = str(fault.retry_after)
-                self._answer(status, error, extra)
-                return
-            elif fault is not None and fault.kind == "drop" and not fault.after_commit:
-                self._drop()
-                return
-            answer = fake._route(method, split.path, dict(parse_qsl(split.query)), _form(body), headers)
-            if fault is not None and fault.kind == "drop":
-                self._drop()
-                return
+            answer = self._outcome(fault, lambda: fake._route(method, split.path, dict(parse_qsl(split.query)),
+                                                              _form(body), headers))
+        if answer is None:
+            self._drop()
+        else:
             self._answer(*answer)
+
+    @staticmethod
+    def _outcome(fault: Fault | None, route: Callable[[], Answer]) -> Answer | None:
+        """The answer to give, or None to drop the connection without one."""
+        if fault is not None and fault.kind == "delay":
+            time.sleep(fault.seconds)
+        elif fault is not None and fault.kind == "status":
+            status, error, extra = _fault_error(fault.status)
+            if fault.should_retry is not None:
+                extra["Stripe-Should-Retry"] = str(fault.should_retry).lower()
+            if fault.retry_after is not None:
+                extra["Retry-After"] = str(fault.retry_after)
+            return status, error, extra
+        elif fault is not None and fault.kind == "drop" and not fault.after_commit:
+            return None
+        answer = route()
+        return None if fault is not None and fault.kind == "drop" else answer
 
     def _answer(self, status: int, payload: dict[str, Any], extra: dict[str, str]) -> None:
         data = json.dumps(payload).encode()

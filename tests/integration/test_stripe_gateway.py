@@ -110,6 +110,7 @@ async def test_an_answer_lost_after_the_refund_was_made_is_replayed_on_a_later_t
     with pytest.raises(GatewayError) as lost:
         await _refund(gateway)
     assert lost.value.retryable is True and lost.value.code == "api_connection_error"
+    assert fake.account().in_flight == set(), "the request was over before its connection dropped"
     [made] = fake.refunds()  # the gateway acted although we never heard
     again = await _refund(gateway)  # the worker's next try, with the same key
     assert again.gateway_refund_id == made["id"]

@@ -4,12 +4,12 @@ RETURNS_TEST_DATABASE_URL when set, else on an embedded one (pgserver)."""
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import secrets
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -35,15 +35,10 @@ def server_url() -> Iterator[str]:
     if configured:
         yield configured
         return
-    import pgserver
+    from adapters.postgres.embedded import embedded_postgres
 
-    logging.getLogger("pgserver").setLevel(logging.WARNING)  # it chats at INFO, even at exit
-    with tempfile.TemporaryDirectory(prefix="returns-pg-") as folder:
-        server = pgserver.get_server(folder, cleanup_mode="stop")
-        try:
-            yield server.get_uri()
-        finally:
-            server.cleanup()
+    with tempfile.TemporaryDirectory(prefix="returns-pg-") as folder, embedded_postgres(Path(folder)) as url:
+        yield url
 
 
 @contextmanager
