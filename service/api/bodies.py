@@ -28,12 +28,18 @@ from domain.errors import InvalidRequest
 
 MAX_DEPTH = 64
 
-_JSON_STRINGS = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
-# TOML: multi-line and single-line basic (with escapes) and literal strings, and comments
+# Strings (and TOML's comments) as the decoders read them. Possessive, and a string left open
+# takes the rest of the body (the decoder stops there with an error): no match ever backtracks,
+# so the scan is linear whatever the bytes.
+_JSON_STRINGS = re.compile(rb'"(?:[^"\\]++|\\[\s\S])*+(?:"|[\s\S]*+)')
 _TOML_STRINGS = re.compile(
-    rb'"""(?:\\.|[^\\])*?"""|\'\'\'.*?\'\'\'|"[^"\\\n]*(?:\\.[^"\\\n]*)*"|\'[^\'\n]*\'|#[^\n]*', re.S
+    rb'"""(?:[^"\\]++|\\[\s\S]|"(?!""))*+(?:"{3,5}|[\s\S]*+)'  # multi-line basic (up to 2 more quotes end it)
+    rb"|'''(?:[^']++|'(?!''))*+(?:'{3,5}|[\s\S]*+)"  # multi-line literal
+    rb'|"(?:[^"\\\n]++|\\[\s\S])*+(?:"|[\s\S]*+)'  # basic
+    rb"|'[^'\n]*+(?:'|[\s\S]*+)"  # literal
+    rb"|#[^\n]*+"  # comment
 )
-# ``\u0000`` escaped in JSON text (an even run of backslashes before it is text, not an escape)
+# ``\u0000`` escaped in JSON text (not ``\\u0000``: an escaped backslash, then text)
 _JSON_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 _STEP = [1 if b in b"[{" else -1 if b in b"]}" else 0 for b in range(256)]

@@ -62,12 +62,39 @@ def test_deeply_nested_json_is_refused(tenant: Tenant, body: bytes) -> None:
     assert tenant.agent.get("/admin/v1/policy").json()["version"] == 0
 
 
+def test_a_deeply_nested_signed_gateway_event_is_a_400(base_url: str) -> None:
+    """Stripe's webhook answers its own codes (400 ``invalid_event``: Stripe would redeliver a
+    422 forever); the body is decoded only once its signature is checked."""
+    from tests.fakes.stripe_server import sign_webhook
+
+    for body in DEEP_JSON.values():
+        answer = httpx.post(f"{base_url}/webhooks/stripe", content=body, headers={
+            "Stripe-Signature": sign_webhook(body, "whsec_main_test_server"), "Content-Type": "application/json"})
+        _refused(answer, 400, "invalid_event")
+
+
 def test_nesting_up_to_the_bound_is_only_decoded() -> None:
     from service.api.bodies import MAX_DEPTH, check_json_depth, check_toml_depth
 
     check_json_depth(b"[" * MAX_DEPTH + b"]" * MAX_DEPTH)
     check_json_depth(b'{"a": "' + b"[" * 1000 + b'"}')  # brackets in strings do not count
     check_toml_depth(b'a = "[[[[[["  # ' + b"[" * 1000 + b"\nb = '''\n" + b"{" * 1000 + b"'''\n")
+
+
+def test_the_depth_scan_is_linear_whatever_the_bytes() -> None:
+    """Strings left open, escapes everywhere: a backtracking scan took minutes on these."""
+    import time
+    from contextlib import suppress
+
+    from domain.errors import InvalidRequest
+    from service.api.bodies import check_json_depth, check_toml_depth
+
+    for raw in (b'"\\' * 200_000, b'"a\\' * 200_000, b'"""' + b'\\"' * 200_000, b"'''a" * 200_000, b'#"\n"' * 200_000):
+        started = time.perf_counter()
+        for check in (check_json_depth, check_toml_depth):
+            with suppress(InvalidRequest):  # refused or not: only the time counts here
+                check(raw + b"[" * 100)
+        assert time.perf_counter() - started < 2, raw[:10]
 
 
 DEEP_TOML = {
