@@ -27,6 +27,7 @@ from service.dto import (
     SkuReasons,
     SummaryReport,
     SummaryRow,
+    time_zone_errors,
 )
 from service.ids import new_id
 from service.ports import (
@@ -45,6 +46,7 @@ CSV_COLUMNS = [
     "gateway", "gateway_refund_id", "created_at", "settled_at", "failure_reason",
 ]
 MAX_PERIOD = timedelta(days=366)
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 # What the gateway's status is called in ours ("pending" there means accepted, not yet settled).
 _OURS = {"pending": RefundStatus.SUBMITTED}
 
@@ -56,12 +58,10 @@ def ledger_view(refund: Refund) -> LedgerRefundView:
 
 
 def check_period(since: datetime, until: datetime) -> None:
-    errors = []
-    if since.tzinfo is None or until.tzinfo is None:
-        errors.append({"field": "from", "message": "times need a time zone (RFC 3339, e.g. …Z)"})
-    elif until <= since:
+    errors = time_zone_errors(**{"from": since, "to": until})
+    if not errors and until <= since:
         errors.append({"field": "to", "message": "must be after from"})
-    elif until - since > MAX_PERIOD:
+    elif not errors and until - since > MAX_PERIOD:
         errors.append({"field": "to", "message": "a period is at most 366 days"})
     if errors:
         raise InvalidRequest("the period is not valid", errors)
@@ -207,12 +207,21 @@ def _share(part: int, whole: int) -> float:
 
 
 def _csv_row(refund: Refund) -> list[str | int]:
+    """One refund's cells. Text is neutralised (``_text``); the two amounts are numbers, left as
+    they are so a spreadsheet adds them up."""
+    t = _text
     return [
-        refund.id, refund.case_id, refund.order_id, refund.customer_id, refund.reason or "", str(refund.status),
-        refund.currency, to_major(refund.amount, refund.currency), refund.amount, refund.gateway,
-        refund.gateway_refund_id or "", refund.created_at.isoformat(), refund.settled_at.isoformat() if refund.settled_at else "",
-        refund.failure_reason or "",
+        t(refund.id), t(refund.case_id), t(refund.order_id), t(refund.customer_id), t(refund.reason or ""),
+        t(str(refund.status)), t(refund.currency), to_major(refund.amount, refund.currency), refund.amount,
+        t(refund.gateway), t(refund.gateway_refund_id or ""), refund.created_at.isoformat(),
+        refund.settled_at.isoformat() if refund.settled_at else "", t(refund.failure_reason or ""),
     ]
+
+
+def _text(cell: str) -> str:
+    """A text cell a spreadsheet would run as a formula (it starts with ``= + - @``, a tab or a
+    carriage return) gets a leading single quote, as OWASP advises against CSV injection."""
+    return "'" + cell if cell.startswith(_FORMULA_STARTS) else cell
 
 
 def _entry(our: Refund | None, their: GatewayRefund | None) -> ReconciliationEntry:

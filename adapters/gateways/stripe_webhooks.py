@@ -36,7 +36,7 @@ class StripeWebhookVerifier:
             if account is not None and not isinstance(account, str):
                 raise ValueError("an event's account is a string")
             refunds = _refunds_of(event_type, obj)
-        except (ValueError, KeyError, TypeError, AttributeError, OverflowError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError, OverflowError, RecursionError) as exc:  # deep JSON too
             raise InvalidWebhook(f"the body is not a Stripe event we can read: {exc}", code="invalid_event") from exc
         # Connect events name the connected account they come from; the platform's own name none
         return GatewayEvent(id=event_id, type=event_type, refunds=refunds, account=account)

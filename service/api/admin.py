@@ -12,7 +12,13 @@ from litestar.params import Parameter, QueryParameter
 from domain.cases import CaseState, CaseType, Reason
 from domain.errors import GatewayAccountReadOnly, InvalidRequest
 from service.api.auth import roles
-from service.api.http import if_match_version, principal_of
+from service.api.bodies import (
+    check_json_depth,
+    check_toml_depth,
+    check_value_depth,
+    too_deep,
+)
+from service.api.http import PathId, if_match_version, principal_of
 from service.api.storefront import Limit
 from service.cases import actor_of
 from service.container import Services
@@ -70,71 +76,71 @@ class AgentController(Controller):
         )
 
     @get("/{case_id:str}", operation_id="agentGetCase")
-    async def get_case(self, request: Request[Any, Any, Any], services: Services, case_id: str) -> CaseView:
+    async def get_case(self, request: Request[Any, Any, Any], services: Services, case_id: PathId) -> CaseView:
         return await services.cases.get_case(principal_of(request), case_id)
 
     @get("/{case_id:str}/events", operation_id="agentCaseEvents")
-    async def events(self, request: Request[Any, Any, Any], services: Services, case_id: str) -> EventList:
+    async def events(self, request: Request[Any, Any, Any], services: Services, case_id: PathId) -> EventList:
         """The case's full audit trail: who, with which role, when, from → to, and why."""
         return await services.cases.events(principal_of(request), case_id)
 
     @post("/{case_id:str}/approve", operation_id="approveCase", status_code=200)
     async def approve(
-        self, request: Request[Any, Any, Any], services: Services, case_id: str, data: ApproveIn
+        self, request: Request[Any, Any, Any], services: Services, case_id: PathId, data: ApproveIn
     ) -> CaseView:
         """Approve; overriding a rule's outcome needs a written reason and is audited."""
         return await services.cases.approve(principal_of(request), case_id, if_match_version(request), data)
 
     @post("/{case_id:str}/reject", operation_id="rejectCase", status_code=200)
-    async def reject(self, request: Request[Any, Any, Any], services: Services, case_id: str, data: RejectIn) -> CaseView:
+    async def reject(self, request: Request[Any, Any, Any], services: Services, case_id: PathId, data: RejectIn) -> CaseView:
         return await services.cases.reject(principal_of(request), case_id, if_match_version(request), data)
 
     @post("/{case_id:str}/receive", operation_id="receiveItems", status_code=200)
     async def receive(
-        self, request: Request[Any, Any, Any], services: Services, case_id: str, data: ReceiveIn
+        self, request: Request[Any, Any, Any], services: Services, case_id: PathId, data: ReceiveIn
     ) -> CaseView:
         """Record what arrived, per item with its condition; settles the money on what arrived."""
         return await services.cases.receive(principal_of(request), case_id, if_match_version(request), data)
 
     @post("/{case_id:str}/ship-replacement", operation_id="shipReplacement", status_code=200)
     async def ship_replacement(
-        self, request: Request[Any, Any, Any], services: Services, case_id: str, data: ShipmentIn
+        self, request: Request[Any, Any, Any], services: Services, case_id: PathId, data: ShipmentIn
     ) -> CaseView:
         """An exchange's replacement is on its way to the customer."""
         return await services.cases.ship_replacement(principal_of(request), case_id, if_match_version(request), data)
 
     @post("/{case_id:str}/ship-back", operation_id="shipBack", status_code=200)
-    async def ship_back(self, request: Request[Any, Any, Any], services: Services, case_id: str, data: ShipmentIn) -> CaseView:
+    async def ship_back(self, request: Request[Any, Any, Any], services: Services, case_id: PathId, data: ShipmentIn) -> CaseView:
         """A repaired (or, quote declined, unrepaired) item goes back to the customer."""
         return await services.cases.ship_back(principal_of(request), case_id, if_match_version(request), data)
 
     @post("/{case_id:str}/repair/diagnose", operation_id="diagnoseRepair", status_code=200)
-    async def diagnose(self, request: Request[Any, Any, Any], services: Services, case_id: str, data: DiagnoseIn) -> CaseView:
+    async def diagnose(self, request: Request[Any, Any, Any], services: Services, case_id: PathId, data: DiagnoseIn) -> CaseView:
         """In warranty → repairing; out of warranty → a quote for the customer."""
         return await services.cases.diagnose(principal_of(request), case_id, if_match_version(request), data)
 
     @post("/{case_id:str}/repair/complete", operation_id="completeRepair", status_code=200)
     async def complete_repair(
-        self, request: Request[Any, Any, Any], services: Services, case_id: str, data: CompleteRepairIn
+        self, request: Request[Any, Any, Any], services: Services, case_id: PathId, data: CompleteRepairIn
     ) -> CaseView:
         return await services.cases.complete_repair(principal_of(request), case_id, if_match_version(request), data)
 
     @post("/{case_id:str}/assign", operation_id="assignCase", status_code=200)
-    async def assign(self, request: Request[Any, Any, Any], services: Services, case_id: str, data: AssignIn) -> CaseView:
+    async def assign(self, request: Request[Any, Any, Any], services: Services, case_id: PathId, data: AssignIn) -> CaseView:
         return await services.cases.assign(principal_of(request), case_id, if_match_version(request), data)
 
     @post("/{case_id:str}/notes", operation_id="addNote", status_code=200)
-    async def add_note(self, request: Request[Any, Any, Any], services: Services, case_id: str, data: NoteIn) -> CaseView:
+    async def add_note(self, request: Request[Any, Any, Any], services: Services, case_id: PathId, data: NoteIn) -> CaseView:
         """An internal note for other agents; customers never see it."""
         return await services.cases.add_note(principal_of(request), case_id, if_match_version(request), data)
 
     @post("/{case_id:str}/close", operation_id="closeCase", status_code=200)
-    async def close(self, request: Request[Any, Any, Any], services: Services, case_id: str, data: CloseIn) -> CaseView:
+    async def close(self, request: Request[Any, Any, Any], services: Services, case_id: PathId, data: CloseIn) -> CaseView:
         return await services.cases.close(principal_of(request), case_id, if_match_version(request), data)
 
     @post("/{case_id:str}/request-info", operation_id="requestInfo", status_code=200)
     async def request_info(
-        self, request: Request[Any, Any, Any], services: Services, case_id: str, data: RequestInfoIn
+        self, request: Request[Any, Any, Any], services: Services, case_id: PathId, data: RequestInfoIn
     ) -> CaseView:
         """Send the case back to the customer for more photos or details."""
         return await services.cases.request_info(principal_of(request), case_id, if_match_version(request), data)
@@ -146,7 +152,7 @@ class AgentOrderController(Controller):
     tags = ["agent"]
 
     @get("/{order_id:str}", operation_id="agentGetOrder")
-    async def get_order(self, request: Request[Any, Any, Any], services: Services, order_id: str) -> OrderView:
+    async def get_order(self, request: Request[Any, Any, Any], services: Services, order_id: PathId) -> OrderView:
         """The order behind a case, for the agent: its lines, what is still returnable and refundable."""
         return await services.cases.get_order(principal_of(request), order_id)
 
@@ -168,7 +174,7 @@ class RefundController(Controller):
     tags = ["agent"]
 
     @post("/{refund_id:str}/retry", operation_id="retryRefund", status_code=201)
-    async def retry(self, request: Request[Any, Any, Any], services: Services, refund_id: str) -> RefundView:
+    async def retry(self, request: Request[Any, Any, Any], services: Services, refund_id: PathId) -> RefundView:
         """Pay a failed refund again, as a new refund with the next attempt number."""
         principal = principal_of(request)
         refund = await services.refunds.retry(principal.merchant_id, refund_id, actor_of(principal))
@@ -258,13 +264,18 @@ class PolicyController(Controller):
 
 
 def _parse_policy(body: bytes, content_type: str) -> dict[str, Any]:
+    is_toml = "toml" in content_type
+    if is_toml:
+        check_toml_depth(body)
+    else:
+        check_json_depth(body)
     try:
-        if "toml" in content_type:
-            document = tomllib.loads(body.decode())
-        else:
-            document = msgspec.json.decode(body)
+        document = tomllib.loads(body.decode()) if is_toml else msgspec.json.decode(body)
     except (UnicodeDecodeError, tomllib.TOMLDecodeError, msgspec.DecodeError) as exc:
         raise InvalidRequest("the policy is neither valid JSON nor TOML", [{"field": "body", "message": str(exc)}]) from exc
+    except RecursionError as exc:  # the depth check above should have refused it already
+        raise too_deep() from exc
     if not isinstance(document, dict):
         raise InvalidRequest("a policy is an object", [{"field": "body", "message": "expected {\"rules\": {...}}"}])
+    check_value_depth(document)  # TOML's dotted keys nest tables without brackets
     return document

@@ -28,6 +28,7 @@ from service.api.admin import (
     WebhookController,
 )
 from service.api.auth import PUBLIC_PATHS, ApiKeyMiddleware
+from service.api.bodies import StrictRequest
 from service.api.console import console_asset, console_messages, console_page
 from service.api.finance import FinanceController
 from service.api.health import live, metrics, ready
@@ -169,6 +170,7 @@ def create_app(open_services: Callable[[], AbstractAsyncContextManager[Services]
             path="/schema",
         ),
         request_max_body_size=1_048_576,
+        request_class=StrictRequest,
     )
     document_problems(app.openapi_schema)
     document_public_operations(app.openapi_schema, PUBLIC_PATHS)

@@ -17,7 +17,7 @@ from multipart import (
 
 from domain.errors import InvalidRequest
 from service.api.auth import roles
-from service.api.http import principal_of
+from service.api.http import PathId, principal_of
 from service.container import Services
 from service.dto import PhotoView
 
@@ -43,7 +43,7 @@ class PhotoController(Controller):
         request_max_body_size=None,  # enforced while streaming, from the configured limit
         status_code=201,
     )
-    async def upload(self, request: Request[Any, Any, Any], services: Services, case_id: str) -> Response[PhotoView]:
+    async def upload(self, request: Request[Any, Any, Any], services: Services, case_id: PathId) -> Response[PhotoView]:
         """Multipart form with the photo in field ``file``: JPEG, PNG, WebP or HEIC (decided by
         decoding it). 201 with the photo; 200 when the case already had this very file."""
         limit = services.settings.photo_max_bytes
@@ -56,8 +56,8 @@ class PhotoController(Controller):
         self,
         request: Request[Any, Any, Any],
         services: Services,
-        case_id: str,
-        photo_id: str,
+        case_id: PathId,
+        photo_id: PathId,
         size: Literal["full", "thumb"] = "full",
     ) -> Response[bytes]:
         """The cleaned image (no metadata), or ``?size=thumb`` for a JPEG thumbnail."""

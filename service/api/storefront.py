@@ -9,7 +9,7 @@ from litestar.params import HeaderParameter, Parameter, QueryParameter
 
 from domain.cases import CaseState
 from service.api.auth import roles
-from service.api.http import principal_of
+from service.api.http import PathId, principal_of
 from service.container import Services
 from service.dto import (
     CaseIn,
@@ -35,7 +35,7 @@ class StorefrontController(Controller):
 
     @put("/orders/{order_id:str}", operation_id="putOrder", status_code=200)
     async def put_order(
-        self, request: Request[Any, Any, Any], services: Services, order_id: str, data: OrderIn
+        self, request: Request[Any, Any, Any], services: Services, order_id: PathId, data: OrderIn
     ) -> Response[OrderView]:
         """Create or replace an order snapshot: 201 when new, 200 when updated; 409
         ``order_locked`` when it would change what the order's cases or refunds rest on."""
@@ -43,7 +43,7 @@ class StorefrontController(Controller):
         return Response(view, status_code=201 if created else 200)
 
     @get("/orders/{order_id:str}", operation_id="getOrder")
-    async def get_order(self, request: Request[Any, Any, Any], services: Services, order_id: str) -> OrderView:
+    async def get_order(self, request: Request[Any, Any, Any], services: Services, order_id: PathId) -> OrderView:
         """The order with each line's returnable quantity and the order's refundable amount."""
         return await services.cases.get_order(principal_of(request), order_id)
 
@@ -68,7 +68,7 @@ class StorefrontController(Controller):
         return Response(view, status_code=201, headers=headers)
 
     @get("/cases/{case_id:str}", operation_id="getCase")
-    async def get_case(self, request: Request[Any, Any, Any], services: Services, case_id: str) -> CaseView:
+    async def get_case(self, request: Request[Any, Any, Any], services: Services, case_id: PathId) -> CaseView:
         return await services.cases.get_case(principal_of(request), case_id)
 
     @get("/cases", operation_id="listCases")
@@ -88,41 +88,41 @@ class StorefrontController(Controller):
 
     @post("/cases/{case_id:str}/return-shipment", operation_id="reportReturnShipment", status_code=200)
     async def return_shipment(
-        self, request: Request[Any, Any, Any], services: Services, case_id: str, data: ShipmentIn
+        self, request: Request[Any, Any, Any], services: Services, case_id: PathId, data: ShipmentIn
     ) -> CaseView:
         """The customer shipped the item back."""
         return await services.cases.report_return_shipment(principal_of(request), case_id, data)
 
     @post("/cases/{case_id:str}/info", operation_id="provideInfo", status_code=200)
     async def provide_info(
-        self, request: Request[Any, Any, Any], services: Services, case_id: str, data: ProvideInfoIn
+        self, request: Request[Any, Any, Any], services: Services, case_id: PathId, data: ProvideInfoIn
     ) -> CaseView:
         """The customer's answer to an agent's request for information: back to review."""
         return await services.cases.provide_info(principal_of(request), case_id, data)
 
     @post("/cases/{case_id:str}/quote/accept", operation_id="acceptQuote", status_code=200)
-    async def accept_quote(self, request: Request[Any, Any, Any], services: Services, case_id: str) -> CaseView:
+    async def accept_quote(self, request: Request[Any, Any, Any], services: Services, case_id: PathId) -> CaseView:
         """The customer accepts a paid repair's quote: the repair goes ahead."""
         return await services.cases.answer_quote(principal_of(request), case_id, accept=True)
 
     @post("/cases/{case_id:str}/quote/decline", operation_id="declineQuote", status_code=200)
-    async def decline_quote(self, request: Request[Any, Any, Any], services: Services, case_id: str) -> CaseView:
+    async def decline_quote(self, request: Request[Any, Any, Any], services: Services, case_id: PathId) -> CaseView:
         """The customer declines: the item goes back unrepaired."""
         return await services.cases.answer_quote(principal_of(request), case_id, accept=False)
 
     @post("/cases/{case_id:str}/survey", operation_id="submitSurvey", status_code=200)
-    async def survey(self, request: Request[Any, Any, Any], services: Services, case_id: str, data: SurveyIn) -> CaseView:
+    async def survey(self, request: Request[Any, Any, Any], services: Services, case_id: PathId, data: SurveyIn) -> CaseView:
         """The customer's rating, once, after the case is closed."""
         return await services.cases.survey(principal_of(request), case_id, data)
 
     @get("/customers/{customer_id:str}/store-credit", operation_id="getStoreCredit")
     async def store_credit(
-        self, request: Request[Any, Any, Any], services: Services, customer_id: str
+        self, request: Request[Any, Any, Any], services: Services, customer_id: PathId
     ) -> StoreCreditView:
         """The customer's store credit: balance per currency and every grant."""
         return await services.cases.store_credit(principal_of(request), customer_id)
 
     @post("/cases/{case_id:str}/cancel", operation_id="cancelCase", status_code=200)
-    async def cancel_case(self, request: Request[Any, Any, Any], services: Services, case_id: str) -> CaseView:
+    async def cancel_case(self, request: Request[Any, Any, Any], services: Services, case_id: PathId) -> CaseView:
         """The customer withdraws the case (only before the item is received)."""
         return await services.cases.cancel(principal_of(request), case_id)

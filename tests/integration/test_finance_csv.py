@@ -49,3 +49,32 @@ async def test_awkward_text_and_every_exponent_survive_the_round_trip(db: Postgr
         assert Decimal(row["amount"]) == Decimal(int(row["amount_minor"])).scaleb(-exponent)
     only_eur = b"".join([c async for c in finance.ledger_csv(principal, LedgerFilter(currency="EUR"))]).decode()
     assert len(list(csv.DictReader(io.StringIO(only_eur, newline="")))) == 2
+
+
+async def test_text_a_spreadsheet_would_run_is_neutralised_and_numbers_stay_numbers(
+    db: PostgresDatabase, own_database_url: str
+) -> None:
+    """OWASP CSV injection: a text cell starting with = + - @, a tab or a carriage return gets a
+    leading quote. Stored through the repository: the API refuses such ids itself."""
+    hostile = ["=HYPERLINK(\"http://evil.example\")", "+1+2", "-2+3", "@SUM(A1)", "\tcmd", "\r=1"]
+    async with db.transaction() as repos:
+        await repos.ensure_merchant("m_formula")
+        for index, text in enumerate(hostile):
+            await repos.add_refund(Refund(
+                id=f"{text}{index}", merchant_id="m_formula", case_id=text, order_id=text, customer_id=text,
+                amount=1999 + index, currency="EUR", status=RefundStatus.FAILED, gateway="stripe",
+                payment_reference="pi_1", attempt=1, created_at=AT + timedelta(minutes=index), updated_at=AT,
+                reason=text, failure_reason=text, gateway_refund_id=text,
+            ))
+    finance = FinanceService(db, SimulatedGateway(own_database_url), lambda: AT)
+    principal = Principal(key_id="key_f", merchant_id="m_formula", role="finance")
+    body = b"".join([chunk async for chunk in finance.ledger_csv(principal, LedgerFilter())]).decode()
+    rows = list(csv.DictReader(io.StringIO(body, newline="")))
+    assert len(rows) == len(hostile)
+    text_columns = ["refund_id", "case_id", "order_id", "customer_id", "reason", "gateway_refund_id", "failure_reason"]
+    for row, text in zip(rows, hostile, strict=True):
+        for column in text_columns:
+            assert row[column].startswith("'" + text), (column, row[column])
+        assert Decimal(row["amount"]) * 100 == int(row["amount_minor"]), "numbers are left as numbers"
+        assert not row["amount"].startswith("'") and not row["amount_minor"].startswith("'")
+    assert [r["status"] for r in rows] == ["failed"] * len(hostile), "plain text is left alone"

@@ -1,0 +1,335 @@
+"""Hostile input over real HTTP: every one a clear 4xx problem+json with a stable code, never a
+500, and nothing stored. Bodies nested thousands deep (JSON and the TOML policy), strings where
+numbers or booleans go, timestamps without a time zone (bodies and query strings), ids in
+paths that ids in bodies could not be; then a list of hostile bodies sent to every write
+operation of the app's OpenAPI document."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.support.roles import roles_allowed
+from tests.support.tenants import Tenant, _with_database, order_body
+
+PROBLEM_JSON = "application/problem+json"
+
+
+def _refused(answer: httpx.Response, status: int = 422, code: str = "validation_error") -> dict[str, Any]:
+    assert answer.status_code == status, answer.text
+    assert answer.headers["content-type"].startswith(PROBLEM_JSON), answer.headers
+    problem = answer.json()
+    assert problem["code"] == code, problem
+    return problem
+
+
+def _fields(problem: dict[str, Any]) -> list[str]:
+    return [error["field"] for error in problem.get("errors", [])]
+
+
+# --------------------------------------------------------------------------- no 500 from any input
+
+
+def test_an_order_with_one_aware_and_one_naive_time_is_refused(tenant: Tenant) -> None:
+    body = order_body(placed_at="2026-01-01T10:00:00Z", delivered_at="2026-01-03T10:00:00")
+    problem = _refused(tenant.storefront.put("/v1/orders/o_mixed", json=body))
+    assert _fields(problem) == ["delivered_at"]
+    naive_placed = order_body(placed_at="2026-01-01T10:00:00", delivered_at="2026-01-03T10:00:00Z")
+    assert _fields(_refused(tenant.storefront.put("/v1/orders/o_mixed", json=naive_placed))) == ["placed_at"]
+    assert tenant.storefront.get("/v1/orders/o_mixed").status_code == 404
+
+
+DEEP_JSON = {
+    "5,000 objects": b'{"a":' * 5000 + b"1" + b"}" * 5000,
+    "100,000 arrays": b"[" * 100_000 + b"]" * 100_000,
+    "unclosed arrays": b"[" * 100_000,
+    "deep inside a field": b'{"note": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+}
+
+
+@pytest.mark.parametrize("body", DEEP_JSON.values(), ids=list(DEEP_JSON))
+def test_deeply_nested_json_is_refused(tenant: Tenant, body: bytes) -> None:
+    headers = {"content-type": "application/json"}
+    problem = _refused(tenant.storefront.put("/v1/orders/o_deep", content=body, headers=headers))
+    assert _fields(problem) == ["body"]
+    _refused(tenant.admin.put("/admin/v1/policy", content=body, headers=headers))
+    assert tenant.storefront.get("/v1/orders/o_deep").status_code == 404
+    assert tenant.agent.get("/admin/v1/policy").json()["version"] == 0
+
+
+def test_a_deeply_nested_signed_gateway_event_is_a_400(base_url: str) -> None:
+    """Stripe's webhook answers its own codes (400 ``invalid_event``: Stripe would redeliver a
+    422 forever); the body is decoded only once its signature is checked."""
+    from tests.fakes.stripe_server import sign_webhook
+
+    for body in DEEP_JSON.values():
+        answer = httpx.post(f"{base_url}/webhooks/stripe", content=body, headers={
+            "Stripe-Signature": sign_webhook(body, "whsec_main_test_server"), "Content-Type": "application/json"})
+        _refused(answer, 400, "invalid_event")
+
+
+def test_nesting_up_to_the_bound_is_only_decoded() -> None:
+    from service.api.bodies import MAX_DEPTH, check_json_depth, check_toml_depth
+
+    check_json_depth(b"[" * MAX_DEPTH + b"]" * MAX_DEPTH)
+    check_json_depth(b'{"a": "' + b"[" * 1000 + b'"}')  # brackets in strings do not count
+    check_toml_depth(b'a = "[[[[[["  # ' + b"[" * 1000 + b"\nb = '''\n" + b"{" * 1000 + b"'''\n")
+
+
+def test_the_depth_scan_is_linear_whatever_the_bytes() -> None:
+    """Strings left open, escapes everywhere: a backtracking scan took minutes on these."""
+    import time
+    from contextlib import suppress
+
+    from domain.errors import InvalidRequest
+    from service.api.bodies import check_json_depth, check_toml_depth
+
+    for raw in (b'"\\' * 200_000, b'"a\\' * 200_000, b'"""' + b'\\"' * 200_000, b"'''a" * 200_000, b'#"\n"' * 200_000):
+        started = time.perf_counter()
+        for check in (check_json_depth, check_toml_depth):
+            with suppress(InvalidRequest):  # refused or not: only the time counts here
+                check(raw + b"[" * 100)
+        assert time.perf_counter() - started < 2, raw[:10]
+
+
+DEEP_TOML = {
+    "5,000 arrays": b"a = " + b"[" * 5000 + b"]" * 5000,
+    "5,000 inline tables": b"a = " + b"{b = " * 5000 + b"1" + b"}" * 5000,
+    "5,000 dotted keys": b"rules.return_window." + b".".join([b"k"] * 5000) + b" = 1",
+    "5,000 table names": b"[rules." + b".".join([b"k"] * 5000) + b"]\nx = 1",
+}
+
+
+@pytest.mark.parametrize("body", DEEP_TOML.values(), ids=list(DEEP_TOML))
+def test_deeply_nested_toml_policy_is_refused(tenant: Tenant, body: bytes) -> None:
+    answer = tenant.admin.put("/admin/v1/policy", content=body, headers={"content-type": "application/toml"})
+    assert _fields(_refused(answer)) == ["body"]
+    assert tenant.agent.get("/admin/v1/policy").json()["version"] == 0
+
+
+# --------------------------------------------------------------------------- strict types
+
+
+def test_strings_are_not_numbers_or_booleans_in_json_bodies(tenant: Tenant) -> None:
+    body = order_body()
+    body["payment"]["captured_amount"] = "100"
+    problem = _refused(tenant.storefront.put("/v1/orders/o_strict", json=body))
+    assert _fields(problem) == ["payment.captured_amount"], problem
+    line = {**body["lines"][0], "final_sale": "false"}
+    problem = _refused(tenant.storefront.put("/v1/orders/o_strict", json=order_body(lines=[line])))
+    assert _fields(problem) == ["lines[0].final_sale"], problem
+    assert tenant.storefront.get("/v1/orders/o_strict").status_code == 404
+    endpoint = {"url": "https://shop.example/hooks", "enabled": "false"}
+    assert _fields(_refused(tenant.admin.put("/admin/v1/webhook-endpoints", json=endpoint))) == ["enabled"]
+    assert tenant.admin.get("/admin/v1/webhook-endpoints").json()["items"] == []
+    # query strings are text: there numbers still come as strings
+    assert tenant.storefront.get("/v1/cases", params={"limit": "5"}).status_code == 200
+
+
+def test_times_without_a_time_zone_are_refused_in_bodies_and_query_strings(tenant: Tenant) -> None:
+    naive, aware = "2026-01-01T00:00:00", "2026-01-01T00:00:00Z"
+    for path in ("/finance/v1/refunds", "/finance/v1/refunds.csv"):
+        for name in ("created_from", "created_to"):
+            problem = _refused(tenant.finance.get(path, params={name: naive}))
+            assert _fields(problem) == [name], problem
+        assert tenant.finance.get(path, params={"created_from": aware, "created_to": aware}).status_code == 200
+    for path in ("/finance/v1/reports/summary", "/finance/v1/reports/reasons"):
+        problem = _refused(tenant.finance.get(path, params={"from": aware, "to": "2026-01-02T00:00:00"}))
+        assert _fields(problem) == ["to"], problem
+    problem = _refused(tenant.finance.post("/finance/v1/reconciliations", json={"from": naive, "to": aware}))
+    assert _fields(problem) == ["from"], problem
+
+
+# as they go in a path (percent-encoded: a client would drop literal dot segments)
+BAD_IDS = {"dots": "%2E%2E", "one dot": "%2E", "space": "a%20b", "right-to-left override": "o%E2%80%AE1",
+           "300 characters": "o" * 300, "line feed": "o1%0A", "NUL": "o%001", "slash": "a%2Fb"}
+
+
+@pytest.mark.parametrize("bad", BAD_IDS.values(), ids=list(BAD_IDS))
+def test_ids_in_paths_obey_the_rule_of_ids_in_bodies(tenant: Tenant, bad: str) -> None:
+    order = tenant.put_order()
+    case_id = tenant.open_case(order["order_id"]).json()["id"]
+    put = tenant.storefront.put(f"/v1/orders/{bad}", json=order_body())
+    if bad != "a%2Fb":  # a slash makes another path altogether: 404
+        assert _fields(_refused(put)) == ["order_id"]
+    for role, path in (("storefront", f"/v1/cases/{bad}"), ("agent", f"/admin/v1/cases/{bad}/events"),
+                       ("storefront", f"/v1/cases/{case_id}/photos/{bad}"), ("finance", f"/finance/v1/reconciliations/{bad}"),
+                       ("agent", f"/admin/v1/refunds/{bad}/retry"), ("storefront", f"/v1/customers/{bad}/store-credit")):
+        answer = tenant.clients[role].request("POST" if path.endswith("retry") else "GET", path)
+        assert answer.status_code in (404, 422), (path, answer.text)
+        assert answer.headers["content-type"].startswith(PROBLEM_JSON)
+        if bad != "a%2Fb":
+            assert _fields(_refused(answer)) == [_param_of(path, bad)]
+    assert _order_count(tenant) == 1, "no order of that id was stored"
+
+
+def _param_of(path: str, bad: str) -> str:
+    """The name of the path parameter ``bad`` stands in for."""
+    before = path.split(bad)[0].rstrip("/").rsplit("/", 1)[-1]
+    return {"cases": "case_id", "photos": "photo_id", "reconciliations": "reconciliation_id", "refunds": "refund_id",
+            "customers": "customer_id"}[before]
+
+
+def _order_count(tenant: Tenant) -> int:
+    async def count(db: Any) -> int:
+        async with db.pool.acquire() as conn:
+            return await conn.fetchval("SELECT count(*) FROM orders WHERE merchant_id = $1", tenant.merchant_id)
+
+    return _with_database(tenant.database_url, count)
+
+
+# --------------------------------------------------------------------------- every write operation
+
+
+AT = (datetime.now(UTC) - timedelta(days=3)).isoformat()
+# A valid body per operation that takes one: the hostile bodies are made from these.
+EXAMPLES: dict[str, Any] = {
+    "putOrder": order_body(placed_at=AT, delivered_at=AT),
+    "previewCase": {"order_id": "{order_id}", "type": "return", "resolution": "refund",
+                    "items": [{"line_id": "l1", "quantity": 1, "reason": "changed_mind", "note": "too big"}]},
+    "openCase": {"order_id": "{order_id}", "type": "return", "resolution": "refund",
+                 "items": [{"line_id": "l1", "quantity": 1, "reason": "changed_mind", "note": "too big"}]},
+    "reportReturnShipment": {"carrier": "DHL", "tracking_number": "JD0001"},
+    "provideInfo": {"message": "here are more photos"},
+    "submitSurvey": {"rating": 5, "comment": "quick"},
+    "approveCase": {"note": "ok", "overrides": [{"rule": "return_window", "reason": "loyal customer"}],
+                    "money_override": {"refund_total": 100, "reason": "goodwill"}},
+    "rejectCase": {"reason": "outside the window", "note": "sorry"},
+    "receiveItems": {"items": [{"line_id": "l1", "quantity": 1, "condition": "as_new", "value_percent": 100}]},
+    "shipReplacement": {"carrier": "DHL", "tracking_number": "JD0002"},
+    "shipBack": {"carrier": "DHL", "tracking_number": "JD0003"},
+    "diagnoseRepair": {"finding": "broken hinge", "in_warranty": False, "quote_amount": 2500},
+    "completeRepair": {"note": "hinge replaced"},
+    "assignCase": {"assignee": "agent_1"},
+    "addNote": {"text": "called the customer"},
+    "closeCase": {"note": "done"},
+    "requestInfo": {"message": "please send a photo"},
+    "putPolicy": {"rules": {"return_window": {"days": 30, "enabled": True}, "auto_approve": {"max_amount": 10_000}}},
+    "putWebhookEndpoint": {"url": "https://shop.example/hooks", "secret": "s" * 32, "enabled": True},
+    "putGatewayAccount": {"account": "acct_123"},
+    "reconcile": {"from": AT, "to": datetime.now(UTC).isoformat()},
+}
+
+
+def _leaves(value: Any, change: Callable[[Any], Any]) -> Any:
+    if isinstance(value, dict):
+        return {key: _leaves(item, change) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_leaves(item, change) for item in value]
+    return change(value)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _naive(value: Any) -> Any:
+    try:
+        moment = datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        return value
+    return moment.replace(tzinfo=None).isoformat() if moment and moment.tzinfo else value
+
+
+MUTATIONS: dict[str, Callable[[Any], Any]] = {
+    "strings for numbers": lambda v: str(v) if _is_int(v) else v,
+    "strings for booleans": lambda v: str(v).lower() if isinstance(v, bool) else v,
+    "naive timestamps": _naive,
+    "huge numbers": lambda v: 10**30 if _is_int(v) else v,
+    "fractions for integers": lambda v: v + 0.5 if _is_int(v) else v,
+    "NUL characters": lambda v: v + "\u0000" if isinstance(v, str) else v,
+    "oversize strings": lambda v: "x" * 100_000 if isinstance(v, str) else v,
+    "wrong types": lambda v: {"value": v},
+}
+RAW_BODIES: dict[str, tuple[bytes, str]] = {
+    **{f"deep JSON: {label}": (body, "application/json") for label, body in DEEP_JSON.items()},
+    "invalid UTF-8": (b'{"note": "\xff\xfe"}', "application/json"),
+    "empty body": (b"", "application/json"),
+    "not JSON": (b"{note: 'hi'", "application/json"),
+    "a JSON string": (b'"hello"', "application/json"),
+    "null": (b"null", "application/json"),
+    "TOML where JSON is expected": (b'[rules.return_window]\ndays = 14\n', "application/json"),
+    "over a megabyte": (b'{"note": "' + b"x" * 1_100_000 + b'"}', "application/json"),
+}
+
+
+def _hostile_bodies(example: Any) -> Iterator[tuple[str, bytes, str]]:
+    yield from ((label, body, kind) for label, (body, kind) in RAW_BODIES.items())
+    if example is None:
+        return
+    yield "a JSON array", json.dumps([example]).encode(), "application/json"
+    yield "an unknown field", json.dumps({**example, "zz_unknown": 1}).encode(), "application/json"
+    for label, change in MUTATIONS.items():
+        mutated = _leaves(example, change)
+        if mutated != example:
+            yield label, json.dumps(mutated).encode(), "application/json"
+
+
+DOCUMENT_CACHE: dict[str, Any] = {}
+
+
+def _write_operations(base_url: str) -> list[tuple[str, str, dict[str, Any]]]:
+    if "doc" not in DOCUMENT_CACHE:
+        DOCUMENT_CACHE["doc"] = httpx.get(base_url + "/schema/openapi.json").json()
+    return [
+        (method.upper(), path, operation)
+        for path, item in DOCUMENT_CACHE["doc"]["paths"].items()
+        for method, operation in item.items()
+        if method in ("put", "post", "patch", "delete")
+    ]
+
+
+def _stored(tenant: Tenant) -> dict[str, Any]:
+    """A fingerprint of everything the merchant has stored (the outbox only counted: the worker
+    marks its rows done on its own time)."""
+
+    async def fingerprint(db: Any) -> dict[str, Any]:
+        tables = ["orders", "cases", "case_events", "idempotency_keys", "policies", "refunds", "photos",
+                  "store_credit_grants", "webhook_endpoints", "reconciliations"]
+        async with db.pool.acquire() as conn:
+            found = {
+                table: await conn.fetchval(
+                    f"SELECT md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) || count(*) FROM {table} t"
+                    " WHERE merchant_id = $1",
+                    tenant.merchant_id,
+                )
+                for table in tables
+            }
+            found["outbox"] = await conn.fetchval("SELECT count(*) FROM outbox WHERE merchant_id = $1", tenant.merchant_id)
+            found["merchant"] = await conn.fetchval("SELECT m::text FROM merchants m WHERE id = $1", tenant.merchant_id)
+            return found
+
+    return _with_database(tenant.database_url, fingerprint)
+
+
+def test_every_write_operation_refuses_every_hostile_body(tenant: Tenant, base_url: str) -> None:
+    operations = _write_operations(base_url)
+    with_body = {op["operationId"] for _, _, op in operations if "requestBody" in op}
+    assert with_body <= set(EXAMPLES), f"give these operations an example body: {with_body - set(EXAMPLES)}"
+    order = tenant.put_order()
+    case_id = tenant.open_case(order["order_id"]).json()["id"]
+    before = _stored(tenant)
+    failures = []
+    for method, template, operation in operations:
+        op_id = operation["operationId"]
+        takes_body = op_id in EXAMPLES or "requestBody" in operation
+        # Where a body is read, real ids: only validation stands between the body and the data.
+        # Where none is (cancel, retry, …), ids of nothing: the action itself must not happen.
+        case = case_id if takes_body else "case_missing"
+        path = template.format(case_id=case, order_id="o_hostile", refund_id="rf_missing")
+        role = min(roles_allowed(method, template) - {"admin"} or {"admin"})
+        client = tenant.clients[role]
+        example = json.loads(json.dumps(EXAMPLES.get(op_id)).replace("{order_id}", order["order_id"]))
+        for label, body, content_type in _hostile_bodies(example):
+            answer = client.request(method, path, content=body, headers={"content-type": content_type})
+            kind = answer.headers.get("content-type", "")
+            code = answer.json().get("code") if kind.startswith(PROBLEM_JSON) else None
+            if not (400 <= answer.status_code < 500 and code):
+                failures.append(f"{method} {template} [{label}]: {answer.status_code} {kind} {answer.text[:200]}")
+    assert not failures, "\n".join(failures)
+    assert _stored(tenant) == before, "a refused request stored something"
