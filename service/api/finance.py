@@ -9,10 +9,9 @@ from litestar import Controller, Request, get, post
 from litestar.params import Parameter, QueryParameter
 from litestar.response import Stream
 
-from domain.errors import InvalidRequest
 from domain.refunds import RefundStatus
 from service.api.auth import roles
-from service.api.http import PathId, principal_of
+from service.api.http import PathId, check_query_moments, principal_of
 from service.api.storefront import Limit
 from service.container import Services
 from service.dto import (
@@ -22,22 +21,20 @@ from service.dto import (
     ReconciliationIn,
     ReconciliationView,
     SummaryReport,
-    time_zone_errors,
 )
 from service.ports import LedgerFilter
 
-From = Annotated[datetime, QueryParameter(name="from", description="start, inclusive (RFC 3339)")]
-To = Annotated[datetime, QueryParameter(name="to", description="end, exclusive (RFC 3339)")]
+# Read as text and parsed here (``check_query_moments``), so an error names ``from``/``to``
+From = Annotated[str, QueryParameter(name="from", description="start, inclusive (RFC 3339)", format="date-time")]
+To = Annotated[str, QueryParameter(name="to", description="end, exclusive (RFC 3339)", format="date-time")]
 
 
 def _filters(
-    status: RefundStatus | None, currency: str | None, created_from: datetime | None, created_to: datetime | None
+    request: Request[Any, Any, Any], status: RefundStatus | None, currency: str | None,
+    created_from: datetime | None, created_to: datetime | None,
 ) -> LedgerFilter:
-    """The ledger's filters; times without a time zone are refused, as in bodies and reports
-    (checked here, before the CSV's answer starts)."""
-    errors = time_zone_errors(created_from=created_from, created_to=created_to)
-    if errors:
-        raise InvalidRequest("the filters are not valid", errors)
+    """The ledger's filters, checked before the CSV's answer starts."""
+    check_query_moments(request, "created_from", "created_to")
     return LedgerFilter(status=status, currency=currency, created_from=created_from, created_to=created_to)
 
 
@@ -59,7 +56,7 @@ class FinanceController(Controller):
         cursor: str | None = None,
     ) -> LedgerList:
         """Every refund, oldest first, with its case, order, customer, gateway id and reason."""
-        filters = _filters(status, currency, created_from, created_to)
+        filters = _filters(request, status, currency, created_from, created_to)
         return await services.finance.ledger(principal_of(request), filters, limit, cursor)
 
     @get("/refunds.csv", operation_id="exportRefunds", media_type="text/csv")
@@ -73,7 +70,7 @@ class FinanceController(Controller):
         created_to: datetime | None = None,
     ) -> Stream:
         """The same ledger as CSV (RFC 4180), streamed: opens in a spreadsheet as it is."""
-        filters = _filters(status, currency, created_from, created_to)
+        filters = _filters(request, status, currency, created_from, created_to)
         return Stream(
             services.finance.ledger_csv(principal_of(request), filters),
             media_type="text/csv; charset=utf-8",
@@ -103,12 +100,14 @@ class FinanceController(Controller):
         group_by: Literal["day", "currency", "reason", "sku", "type"] = "day",
     ) -> SummaryReport:
         """Refund counts and amounts per day, currency, reason, SKU or case type (and currency)."""
-        return await services.finance.summary(principal_of(request), period_from, period_to, group_by)
+        since, until = check_query_moments(request, "from", "to")
+        return await services.finance.summary(principal_of(request), since, until, group_by)
 
     @get("/reports/reasons", operation_id="reasonsReport")
     async def reasons(
         self, request: Request[Any, Any, Any], services: Services, period_from: From, period_to: To
     ) -> ReasonsReport:
         """Return reasons by SKU, the share the merchant is responsible for, and CSAT."""
-        return await services.finance.reasons(principal_of(request), period_from, period_to)
+        since, until = check_query_moments(request, "from", "to")
+        return await services.finance.reasons(principal_of(request), since, until)
 

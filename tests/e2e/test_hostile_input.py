@@ -131,18 +131,20 @@ def test_strings_are_not_numbers_or_booleans_in_json_bodies(tenant: Tenant) -> N
     assert tenant.storefront.get("/v1/cases", params={"limit": "5"}).status_code == 200
 
 
-def test_times_without_a_time_zone_are_refused_in_bodies_and_query_strings(tenant: Tenant) -> None:
-    naive, aware = "2026-01-01T00:00:00", "2026-01-01T00:00:00Z"
+@pytest.mark.parametrize("naive", ["2026-01-01T00:00:00", "0.5", "1700000000", "2026-01-01"])
+def test_times_without_a_time_zone_are_refused_in_bodies_and_query_strings(tenant: Tenant, naive: str) -> None:
+    """A bare number was read as seconds since 1970 in query strings (found by schemathesis)."""
+    aware = "2026-01-01T00:00:00Z"
     for path in ("/finance/v1/refunds", "/finance/v1/refunds.csv"):
         for name in ("created_from", "created_to"):
             problem = _refused(tenant.finance.get(path, params={name: naive}))
             assert _fields(problem) == [name], problem
         assert tenant.finance.get(path, params={"created_from": aware, "created_to": aware}).status_code == 200
     for path in ("/finance/v1/reports/summary", "/finance/v1/reports/reasons"):
-        problem = _refused(tenant.finance.get(path, params={"from": aware, "to": "2026-01-02T00:00:00"}))
+        problem = _refused(tenant.finance.get(path, params={"from": aware, "to": naive}))
         assert _fields(problem) == ["to"], problem
     problem = _refused(tenant.finance.post("/finance/v1/reconciliations", json={"from": naive, "to": aware}))
-    assert _fields(problem) == ["from"], problem
+    assert problem["errors"][0]["field"].startswith("from"), problem
 
 
 # as they go in a path (percent-encoded: a client would drop literal dot segments)
