@@ -81,6 +81,7 @@ class PinnedTransport(httpx.AsyncHTTPTransport):
 
 class HttpWebhookSender:
     def __init__(self, timeout_seconds: float = 10.0) -> None:
+        self.timeout_seconds = timeout_seconds
         self.client = httpx.AsyncClient(
             timeout=timeout_seconds, follow_redirects=False, trust_env=False, transport=PinnedTransport()
         )
@@ -94,8 +95,14 @@ class HttpWebhookSender:
         port = request.url.port or DEFAULT_PORTS[request.url.scheme]
         token = _PINNED.set((host, port, list(addresses)))
         try:
-            response = await self.client.send(request)
-            await response.aclose()
+            # the whole delivery within the timeout (httpx's counts each read, so a receiver dripping
+            # its answer could hold the worker for ever), and the answer's body never read: only
+            # its status matters (found by an outside review)
+            async with asyncio.timeout(self.timeout_seconds):
+                response = await self.client.send(request, stream=True)
+                await response.aclose()
+        except TimeoutError as exc:
+            raise WebhookSendError(f"no answer within {self.timeout_seconds:g} s") from exc
         except httpx.HTTPError as exc:
             raise WebhookSendError(f"{type(exc).__name__}: {exc}") from exc
         finally:

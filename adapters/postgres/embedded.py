@@ -35,6 +35,8 @@ import fcntl
 import json
 import logging
 import os
+import signal
+import threading
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -56,13 +58,34 @@ def embedded_database_url(data_dir: Path) -> str:
         return _held[pgdata][0]
     pgserver = import_pgserver()
     pgdata.mkdir(parents=True, exist_ok=True)
-    with _users(pgdata.parent) as users:
-        server = pgserver.PostgresServer(pgdata, cleanup_mode=None)  # starts it unless it runs
-        users.append(_me())
-    if not _held:
-        atexit.register(release_embedded)
-    _held[pgdata] = (server.get_uri(), server.system_user)
+    with _signals_deferred():  # a Ctrl-C mid-start would leave a server nobody holds, or half an initdb
+        with _users(pgdata.parent) as users:
+            server = pgserver.PostgresServer(pgdata, cleanup_mode=None)  # starts it unless it runs
+            users.append(_me())
+        if not _held:
+            atexit.register(release_embedded)
+        _held[pgdata] = (server.get_uri(), server.system_user)
     return _held[pgdata][0]
+
+
+@contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """SIGINT and SIGTERM wait until the block is over, then act as they would have (found by an
+    outside review: a command stopped while the server started left it running, unheld, and one
+    stopped during initdb left a data folder no later command could start)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = {signum: signal.signal(signum, lambda number, _: caught.append(number))
+                for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        for signum in caught:
+            signal.raise_signal(signum)
 
 
 def release_embedded(data_dir: Path | None = None) -> None:

@@ -4,6 +4,7 @@ root (``service.bootstrap``) decides which adapters stand behind them."""
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -34,7 +35,11 @@ from service.api.finance import FinanceController
 from service.api.health import live, metrics, ready
 from service.api.links import document_links
 from service.api.photos import PhotoController
-from service.api.problems import document_problems, document_public_operations, handle_exception
+from service.api.problems import (
+    document_problems,
+    document_public_operations,
+    handle_exception,
+)
 from service.api.storefront import StorefrontController
 from service.api.webhooks import stripe_webhook
 from service.container import Services
@@ -59,7 +64,7 @@ def request_context(app: ASGIApp) -> ASGIApp:
             await app(scope, receive, send)
             return
         headers = dict(scope["headers"])
-        request_id = headers.get(b"x-request-id", b"").decode("latin-1")[:64] or uuid.uuid4().hex
+        request_id = _request_id(headers.get(b"x-request-id", b""))
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id)
 
@@ -94,6 +99,15 @@ def request_context(app: ASGIApp) -> ASGIApp:
             )
 
     return middleware
+
+
+_REQUEST_ID = re.compile(rb"[\x21-\x7e]{1,64}")
+
+
+def _request_id(sent: bytes) -> str:
+    """The caller's ``X-Request-ID`` when it is 1–64 printable ASCII characters (echoed and logged
+    exactly as sent), else a new one: anything else could not come back byte for byte."""
+    return sent.decode("ascii") if _REQUEST_ID.fullmatch(sent) else uuid.uuid4().hex
 
 
 def _with_allow(headers: list[tuple[bytes, bytes]], scope: Scope) -> list[tuple[bytes, bytes]]:

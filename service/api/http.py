@@ -39,7 +39,7 @@ PathId = Annotated[
 
 
 # RFC 3339 with a time zone, as in bodies (``service.dto.Timestamp``)
-_MOMENT = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:[Zz]|[+-]\d{2}:\d{2})")
+_MOMENT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,9})?(?:[Zz]|[+-][0-9]{2}:[0-9]{2})")
 
 
 def check_query_moments(request: Request[Any, Any, Any], *names: str) -> list[datetime | None]:
@@ -47,12 +47,24 @@ def check_query_moments(request: Request[Any, Any, Any], *names: str) -> list[da
     in bodies. Checked on the raw text: the framework would also read a bare number as seconds
     since 1970 (found by schemathesis: ``created_to=0.5``) and a time without a zone as no
     moment in particular."""
-    values = [request.query_params.get(name) for name in names]
-    errors = [
-        {"field": name, "message": "an RFC 3339 time with a time zone, e.g. 2026-01-31T12:00:00Z"}
-        for name, value in zip(names, values, strict=True)
-        if value is not None and not _MOMENT.fullmatch(value)
-    ]
+    moments: list[datetime | None] = []
+    errors = []
+    for name in names:
+        value = request.query_params.get(name)
+        moment = _moment(value) if value is not None else None
+        if value is not None and moment is None:
+            errors.append({"field": name, "message": "an RFC 3339 time with a time zone, e.g. 2026-01-31T12:00:00Z"})
+        moments.append(moment)
     if errors:
         raise InvalidRequest("the query is not valid", errors)
-    return [datetime.fromisoformat(value) if value is not None else None for value in values]
+    return moments
+
+
+def _moment(text: str) -> datetime | None:
+    """The moment ``text`` names, or None when it names none (month 13, hour 25, offset +24:00)."""
+    if not _MOMENT.fullmatch(text):
+        return None
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        return None
