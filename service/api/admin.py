@@ -264,7 +264,8 @@ class PolicyController(Controller):
 
 
 def _parse_policy(body: bytes, content_type: str) -> dict[str, Any]:
-    is_toml = "toml" in content_type
+    # the media type alone, in any case: ``Application/TOML`` is TOML, ``application/json; x=toml`` is not
+    is_toml = content_type.split(";", 1)[0].strip().lower() in ("application/toml", "text/toml")
     if is_toml:
         check_toml_depth(body)
     else:

@@ -22,6 +22,17 @@ def test_a_merchant_without_a_policy_gets_the_defaults(tenant: Tenant) -> None:
             "exchange_shipping", "restocking_fee", "keep_item", "store_credit_bonus", "auto_approve", "review"} <= set(rules)
 
 
+def test_the_policy_media_type_is_read_whole_and_in_any_case(tenant: Tenant) -> None:
+    """Raised by the second review: ``"toml" in content_type`` took JSON sent as
+    ``application/json; x=toml`` for TOML, and ``Application/TOML`` for JSON."""
+    toml = b"[rules.return_window]\ndays = 21\n"
+    answer = tenant.admin.put("/admin/v1/policy", content=toml, headers={"content-type": "Application/TOML"})
+    assert answer.status_code == 200, answer.text
+    json_body = b'{"rules": {"return_window": {"days": 22}}}'
+    answer = tenant.admin.put("/admin/v1/policy", content=json_body, headers={"content-type": "application/json; x=toml"})
+    assert answer.status_code == 200, answer.text
+
+
 def test_toml_policy_is_installed_as_a_new_version(tenant: Tenant) -> None:
     toml = b'[rules.return_window]\ndays = 14\n\n[rules.restocking_fee]\npercent = 12.5\n'
     response = tenant.admin.put("/admin/v1/policy", content=toml, headers={"content-type": "application/toml"})
