@@ -419,7 +419,9 @@ class CaseService:
             original = [msgspec.to_builtins(o) for o in case.decision.outcomes if o.rule in overridden]
             case.decision = msgspec.structs.replace(case.decision, outcomes=outcomes)
             if body.money_override is not None:
-                remaining = await self._left_for(repos, case)
+                order = await repos.get_order(case.merchant_id, case.order_id, for_update=True)
+                assert order is not None
+                remaining = await self._left_for(repos, case, order)
                 if body.money_override.refund_total > remaining:
                     raise RefundExceedsCaptured(
                         f"the order has {to_major(remaining, case.money.currency)} {case.money.currency} left to refund",
@@ -456,11 +458,9 @@ class CaseService:
             principal, case_id, if_match, transition(CaseAction.REQUEST_INFO, {"message": body.message})
         )
 
-    async def _left_for(self, repos: Repositories, case: Case) -> int:
-        """What the order has left to pay back once its other live cases are counted (the order
-        row is held, so no other case takes it meanwhile)."""
-        order = await repos.get_order(case.merchant_id, case.order_id, for_update=True)
-        assert order is not None
+    async def _left_for(self, repos: Repositories, case: Case, order: Order) -> int:
+        """What ``order`` (held by the caller, so no other case takes it meanwhile) has left to pay
+        back once its other live cases are counted."""
         commitments = await repos.order_commitments(case.merchant_id, case.order_id, exclude_case_id=case.id)
         return max(0, order.payment.captured_amount - commitments.promised_amount)
 
@@ -619,7 +619,7 @@ class CaseService:
             case.money = verdict.money
             money_notes = [o.detail for o in verdict.decision.outcomes if o.rule in ("condition_grading", CAPTURED_LIMIT)]
             if case.money_override is not None:
-                left = await self._left_for(repos, case)
+                left = await self._left_for(repos, case, order)
                 _lay_override(case, left)
                 capped = " (capped by what the order has left)" if case.money_override > left else ""
                 money_notes.append(f"the agent's approved figure stands over the policy's{capped}")

@@ -26,16 +26,18 @@ CASE_CHILDREN = {
     "agentGetOrder": {"order_id": "$response.body#/order_id"},
     "getStoreCredit": {"customer_id": "$response.body#/customer_id"},
 }
-ORDER_LINKS = {
-    "getOrder": {"order_id": "$request.path.order_id"},
-    "agentGetOrder": {"order_id": "$request.path.order_id"},
-}
 # a case opened on the order just stored: a return of one of its first line
 CASE_ON_ORDER = {
     "order_id": "$request.path.order_id",
     "type": "return",
     "resolution": "refund",
     "items": [{"line_id": "$request.body#/lines/0/line_id", "quantity": 1, "reason": "changed_mind"}],
+}
+ORDER_LINKS = {  # target → parameters, or (for a body made from the request) the link's request body
+    "getOrder": {"order_id": "$request.path.order_id"},
+    "agentGetOrder": {"order_id": "$request.path.order_id"},
+    "openCase": {"requestBody": CASE_ON_ORDER},
+    "previewCase": {"requestBody": CASE_ON_ORDER},
 }
 OTHER_LINKS = {  # (source, status) → target → parameters
     ("putOrder", "200"): ORDER_LINKS,
@@ -79,11 +81,10 @@ def document_links(document: OpenAPI) -> None:
         response = (operations[source][1].responses or {}).get(status)
         if response is None or not hasattr(response, "links"):
             continue
-        response.links = {
-            target: Link(operation_id=target, parameters=dict(parameters))
-            for target, parameters in sorted(targets.items())
-            if target in operations
-        }
-        if source == "putOrder":
-            for target in ("openCase", "previewCase"):
-                response.links[target] = Link(operation_id=target, request_body=CASE_ON_ORDER)
+        response.links = {target: _link(target, spec) for target, spec in sorted(targets.items()) if target in operations}
+
+
+def _link(target: str, spec: dict) -> Link:
+    if "requestBody" in spec:
+        return Link(operation_id=target, request_body=spec["requestBody"])
+    return Link(operation_id=target, parameters=dict(spec))
