@@ -162,7 +162,8 @@ class FinanceService:
             rows = await repos.summary(principal.merchant_id, since, until, group_by)
         return SummaryReport(
             period_from=since, period_to=until, group_by=group_by,
-            rows=[msgspec.convert({"succeeded": 0, **row}, SummaryRow) for row in rows],
+            # items and their value are the SKU report's; elsewhere they would add apples and pears
+            rows=[SummaryRow(**(row if group_by == "sku" else {**row, "items": None, "item_value": None})) for row in rows],
         )
 
     async def reasons(self, principal: Principal, since: datetime, until: datetime) -> ReasonsReport:

@@ -36,7 +36,7 @@ def test_reconciliation_sorts_every_difference_and_the_totals_add_up(shop: Tenan
     made = shop.finance.post("/finance/v1/reconciliations", json=_period())
     assert made.status_code == 201, made.text
     report = made.json()
-    ids = lambda name: [(e["refund_id"], e["gateway_refund_id"]) for e in report[name]]  # noqa: E731
+    ids = lambda name: [(e["refund_id"], e["gateway_refund_id"]) for e in report[name]]
     assert ids("matched") == [(refunds[0]["id"], refunds[0]["gateway_refund_id"])]
     assert ids("missing_at_gateway") == [(refunds[1]["id"], refunds[1]["gateway_refund_id"])]
     assert ids("amount_mismatch") == [(refunds[2]["id"], refunds[2]["gateway_refund_id"])]
@@ -102,7 +102,7 @@ def test_reports_summary_and_reason_trends(shop: Tenant, stripe_fake: FakeStripe
     by_currency = shop.finance.get("/finance/v1/reports/summary", params={**period, "group_by": "currency"}).json()
     assert by_currency["rows"] == [{
         "key": "EUR", "currency": "EUR", "refunds": 2, "succeeded": 2, "failed": 0,
-        "refunded": 1600 + 1700, "in_flight": 0, "items": None, "item_value": None,
+        "refunded": 1600 + 1700, "in_flight": 0, "items": None, "item_value": None, "failed_amount": 0,
     }]
     by_day = shop.finance.get("/finance/v1/reports/summary", params={**period, "group_by": "day"}).json()["rows"]
     assert sum(r["refunded"] for r in by_day) == 3300
