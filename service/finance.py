@@ -46,6 +46,7 @@ CSV_COLUMNS = [
     "gateway", "gateway_refund_id", "created_at", "settled_at", "failure_reason",
 ]
 MAX_PERIOD = timedelta(days=366)
+DEFAULT_PERIOD = timedelta(days=30)
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 # What the gateway's status is called in ours ("pending" there means accepted, not yet settled).
 _OURS = {"pending": RefundStatus.SUBMITTED}
@@ -60,7 +61,7 @@ def ledger_view(refund: Refund) -> LedgerRefundView:
 def check_period(since: datetime, until: datetime) -> None:
     errors = time_zone_errors(**{"from": since, "to": until})
     if not errors and until <= since:
-        errors.append({"field": "to", "message": "must be after from"})
+        errors.append({"field": "from", "message": "must be before to"})
     elif not errors and until - since > MAX_PERIOD:
         errors.append({"field": "to", "message": "a period is at most 366 days"})
     if errors:
@@ -156,8 +157,19 @@ class FinanceService:
 
     # ----------------------------------------------------------------- reports
 
-    async def summary(self, principal: Principal, since: datetime, until: datetime, group_by: str) -> SummaryReport:
+    def report_period(self, since: datetime | None, until: datetime | None) -> tuple[datetime, datetime]:
+        """A report's period as asked, checked; a bound not given defaults to the last 30 days
+        (``to`` now, ``from`` 30 days before ``to``), which is what a finance person looks at
+        first."""
+        until = until or self.clock()
+        since = since or until - DEFAULT_PERIOD
         check_period(since, until)
+        return since, until
+
+    async def summary(
+        self, principal: Principal, since: datetime | None, until: datetime | None, group_by: str
+    ) -> SummaryReport:
+        since, until = self.report_period(since, until)
         async with self.db.reading() as repos:
             rows = await repos.summary(principal.merchant_id, since, until, group_by)
         return SummaryReport(
@@ -166,8 +178,8 @@ class FinanceService:
             rows=[SummaryRow(**(row if group_by == "sku" else {**row, "items": None, "item_value": None})) for row in rows],
         )
 
-    async def reasons(self, principal: Principal, since: datetime, until: datetime) -> ReasonsReport:
-        check_period(since, until)
+    async def reasons(self, principal: Principal, since: datetime | None, until: datetime | None) -> ReasonsReport:
+        since, until = self.report_period(since, until)
         async with self.db.reading() as repos:
             trends = await repos.reason_trends(principal.merchant_id, since, until)
         by_sku: dict[str, list[ReasonCount]] = {}
