@@ -52,6 +52,23 @@ _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 _OURS = {"pending": RefundStatus.SUBMITTED}
 
 
+class GatewayUnreadable(Exception):
+    """The gateway could not give a reconciliation what it needs, so none is made (half a report
+    would call refunds missing that the gateway has): 503 ``gateway_unavailable`` with
+    ``Retry-After`` when it is unreachable or failing on its side (no connection, 5xx, 429),
+    502 ``gateway_error`` when it answered, but with a refusal (4xx: a revoked key, a lost
+    account) or with something that is no refund list; trying again will not help until the
+    merchant's gateway set-up is fixed."""
+
+    def __init__(self, error: GatewayError) -> None:
+        super().__init__(f"the payment gateway could not list refunds: {error}")
+        self.detail = str(self)
+        down = error.retryable and error.code != "malformed_answer"
+        self.status = 503 if down else 502
+        self.code = "gateway_unavailable" if down else "gateway_error"
+        self.retry_after = max(1, round(error.retry_after or 30)) if down else None
+
+
 def ledger_view(refund: Refund) -> LedgerRefundView:
     return LedgerRefundView(
         **msgspec.structs.asdict(refund_view(refund)), customer_id=refund.customer_id, reason=refund.reason
@@ -107,7 +124,7 @@ class FinanceService:
         try:
             theirs = [r async for r in self.gateway.list_refunds(created_from=since, created_to=until, account=account)]
         except GatewayError as exc:
-            raise InvalidRequest(f"the gateway could not list refunds: {exc}", [{"field": "from", "message": str(exc)}]) from exc
+            raise GatewayUnreadable(exc) from exc
         # ours made just outside the period whose gateway twin falls inside it
         async with self.db.transaction() as repos:
             known = {r.id for r in ours}
@@ -143,7 +160,9 @@ class FinanceService:
                 continue  # not sent yet, or refused before the gateway made anything: nothing to find
             try:  # its gateway twin may be dated just outside the period
                 their = await self.gateway.get_refund(our.gateway_refund_id, account=our.gateway_account)
-            except GatewayError:
+            except GatewayError as exc:
+                if exc.code != "resource_missing":  # not an answer about this refund
+                    raise GatewayUnreadable(exc) from exc
                 report.missing_at_gateway.append(_entry(our, None))
                 continue
             _place(report, our, their)

@@ -27,6 +27,7 @@ from domain.errors import (
 )
 from policies.engine import PolicyInvalid
 from service.cases import IdempotencyConflict
+from service.finance import GatewayUnreadable
 from service.ports import (
     BlobNotFound,
     DatabaseUnavailable,
@@ -94,6 +95,10 @@ def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Respons
         return problem(503, "unavailable", str(exc), headers={"Retry-After": "1"})
     if isinstance(exc, ImageRejected):
         return problem(415 if exc.code == "unsupported_media_type" else 422, exc.code, str(exc))
+    if isinstance(exc, GatewayUnreadable):
+        log.warning("gateway_unreadable", status=exc.status, detail=exc.detail)
+        retry = {"Retry-After": str(exc.retry_after)} if exc.retry_after else None
+        return problem(exc.status, exc.code, exc.detail, headers=retry)
     if isinstance(exc, IdempotencyConflict):
         return problem(409, "idempotency_conflict", str(exc))
     if isinstance(exc, ValidationException):
