@@ -56,7 +56,7 @@ DEEP_JSON = {
 def test_deeply_nested_json_is_refused(tenant: Tenant, body: bytes) -> None:
     headers = {"content-type": "application/json"}
     problem = _refused(tenant.storefront.put("/v1/orders/o_deep", content=body, headers=headers))
-    assert _fields(problem) == ["body"]
+    assert _fields(problem) == [""], "the body as a whole"
     _refused(tenant.admin.put("/admin/v1/policy", content=body, headers=headers))
     assert tenant.storefront.get("/v1/orders/o_deep").status_code == 404
     assert tenant.agent.get("/admin/v1/policy").json()["version"] == 0
@@ -108,7 +108,7 @@ DEEP_TOML = {
 @pytest.mark.parametrize("body", DEEP_TOML.values(), ids=list(DEEP_TOML))
 def test_deeply_nested_toml_policy_is_refused(tenant: Tenant, body: bytes) -> None:
     answer = tenant.admin.put("/admin/v1/policy", content=body, headers={"content-type": "application/toml"})
-    assert _fields(_refused(answer)) == ["body"]
+    assert _fields(_refused(answer)) == [""], "the body as a whole"
     assert tenant.agent.get("/admin/v1/policy").json()["version"] == 0
 
 
