@@ -74,6 +74,20 @@ class Policy:
         )
         return Verdict(decision=decision, money=money)
 
+    def recompute_money(self, decision: Decision, facts: Facts) -> Verdict:
+        """The money again on changed facts (an agent decided who is responsible), with the money
+        rules' outcomes refreshed to say why; every other outcome of ``decision`` stands."""
+        fresh = self.evaluate(facts)
+        money_rules = {rule.name for rule in self.rules if rule.money} | {CAPTURED_LIMIT}
+        before = {o.rule: o for o in decision.outcomes}
+        outcomes = [
+            _keep_override(o, before.get(o.rule)) if o.rule in money_rules else before.get(o.rule, o)
+            for o in fresh.decision.outcomes
+        ]
+        return Verdict(
+            decision=msgspec.structs.replace(decision, outcomes=outcomes, keep_item=fresh.decision.keep_item),
+            money=fresh.money,
+        )
 
     def reevaluate(self, rule_name: str, facts: Facts) -> RuleOutcome | None:
         """One rule's outcome on new facts (say, photos that arrived), leaving the rest of a
@@ -81,6 +95,13 @@ class Policy:
         draft = _draft(facts)
         rule = next((rule for rule in self.rules if rule.name == rule_name), None)
         return rule.evaluate(facts, draft) if rule else None
+
+
+def _keep_override(fresh: RuleOutcome, before: RuleOutcome | None) -> RuleOutcome:
+    """A refreshed outcome keeps an agent's override of the one it replaces."""
+    if before is None or before.overridden_by is None:
+        return fresh
+    return msgspec.structs.replace(fresh, overridden_by=before.overridden_by, override_reason=before.override_reason)
 
 
 def _draft(facts: Facts) -> MoneyDraft:

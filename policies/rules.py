@@ -55,6 +55,9 @@ class Rule:
 
     name: ClassVar[str]
     Params: ClassVar[type[RuleParams]] = RuleParams
+    # works out money: its outcome is refreshed when the money is (an agent decides who is
+    # responsible); the eligibility rules' outcomes stand as decided
+    money: ClassVar[bool] = False
 
     def __init__(self, params: RuleParams) -> None:
         self.params = params
@@ -183,6 +186,7 @@ class GradingParams(RuleParams, frozen=True):
 
 class ConditionGrading(Rule):
     name = "condition_grading"
+    money = True
     Params = GradingParams
 
     def evaluate(self, facts: Facts, money: MoneyDraft) -> RuleOutcome:
@@ -212,6 +216,7 @@ class RestockingFee(Rule):
     """Charged only on customer-responsible returns of items that arrive opened."""
 
     name = "restocking_fee"
+    money = True
     Params = PercentParams
 
     def evaluate(self, facts: Facts, money: MoneyDraft) -> RuleOutcome:
@@ -233,10 +238,13 @@ class ReturnShippingParams(RuleParams, frozen=True):
 
 
 class ReturnShipping(Rule):
-    """The customer pays the label when every item comes back for their own reason; otherwise
-    the merchant pays it and refunds the original shipping (once per order)."""
+    """The customer pays the label when every item comes back for their own reason; the
+    merchant pays it when any item is theirs, and refunds the original shipping (once per
+    order). While an item's responsibility is unknown (reason ``other``) nobody is charged: the
+    label is ``undecided`` until an agent decides on approval."""
 
     name = "return_shipping"
+    money = True
     Params = ReturnShippingParams
 
     def evaluate(self, facts: Facts, money: MoneyDraft) -> RuleOutcome:
@@ -248,6 +256,11 @@ class ReturnShipping(Rule):
             if self.params.refund_original_shipping and facts.case_type == CaseType.RETURN and not facts.shipping_already_refunded:
                 money.original_shipping_refund = facts.order.shipping_total
             return self.outcome(INFO, f"the merchant is responsible and pays the {money.show(label)} label")
+        if facts.responsibility_undecided:
+            money.return_shipping = ShippingShares(Payer.UNDECIDED, 0, 0, undecided_share=label)
+            return self.outcome(
+                INFO, f"who pays the {money.show(label)} label waits for an agent to decide who is responsible"
+            )
         money.return_shipping = ShippingShares(Payer.CUSTOMER, label, 0)
         return self.outcome(INFO, f"the customer pays the {money.show(label)} label, deducted from the refund")
 
@@ -259,9 +272,11 @@ class ExchangeShippingParams(RuleParams, frozen=True):
 
 class ExchangeShipping(Rule):
     """Split between customer and merchant when the customer is responsible (an odd minor unit
-    goes to the merchant); all on the merchant otherwise."""
+    goes to the merchant); all on the merchant when any item is theirs; ``undecided`` (nobody
+    charged) while an item's responsibility waits for an agent."""
 
     name = "exchange_shipping"
+    money = True
     Params = ExchangeShippingParams
 
     def evaluate(self, facts: Facts, money: MoneyDraft) -> RuleOutcome:
@@ -271,6 +286,11 @@ class ExchangeShipping(Rule):
         if facts.merchant_responsible:
             money.return_shipping = ShippingShares(Payer.MERCHANT, 0, cost)
             return self.outcome(INFO, f"the merchant is responsible and pays all {money.show(cost)} shipping")
+        if facts.responsibility_undecided:
+            money.return_shipping = ShippingShares(Payer.UNDECIDED, 0, 0, undecided_share=cost)
+            return self.outcome(
+                INFO, f"who pays the {money.show(cost)} shipping waits for an agent to decide who is responsible"
+            )
         bp = basis_points(self.params.customer_percent)
         if bp == 5000:
             customer, merchant = split_half(cost)
@@ -291,6 +311,7 @@ class KeepItem(Rule):
     """Refund without return when what comes back is worth less than the return label."""
 
     name = "keep_item"
+    money = True
     Params = KeepItemParams
 
     def evaluate(self, facts: Facts, money: MoneyDraft) -> RuleOutcome:
@@ -311,6 +332,7 @@ class KeepItem(Rule):
 
 class StoreCreditBonus(Rule):
     name = "store_credit_bonus"
+    money = True
     Params = PercentParams
 
     def evaluate(self, facts: Facts, money: MoneyDraft) -> RuleOutcome:

@@ -4,10 +4,12 @@ changing what is in force, decisions keep the version they were made under."""
 from __future__ import annotations
 
 import httpx
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.support.tenants import Tenant
+from tests.support.waiting import eventually
 
 RETURN_L1 = {"type": "return", "items": [{"line_id": "l1", "quantity": 1, "reason": "changed_mind"}]}
 
@@ -178,3 +180,79 @@ def test_concurrent_cases_on_one_order_never_overpromise(tenant: Tenant) -> None
     assert all(r.status_code == 201 for r in responses)
     assert sum(r.json()["money"]["refund_total"] for r in responses) == 3000
     assert tenant.storefront.get(f"/v1/orders/{order['order_id']}").json()["refundable_amount"] == 0
+
+
+OTHER_L1 = [{"line_id": "l1", "quantity": 1, "reason": "other", "note": "the seam feels odd"}]
+
+
+def _settled(tenant: Tenant, case_id: str) -> dict | None:
+    case = tenant.agent.get(f"/admin/v1/cases/{case_id}").json()
+    return case if case["refunds"] and case["refunds"][0]["status"] == "succeeded" else None
+
+
+@pytest.mark.parametrize(
+    ("decided", "shipping", "refund_total"),
+    [
+        ("customer", {"payer": "customer", "customer_share": 500, "merchant_share": 0}, 1999 - 500),
+        ("merchant", {"payer": "merchant", "customer_share": 0, "merchant_share": 500}, 1999 + 495),
+        # approved without a word on it: the customer pays no label they were never quoted
+        (None, {"payer": "merchant", "customer_share": 0, "merchant_share": 500}, 1999 + 495),
+    ],
+)
+def test_reason_other_charges_nobody_until_an_agent_decides(
+    tenant: Tenant, decided: str | None, shipping: dict, refund_total: int
+) -> None:
+    order = tenant.put_order()
+    body = {"order_id": order["order_id"], "type": "return", "items": OTHER_L1}
+    preview = tenant.storefront.post("/v1/cases/preview", json=body).json()
+    undecided = {"payer": "undecided", "customer_share": 0, "merchant_share": 0, "undecided_share": 500}
+    assert preview["money"]["return_shipping"] == undecided
+    assert preview["money"]["refund_total"] == 1999
+    case = tenant.storefront.post("/v1/cases", json=body).json()
+    assert case["state"] == "pending_review" and case["money"] == preview["money"]
+
+    approve = {"responsibility": [{"line_id": "l1", "responsibility": decided}]} if decided else {}
+    approved = tenant.agent.post(f"/admin/v1/cases/{case['id']}/approve", json=approve).json()
+    assert approved["money"]["return_shipping"] == shipping
+    assert approved["money"]["refund_total"] == refund_total
+    assert approved["items"][0]["responsibility"] == (decided or "merchant")
+    events = tenant.agent.get(f"/admin/v1/cases/{case['id']}/events").json()["items"]
+    approval = next(e for e in events if e["type"] == "approve")
+    assert approval["data"]["responsibility"] == [
+        {"line_id": "l1", "responsibility": decided or "merchant", "by_default": decided is None}
+    ]
+    assert approval["data"]["original_refund_total"] == 1999
+
+    received = tenant.agent.post(
+        f"/admin/v1/cases/{case['id']}/receive", json={"items": [{"line_id": "l1", "quantity": 1, "condition": "as_new"}]}
+    ).json()
+    assert received["money"]["refund_total"] == refund_total
+    paid = eventually(lambda: _settled(tenant, case["id"]))
+    assert [(r["amount"], r["status"]) for r in paid["refunds"]] == [(refund_total, "succeeded")]
+
+
+def test_responsibility_is_decided_only_for_the_case_s_other_items(tenant: Tenant) -> None:
+    order = tenant.put_order()
+    items = [*OTHER_L1, {"line_id": "l2", "quantity": 1, "reason": "changed_mind"}]
+    case = tenant.open_case(order["order_id"], items=items).json()
+    assert case["money"]["return_shipping"]["payer"] == "undecided"
+    bad = tenant.agent.post(
+        f"/admin/v1/cases/{case['id']}/approve",
+        json={"responsibility": [
+            {"line_id": "l2", "responsibility": "merchant"},
+            {"line_id": "l9", "responsibility": "merchant"},
+            {"line_id": "l1", "responsibility": "customer"},
+            {"line_id": "l1", "responsibility": "merchant"},
+        ]},
+    )
+    assert bad.status_code == 422 and bad.json()["code"] == "validation_error"
+    assert [e["field"] for e in bad.json()["errors"]] == [
+        "responsibility[0].line_id", "responsibility[1].line_id", "responsibility[3].line_id"
+    ]
+    unknown = tenant.agent.post(
+        f"/admin/v1/cases/{case['id']}/approve", json={"responsibility": [{"line_id": "l1", "responsibility": "unknown"}]}
+    )
+    assert unknown.status_code == 422
+    after = tenant.agent.get(f"/admin/v1/cases/{case['id']}").json()
+    assert after["state"] == "pending_review" and after["version"] == case["version"]
+    assert after["money"] == case["money"]

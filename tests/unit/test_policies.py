@@ -13,7 +13,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from domain.cases import CaseType, Condition, Reason, Resolution
+from domain.cases import CaseType, Condition, Reason, Resolution, Responsibility
 from domain.decision import Payer, RuleOutcome, RuleResult, ShippingShares
 from domain.money import to_major
 from domain.orders import Customer, Order, OrderLine, Payment
@@ -68,6 +68,7 @@ def item(
     condition: Condition | None = None,
     received: int | None = None,
     graded: int | None = None,
+    decided: Responsibility | None = None,
 ) -> ItemFacts:
     return ItemFacts(
         line_id=line_id,
@@ -84,6 +85,7 @@ def item(
         condition=condition,
         received_quantity=received,
         graded_percent=graded,
+        decided_responsibility=decided,
     )
 
 
@@ -425,6 +427,66 @@ def test_return_shipping_parameters(reason: Reason, photos: int, rules: dict, sh
         original,
         refund,
     )
+
+
+@pytest.mark.parametrize(
+    ("items", "photos", "shares", "original", "refund"),
+    [
+        # responsibility unknown: nobody pays the label yet, the refund is the items' full value
+        ([item(reason=Reason.OTHER)], 0, (Payer.UNDECIDED, 0, 0, 500), 0, 2000),
+        ([item("L1", reason=Reason.OTHER), item("L2", reason=Reason.WRONG_SIZE)], 0, (Payer.UNDECIDED, 0, 0, 500), 0, 4000),
+        # a merchant-responsible item makes the merchant pay the one label whatever the other is
+        ([item("L1", reason=Reason.OTHER), item("L2", reason=Reason.DEFECTIVE)], 1, (Payer.MERCHANT, 0, 500), 700, 4700),
+        # the agent decided: the policy applies as for any reason of that side
+        ([item(reason=Reason.OTHER, decided=Responsibility.CUSTOMER)], 0, (Payer.CUSTOMER, 500, 0), 0, 1500),
+        ([item(reason=Reason.OTHER, decided=Responsibility.MERCHANT)], 0, (Payer.MERCHANT, 0, 500), 700, 2700),
+    ],
+    ids=["other", "other+customer", "other+merchant", "decided-customer", "decided-merchant"],
+)
+def test_reason_other_charges_nobody_the_label_until_an_agent_decides(
+    items: list[ItemFacts], photos: int, shares: tuple, original: int, refund: int
+) -> None:
+    v = run(facts(*items, photos=photos))
+    assert v.money.return_shipping == ShippingShares(*shares)
+    assert (v.money.original_shipping_refund, v.money.refund_total) == (original, refund)
+    if shares[0] == Payer.UNDECIDED:
+        assert outcome(v, "return_shipping").detail == "who pays the 5.00 EUR label waits for an agent to decide who is responsible"
+
+
+def test_an_undecided_exchange_charges_nobody_its_shipping() -> None:
+    v = run(facts(item(reason=Reason.OTHER, replacement_price=2000), case_type=EXCHANGE))
+    assert v.money.return_shipping == ShippingShares(Payer.UNDECIDED, 0, 0, 1000)
+    assert (v.money.difference_due, v.money.refund_total) == (0, 0)
+    decided = run(facts(item(reason=Reason.OTHER, replacement_price=2000, decided=Responsibility.CUSTOMER), case_type=EXCHANGE))
+    assert decided.money.return_shipping == ShippingShares(Payer.SPLIT, 500, 500)
+    assert decided.money.difference_due == 500
+
+
+def test_a_decided_opened_other_item_pays_the_restocking_fee_only_when_the_customer_is_responsible() -> None:
+    received = {"unit_price": 2000, "reason": Reason.OTHER, "condition": Condition.OPENED, "received": 1}
+    rules = {"restocking_fee": {"percent": 10}}
+    assert run(facts(item(**received)), rules).money.restocking_fee == 0
+    assert run(facts(item(**received, decided=Responsibility.MERCHANT)), rules).money.restocking_fee == 0
+    customer = run(facts(item(**received, decided=Responsibility.CUSTOMER)), rules).money
+    assert (customer.restocking_fee, customer.refund_total) == (200, 2000 - 200 - 500)
+
+
+def test_recomputing_the_money_refreshes_only_the_money_rules_outcomes() -> None:
+    p = policy()
+    undecided = p.evaluate(facts(item(reason=Reason.OTHER)))
+    window = outcome(undecided, "return_window")
+    # an agent's override of an eligibility rule stands; the decision's window is not re-judged
+    overridden = msgspec.structs.replace(window, overridden_by="key_1", override_reason="loyal customer")
+    decision = msgspec.structs.replace(
+        undecided.decision, outcomes=[overridden if o.rule == "return_window" else o for o in undecided.decision.outcomes]
+    )
+    later = facts(item(reason=Reason.OTHER, decided=Responsibility.CUSTOMER), delivered_ago=timedelta(days=90))
+    v = p.recompute_money(decision, later)
+    assert [o.rule for o in v.decision.outcomes] == [o.rule for o in undecided.decision.outcomes]
+    assert outcome(v, "return_window") == overridden
+    assert outcome(v, "return_shipping").detail == "the customer pays the 5.00 EUR label, deducted from the refund"
+    assert v.money.return_shipping == ShippingShares(Payer.CUSTOMER, 500, 0)
+    assert v.money.refund_total == 1500
 
 
 def test_a_label_dearer_than_the_item_never_makes_the_refund_negative() -> None:
