@@ -30,7 +30,7 @@ from domain.cases import (
     Survey,
     responsibility,
 )
-from domain.decision import RuleResult
+from domain.decision import Payer, RuleResult
 from domain.errors import (
     InvalidRequest,
     InvalidTransition,
@@ -616,6 +616,10 @@ class CaseService:
                 item.received_quantity = got.quantity if got else 0
                 item.condition = got.condition if got else Condition.MISSING
                 item.graded_percent = got.value_percent if got else None
+            # only a case approved before approval decided responsibility can still be undecided:
+            # it keeps the payer it was quoted then
+            quoted = case.money.return_shipping.payer == Payer.CUSTOMER
+            decided = _decide_responsibility(case, [], Responsibility.CUSTOMER if quoted else Responsibility.MERCHANT)
             policy, facts = await self._case_facts(repos, case, order)
             verdict = policy.evaluate(facts)
             undecided = [o for o in verdict.decision.outcomes if o.rule == "condition_grading" and o.result == RuleResult.REVIEW]
@@ -647,6 +651,7 @@ class CaseService:
                     "note": body.note,
                     "refund_total": {"before": before.refund_total, "after": case.money.refund_total},
                     "money_notes": money_notes,
+                    **({"responsibility": decided} if decided else {}),
                 },
             )
             await self._after_receipt(repos, case, order, actor, at)
@@ -717,10 +722,13 @@ def _lay_override(case: Case, left: int | None = None) -> None:
         case.money = msgspec.structs.replace(case.money, refund_total=amount)
 
 
-def _decide_responsibility(case: Case, decisions: list[ResponsibilityIn]) -> list[dict[str, Any]]:
+def _decide_responsibility(
+    case: Case, decisions: list[ResponsibilityIn], default: Responsibility = Responsibility.MERCHANT
+) -> list[dict[str, Any]]:
     """Who is responsible for each item whose reason (``other``) leaves it unknown: the agent's
-    word, else the merchant's. The customer was quoted no label for it, so nothing charges them
-    without an agent saying so. Answers the decisions for the audit trail."""
+    word, else ``default``: on approval the merchant's, since the customer was quoted no label for
+    it and nothing charges them without an agent saying so. Answers the decisions for the audit
+    trail."""
     items = {item.line_id: item for item in case.items}
     given: dict[str, str] = {}
     errors = []
@@ -740,7 +748,7 @@ def _decide_responsibility(case: Case, decisions: list[ResponsibilityIn]) -> lis
     for item in case.items:
         if item.responsibility == Responsibility.UNKNOWN:
             who = given.get(item.line_id)
-            item.decided_responsibility = Responsibility(who or Responsibility.MERCHANT)
+            item.decided_responsibility = Responsibility(who or default)
             decided.append(
                 {"line_id": item.line_id, "responsibility": str(item.decided_responsibility), "by_default": who is None}
             )

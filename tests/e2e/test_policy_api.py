@@ -7,10 +7,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+import msgspec
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from domain.decision import Payer, ShippingShares
 from tests.support.tenants import Tenant, _with_database
 from tests.support.waiting import eventually
 
@@ -370,3 +372,35 @@ def test_a_policy_stored_before_per_currency_amounts_keeps_its_meaning(tenant: T
     # shown back as it is, it must now say which currencies it prices
     again = tenant.admin.put("/admin/v1/policy", json=shown["document"])
     assert again.status_code == 422 and [e["field"] for e in again.json()["errors"]] == ["rules.return_shipping.label_cost"]
+
+
+def test_a_case_approved_before_responsibility_was_decided_keeps_the_payer_it_was_quoted(tenant: Tenant) -> None:
+    """A case approved before approval decided responsibility: its ``other`` item is undecided
+    and its money says the customer pays the label, as quotes did then; receipt keeps that."""
+    order = tenant.put_order()
+    case = tenant.open_case(order["order_id"], items=OTHER_L1).json()
+    tenant.agent.post(f"/admin/v1/cases/{case['id']}/approve", json={})
+
+    async def as_approved_before(db: Any) -> None:
+        async with db.transaction() as repos:
+            stored = await repos.get_case(tenant.merchant_id, case["id"], for_update=True)
+            for item in stored.items:
+                item.decided_responsibility = None
+            stored.money = msgspec.structs.replace(
+                stored.money,
+                return_shipping=ShippingShares(Payer.CUSTOMER, 500, 0),
+                original_shipping_refund=0,
+                refund_total=1999 - 500,
+            )
+            await repos.save_case(stored, stored.version)
+
+    _with_database(tenant.database_url, as_approved_before)
+    received = tenant.agent.post(
+        f"/admin/v1/cases/{case['id']}/receive", json={"items": [{"line_id": "l1", "quantity": 1, "condition": "as_new"}]}
+    ).json()
+    assert received["money"]["return_shipping"] == {"payer": "customer", "customer_share": 500, "merchant_share": 0}
+    assert received["money"]["refund_total"] == 1999 - 500 and received["refunds"][0]["amount"] == 1999 - 500
+    assert received["items"][0]["responsibility"] == "customer"
+    events = tenant.agent.get(f"/admin/v1/cases/{case['id']}/events").json()["items"]
+    receipt = next(e for e in events if e["type"] == "receive")
+    assert receipt["data"]["responsibility"] == [{"line_id": "l1", "responsibility": "customer", "by_default": True}]
