@@ -54,15 +54,16 @@ class Policy:
         self.version = version
         self.document = document
         self.rules = rules
+        # every amount parameter of the rules in force, by its place in the document
+        self.prices = {
+            f"rules.{rule.name}.{key}": getattr(rule.params, key)
+            for rule in rules
+            for key in price_parameters(type(rule.params))
+        }
 
     def evaluate(self, facts: Facts) -> Verdict:
         """Raises ``PolicyCurrencyUnpriced`` naming every amount the order's currency lacks."""
-        unpriced = [
-            f"rules.{rule.name}.{key}"
-            for rule in self.rules
-            for key in price_parameters(type(rule.params))
-            if price_in(getattr(rule.params, key), facts.order.currency) is None
-        ]
+        unpriced = [field for field, prices in self.prices.items() if price_in(prices, facts.order.currency) is None]
         if unpriced:
             raise PolicyCurrencyUnpriced(facts.order.currency, unpriced)
         draft = _draft(facts)
