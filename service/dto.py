@@ -5,7 +5,7 @@ already have the contract's exact shape, so views embed them rather than copy th
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
 from msgspec import Meta
@@ -238,10 +238,19 @@ class MoneyOverrideIn(Body):
     reason: Annotated[str, Meta(min_length=3, max_length=2000)]
 
 
+class ResponsibilityIn(Body):
+    """An agent's decision on an item whose reason (``other``) leaves responsibility unknown."""
+
+    line_id: Id
+    responsibility: Literal["customer", "merchant"]
+
+
 class ApproveIn(Body):
     note: Text | None = None
     overrides: Annotated[list[OverrideIn], Meta(max_length=20)] = []
     money_override: MoneyOverrideIn | None = None
+    # who is responsible for each ``other`` item; an undecided one is the merchant's on approval
+    responsibility: Annotated[list[ResponsibilityIn], Meta(max_length=500)] = []
 
 
 class RejectIn(Body):

@@ -35,7 +35,10 @@ def test_a_return_walked_end_to_end(tenant: Tenant, gateway: SimulatedGateway) -
         order["order_id"], items=[{"line_id": "l1", "quantity": 2, "reason": "other", "note": "too tight"}]
     ).json()
     assert case["state"] == "pending_review"
-    approved = tenant.agent.post(f"/admin/v1/cases/{case['id']}/approve", json={"note": "ok"}).json()
+    approved = tenant.agent.post(
+        f"/admin/v1/cases/{case['id']}/approve",
+        json={"note": "ok", "responsibility": [{"line_id": "l1", "responsibility": "customer"}]},
+    ).json()
     assert approved["state"] == "approved"
     shipped = tenant.storefront.post(
         f"/v1/cases/{case['id']}/return-shipment", json={"carrier": "ups", "tracking_number": "1Z999"}
