@@ -404,3 +404,15 @@ def test_a_case_approved_before_responsibility_was_decided_keeps_the_payer_it_wa
     events = tenant.agent.get(f"/admin/v1/cases/{case['id']}/events").json()["items"]
     receipt = next(e for e in events if e["type"] == "receive")
     assert receipt["data"]["responsibility"] == [{"line_id": "l1", "responsibility": "customer", "by_default": True}]
+
+
+def test_the_readme_s_worked_example_is_a_policy_the_service_installs(tenant: Tenant) -> None:
+    """The README's TOML example is what a merchant copies first; it must install as written."""
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    example = readme.split("```toml\n", 1)[1].split("```", 1)[0]
+    answer = tenant.admin.put("/admin/v1/policy", content=example.encode(), headers={"content-type": "application/toml"})
+    assert answer.status_code == 200, answer.text
+    rules = answer.json()["document"]["rules"]
+    assert rules["auto_approve"]["max_amount"] == {"EUR": 5000, "USD": 5000, "JPY": 8000}
