@@ -83,22 +83,26 @@ BINARY = Schema(type=OpenAPIType.STRING, format=OpenAPIFormat.BINARY)
 
 
 def documented(
-    request_body: dict[str, Schema] | None = None, answers: dict[str, dict[str, Schema]] | None = None
+    request_body: RequestBody | None = None, answers: dict[str, dict[str, Schema]] | None = None
 ) -> type[Operation]:
     """An ``operation_class`` for a handler that reads its body itself (a stream, TOML) or answers
-    bytes, where the framework cannot see what goes in or out: ``request_body`` and each status'
-    answer in ``answers`` are given as media type → schema."""
+    bytes, where the framework cannot see what goes in or out: its ``request_body``, and each
+    status' answer in ``answers`` as media type → schema."""
 
     @dataclass
     class Documented(Operation):
         def __post_init__(self) -> None:
             if request_body is not None:
-                content = {media: OpenAPIMediaType(schema=schema) for media, schema in request_body.items()}
-                self.request_body = RequestBody(content=content, required=True)
-            for status, media_types in (answers or {}).items():
-                self.responses[status].content = {media: OpenAPIMediaType(schema=schema) for media, schema in media_types.items()}  # type: ignore[index, union-attr]
+                self.request_body = request_body
+            for status, schemas in (answers or {}).items():
+                self.responses[status].content = contents(schemas)  # type: ignore[index, union-attr]
 
     return Documented
+
+
+def contents(schemas: dict[str, Schema]) -> dict[str, OpenAPIMediaType]:
+    """A body's (or answer's) content: media type → schema."""
+    return {media: OpenAPIMediaType(schema=schema) for media, schema in schemas.items()}
 
 
 # An id in a path obeys the rule of ids in bodies; one that breaks it answers 422 naming the

@@ -9,7 +9,7 @@ from typing import Any, Literal
 from litestar import Controller, Request, Response, get, post
 from litestar.exceptions import HTTPException
 from litestar.openapi import ResponseSpec
-from litestar.openapi.spec import OpenAPIFormat, OpenAPIType, Schema
+from litestar.openapi.spec import OpenAPIFormat, OpenAPIType, RequestBody, Schema
 from multipart import (
     MultipartError,
     MultipartSegment,
@@ -19,7 +19,7 @@ from multipart import (
 
 from domain.errors import InvalidRequest
 from service.api.auth import roles
-from service.api.http import BINARY, PathId, documented, principal_of
+from service.api.http import BINARY, PathId, contents, documented, principal_of
 from service.container import Services
 from service.dto import PhotoView
 
@@ -52,7 +52,7 @@ class PhotoController(Controller):
         request_max_body_size=None,  # enforced while streaming, from the configured limit
         status_code=201,
         responses={200: ResponseSpec(PhotoView, description="The case already had this very file: that photo")},
-        operation_class=documented(request_body={"multipart/form-data": UPLOAD_FORM}),
+        operation_class=documented(RequestBody(content=contents({"multipart/form-data": UPLOAD_FORM}), required=True)),
     )
     async def upload(self, request: Request[Any, Any, Any], services: Services, case_id: PathId) -> Response[PhotoView]:
         """Multipart form with the photo in field ``file``: JPEG, PNG, WebP or HEIC (decided by
