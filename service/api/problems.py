@@ -145,6 +145,7 @@ EXTRA_STATUSES = {
     "retryRefund": {409},  # refund_already_retried, or the refund is not failed
     "putGatewayAccount": {409},  # gateway_account_taken
     "getPolicy": {404},  # ?version= that never existed
+    "rotateWebhookSecret": {404},  # no endpoint yet
     "uploadPhoto": {415},  # not a photo, or not multipart
     "stripeWebhook": {400, 413, 503},  # bad signature or event; webhooks not configured
 }
