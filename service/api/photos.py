@@ -24,7 +24,7 @@ from service.container import Services
 from service.dto import PhotoView
 
 FORM_OVERHEAD = 64 * 1024  # multipart boundaries and part headers around the file
-# What a photo is served as: what it was stored as (HEIC becomes JPEG), thumbnails as JPEG
+# What a photo is served as: what adapters/images.py stores it as (HEIC becomes JPEG), thumbnails as JPEG
 SERVED_TYPES = ("image/jpeg", "image/png", "image/webp")
 UPLOAD_FORM = Schema(
     type=OpenAPIType.OBJECT,
