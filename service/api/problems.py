@@ -11,6 +11,7 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi.spec import (
     OpenAPI,
+    OpenAPIHeader,
     OpenAPIMediaType,
     OpenAPIResponse,
     OpenAPIType,
@@ -195,7 +196,7 @@ def document_problems(document: OpenAPI) -> None:
                 continue
             responses = {status: answer for status, answer in (operation.responses or {}).items() if status != "400"}
             for status in sorted(_error_statuses(path, method, operation)):
-                responses.setdefault(str(status), _problem_response(ERROR_STATUSES[status]))
+                responses.setdefault(str(status), _problem_response(ERROR_STATUSES[status], retry=status == 503))
             responses["default"] = _problem_response("An error, as RFC 9457 problem+json with a stable code")
             operation.responses = responses
 
@@ -220,8 +221,11 @@ PROBLEM_SCHEMA = Schema(
 )
 
 
-def _problem_response(description: str) -> OpenAPIResponse:
+def _problem_response(description: str, retry: bool = False) -> OpenAPIResponse:
+    """A problem+json answer; with ``retry``, the ``Retry-After`` a busy database answers with."""
+    after = OpenAPIHeader(schema=Schema(type=OpenAPIType.INTEGER), description="seconds to wait before trying again")
     return OpenAPIResponse(
         description=description,
         content={PROBLEM_JSON: OpenAPIMediaType(schema=Reference(ref="#/components/schemas/Problem"))},
+        headers={"Retry-After": after} if retry else None,
     )
