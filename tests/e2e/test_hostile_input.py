@@ -215,6 +215,8 @@ EXAMPLES: dict[str, Any] = {
     "putWebhookEndpoint": {"url": "https://shop.example/hooks", "secret": "s" * 32, "enabled": True},
     "putGatewayAccount": {"account": "acct_123"},
     "reconcile": {"from": AT, "to": datetime.now(UTC).isoformat()},
+    # a multipart form: the raw bodies here are refused (415); hostile images are tests/e2e/test_photos.py's
+    "uploadPhoto": None,
 }
 
 
