@@ -77,7 +77,8 @@ function due(iso) {
   return t("due_in", { time: new Intl.RelativeTimeFormat(locale(), { numeric: "auto" }).format(rounded, unit) });
 }
 
-const who = (id, role) => (me && id === me.key_id ? t("me") : `${t(`roles.${role}`)}${role === "system" ? "" : ` ${id}`}`);
+// People by role, and agents by their key id (the name assign uses); the storefront and the system by role alone.
+const who = (id, role) => (me && id === me.key_id ? t("me") : `${t(`roles.${role}`)}${role === "agent" || role === "admin" ? ` ${id}` : ""}`);
 const attentionRefund = (item) => item.refunds.find((r) => ATTENTION.has(r.status) && !r.retried_by);
 
 async function loadLanguage(language) {
@@ -87,6 +88,7 @@ async function loadLanguage(language) {
   for (const node of document.querySelectorAll("[data-i18n]")) node.textContent = t(node.dataset.i18n);
   for (const node of document.querySelectorAll("[data-i18n-placeholder]")) node.placeholder = t(node.dataset.i18nPlaceholder);
   $("#language").setAttribute("aria-label", t("language"));
+  $("#whoami").textContent = me ? t("signed_in_as", { id: me.key_id }) : "";
   fillChoices();
   sessionStorage.setItem("language", language);
 }
@@ -302,7 +304,9 @@ function renderCase(item, events, order, fresh) {
 
   $("#refunds").replaceChildren(...item.refunds.map(refundItem));
   if (!item.refunds.length) $("#refunds").append(el("li", t("none"), { class: "muted" }));
-  const deciding = d.outcomes.filter((o) => o.result === "fail" || o.result === "review" || o.overridden_by || (o.rule === "keep_item" && d.keep_item));
+  // what decided the route: failures, reviews and overrides, and the rules that choose review or approval
+  const deciding = d.outcomes.filter((o) => o.result === "fail" || o.result === "review" || o.overridden_by ||
+    (o.rule === "keep_item" && d.keep_item) || o.rule === "review" || o.rule === "auto_approve");
   $("#outcomes").replaceChildren(...(deciding.length ? deciding.map(outcome) : [el("li", t("none"), { class: "muted" })]));
   $("#all-outcomes").replaceChildren(...d.outcomes.map(outcome));
   $("#all-rules summary").textContent = t("all_rules", { n: d.outcomes.length });
