@@ -407,3 +407,50 @@ def test_console_files_are_served_with_one_charset_and_the_policy(base_url: str)
         assert answer.headers["content-security-policy"].startswith("default-src 'none'")
     assert httpx.get(base_url + "/console/i18n/fr.json").status_code == 404
     assert httpx.get(base_url + "/console/../service/api/console.py").status_code == 404
+
+
+def test_a_quote_is_typed_in_major_units_and_the_repair_is_described(page, tenant: Tenant) -> None:  # noqa: ANN001
+    delivered = datetime.now(UTC) - timedelta(days=400)
+    order = tenant.put_order(placed_at=(delivered - timedelta(days=2)).isoformat(), delivered_at=delivered.isoformat())
+    case = tenant.open_case(order["order_id"], type="repair", resolution=None, issue_description="zip broken",
+                            items=[{"line_id": "l1", "quantity": 1, "reason": "defective"}]).json()
+    tenant.agent.post(f"/admin/v1/cases/{case['id']}/approve",
+                      json={"overrides": [{"rule": "photo_evidence", "reason": "inspected at the counter"}]})
+    tenant.agent.post(f"/admin/v1/cases/{case['id']}/receive",
+                      json={"items": [{"line_id": "l1", "quantity": 1, "condition": "defective"}]})
+    _open(page, case["id"])
+    assert page.text_content('#details dd[data-field="issue_description"]') == "zip broken"
+    assert page.text_content("#next") == "Diagnose"
+    form = 'form[data-action="repair/diagnose"]'
+    page.fill(f'{form} input[name="finding"]', "motor")
+    page.fill(f'{form} input[name="quote_amount"]', "45.001")
+    page.click(f"{form} button[type=submit]")
+    assert "12.50" in page.wait_for_selector(f"{form} .result.error").text_content()
+    assert tenant.agent.get(f"/admin/v1/cases/{case['id']}").json()["state"] == "diagnosing", "nothing stored"
+    page.fill(f'{form} input[name="quote_amount"]', "45.00")
+    page.click(f"{form} button[type=submit]")
+    page.wait_for_selector('#case-state:text("Quote pending")')
+    assert tenant.agent.get(f"/admin/v1/cases/{case['id']}").json()["diagnosis"]["quote_amount"] == 4500
+    assert "€45.00" in page.text_content('#details dd[data-field="diagnosis"]')
+
+
+def test_an_exchange_shows_its_replacement_and_approve_sends_a_money_override(page, tenant: Tenant) -> None:  # noqa: ANN001
+    order = tenant.put_order()
+    exchange = tenant.open_case(order["order_id"], type="exchange", resolution=None, items=[
+        {"line_id": "l1", "quantity": 1, "reason": "wrong_size", "replacement_sku": "TSHIRT-L", "replacement_unit_price": 2199}]).json()
+    _open(page, exchange["id"])
+    assert "TSHIRT-L (€21.99)" in page.text_content("#case-gets")
+    assert "TSHIRT-L €21.99" in page.text_content('#details dd[data-field="replacement"]')
+
+    case = _defect_case(tenant)
+    _open(page, case["id"])
+    sent: list[dict] = []
+    page.on("request", lambda request: sent.append(request.post_data_json) if request.url.endswith("/approve") else None)
+    form = 'form[data-action="approve"]'
+    page.fill(f'{form} input[name="money_override"]', "10")
+    page.click(f"{form} button[type=submit]")
+    assert "reason" in page.wait_for_selector(f"{form} .result.error").text_content()
+    page.fill(f'{form} input[name="money_override_reason"]', "goodwill, agreed by phone")
+    page.click(f"{form} button[type=submit]")
+    page.wait_for_selector('#case-state:text("Approved")')
+    assert sent == [{"note": None, "overrides": [], "money_override": {"refund_total": 1000, "reason": "goodwill, agreed by phone"}}]
