@@ -375,10 +375,26 @@ function outcome(o) {
   const item = el("li", null, { "data-rule": o.rule });
   item.append(el("strong", t(`rules.${o.rule}`)), " ",
     el("span", o.overridden_by ? t("results.overridden") : t(`results.${o.result}`), { class: `result-${o.overridden_by ? "pass" : o.result}` }));
-  // the rule's explanation is written by the server in English; marked so, and kept beside its translated name
-  if (o.detail) item.append(" — ", el("span", o.detail, { lang: "en", class: "detail" }));
+  if (o.detail) {
+    const [text, language] = ruleDetail(o.detail);
+    item.append(" — ", el("span", text, { lang: language, class: "detail" }));
+  }
   if (o.override_reason) item.append(" — ", el("em", o.override_reason));
   return item;
+}
+
+/** The server writes a rule's explanation in English from a few templates; the catalogue's
+ * rule_details turn them into the chosen language (then reason and condition codes into words).
+ * Text no template covers stays English, marked lang="en". */
+function ruleDetail(detail) {
+  const templates = messages.rule_details || [];
+  if (!templates.length) return [detail, "en"];
+  let text = detail;
+  for (const [pattern, replacement] of templates) text = text.replace(new RegExp(pattern, "g"), replacement);
+  for (const [group, codes] of [["reasons", REASONS], ["conditions", CONDITIONS]]) {
+    for (const code of codes) text = text.replace(new RegExp(`\\b${code}\\b`, "g"), t(`${group}.${code}`));
+  }
+  return /[a-z]{4,}/.test(text) ? [detail, "en"] : [text, document.documentElement.lang];
 }
 
 function refundItem(r) {

@@ -309,6 +309,9 @@ def test_chinese_pages_have_no_english_state_reason_rule_or_date(page, tenant: T
     _scan_for_english(page)
     assert page.text_content('form[data-action="approve"] button[type=submit]') == "批准"
     assert "年" in page.text_content("#timeline time")
+    untranslated = "[...document.querySelectorAll('#all-outcomes .detail')].filter((e) => e.lang === 'en').map((e) => e.textContent)"
+    assert page.evaluate(untranslated) == [], "every rule explanation of this case is in Chinese"
+    assert "已收到 1 张照片（有缺陷）" in page.text_content('#all-outcomes li[data-rule="photo_evidence"]')
     _screenshot(page, "zh-CN")
     page.select_option("#language", "en")
     page.wait_for_selector('header h1 a:text("Returns console")')
