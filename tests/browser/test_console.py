@@ -128,10 +128,10 @@ def _make_overdue(database_url: str, merchant_id: str, case_id: str, hours: floa
         thread.submit(asyncio.run, run()).result()
 
 
-def _screenshot(page, name: str) -> None:  # noqa: ANN001
+def _screenshot(page, name: str, *, full_page: bool = True) -> None:  # noqa: ANN001
     if os.environ.get("RETURNS_SCREENSHOTS"):
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+        page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=full_page)
 
 
 def test_sign_in_find_open_see_decision_and_photo_then_approve(page, tenant: Tenant) -> None:  # noqa: ANN001
@@ -340,13 +340,14 @@ def test_a_phone_shows_cards_with_whole_words(browser, base_url: str, tenant: Te
     assert phone.evaluate("getComputedStyle(document.querySelector('#queue-table thead')).display") == "none"
     assert phone.evaluate(BROKEN_WORDS) == []
     assert phone.evaluate(WIDER_THAN_PAGE) == []
-    _screenshot(phone, "phone")
+    _screenshot(phone, "phone", full_page=False)
     phone.goto(f"{base_url}/console#/cases/{case['id']}")
     phone.wait_for_selector(f'#case-id:text("{case["id"]}")')
     assert phone.evaluate(BROKEN_WORDS) == []
     assert phone.evaluate(WIDER_THAN_PAGE) == []
     bar = phone.evaluate("(() => { const r = document.querySelector('#next').getBoundingClientRect(); return [r.top, r.bottom]; })()")
     assert 0 < bar[0] and bar[1] <= 844, "the next step is on screen, not three screens down"
+    _screenshot(phone, "phone-case", full_page=False)
     phone.select_option("#language", "zh")
     phone.wait_for_selector('#case-state:text("待审核")')
     assert phone.evaluate("getComputedStyle(document.querySelector('#case-gets')).wordBreak") == "keep-all"
