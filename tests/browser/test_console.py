@@ -382,10 +382,19 @@ def test_a_storefront_key_is_signed_out_with_a_reason(browser, base_url: str, te
     page.context.close()
 
 
-def test_sign_out_forgets_the_key_and_reports_is_linked(page, tenant: Tenant) -> None:  # noqa: ANN001
+def test_search_then_sign_out_forgets_the_key_and_reports_is_linked(page, tenant: Tenant) -> None:  # noqa: ANN001
+    case = _defect_case(tenant)
     _defect_case(tenant)
-    page.click("#filters button")
-    page.wait_for_selector("#queue-table tbody tr")
+    page.fill("#search", case["order_id"])
+    page.press("#search", "Enter")
+    page.wait_for_selector(f'#queue-table tbody tr:only-child[data-case="{case["id"]}"]')
+    page.fill("#search", "nobody@example.com")
+    page.press("#search", "Enter")
+    page.wait_for_selector('#queue-status:text("No cases match.")')
+    page.fill("#search", "")
+    page.click('#counts button[data-state="pending_review"]')
+    page.wait_for_selector(f'tr[data-case="{case["id"]}"]')
+    assert page.input_value("#filter-state") == "pending_review"
     assert page.text_content("#counts")
     assert page.get_attribute("#reports-link", "href") == "/console/reports"
     assert tenant.keys["agent"] not in page.url
