@@ -500,5 +500,10 @@ class ReasonsReport(msgspec.Struct):
     csat: Csat
 
 
+class MeView(msgspec.Struct):
+    key_id: str
+    role: str
+
+
 class CaseCounts(msgspec.Struct):
     counts: dict[str, int]  # state → cases

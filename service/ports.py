@@ -46,6 +46,8 @@ class CaseFilter(msgspec.Struct, frozen=True):
     assignee: str | None = None
     reason: str | None = None
     flagged: bool | None = None
+    q: str | None = None  # the agent's search box: a case id, order id, customer id or e-mail
+    attention: bool | None = None  # a refund failed or waits for the customer, not yet retried
 
 
 class Page(msgspec.Struct, frozen=True):

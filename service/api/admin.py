@@ -36,6 +36,7 @@ from service.dto import (
     DiagnoseIn,
     EventList,
     GatewayAccountIn,
+    MeView,
     NoteIn,
     OrderView,
     PolicyView,
@@ -69,12 +70,19 @@ class AgentController(Controller):
         assignee: str | None = None,
         reason: Reason | None = None,
         flagged: bool | None = None,
+        q: Annotated[str | None, Parameter(max_length=200)] = None,
+        attention: bool | None = None,
         sort: Literal["sla_due_at", "created_at"] = "sla_due_at",
         limit: Limit = 20,
         cursor: str | None = None,
     ) -> CaseList:
-        """The work queue, soonest SLA first by default."""
-        filters = CaseFilter(state=case_state, type=type, assignee=assignee, reason=reason, flagged=flagged)
+        """The work queue, soonest SLA first by default. ``q`` finds a case by its id, its order id,
+        its customer's id or e-mail (exact, e-mail in any case); ``attention=true`` keeps the cases
+        whose refund failed, was canceled or waits for the customer and was not retried yet (the
+        console lists them first)."""
+        filters = CaseFilter(
+            state=case_state, type=type, assignee=assignee, reason=reason, flagged=flagged, q=q, attention=attention
+        )
         return await services.cases.list_cases(
             principal_of(request), filters, sort="sla_due_at" if sort == "sla_due_at" else "created", limit=limit, cursor=cursor
         )
@@ -182,6 +190,19 @@ class CaseCountsController(Controller):
     async def counts(self, request: Request[Any, Any, Any], services: Services) -> CaseCounts:
         """How many of the merchant's cases are in each state (the console's queue header)."""
         return await services.cases.counts(principal_of(request))
+
+
+class MeController(Controller):
+    path = "/admin/v1/me"
+    guards = [roles("agent")]
+    tags = ["agent"]
+
+    @get("/", operation_id="whoAmI")
+    async def me(self, request: Request[Any, Any, Any]) -> MeView:
+        """The calling key: its id is what ``assign`` and the audit trail name (the console's
+        "assign to me"), its role what it may do."""
+        principal = principal_of(request)
+        return MeView(key_id=principal.key_id, role=principal.role)
 
 
 class RefundController(Controller):
