@@ -1,0 +1,53 @@
+"""The reasons report per day (added for the reports page's charts over time), against the real
+service and its simulated gateway."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+
+from tests.support.reports import RETURNS, period, seed
+from tests.support.tenants import Tenant
+
+MERCHANT = {"defective", "damaged_in_transit", "wrong_item", "not_as_described", "arrived_late", "missing_parts"}
+
+
+def _day(days_ago: int) -> str:
+    return (datetime.now(UTC) - timedelta(days=days_ago)).strftime("%Y-%m-%d")
+
+
+def test_reasons_per_day_add_up_to_the_period(tenant: Tenant) -> None:
+    seed(tenant)
+    report = tenant.finance.get("/finance/v1/reports/reasons", params=period()).json()
+
+    expected: dict[str, Counter] = {}
+    for days_ago, _, items, _ in RETURNS:
+        for line, quantity, reason in items:
+            expected.setdefault(_day(days_ago), Counter())[(line, reason)] += quantity
+    assert [d["day"] for d in report["by_day"]] == sorted(expected)
+    for day in report["by_day"]:
+        assert day["items"] == sum(expected[day["day"]].values())
+        merchant = sum(q for (_, reason), q in expected[day["day"]].items() if reason in MERCHANT)
+        assert day["merchant_responsible_share"] == round(merchant / day["items"], 4)
+        assert all(r["responsibility"] == ("merchant" if r["reason"] in MERCHANT else "customer") for r in day["reasons"])
+    assert sum(d["items"] for d in report["by_day"]) == report["items"]
+    per_sku = Counter()
+    for day in report["by_day"]:
+        for row in day["reasons"]:
+            per_sku[row["sku"]] += row["items"]
+    assert per_sku == {row["sku"]: row["items"] for row in report["by_sku"]}
+
+    ratings = {_day(d): r for d, _, _, r in RETURNS if r is not None}
+    for day in report["by_day"]:
+        rating = ratings.get(day["day"])
+        assert day["csat"] == (
+            {"surveys": 1, "average_rating": float(rating), "satisfied_share": 1.0 if rating >= 4 else 0.0}
+            if rating is not None
+            else {"surveys": 0, "average_rating": None, "satisfied_share": None}
+        )
+    assert report["csat"]["surveys"] == len(ratings)
+
+
+def test_a_period_without_cases_has_no_days(tenant: Tenant) -> None:
+    report = tenant.finance.get("/finance/v1/reports/reasons", params=period()).json()
+    assert report["by_day"] == [] and report["items"] == 0
