@@ -188,10 +188,7 @@ class FinanceService:
                 SkuReasons(
                     sku=sku,
                     items=sum(r.items for r in reasons),
-                    merchant_responsible_share=_share(
-                        sum(r.items for r in reasons if r.responsibility == Responsibility.MERCHANT),
-                        sum(r.items for r in reasons),
-                    ),
+                    merchant_responsible_share=_merchant_share(reasons),
                     reasons=reasons,
                 )
                 for sku, reasons in sorted(by_sku.items(), key=lambda kv: -sum(r.items for r in kv[1]))
@@ -225,14 +222,18 @@ def _by_day(rows: list[dict[str, Any]], surveys: list[dict[str, Any]]) -> list[D
         DayReasons(
             day=day,
             items=sum(r.items for r in reasons),
-            merchant_responsible_share=_share(
-                sum(r.items for r in reasons if r.responsibility == Responsibility.MERCHANT), sum(r.items for r in reasons)
-            ),
+            merchant_responsible_share=_merchant_share(reasons),
             reasons=reasons,
             csat=_csat(rated.get(day, {"surveys": 0, "rating": None, "satisfied": 0})),
         )
         for day, reasons in days.items()
     ]
+
+
+def _merchant_share(reasons: list[ReasonCount] | list[DayReasonCount]) -> float:
+    """The share of the items that came back for a reason the merchant is responsible for."""
+    merchant = sum(r.items for r in reasons if r.responsibility == Responsibility.MERCHANT)
+    return _share(merchant, sum(r.items for r in reasons))
 
 
 def _share(part: int, whole: int) -> float:

@@ -87,7 +87,8 @@ def _reason_rows(reasons: dict, sku: str | None = None) -> list[list[str]]:
     for day in reasons["by_day"]:
         for r in day["reasons"]:
             if sku is None or r["sku"] == sku:
-                rows.setdefault((day["day"], r["reason"]), [day["day"], r["reason"], r["responsibility"], 0])[3] += r["items"]
+                row = rows.setdefault((day["day"], r["reason"]), [day["day"], r["reason"], r["responsibility"], 0])
+                row[3] += r["items"]
     return sorted([[_js(v) for v in row] for row in rows.values()])
 
 
@@ -107,7 +108,8 @@ def test_every_chart_is_drawn_from_the_reports_and_its_table_says_the_same(page,
     for currency in currencies:  # one chart per currency: amounts are never added across them
         rows = [r for r in summary["rows"] if r["currency"] == currency]
         assert _table(page, f"refunds-{currency}") == [
-            [r["key"], _js(r["refunds"]), _js(r["succeeded"]), _major(r["refunded"], currency), _major(r["in_flight"], currency)]
+            [r["key"], _js(r["refunds"]), _js(r["succeeded"]), _major(r["refunded"], currency),
+             _major(r["in_flight"], currency)]
             for r in rows
         ]
         assert _marks(page, f"refunds-{currency}") == len(rows)
@@ -141,7 +143,8 @@ def test_a_charts_csv_has_its_tables_rows(page) -> None:  # noqa: ANN001
         text = Path(download.value.path()).read_text(encoding="utf-8")
         assert download.value.suggested_filename.startswith(f"{panel}_") and text.startswith("\ufeff")
         header, *rows = list(csv.reader(io.StringIO(text.removeprefix("\ufeff"))))
-        assert header == page.eval_on_selector_all(f'[data-panel="{panel}"] thead th', "cells => cells.map(c => c.textContent)")
+        heads = page.eval_on_selector_all(f'[data-panel="{panel}"] thead th', "cells => cells.map(c => c.textContent)")
+        assert header == heads
         assert rows == _table(page, panel) and rows
 
 
@@ -180,8 +183,8 @@ def test_the_page_passes_axe_and_fits_a_phone(browser, base_url: str, shop: Tena
     page.wait_for_selector('[data-panel="merchant"]')
     page.evaluate(AXE.read_text(encoding="utf-8"))  # evaluated by the driver, outside the page's CSP
     results = page.evaluate("axe.run(document, {resultTypes: ['violations']})")
-    serious = [(v["id"], v["impact"], len(v["nodes"])) for v in results["violations"] if v["impact"] in ("critical", "serious")]
-    assert serious == []
+    violations = [(v["id"], v["impact"], len(v["nodes"])) for v in results["violations"]]
+    assert [v for v in violations if v[1] in ("critical", "serious")] == []
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
     if os.environ.get("RETURNS_SCREENSHOTS") == "1":
         page.set_viewport_size({"width": 1280, "height": 900})

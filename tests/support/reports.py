@@ -40,9 +40,8 @@ def seed(tenant: Tenant) -> list[dict]:
     closed = []
     for days_ago, currency, items, rating in RETURNS:
         captured = sum(line["quantity"] * line["unit_price"] for line in LINES) + 495
-        order = tenant.put_order(
-            currency=currency, lines=LINES, payment={"gateway": "stripe", "reference": "pi_r", "captured_amount": captured}
-        )
+        payment = {"gateway": "stripe", "reference": "pi_r", "captured_amount": captured}
+        order = tenant.put_order(currency=currency, lines=LINES, payment=payment)
         body = [{"line_id": line, "quantity": quantity, "reason": reason} for line, quantity, reason in items]
         case = tenant.open_case(order["order_id"], items=body).json()
         if case["state"] == "pending_review":  # merchant-responsible reasons want a photo
@@ -50,12 +49,10 @@ def seed(tenant: Tenant) -> list[dict]:
             tenant.storefront.post(f"/v1/cases/{case['id']}/photos", files={"file": photo_file})
             approved = tenant.agent.post(f"/admin/v1/cases/{case['id']}/approve", json={})
             assert approved.status_code == 200, approved.text
-        received = tenant.agent.post(
-            f"/admin/v1/cases/{case['id']}/receive",
-            json={"items": [{"line_id": line, "quantity": quantity, "condition": "as_new"} for line, quantity, _ in items]},
-        )
+        arrived = [{"line_id": line, "quantity": quantity, "condition": "as_new"} for line, quantity, _ in items]
+        received = tenant.agent.post(f"/admin/v1/cases/{case['id']}/receive", json={"items": arrived})
         assert received.status_code == 200, received.text
-        case = eventually(lambda c=case: (now := tenant.agent.get(f"/admin/v1/cases/{c['id']}").json())["state"] == "closed" and now)
+        case = eventually(lambda c=case: _closed(tenant, c["id"]))
         if rating is not None:
             assert tenant.storefront.post(f"/v1/cases/{case['id']}/survey", json={"rating": rating}).status_code == 200
         _with_database(tenant.database_url, lambda db, c=case, d=days_ago: _backdate(db, c["id"], d))
@@ -63,9 +60,17 @@ def seed(tenant: Tenant) -> list[dict]:
     return closed
 
 
+def _closed(tenant: Tenant, case_id: str) -> dict | None:
+    """The case once its refund is paid and it is closed."""
+    case = tenant.agent.get(f"/admin/v1/cases/{case_id}").json()
+    return case if case["state"] == "closed" else None
+
+
 async def _backdate(db: PostgresDatabase, case_id: str, days: int) -> None:
     """Move a case and its refunds ``days`` back."""
     shift = timedelta(days=days)
     async with db.pool.acquire() as conn:
         await conn.execute("UPDATE cases SET created_at = created_at - $2::interval WHERE id = $1", case_id, shift)
-        await conn.execute("UPDATE refunds SET created_at = created_at - $2::interval WHERE case_id = $1", case_id, shift)
+        await conn.execute(
+            "UPDATE refunds SET created_at = created_at - $2::interval WHERE case_id = $1", case_id, shift
+        )
