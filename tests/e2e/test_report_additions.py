@@ -1,12 +1,19 @@
-"""The reasons report per day (added for the reports page's charts over time), against the real
-service and its simulated gateway."""
+"""What the Reports page added to the report endpoints, against the real service and its
+simulated gateway: the reasons report per day, and agent keys let in by an operator setting."""
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+import pytest
+
+from service.config import Settings
+from tests.support.database import fresh_database
 from tests.support.reports import RETURNS, period, seed
+from tests.support.server import serve
 from tests.support.tenants import Tenant
 
 MERCHANT = {"defective", "damaged_in_transit", "wrong_item", "not_as_described", "arrived_late", "missing_parts"}
@@ -52,3 +59,36 @@ def test_reasons_per_day_add_up_to_the_period(tenant: Tenant) -> None:
 def test_a_period_without_cases_has_no_days(tenant: Tenant) -> None:
     report = tenant.finance.get("/finance/v1/reports/reasons", params=period()).json()
     assert report["by_day"] == [] and report["items"] == 0
+
+
+@pytest.fixture(scope="module")
+def agents_may_read_reports(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    """A service of its own whose operator lets agent keys read the reports."""
+    from service.bootstrap import build_app
+
+    with fresh_database() as database_url:
+        data: Path = tmp_path_factory.mktemp("agents")
+        settings = Settings(database_url=database_url, data_dir=data, log_format="json", reports_for_agents=True)
+        with serve(build_app(settings)) as url:
+            yield url, database_url
+
+
+def test_agent_keys_read_reports_only_where_the_operator_says_so(
+    tenant: Tenant, agents_may_read_reports: tuple[str, str]
+) -> None:
+    reports = ("/finance/v1/reports/summary", "/finance/v1/reports/reasons")
+    for path in reports:
+        refused = tenant.agent.get(path, params=period())
+        assert refused.status_code == 403 and refused.json()["code"] == "forbidden"
+    assert Settings.from_env({"RETURNS_REPORTS_FOR_AGENTS": "1"}).reports_for_agents
+    assert not Settings.from_env({}).reports_for_agents
+    opened = Tenant(*agents_may_read_reports)
+    try:
+        for path in reports:
+            assert opened.agent.get(path, params=period()).status_code == 200
+            assert opened.storefront.get(path, params=period()).status_code == 403
+        # the setting opens the reports, nothing else of finance's
+        assert opened.agent.get("/finance/v1/refunds").status_code == 403
+        assert opened.agent.post("/finance/v1/reconciliations", json=period()).status_code == 403
+    finally:
+        opened.close()
