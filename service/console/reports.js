@@ -6,7 +6,6 @@
 
 const $ = (selector, root = document) => root.querySelector(selector);
 const SVG = "http://www.w3.org/2000/svg";
-const WIDTH = 640;
 const HEIGHT = 260;
 const PAD = { top: 12, right: 12, bottom: 36, left: 52 };
 const DAY = 86400000;
@@ -16,6 +15,7 @@ const CUSTOMER_COLOURS = ["#1f5fa8", "#2e8b57", "#00838f", "#5c6bc0", "#607d8b"]
 let messages = {};
 let language = "en";
 let shown = null; // {period, daily, reasons}: what the API answered for the chosen period
+let WIDTH = 640; // the charts' width in pixels, so their text stays legible on a phone (render())
 
 const t = (key) => messages[key] ?? key;
 const locale = () => (language === "zh" ? "zh-CN" : "en");
@@ -212,7 +212,7 @@ function rankedBars(label, entries, format) {
   const svg = svgNode("svg", { viewBox: `0 0 ${WIDTH} ${entries.length * row + 8}`, role: "img", "aria-label": label });
   svg.append(svgNode("title", {}, label));
   const high = Math.max(...entries.map((e) => e.value), 1);
-  const left = 150;
+  const left = Math.min(150, WIDTH / 3);
   const span = WIDTH - left - 70;
   entries.forEach((entry, i) => {
     const y = 4 + i * row;
@@ -432,6 +432,7 @@ function merchantChart(container) {
 }
 
 function render() {
+  WIDTH = Math.max(280, Math.round($("#chart-reasons .plots").clientWidth)) || 640;
   const { first, last } = shown.period;
   $("#period-shown").textContent = `${date(first)} – ${date(last)} (${t("utc")})`;
   const charts = [
@@ -473,6 +474,11 @@ document.addEventListener("DOMContentLoaded", async () => {
     if (event.target.type === "date") form.elements.preset.value = "custom";
   });
   $("#reasons-sku").addEventListener("change", () => render());
+  let drawnFor = window.innerWidth;
+  window.addEventListener("resize", () => {
+    if (shown && window.innerWidth !== drawnFor) render();
+    drawnFor = window.innerWidth;
+  });
   if (sessionStorage.getItem("key")) load();
   else view("sign-in");
 });

@@ -17,6 +17,7 @@ import pytest
 
 from tests.support.reports import period, seed
 from tests.support.tenants import Tenant
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.skipif(
     shutil.which("chromium") is None, reason="no Chromium on this machine: apt-get install chromium (.ci/run does)"
@@ -146,6 +147,24 @@ def test_a_charts_csv_has_its_tables_rows(page) -> None:  # noqa: ANN001
         heads = page.eval_on_selector_all(f'[data-panel="{panel}"] thead th', "cells => cells.map(c => c.textContent)")
         assert header == heads
         assert rows == _table(page, panel) and rows
+
+
+def test_the_period_picker_asks_for_the_days_it_names(page, shop: Tenant) -> None:  # noqa: ANN001
+    today = period(1)
+    page.fill('#period input[name="from"]', today["from"][:10])
+    page.fill('#period input[name="to"]', today["from"][:10])
+    assert page.is_checked('#period input[value="custom"]')
+    page.click("#period button")
+    eventually(lambda: len(_table(page, "merchant")) == 1)  # (wait_for_function evals: the CSP forbids it)
+    reasons = shop.finance.get("/finance/v1/reports/reasons", params=today).json()
+    assert _table(page, "merchant") == [
+        [d["day"], _js(d["items"]), _js(d["merchant_responsible_share"])] for d in reasons["by_day"]
+    ]
+    assert _table(page, "merchant")[0][0] == today["from"][:10]
+    page.check('#period input[value="7"]')
+    eventually(lambda: len(_table(page, "merchant")) > 1)
+    week = shop.finance.get("/finance/v1/reports/reasons", params=period(7)).json()
+    assert len(_table(page, "merchant")) == len(week["by_day"])
 
 
 def test_in_chinese_no_english_label_is_left(page, shop: Tenant) -> None:  # noqa: ANN001
