@@ -385,6 +385,8 @@ function refundsChart(container) {
   if (!currencies.length) panel(container, "refunds", t("chart_refunds"), [dayColumn()], [], null);
 }
 
+/** The reasons report's SKUs (items asked back on cases opened in the period, whatever the
+ * outcome): what comes back, not only what was refunded. */
 function productsChart(container) {
   const rows = shown.reasons.by_sku.slice(0, 10);
   const columns = [
