@@ -506,7 +506,7 @@ class ReasonsReport(msgspec.Struct):
     merchant_responsible_share: float
     by_sku: list[SkuReasons]
     csat: Csat
-    by_day: list[DayReasons] = []  # added: days with cases, oldest first
+    by_day: list[DayReasons] | None = None  # added, with ?by_day=true: days with cases, oldest first
 
 
 class CaseCounts(msgspec.Struct):

@@ -168,10 +168,12 @@ class FinanceService:
             rows=[msgspec.convert({"succeeded": 0, **row}, SummaryRow) for row in rows],
         )
 
-    async def reasons(self, principal: Principal, since: datetime, until: datetime) -> ReasonsReport:
+    async def reasons(
+        self, principal: Principal, since: datetime, until: datetime, by_day: bool = False
+    ) -> ReasonsReport:
         check_period(since, until)
         async with self.db.reading() as repos:
-            trends = await repos.reason_trends(principal.merchant_id, since, until)
+            trends = await repos.reason_trends(principal.merchant_id, since, until, by_day)
         by_sku: dict[str, list[ReasonCount]] = {}
         for row in trends["rows"]:
             who = responsibility(Reason(row["reason"]))
@@ -194,7 +196,7 @@ class FinanceService:
                 for sku, reasons in sorted(by_sku.items(), key=lambda kv: -sum(r.items for r in kv[1]))
             ],
             csat=_csat(overall),
-            by_day=_by_day(trends["days"], trends["day_surveys"]),
+            by_day=_by_day(trends["days"], trends["day_surveys"]) if by_day else None,
         )
 
 

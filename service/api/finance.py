@@ -107,9 +107,10 @@ class FinanceController(Controller):
 
     @get("/reports/reasons", operation_id="reasonsReport", opt=AGENTS_IF_ENABLED)
     async def reasons(
-        self, request: Request[Any, Any, Any], services: Services, period_from: From, period_to: To
+        self, request: Request[Any, Any, Any], services: Services, period_from: From, period_to: To,
+        by_day: Annotated[bool, Parameter(description="also per UTC day the cases were opened (added)")] = False,
     ) -> ReasonsReport:
         """Return reasons by SKU, the share the merchant is responsible for, and CSAT."""
         since, until = check_query_moments(request, "from", "to")
-        return await services.finance.reasons(principal_of(request), since, until)
+        return await services.finance.reasons(principal_of(request), since, until, by_day)
 

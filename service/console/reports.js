@@ -116,7 +116,7 @@ async function load() {
   try {
     const [daily, reasons] = await Promise.all([
       api("/finance/v1/reports/summary", { ...params, group_by: "day" }),
-      api("/finance/v1/reports/reasons", params),
+      api("/finance/v1/reports/reasons", { ...params, by_day: "true" }),
     ]);
     shown = { period: chosen, daily, reasons };
     notice("");

@@ -78,7 +78,7 @@ def _reports(shop: Tenant) -> tuple[dict, dict]:
     """What the endpoints answer for the page's default period (the last 30 UTC days)."""
     days = period(30)
     summary = shop.finance.get("/finance/v1/reports/summary", params={**days, "group_by": "day"})
-    reasons = shop.finance.get("/finance/v1/reports/reasons", params=days)
+    reasons = shop.finance.get("/finance/v1/reports/reasons", params={**days, "by_day": "true"})
     assert summary.status_code == reasons.status_code == 200
     return summary.json(), reasons.json()
 
@@ -156,14 +156,14 @@ def test_the_period_picker_asks_for_the_days_it_names(page, shop: Tenant) -> Non
     assert page.is_checked('#period input[value="custom"]')
     page.click("#period button")
     eventually(lambda: len(_table(page, "merchant")) == 1)  # (wait_for_function evals: the CSP forbids it)
-    reasons = shop.finance.get("/finance/v1/reports/reasons", params=today).json()
+    reasons = shop.finance.get("/finance/v1/reports/reasons", params={**today, "by_day": "true"}).json()
     assert _table(page, "merchant") == [
         [d["day"], _js(d["items"]), _js(d["merchant_responsible_share"])] for d in reasons["by_day"]
     ]
     assert _table(page, "merchant")[0][0] == today["from"][:10]
     page.check('#period input[value="7"]')
     eventually(lambda: len(_table(page, "merchant")) > 1)
-    week = shop.finance.get("/finance/v1/reports/reasons", params=period(7)).json()
+    week = shop.finance.get("/finance/v1/reports/reasons", params={**period(7), "by_day": "true"}).json()
     assert len(_table(page, "merchant")) == len(week["by_day"])
 
 
