@@ -113,6 +113,8 @@ async function load() {
     return;
   }
   const params = { from: chosen.from, to: chosen.to };
+  $("#reports").setAttribute("aria-busy", "true");
+  $("#period-shown").textContent = t("loading");
   try {
     const [daily, reasons] = await Promise.all([
       api("/finance/v1/reports/summary", { ...params, group_by: "day" }),
@@ -125,6 +127,8 @@ async function load() {
   } catch (error) {
     if (error instanceof Refused) view("sign-in");
     notice(error.message, true);
+  } finally {
+    $("#reports").removeAttribute("aria-busy");
   }
 }
 

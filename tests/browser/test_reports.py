@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from domain.cases import Reason, Responsibility
 from tests.support.reports import period, seed
 from tests.support.tenants import Tenant
 from tests.support.waiting import eventually
@@ -23,6 +24,7 @@ pytestmark = pytest.mark.skipif(
     shutil.which("chromium") is None, reason="no Chromium on this machine: apt-get install chromium (.ci/run does)"
 )
 AXE = Path(__file__).parent / "vendor" / "axe.min.js"
+SCRIPT = Path(__file__).parents[2] / "service" / "console" / "reports.js"
 SCREENSHOT = Path(__file__).parents[2] / "docs" / "screenshots" / "reports.png"
 DIGITS = {"EUR": 2, "JPY": 0}
 
@@ -221,5 +223,10 @@ def test_the_reports_files_are_served_with_the_policy(base_url: str) -> None:
         answer = httpx.get(base_url + path)
         assert answer.status_code == 200 and answer.headers["content-type"] == kind
         assert "script-src 'self'" in answer.headers["content-security-policy"]
+    english, chinese = (httpx.get(f"{base_url}/console/i18n/reports-{lang}.json").json() for lang in ("en", "zh"))
+    page = httpx.get(base_url + "/console/reports").text
+    used = set(re.findall(r'data-i18n="([^"]+)"', page)) | set(re.findall(r'\bt\("([^"]+)"\)', SCRIPT.read_text()))
+    used |= {f"reason.{reason}" for reason in Reason} | {f"responsibility.{who}" for who in Responsibility}
+    assert english.keys() == chinese.keys() and used <= english.keys()
     # only the listed files are served: the page's source is not an asset (a 422 names the allowed ones)
     assert httpx.get(base_url + "/console/reports.html").status_code == 422
