@@ -106,7 +106,10 @@ function period() {
   return { from: from.toISOString(), to: to.toISOString(), first: isoDay(from), last: form.elements.to.value };
 }
 
+let asked = 0; // the latest load(): an older answer arriving late is dropped
+
 async function load() {
+  const ticket = ++asked;
   const chosen = period();
   if (!(chosen.from < chosen.to)) {
     notice(t("bad_period"), true);
@@ -120,13 +123,17 @@ async function load() {
       api("/finance/v1/reports/summary", { ...params, group_by: "day" }),
       api("/finance/v1/reports/reasons", { ...params, by_day: "true" }),
     ]);
+    if (ticket !== asked) return;
     shown = { period: chosen, daily, reasons };
     notice("");
     view("reports");
     render();
   } catch (error) {
+    if (ticket !== asked) return;
     if (error instanceof Refused) view("sign-in");
     notice(error.message, true);
+    if (shown) render(); // says again which period the charts still show
+    else $("#period-shown").textContent = "";
   } finally {
     $("#reports").removeAttribute("aria-busy");
   }
@@ -166,23 +173,26 @@ function axis(svg, low, high, format) {
   return (value) => PAD.top + plotHeight - (plotHeight * (value - low)) / (high - low || 1);
 }
 
-/** Day labels under the plot: all of them when few, else about six. */
-function dayLabels(svg, days, xOf) {
-  const step = Math.max(1, Math.ceil(days.length / 6));
-  days.forEach((day, i) => {
-    if (i % step === 0 || i === days.length - 1) {
-      svg.append(svgNode("text", { x: xOf(i), y: HEIGHT - PAD.bottom + 16, "text-anchor": "middle", class: "tick" }, shortDate(day)));
-    }
-  });
+/** The period's days along the plot, each its own slot, so days without data are gaps and a
+ * trend is not squeezed together; a label under about six of them. */
+function timeAxis(svg) {
+  const first = utc(shown.period.first).getTime();
+  const days = Math.round((utc(shown.period.last).getTime() - first) / DAY) + 1;
+  const slot = (WIDTH - PAD.left - PAD.right) / days;
+  const xOf = (day) => PAD.left + slot * Math.round((utc(day).getTime() - first) / DAY) + slot / 2;
+  const step = Math.ceil(days / 6);
+  for (let i = 0; i < days; i += step) {
+    const day = isoDay(new Date(first + i * DAY));
+    svg.append(svgNode("text", { x: xOf(day), y: HEIGHT - PAD.bottom + 16, "text-anchor": "middle", class: "tick" }, shortDate(day)));
+  }
+  return { xOf, slot };
 }
 
-/** A round top for an axis of four steps over ``value`` (steps of 1, 2, 2.5 or 5 × 10ⁿ; whole
- * numbers where the values are counts or minor units). */
-function roundUp(value, whole = true) {
-  const rough = Math.max(value / 4, whole ? 1 : Number.MIN_VALUE);
+/** A round top for an axis of four whole steps (1, 2 or 5 × 10ⁿ) over ``value``. */
+function roundUp(value) {
+  const rough = Math.max(value / 4, 1);
   const power = 10 ** Math.floor(Math.log10(rough));
-  const step = [1, 2, 2.5, 5, 10].map((m) => m * power).find((s) => s >= rough && (!whole || Number.isInteger(s)));
-  return step * 4;
+  return [1, 2, 5, 10].map((m) => m * power).find((step) => step >= rough) * 4;
 }
 
 /** Vertical bars, one per entry, stacked from ``segments`` ({value, colour, title}), on an axis
@@ -191,13 +201,13 @@ function bars(label, entries, format, high = null) {
   const svg = canvas(label);
   const tallest = Math.max(...entries.map((e) => e.segments.reduce((sum, s) => sum + s.value, 0)), 0);
   const yOf = axis(svg, 0, high ?? roundUp(tallest), format);
-  const slot = (WIDTH - PAD.left - PAD.right) / entries.length;
-  const xOf = (i) => PAD.left + slot * i + slot / 2;
-  entries.forEach((entry, i) => {
+  const { xOf, slot } = timeAxis(svg);
+  const width = Math.max(Math.min(slot * 0.7, 56), 1);
+  for (const entry of entries) {
     let base = 0;
     for (const segment of entry.segments) {
       const rect = svgNode("rect", {
-        x: xOf(i) - Math.min(slot * 0.35, 28), width: Math.min(slot * 0.7, 56),
+        x: xOf(entry.day) - width / 2, width,
         y: yOf(base + segment.value), height: Math.max(yOf(base) - yOf(base + segment.value), 0),
         fill: segment.colour, class: "mark",
       });
@@ -205,8 +215,7 @@ function bars(label, entries, format, high = null) {
       svg.append(rect);
       base += segment.value;
     }
-  });
-  dayLabels(svg, entries.map((e) => e.day), xOf);
+  }
   return svg;
 }
 
@@ -228,19 +237,17 @@ function rankedBars(label, entries, format) {
   return svg;
 }
 
-/** A line through one point per day; days without a value are skipped, not drawn as zero. */
+/** A line through one point per day that has a value; days without are skipped, not drawn as zero. */
 function line(label, points, low, high, format) {
   const svg = canvas(label);
   const yOf = axis(svg, low, high, format);
-  const slot = (WIDTH - PAD.left - PAD.right) / points.length;
-  const xOf = (i) => PAD.left + slot * i + slot / 2;
-  svg.append(svgNode("polyline", { points: points.map((p, i) => `${xOf(i)},${yOf(p.value)}`).join(" "), class: "trend" }));
-  points.forEach((point, i) => {
-    const dot = svgNode("circle", { cx: xOf(i), cy: yOf(point.value), r: 5, class: "mark" });
+  const { xOf } = timeAxis(svg);
+  svg.append(svgNode("polyline", { points: points.map((p) => `${xOf(p.day)},${yOf(p.value)}`).join(" "), class: "trend" }));
+  for (const point of points) {
+    const dot = svgNode("circle", { cx: xOf(point.day), cy: yOf(point.value), r: 5, class: "mark" });
     dot.append(svgNode("title", {}, `${date(point.day)}: ${format(point.value)}`));
     svg.append(dot);
-  });
-  dayLabels(svg, points.map((p) => p.day), xOf);
+  }
   return svg;
 }
 
