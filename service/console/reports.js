@@ -304,7 +304,7 @@ function panel(container, name, title, columns, rows, draw) {
   const details = node("details");
   details.append(node("summary", {}, t("table")));
   details.appendChild(node("div", { class: "table-wrap" })).append(table(title, columns, rows));
-  const button = node("button", { type: "button", class: "csv" }, t("download_csv"));
+  const button = node("button", { type: "button", class: "csv", "aria-label": `${t("download_csv")}: ${title}` }, t("download_csv"));
   button.addEventListener("click", () => download(name, columns, rows));
   figure.append(details, button);
   container.append(figure);

@@ -152,6 +152,10 @@ def test_a_charts_csv_has_its_tables_rows(page) -> None:  # noqa: ANN001
         heads = page.eval_on_selector_all(f'[data-panel="{panel}"] thead th', "cells => cells.map(c => c.textContent)")
         assert header == heads
         assert rows == _table(page, panel) and rows
+    # text a spreadsheet would run is neutralised as in the ledger's CSV; numbers stay numbers
+    cells = page.evaluate("""csv([{label: 'a', value: r => r}], ['=HYPERLINK("x")', '-3', 'a,b'])""")
+    parsed = list(csv.reader(io.StringIO(cells.removeprefix("\ufeff"))))
+    assert parsed == [["a"], ["'=HYPERLINK(\"x\")"], ["-3"], ["a,b"]]
 
 
 def test_the_period_picker_asks_for_the_days_it_names(page, shop: Tenant) -> None:  # noqa: ANN001
