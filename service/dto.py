@@ -491,6 +491,23 @@ class Csat(msgspec.Struct):
     satisfied_share: float | None  # ratings of 4 or 5
 
 
+class DayReasonCount(msgspec.Struct):
+    sku: str
+    reason: str
+    responsibility: str
+    items: int
+
+
+class DayReasons(msgspec.Struct):
+    """One UTC day of the reasons report (added): the cases opened that day."""
+
+    day: str  # YYYY-MM-DD
+    items: int
+    merchant_responsible_share: float
+    reasons: list[DayReasonCount]  # per SKU and reason, most items first
+    csat: Csat  # surveys on the cases opened that day
+
+
 class ReasonsReport(msgspec.Struct):
     period_from: datetime = msgspec.field(name="from")
     period_to: datetime = msgspec.field(name="to")
@@ -498,6 +515,7 @@ class ReasonsReport(msgspec.Struct):
     merchant_responsible_share: float
     by_sku: list[SkuReasons]
     csat: Csat
+    by_day: list[DayReasons] | None = None  # added, with ?by_day=true: days with cases, oldest first
 
 
 class MeView(msgspec.Struct):

@@ -31,7 +31,7 @@ from service.api.admin import (
 )
 from service.api.auth import PUBLIC_PATHS, ApiKeyMiddleware
 from service.api.bodies import StrictRequest
-from service.api.console import console_asset, console_messages, console_page
+from service.api.console import console_asset, console_messages, console_page, reports_page
 from service.api.finance import FinanceController
 from service.api.health import live, metrics, ready
 from service.api.http import case_etag, document_case_etags
@@ -169,6 +169,7 @@ def create_app(open_services: Callable[[], AbstractAsyncContextManager[Services]
             ready,
             metrics,
             console_page,
+            reports_page,
             console_asset,
             console_messages,
         ],

@@ -24,6 +24,8 @@ from service.dto import (
 )
 from service.ports import LedgerFilter
 
+# The reports let agent keys in too when the operator says so (``service.api.auth.roles``).
+AGENTS_IF_ENABLED = {"agents_if": "reports_for_agents"}
 # Read as text and parsed here (``check_query_moments``), so an error names ``from``/``to``
 From = Annotated[str, QueryParameter(name="from", description="start, inclusive (RFC 3339)", format="date-time")]
 To = Annotated[str, QueryParameter(name="to", description="end, exclusive (RFC 3339)", format="date-time")]
@@ -90,7 +92,7 @@ class FinanceController(Controller):
     ) -> ReconciliationView:
         return await services.finance.get_reconciliation(principal_of(request), reconciliation_id)
 
-    @get("/reports/summary", operation_id="summaryReport")
+    @get("/reports/summary", operation_id="summaryReport", opt=AGENTS_IF_ENABLED)
     async def summary(
         self,
         request: Request[Any, Any, Any],
@@ -103,11 +105,12 @@ class FinanceController(Controller):
         since, until = check_query_moments(request, "from", "to")
         return await services.finance.summary(principal_of(request), since, until, group_by)
 
-    @get("/reports/reasons", operation_id="reasonsReport")
+    @get("/reports/reasons", operation_id="reasonsReport", opt=AGENTS_IF_ENABLED)
     async def reasons(
-        self, request: Request[Any, Any, Any], services: Services, period_from: From, period_to: To
+        self, request: Request[Any, Any, Any], services: Services, period_from: From, period_to: To,
+        by_day: Annotated[bool, Parameter(description="also per UTC day the cases were opened (added)")] = False,
     ) -> ReasonsReport:
         """Return reasons by SKU, the share the merchant is responsible for, and CSAT."""
         since, until = check_query_moments(request, "from", "to")
-        return await services.finance.reasons(principal_of(request), since, until)
+        return await services.finance.reasons(principal_of(request), since, until, by_day)
 
