@@ -10,7 +10,6 @@ import asyncio
 import os
 import re
 import shutil
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,7 +20,6 @@ from tests.support.flows import failed_refund
 from tests.support.images import encode, photo
 from tests.support.tenants import Tenant
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 pytestmark = pytest.mark.skipif(
     shutil.which("chromium") is None, reason="no Chromium on this machine: apt-get install chromium (.ci/run does)"
 )
@@ -55,18 +53,6 @@ BROKEN_WORDS = """() => {
 }"""
 WIDER_THAN_PAGE = """() => [...document.querySelectorAll('body *')].filter((e) => e.offsetParent &&
   e.getBoundingClientRect().right > document.documentElement.clientWidth + 1).map((e) => e.tagName + '#' + e.id + '.' + e.className)"""
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-        )
-        yield browser
-        browser.close()
 
 
 def _signed_in(browser, base_url: str, key: str, **options):  # noqa: ANN001, ANN202
