@@ -209,10 +209,12 @@ class CaseItem(msgspec.Struct):
     received_quantity: int | None = None
     condition: Condition | None = None
     graded_percent: int | None = None  # the agent's grading where the policy leaves it to them
+    # an agent's decision on approval where the reason leaves it unknown (``other``)
+    decided_responsibility: Responsibility | None = None
 
     @property
     def responsibility(self) -> Responsibility:
-        return responsibility(self.reason)
+        return self.decided_responsibility or responsibility(self.reason)
 
 
 class Shipment(msgspec.Struct, frozen=True):

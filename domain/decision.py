@@ -38,12 +38,16 @@ class Payer(StrEnum):
     CUSTOMER = "customer"
     MERCHANT = "merchant"
     SPLIT = "split"
+    UNDECIDED = "undecided"  # responsibility is unknown (reason ``other``) until an agent decides
 
 
-class ShippingShares(msgspec.Struct, frozen=True):
+class ShippingShares(msgspec.Struct, frozen=True, omit_defaults=True):
     payer: Payer
     customer_share: int
     merchant_share: int
+    # what nobody is charged yet: the cost whose payer an agent decides, present only with payer
+    # ``undecided``, so a storefront can say "a 5.00 EUR label may be deducted once we have looked"
+    undecided_share: int = 0
 
 
 class CaseMoney(msgspec.Struct, frozen=True):

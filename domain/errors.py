@@ -95,3 +95,21 @@ class OrderLocked(DomainError):
         fields = ", ".join(error["field"] for error in errors)
         super().__init__(f"the order has cases or refunds resting on it, so these may not change: {fields}", errors=errors)
         self.errors = errors
+
+
+class PolicyCurrencyUnpriced(DomainError):
+    """The order's currency has no amount in the merchant's policy. Amounts are per currency, and
+    one is never read in another currency's minor units nor taken as 0; ``errors`` names each
+    parameter that lacks it, so the merchant knows what to price."""
+
+    code = "policy_currency_unpriced"
+
+    def __init__(self, currency: str, fields: list[str]) -> None:
+        errors = [{"field": field, "message": f"no amount for {currency}"} for field in fields]
+        super().__init__(
+            f"the merchant's policy has no {currency} amount for {', '.join(fields)}, "
+            f"so it cannot quote a case in {currency} until the merchant prices it",
+            errors=errors,
+            currency=currency,
+        )
+        self.errors = errors

@@ -9,16 +9,26 @@ the policy sees every parameter in force.
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
 import msgspec
 
 from domain.cases import CaseType, Resolution
 from domain.decision import CaseMoney, Decision, RuleOutcome, RuleResult
-from domain.money import percent_of
+from domain.errors import PolicyCurrencyUnpriced
+from domain.money import KNOWN_CURRENCIES, percent_of
 from policies.facts import Facts
 from policies.registry import RuleRegistry
-from policies.rules import BUILT_IN_RULES, MoneyDraft, Rule
+from policies.rules import (
+    ANY_CURRENCY,
+    BUILT_IN_RULES,
+    MoneyDraft,
+    Prices,
+    Rule,
+    RuleParams,
+    price_in,
+)
 
 DEFAULT_POLICY: dict[str, Any] = {
     "rules": {rule.name: msgspec.to_builtins(rule.Params()) for rule in BUILT_IN_RULES}
@@ -44,8 +54,18 @@ class Policy:
         self.version = version
         self.document = document
         self.rules = rules
+        # every amount parameter of the rules in force, by its place in the document
+        self.prices = {
+            f"rules.{rule.name}.{key}": getattr(rule.params, key)
+            for rule in rules
+            for key in price_parameters(type(rule.params))
+        }
 
     def evaluate(self, facts: Facts) -> Verdict:
+        """Raises ``PolicyCurrencyUnpriced`` naming every amount the order's currency lacks."""
+        unpriced = [field for field, prices in self.prices.items() if price_in(prices, facts.order.currency) is None]
+        if unpriced:
+            raise PolicyCurrencyUnpriced(facts.order.currency, unpriced)
         draft = _draft(facts)
         outcomes = [rule.evaluate(facts, draft) for rule in self.rules]
         money, capped_from = _settle(facts, draft)
@@ -74,6 +94,20 @@ class Policy:
         )
         return Verdict(decision=decision, money=money)
 
+    def recompute_money(self, decision: Decision, facts: Facts) -> Verdict:
+        """The money again on changed facts (an agent decided who is responsible), with the money
+        rules' outcomes refreshed to say why; every other outcome of ``decision`` stands."""
+        fresh = self.evaluate(facts)
+        money_rules = {rule.name for rule in self.rules if rule.money} | {CAPTURED_LIMIT}
+        before = {o.rule: o for o in decision.outcomes}
+        outcomes = [
+            _keep_override(o, before.get(o.rule)) if o.rule in money_rules else before.get(o.rule, o)
+            for o in fresh.decision.outcomes
+        ]
+        return Verdict(
+            decision=msgspec.structs.replace(decision, outcomes=outcomes, keep_item=fresh.decision.keep_item),
+            money=fresh.money,
+        )
 
     def reevaluate(self, rule_name: str, facts: Facts) -> RuleOutcome | None:
         """One rule's outcome on new facts (say, photos that arrived), leaving the rest of a
@@ -81,6 +115,13 @@ class Policy:
         draft = _draft(facts)
         rule = next((rule for rule in self.rules if rule.name == rule_name), None)
         return rule.evaluate(facts, draft) if rule else None
+
+
+def _keep_override(fresh: RuleOutcome, before: RuleOutcome | None) -> RuleOutcome:
+    """A refreshed outcome keeps an agent's override of the one it replaces."""
+    if before is None or before.overridden_by is None:
+        return fresh
+    return msgspec.structs.replace(fresh, overridden_by=before.overridden_by, override_reason=before.override_reason)
 
 
 def _draft(facts: Facts) -> MoneyDraft:
@@ -127,21 +168,86 @@ def _settle(facts: Facts, draft: MoneyDraft) -> tuple[CaseMoney, int | None]:
     return money, (owed if owed > facts.order_remaining_refundable else None)
 
 
-def _lay_over(defaults: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
+@cache
+def price_parameters(params: type[RuleParams]) -> tuple[str, ...]:
+    """A rule's parameters that are amounts per currency (typed ``Prices``)."""
+    return tuple(field.name for field in msgspec.structs.fields(params) if field.type == Prices)
+
+
+def _amount_error(value: Any) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        return "a whole number of the currency's minor units"
+    if not 0 <= value <= 10**13:
+        return "from 0 to 10^13 minor units"
+    return None
+
+
+def _read_prices(
+    params: type[RuleParams], rule: str, raw: dict[str, Any], currency: str | None, submitted: bool
+) -> tuple[dict[str, Any], list[dict[str, str]]]:
+    """Each amount parameter as a table per currency. A bare amount is read in the document's
+    ``currency``. Without one, a submitted document's bare amount is refused (500 is 5.00 EUR but
+    500 JPY); a stored one can only predate per-currency amounts and keeps the meaning it had:
+    the same amount in any currency (``ANY_CURRENCY``)."""
+    read, errors = dict(raw), []
+    for key in price_parameters(params):
+        if key not in raw:
+            continue
+        value, field = raw[key], f"rules.{rule}.{key}"
+        if isinstance(value, dict):
+            problems = [] if value else ["price at least one currency"]
+            problems += [f"'{code}' is not an ISO 4217 currency code" for code in value if code not in KNOWN_CURRENCIES]
+            problems += [f"{code}: {error}" for code, amount in value.items() if (error := _amount_error(amount))]
+            if problems:
+                errors.append({"field": field, "message": "; ".join(problems)})
+        elif isinstance(value, bool) or not isinstance(value, int):
+            errors.append({"field": field, "message": "amounts per currency, such as {EUR = 500, JPY = 800}"})
+        elif error := _amount_error(value):
+            errors.append({"field": field, "message": error})
+        elif currency is not None:
+            read[key] = {currency: value}
+        elif submitted:
+            errors.append(
+                {
+                    "field": field,
+                    "message": f"amounts are per currency: {{EUR = {value}}} (or name the policy's currency "
+                    "for its bare amounts: currency = \"EUR\")",
+                }
+            )
+        else:
+            read[key] = {ANY_CURRENCY: value}
+    return read, errors
+
+
+def _lay_over(defaults: dict[str, Any], given: dict[str, Any], whole: tuple[str, ...] = ()) -> dict[str, Any]:
     """The given parameters over the defaults; a table parameter (such as ``grades``) is laid
-    over its default table entry by entry, so naming one grade keeps the others."""
+    over its default table entry by entry, so naming one grade keeps the others. Amounts per
+    currency (``whole``) replace the default table: a policy pricing EUR alone prices no JPY."""
     merged = dict(defaults)
     for key, value in given.items():
         default = defaults.get(key)
-        merged[key] = {**default, **value} if isinstance(default, dict) and isinstance(value, dict) else value
+        layered = isinstance(default, dict) and isinstance(value, dict) and key not in whole
+        merged[key] = {**default, **value} if layered else value
     return merged
 
 
-def load_policy(document: Any, version: int, registry: RuleRegistry) -> Policy:
-    """Build a policy from a stored or submitted document; raise ``PolicyInvalid`` naming every
-    unknown rule and bad parameter."""
-    if not isinstance(document, dict) or set(document) != {"rules"} or not isinstance(document["rules"], dict):
-        raise PolicyInvalid([{"field": "rules", "message": 'the document is {"rules": {"<rule>": {parameters}}}'}])
+def load_policy(document: Any, version: int, registry: RuleRegistry, *, submitted: bool = False) -> Policy:
+    """Build a policy from a stored or ``submitted`` document; raise ``PolicyInvalid`` naming every
+    unknown rule and bad parameter. The document is ``{"rules": {...}}`` with an optional
+    ``currency``: the currency of its bare amounts."""
+    if (
+        not isinstance(document, dict)
+        or not set(document) <= {"rules", "currency"}
+        or not isinstance(document.get("rules"), dict)
+    ):
+        raise PolicyInvalid(
+            [{"field": "rules", "message": 'the document is {"rules": {"<rule>": {parameters}}} and an optional "currency"'}]
+        )
+    currency = document.get("currency")
+    if currency is not None and currency not in KNOWN_CURRENCIES:
+        raise PolicyInvalid(
+            [{"field": "currency", "message": "the ISO 4217 code of the policy's bare amounts, such as EUR"}]
+        )
     given: dict[str, Any] = document["rules"]
     errors: list[dict[str, str]] = []
     defaults = DEFAULT_POLICY["rules"]
@@ -157,8 +263,13 @@ def load_policy(document: Any, version: int, registry: RuleRegistry) -> Policy:
         if not isinstance(raw, dict):
             errors.append({"field": f"rules.{name}", "message": "parameters must be a table/object"})
             continue
+        raw, price_errors = _read_prices(rule_class.Params, name, raw, currency, submitted)
+        if price_errors:
+            errors += price_errors
+            continue
+        whole = price_parameters(rule_class.Params)
         try:
-            params = msgspec.convert(_lay_over(defaults.get(name, {}), raw), rule_class.Params)
+            params = msgspec.convert(_lay_over(defaults.get(name, {}), raw, whole), rule_class.Params)
         except msgspec.ValidationError as error:
             errors.append({"field": f"rules.{name}", "message": str(error)})
             continue

@@ -33,10 +33,11 @@ class ItemFacts(msgspec.Struct, frozen=True):
     condition: Condition | None = None  # known once the item is received
     received_quantity: int | None = None  # known once the item is received
     graded_percent: int | None = None  # an agent's grading where the policy leaves it to them
+    decided_responsibility: Responsibility | None = None  # an agent's, where the reason leaves it unknown
 
     @property
     def responsibility(self) -> Responsibility:
-        return responsibility(self.reason)
+        return self.decided_responsibility or responsibility(self.reason)
 
     @property
     def settled_quantity(self) -> int:
@@ -68,6 +69,12 @@ class Facts(msgspec.Struct, frozen=True):
     @property
     def merchant_responsible(self) -> bool:
         return Responsibility.MERCHANT in self.responsibilities
+
+    @property
+    def responsibility_undecided(self) -> bool:
+        """No item is the merchant's and some item's responsibility is still unknown: who pays
+        the shipping waits for an agent (the merchant pays it anyway once any item is theirs)."""
+        return not self.merchant_responsible and Responsibility.UNKNOWN in self.responsibilities
 
     @property
     def customer_responsible(self) -> bool:

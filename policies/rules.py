@@ -15,6 +15,7 @@ import msgspec
 
 from domain.cases import CaseType, Condition, Reason, Resolution, Responsibility
 from domain.decision import Payer, RuleOutcome, RuleResult, ShippingShares
+from domain.errors import PolicyCurrencyUnpriced
 from domain.money import percent_of, split_half, to_major
 from policies.facts import Facts
 
@@ -55,6 +56,9 @@ class Rule:
 
     name: ClassVar[str]
     Params: ClassVar[type[RuleParams]] = RuleParams
+    # works out money: its outcome is refreshed when the money is (an agent decides who is
+    # responsible); the eligibility rules' outcomes stand as decided
+    money: ClassVar[bool] = False
 
     def __init__(self, params: RuleParams) -> None:
         self.params = params
@@ -64,6 +68,14 @@ class Rule:
 
     def outcome(self, result: RuleResult, detail: str) -> RuleOutcome:
         return RuleOutcome(rule=self.name, result=result, detail=detail)
+
+    def price(self, parameter: str, currency: str) -> int:
+        """A ``Prices`` parameter in the order's currency; an unpriced currency is refused, never
+        read as 0 or in another currency's minor units (the engine checks every one up front)."""
+        found = price_in(getattr(self.params, parameter), currency)
+        if found is None:
+            raise PolicyCurrencyUnpriced(currency, [f"rules.{self.name}.{parameter}"])
+        return found
 
 
 # --------------------------------------------------------------------------- eligibility
@@ -98,6 +110,30 @@ class FinalSale(Rule):
 Percent = Annotated[float, msgspec.Meta(ge=0, le=100)]
 Days = Annotated[int, msgspec.Meta(ge=0, le=36_500)]
 Amount = Annotated[int, msgspec.Meta(ge=0, le=10**13)]
+# An amount per ISO 4217 currency, each in that currency's minor units (``{"EUR": 500, "JPY": 800}``):
+# 500 is 5.00 EUR but 500 JPY, so a policy's amount is only ever read in the currency it was given
+# for. A rule's parameter typed ``Prices`` (a plugin's too) is read and checked as such by the engine.
+Prices = dict[str, Amount]
+# The one key that is not a currency: a policy stored before amounts were per currency meant its
+# bare amount in whatever currency the order had, and keeps meaning it (see ``load_policy``).
+ANY_CURRENCY = "*"
+
+# The default return label per currency (about 5 EUR each); an exchange's shipping defaults to
+# twice it and the auto-approval limit to twenty times it. docs/policies.md lists the figures.
+DEFAULT_LABEL_COSTS: dict[str, int] = {
+    "EUR": 500, "USD": 500, "GBP": 500, "CHF": 500, "CAD": 700, "AUD": 800, "NZD": 800, "SGD": 700,
+    "HKD": 4000, "CNY": 4000, "JPY": 800, "KRW": 7000, "INR": 45000, "SEK": 5000, "NOK": 5000,
+    "DKK": 4000, "PLN": 2000, "CZK": 12500, "HUF": 200000, "BRL": 3000, "MXN": 10000,
+}  # fmt: skip
+
+
+def default_prices(times: int) -> Prices:
+    return {currency: cost * times for currency, cost in DEFAULT_LABEL_COSTS.items()}
+
+
+def price_in(prices: Prices, currency: str) -> int | None:
+    """The amount for ``currency``, or None when the table does not price it."""
+    return prices.get(currency, prices.get(ANY_CURRENCY))
 
 
 class DaysParams(RuleParams, frozen=True):
@@ -183,6 +219,7 @@ class GradingParams(RuleParams, frozen=True):
 
 class ConditionGrading(Rule):
     name = "condition_grading"
+    money = True
     Params = GradingParams
 
     def evaluate(self, facts: Facts, money: MoneyDraft) -> RuleOutcome:
@@ -212,6 +249,7 @@ class RestockingFee(Rule):
     """Charged only on customer-responsible returns of items that arrive opened."""
 
     name = "restocking_fee"
+    money = True
     Params = PercentParams
 
     def evaluate(self, facts: Facts, money: MoneyDraft) -> RuleOutcome:
@@ -228,19 +266,22 @@ class RestockingFee(Rule):
 
 
 class ReturnShippingParams(RuleParams, frozen=True):
-    label_cost: Amount = 500
+    label_cost: Prices = msgspec.field(default_factory=lambda: default_prices(1))
     refund_original_shipping: bool = True  # when the merchant is responsible
 
 
 class ReturnShipping(Rule):
-    """The customer pays the label when every item comes back for their own reason; otherwise
-    the merchant pays it and refunds the original shipping (once per order)."""
+    """The customer pays the label when every item comes back for their own reason; the
+    merchant pays it when any item is theirs, and refunds the original shipping (once per
+    order). While an item's responsibility is unknown (reason ``other``) nobody is charged: the
+    label is ``undecided`` until an agent decides on approval."""
 
     name = "return_shipping"
+    money = True
     Params = ReturnShippingParams
 
     def evaluate(self, facts: Facts, money: MoneyDraft) -> RuleOutcome:
-        money.label_cost = label = self.params.label_cost
+        money.label_cost = label = self.price("label_cost", money.currency)
         if facts.case_type == CaseType.EXCHANGE:
             return self.outcome(INFO, "exchanges follow exchange_shipping")
         if facts.merchant_responsible:
@@ -248,29 +289,41 @@ class ReturnShipping(Rule):
             if self.params.refund_original_shipping and facts.case_type == CaseType.RETURN and not facts.shipping_already_refunded:
                 money.original_shipping_refund = facts.order.shipping_total
             return self.outcome(INFO, f"the merchant is responsible and pays the {money.show(label)} label")
+        if facts.responsibility_undecided:
+            money.return_shipping = ShippingShares(Payer.UNDECIDED, 0, 0, undecided_share=label)
+            return self.outcome(
+                INFO, f"who pays the {money.show(label)} label waits for an agent to decide who is responsible"
+            )
         money.return_shipping = ShippingShares(Payer.CUSTOMER, label, 0)
         return self.outcome(INFO, f"the customer pays the {money.show(label)} label, deducted from the refund")
 
 
 class ExchangeShippingParams(RuleParams, frozen=True):
-    cost: Amount = 1000  # return label plus the replacement's shipping
+    cost: Prices = msgspec.field(default_factory=lambda: default_prices(2))  # return label plus the replacement's shipping
     customer_percent: Percent = 50
 
 
 class ExchangeShipping(Rule):
     """Split between customer and merchant when the customer is responsible (an odd minor unit
-    goes to the merchant); all on the merchant otherwise."""
+    goes to the merchant); all on the merchant when any item is theirs; ``undecided`` (nobody
+    charged) while an item's responsibility waits for an agent."""
 
     name = "exchange_shipping"
+    money = True
     Params = ExchangeShippingParams
 
     def evaluate(self, facts: Facts, money: MoneyDraft) -> RuleOutcome:
         if facts.case_type != CaseType.EXCHANGE:
             return self.outcome(INFO, "applies to exchanges only")
-        cost = self.params.cost
+        cost = self.price("cost", money.currency)
         if facts.merchant_responsible:
             money.return_shipping = ShippingShares(Payer.MERCHANT, 0, cost)
             return self.outcome(INFO, f"the merchant is responsible and pays all {money.show(cost)} shipping")
+        if facts.responsibility_undecided:
+            money.return_shipping = ShippingShares(Payer.UNDECIDED, 0, 0, undecided_share=cost)
+            return self.outcome(
+                INFO, f"who pays the {money.show(cost)} shipping waits for an agent to decide who is responsible"
+            )
         bp = basis_points(self.params.customer_percent)
         if bp == 5000:
             customer, merchant = split_half(cost)
@@ -291,6 +344,7 @@ class KeepItem(Rule):
     """Refund without return when what comes back is worth less than the return label."""
 
     name = "keep_item"
+    money = True
     Params = KeepItemParams
 
     def evaluate(self, facts: Facts, money: MoneyDraft) -> RuleOutcome:
@@ -311,6 +365,7 @@ class KeepItem(Rule):
 
 class StoreCreditBonus(Rule):
     name = "store_credit_bonus"
+    money = True
     Params = PercentParams
 
     def evaluate(self, facts: Facts, money: MoneyDraft) -> RuleOutcome:
@@ -354,7 +409,7 @@ class Review(Rule):
 
 
 class AutoApproveParams(RuleParams, frozen=True):
-    max_amount: Amount = 10_000  # minor units of the order's currency
+    max_amount: Prices = msgspec.field(default_factory=lambda: default_prices(20))
 
 
 class AutoApprove(Rule):
@@ -371,11 +426,10 @@ class AutoApprove(Rule):
             return self.outcome(INFO, "not every reason is the customer's: an agent approves")
         if facts.customer.flagged:
             return self.outcome(INFO, "flagged customer: an agent approves")
-        if money.items_total > self.params.max_amount:
-            return self.outcome(
-                INFO, f"{money.show(money.items_total)} is over the {money.show(self.params.max_amount)} auto-approval limit"
-            )
-        return self.outcome(PASS, f"customer-responsible and within {money.show(self.params.max_amount)}")
+        limit = self.price("max_amount", money.currency)
+        if money.items_total > limit:
+            return self.outcome(INFO, f"{money.show(money.items_total)} is over the {money.show(limit)} auto-approval limit")
+        return self.outcome(PASS, f"customer-responsible and within {money.show(limit)}")
 
 
 BUILT_IN_RULES: tuple[type[Rule], ...] = (

@@ -25,10 +25,12 @@ from domain.cases import (
     Note,
     Reason,
     Resolution,
+    Responsibility,
     Shipment,
     Survey,
+    responsibility,
 )
-from domain.decision import RuleResult
+from domain.decision import Payer, RuleResult
 from domain.errors import (
     InvalidRequest,
     InvalidTransition,
@@ -63,6 +65,7 @@ from service.dto import (
     RefundView,
     RejectIn,
     RequestInfoIn,
+    ResponsibilityIn,
     ShipmentIn,
     StoreCreditBalance,
     StoreCreditGrantView,
@@ -293,6 +296,7 @@ class CaseService:
                     condition=item.condition,
                     received_quantity=item.received_quantity,
                     graded_percent=item.graded_percent,
+                    decided_responsibility=item.decided_responsibility,
                 )
             )
         return Facts(
@@ -418,8 +422,17 @@ class CaseService:
                 )
             original = [msgspec.to_builtins(o) for o in case.decision.outcomes if o.rule in overridden]
             case.decision = msgspec.structs.replace(case.decision, outcomes=outcomes)
-            if body.money_override is not None:
+            decided = _decide_responsibility(case, body.responsibility)
+            order = None
+            if decided or body.money_override is not None:
                 order = await repos.get_order(case.merchant_id, case.order_id, for_update=True)
+                assert order is not None
+            if decided:
+                assert order is not None
+                policy, facts = await self._case_facts(repos, case, order)
+                verdict = policy.recompute_money(case.decision, facts)
+                case.decision, case.money = verdict.decision, verdict.money
+            if body.money_override is not None:
                 assert order is not None
                 remaining = await self._left_for(repos, case, order)
                 if body.money_override.refund_total > remaining:
@@ -440,6 +453,7 @@ class CaseService:
                     "original_outcomes": original,
                     "money_override": msgspec.to_builtins(body.money_override),
                     "original_refund_total": original_refund_total,
+                    "responsibility": decided,
                 },
             )
             await self._refund_if_kept(repos, case, actor, at)
@@ -602,6 +616,10 @@ class CaseService:
                 item.received_quantity = got.quantity if got else 0
                 item.condition = got.condition if got else Condition.MISSING
                 item.graded_percent = got.value_percent if got else None
+            # only a case approved before approval decided responsibility can still be undecided:
+            # it keeps the payer it was quoted then
+            quoted = case.money.return_shipping.payer == Payer.CUSTOMER
+            decided = _decide_responsibility(case, [], Responsibility.CUSTOMER if quoted else Responsibility.MERCHANT)
             policy, facts = await self._case_facts(repos, case, order)
             verdict = policy.evaluate(facts)
             undecided = [o for o in verdict.decision.outcomes if o.rule == "condition_grading" and o.result == RuleResult.REVIEW]
@@ -633,6 +651,7 @@ class CaseService:
                     "note": body.note,
                     "refund_total": {"before": before.refund_total, "after": case.money.refund_total},
                     "money_notes": money_notes,
+                    **({"responsibility": decided} if decided else {}),
                 },
             )
             await self._after_receipt(repos, case, order, actor, at)
@@ -701,6 +720,39 @@ def _lay_override(case: Case, left: int | None = None) -> None:
         case.money = msgspec.structs.replace(case.money, store_credit_total=amount, store_credit_bonus=0)
     else:
         case.money = msgspec.structs.replace(case.money, refund_total=amount)
+
+
+def _decide_responsibility(
+    case: Case, decisions: list[ResponsibilityIn], default: Responsibility = Responsibility.MERCHANT
+) -> list[dict[str, Any]]:
+    """Who is responsible for each item whose reason (``other``) leaves it unknown: the agent's
+    word, else ``default``: on approval the merchant's, since the customer was quoted no label for
+    it and nothing charges them without an agent saying so. Answers the decisions for the audit
+    trail."""
+    items = {item.line_id: item for item in case.items}
+    given: dict[str, str] = {}
+    errors = []
+    for index, decision in enumerate(decisions):
+        field = f"responsibility[{index}].line_id"
+        item = items.get(decision.line_id)
+        if item is None:
+            errors.append({"field": field, "message": f"line '{decision.line_id}' is not on this case"})
+        elif decision.line_id in given:
+            errors.append({"field": field, "message": "each line once"})
+        elif responsibility(item.reason) != Responsibility.UNKNOWN:
+            errors.append({"field": field, "message": f"reason '{item.reason}' already makes the {item.responsibility} responsible"})
+        given[decision.line_id] = decision.responsibility
+    if errors:
+        raise InvalidRequest("responsibility is decided only for this case's items with reason 'other'", errors)
+    decided = []
+    for item in case.items:
+        if item.responsibility == Responsibility.UNKNOWN:
+            who = given.get(item.line_id)
+            item.decided_responsibility = Responsibility(who or default)
+            decided.append(
+                {"line_id": item.line_id, "responsibility": str(item.decided_responsibility), "by_default": who is None}
+            )
+    return decided
 
 
 def transition(action: CaseAction, data: dict[str, Any] | None = None) -> Step:

@@ -38,6 +38,7 @@ class Settings(msgspec.Struct, frozen=True):
     gateway_rate_per_second: float = 20.0  # calls per gateway account and worker process (Stripe allows ~25)
     refund_lease_seconds: float = 15.0  # a killed worker's refunds are taken over after this
     gateway_account_read_only: bool = False  # the operator binds accounts; the admin endpoint refuses
+    reports_for_agents: bool = False  # agent keys may read the finance reports (and the Reports page) too
     db_pool_max: int = 10
     db_acquire_timeout_seconds: float = 5.0  # then 503: a full pool never hangs a request
 
@@ -72,6 +73,7 @@ class Settings(msgspec.Struct, frozen=True):
             gateway_rate_per_second=float(env.get("RETURNS_GATEWAY_RATE_PER_SECOND", "20")),
             refund_lease_seconds=float(env.get("RETURNS_REFUND_LEASE_SECONDS", "15")),
             gateway_account_read_only=env.get("RETURNS_GATEWAY_ACCOUNT_READ_ONLY", "0") in ("1", "true", "yes"),
+            reports_for_agents=env.get("RETURNS_REPORTS_FOR_AGENTS", "0") in ("1", "true", "yes"),
             db_pool_max=int(env.get("RETURNS_DB_POOL_MAX", "10")),
             db_acquire_timeout_seconds=float(env.get("RETURNS_DB_ACQUIRE_TIMEOUT_SECONDS", "5")),
         )

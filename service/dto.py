@@ -5,7 +5,7 @@ already have the contract's exact shape, so views embed them rather than copy th
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
 from msgspec import Meta
@@ -238,10 +238,19 @@ class MoneyOverrideIn(Body):
     reason: Annotated[str, Meta(min_length=3, max_length=2000)]
 
 
+class ResponsibilityIn(Body):
+    """An agent's decision on an item whose reason (``other``) leaves responsibility unknown."""
+
+    line_id: Id
+    responsibility: Literal["customer", "merchant"]
+
+
 class ApproveIn(Body):
     note: Text | None = None
     overrides: Annotated[list[OverrideIn], Meta(max_length=20)] = []
     money_override: MoneyOverrideIn | None = None
+    # who is responsible for each ``other`` item; an undecided one is the merchant's on approval
+    responsibility: Annotated[list[ResponsibilityIn], Meta(max_length=500)] = []
 
 
 class RejectIn(Body):
@@ -483,6 +492,23 @@ class Csat(msgspec.Struct):
     satisfied_share: float | None  # ratings of 4 or 5
 
 
+class DayReasonCount(msgspec.Struct):
+    sku: str
+    reason: str
+    responsibility: str
+    items: int
+
+
+class DayReasons(msgspec.Struct):
+    """One UTC day of the reasons report (added): the cases opened that day."""
+
+    day: str  # YYYY-MM-DD
+    items: int
+    merchant_responsible_share: float
+    reasons: list[DayReasonCount]  # per SKU and reason, most items first
+    csat: Csat  # surveys on the cases opened that day
+
+
 class ReasonsReport(msgspec.Struct):
     period_from: datetime = msgspec.field(name="from")
     period_to: datetime = msgspec.field(name="to")
@@ -490,6 +516,12 @@ class ReasonsReport(msgspec.Struct):
     merchant_responsible_share: float
     by_sku: list[SkuReasons]
     csat: Csat
+    by_day: list[DayReasons] | None = None  # added, with ?by_day=true: days with cases, oldest first
+
+
+class MeView(msgspec.Struct):
+    key_id: str
+    role: str
 
 
 class CaseCounts(msgspec.Struct):

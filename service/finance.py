@@ -7,6 +7,7 @@ import csv
 import io
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta
+from typing import Any
 
 import msgspec
 
@@ -18,6 +19,8 @@ from service.dto import (
     ClassTotal,
     Csat,
     CurrencyTotals,
+    DayReasonCount,
+    DayReasons,
     LedgerList,
     LedgerRefundView,
     ReasonCount,
@@ -197,10 +200,12 @@ class FinanceService:
             rows=[SummaryRow(**(row if group_by == "sku" else {**row, "items": None, "item_value": None})) for row in rows],
         )
 
-    async def reasons(self, principal: Principal, since: datetime | None, until: datetime | None) -> ReasonsReport:
+    async def reasons(
+        self, principal: Principal, since: datetime | None, until: datetime | None, by_day: bool = False
+    ) -> ReasonsReport:
         since, until = self.report_period(since, until)
         async with self.db.reading() as repos:
-            trends = await repos.reason_trends(principal.merchant_id, since, until)
+            trends = await repos.reason_trends(principal.merchant_id, since, until, by_day)
         by_sku: dict[str, list[ReasonCount]] = {}
         for row in trends["rows"]:
             who = responsibility(Reason(row["reason"]))
@@ -208,7 +213,6 @@ class FinanceService:
                 ReasonCount(reason=row["reason"], responsibility=str(who), items=row["items"], cases=row["cases"])
             )
         overall = trends["overall"]
-        surveys = overall["surveys"]
         return ReasonsReport(
             period_from=since,
             period_to=until,
@@ -218,20 +222,52 @@ class FinanceService:
                 SkuReasons(
                     sku=sku,
                     items=sum(r.items for r in reasons),
-                    merchant_responsible_share=_share(
-                        sum(r.items for r in reasons if r.responsibility == Responsibility.MERCHANT),
-                        sum(r.items for r in reasons),
-                    ),
+                    merchant_responsible_share=_merchant_share(reasons),
                     reasons=reasons,
                 )
                 for sku, reasons in sorted(by_sku.items(), key=lambda kv: -sum(r.items for r in kv[1]))
             ],
-            csat=Csat(
-                surveys=surveys,
-                average_rating=round(float(overall["rating"]), 2) if overall["rating"] is not None else None,
-                satisfied_share=_share(overall["satisfied"], surveys) if surveys else None,
-            ),
+            csat=_csat(overall),
+            by_day=_by_day(trends["days"], trends["day_surveys"]) if by_day else None,
         )
+
+
+def _csat(surveys: dict[str, Any]) -> Csat:
+    """Satisfaction from a row of ``surveys``, ``rating`` (their average) and ``satisfied``."""
+    count = surveys["surveys"]
+    return Csat(
+        surveys=count,
+        average_rating=round(float(surveys["rating"]), 2) if surveys["rating"] is not None else None,
+        satisfied_share=_share(surveys["satisfied"], count) if count else None,
+    )
+
+
+def _by_day(rows: list[dict[str, Any]], surveys: list[dict[str, Any]]) -> list[DayReasons]:
+    """Reasons per UTC day the cases were opened, so a chart can show them over time; CSAT per
+    the same day (a survey counts on the day its case was opened, as in the period's CSAT)."""
+    rated = {row["day"]: row for row in surveys}
+    days: dict[str, list[DayReasonCount]] = {}
+    for row in rows:
+        who = str(responsibility(Reason(row["reason"])))
+        days.setdefault(row["day"], []).append(
+            DayReasonCount(sku=row["sku"], reason=row["reason"], responsibility=who, items=row["items"])
+        )
+    return [
+        DayReasons(
+            day=day,
+            items=sum(r.items for r in reasons),
+            merchant_responsible_share=_merchant_share(reasons),
+            reasons=reasons,
+            csat=_csat(rated.get(day, {"surveys": 0, "rating": None, "satisfied": 0})),
+        )
+        for day, reasons in days.items()
+    ]
+
+
+def _merchant_share(reasons: list[ReasonCount] | list[DayReasonCount]) -> float:
+    """The share of the items that came back for a reason the merchant is responsible for."""
+    merchant = sum(r.items for r in reasons if r.responsibility == Responsibility.MERCHANT)
+    return _share(merchant, sum(r.items for r in reasons))
 
 
 def _share(part: int, whole: int) -> float:

@@ -1,6 +1,10 @@
 """The merchant's policy in force: the stored document of the highest version, or the built-in
 defaults (version 0) for a merchant who never installed one. Installing validates first, so an
-invalid document never replaces the one in force."""
+invalid document never replaces the one in force.
+
+Stored documents are read as they were installed, so a policy stored before amounts were per
+currency needs no migration: its bare amounts keep applying to any currency (shown as
+``{"*": 500}``), while a document installed now must price each currency (see ``load_policy``)."""
 
 from __future__ import annotations
 
@@ -57,7 +61,8 @@ class PolicyBook:
     async def install(
         self, repos: Repositories, merchant_id: str, document: dict[str, Any], at: datetime, by: str
     ) -> PolicyView:
-        load_policy(document, 0, self.registry)  # raises PolicyInvalid before anything is stored
+        # raises PolicyInvalid before anything is stored; a bare amount needs the document's currency
+        load_policy(document, 0, self.registry, submitted=True)
         version = await repos.add_policy(merchant_id, document, at, by)
         return _view(self._load(merchant_id, version, document))
 

@@ -46,6 +46,8 @@ class CaseFilter(msgspec.Struct, frozen=True):
     assignee: str | None = None
     reason: str | None = None
     flagged: bool | None = None
+    q: str | None = None  # the agent's search box: a case id, order id, customer id or e-mail
+    attention: bool | None = None  # a refund failed or waits for the customer, not yet retried
 
 
 class Page(msgspec.Struct, frozen=True):
@@ -303,7 +305,9 @@ class Repositories(Protocol):
 
     async def summary(self, merchant_id: str, since: datetime, until: datetime, group_by: str) -> list[dict[str, Any]]: ...
 
-    async def reason_trends(self, merchant_id: str, since: datetime, until: datetime) -> dict[str, Any]: ...
+    async def reason_trends(
+        self, merchant_id: str, since: datetime, until: datetime, by_day: bool = False
+    ) -> dict[str, Any]: ...
 
     # photos
     async def add_photo(self, merchant_id: str, photo: Photo) -> Photo | None: ...

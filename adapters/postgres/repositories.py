@@ -310,6 +310,20 @@ class PgRepositories(PgRefunds, PgWorkflows, PgPhotos, PgFinance):
             add("${n} = ANY(reasons)", filters.reason)
         if filters.flagged is not None:
             add("flagged = ${n}", filters.flagged)
+        if filters.q is not None:
+            add(
+                "(id = ${n} OR order_id = ${n} OR customer_id = ${n} OR EXISTS (SELECT 1 FROM orders o"
+                " WHERE o.merchant_id = cases.merchant_id AND o.order_id = cases.order_id"
+                " AND lower(o.doc->'customer'->>'email') = lower(${n})))",
+                filters.q.strip(),
+            )
+        if filters.attention is not None:
+            add(
+                "${n} = EXISTS (SELECT 1 FROM refunds r WHERE r.merchant_id = cases.merchant_id"
+                " AND r.case_id = cases.id AND r.status IN ('failed', 'canceled', 'requires_action')"
+                " AND r.retried_by IS NULL)",
+                filters.attention,
+            )
 
         if sort == "sla_due_at":
             key, order = "COALESCE(sla_due_at, '9999-12-31 00:00:00+00')", "ASC"

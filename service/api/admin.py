@@ -7,6 +7,8 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import Controller, Request, get, post, put
+from litestar.di import Provide
+from litestar.openapi.spec import OpenAPIFormat, OpenAPIType, RequestBody, Schema
 from litestar.params import Parameter, QueryParameter
 
 from domain.cases import CaseState, CaseType, Reason
@@ -18,7 +20,7 @@ from service.api.bodies import (
     check_value_depth,
     too_deep,
 )
-from service.api.http import PathId, if_match_version, principal_of
+from service.api.http import PathId, contents, documented, expected_version, principal_of
 from service.api.storefront import Limit
 from service.cases import actor_of
 from service.container import Services
@@ -34,6 +36,7 @@ from service.dto import (
     DiagnoseIn,
     EventList,
     GatewayAccountIn,
+    MeView,
     NoteIn,
     OrderView,
     PolicyView,
@@ -54,6 +57,8 @@ class AgentController(Controller):
     path = "/admin/v1/cases"
     guards = [roles("agent")]
     tags = ["agent"]
+    # the actions that take ``expected_version`` read (and so declare) If-Match
+    dependencies = {"expected_version": Provide(expected_version, sync_to_thread=False)}
 
     @get("/", operation_id="agentQueue")
     async def queue(
@@ -65,12 +70,19 @@ class AgentController(Controller):
         assignee: str | None = None,
         reason: Reason | None = None,
         flagged: bool | None = None,
+        q: Annotated[str | None, Parameter(max_length=200)] = None,
+        attention: bool | None = None,
         sort: Literal["sla_due_at", "created_at"] = "sla_due_at",
         limit: Limit = 20,
         cursor: str | None = None,
     ) -> CaseList:
-        """The work queue, soonest SLA first by default."""
-        filters = CaseFilter(state=case_state, type=type, assignee=assignee, reason=reason, flagged=flagged)
+        """The work queue, soonest SLA first by default. ``q`` finds a case by its id, its order id,
+        its customer's id or e-mail (exact, e-mail in any case); ``attention=true`` keeps the cases
+        whose refund failed, was canceled or waits for the customer and was not retried yet (the
+        console lists them first)."""
+        filters = CaseFilter(
+            state=case_state, type=type, assignee=assignee, reason=reason, flagged=flagged, q=q, attention=attention
+        )
         return await services.cases.list_cases(
             principal_of(request), filters, sort="sla_due_at" if sort == "sla_due_at" else "created", limit=limit, cursor=cursor
         )
@@ -86,64 +98,76 @@ class AgentController(Controller):
 
     @post("/{case_id:str}/approve", operation_id="approveCase", status_code=200)
     async def approve(
-        self, request: Request[Any, Any, Any], services: Services, case_id: PathId, data: ApproveIn
+        self, request: Request[Any, Any, Any], services: Services, case_id: PathId, data: ApproveIn, expected_version: int | None
     ) -> CaseView:
         """Approve; overriding a rule's outcome needs a written reason and is audited."""
-        return await services.cases.approve(principal_of(request), case_id, if_match_version(request), data)
+        return await services.cases.approve(principal_of(request), case_id, expected_version, data)
 
     @post("/{case_id:str}/reject", operation_id="rejectCase", status_code=200)
-    async def reject(self, request: Request[Any, Any, Any], services: Services, case_id: PathId, data: RejectIn) -> CaseView:
-        return await services.cases.reject(principal_of(request), case_id, if_match_version(request), data)
+    async def reject(
+        self, request: Request[Any, Any, Any], services: Services, case_id: PathId, data: RejectIn, expected_version: int | None
+    ) -> CaseView:
+        return await services.cases.reject(principal_of(request), case_id, expected_version, data)
 
     @post("/{case_id:str}/receive", operation_id="receiveItems", status_code=200)
     async def receive(
-        self, request: Request[Any, Any, Any], services: Services, case_id: PathId, data: ReceiveIn
+        self, request: Request[Any, Any, Any], services: Services, case_id: PathId, data: ReceiveIn, expected_version: int | None
     ) -> CaseView:
         """Record what arrived, per item with its condition; settles the money on what arrived."""
-        return await services.cases.receive(principal_of(request), case_id, if_match_version(request), data)
+        return await services.cases.receive(principal_of(request), case_id, expected_version, data)
 
     @post("/{case_id:str}/ship-replacement", operation_id="shipReplacement", status_code=200)
     async def ship_replacement(
-        self, request: Request[Any, Any, Any], services: Services, case_id: PathId, data: ShipmentIn
+        self, request: Request[Any, Any, Any], services: Services, case_id: PathId, data: ShipmentIn, expected_version: int | None
     ) -> CaseView:
         """An exchange's replacement is on its way to the customer."""
-        return await services.cases.ship_replacement(principal_of(request), case_id, if_match_version(request), data)
+        return await services.cases.ship_replacement(principal_of(request), case_id, expected_version, data)
 
     @post("/{case_id:str}/ship-back", operation_id="shipBack", status_code=200)
-    async def ship_back(self, request: Request[Any, Any, Any], services: Services, case_id: PathId, data: ShipmentIn) -> CaseView:
+    async def ship_back(
+        self, request: Request[Any, Any, Any], services: Services, case_id: PathId, data: ShipmentIn, expected_version: int | None
+    ) -> CaseView:
         """A repaired (or, quote declined, unrepaired) item goes back to the customer."""
-        return await services.cases.ship_back(principal_of(request), case_id, if_match_version(request), data)
+        return await services.cases.ship_back(principal_of(request), case_id, expected_version, data)
 
     @post("/{case_id:str}/repair/diagnose", operation_id="diagnoseRepair", status_code=200)
-    async def diagnose(self, request: Request[Any, Any, Any], services: Services, case_id: PathId, data: DiagnoseIn) -> CaseView:
+    async def diagnose(
+        self, request: Request[Any, Any, Any], services: Services, case_id: PathId, data: DiagnoseIn, expected_version: int | None
+    ) -> CaseView:
         """In warranty → repairing; out of warranty → a quote for the customer."""
-        return await services.cases.diagnose(principal_of(request), case_id, if_match_version(request), data)
+        return await services.cases.diagnose(principal_of(request), case_id, expected_version, data)
 
     @post("/{case_id:str}/repair/complete", operation_id="completeRepair", status_code=200)
     async def complete_repair(
-        self, request: Request[Any, Any, Any], services: Services, case_id: PathId, data: CompleteRepairIn
+        self, request: Request[Any, Any, Any], services: Services, case_id: PathId, data: CompleteRepairIn, expected_version: int | None
     ) -> CaseView:
-        return await services.cases.complete_repair(principal_of(request), case_id, if_match_version(request), data)
+        return await services.cases.complete_repair(principal_of(request), case_id, expected_version, data)
 
     @post("/{case_id:str}/assign", operation_id="assignCase", status_code=200)
-    async def assign(self, request: Request[Any, Any, Any], services: Services, case_id: PathId, data: AssignIn) -> CaseView:
-        return await services.cases.assign(principal_of(request), case_id, if_match_version(request), data)
+    async def assign(
+        self, request: Request[Any, Any, Any], services: Services, case_id: PathId, data: AssignIn, expected_version: int | None
+    ) -> CaseView:
+        return await services.cases.assign(principal_of(request), case_id, expected_version, data)
 
     @post("/{case_id:str}/notes", operation_id="addNote", status_code=200)
-    async def add_note(self, request: Request[Any, Any, Any], services: Services, case_id: PathId, data: NoteIn) -> CaseView:
+    async def add_note(
+        self, request: Request[Any, Any, Any], services: Services, case_id: PathId, data: NoteIn, expected_version: int | None
+    ) -> CaseView:
         """An internal note for other agents; customers never see it."""
-        return await services.cases.add_note(principal_of(request), case_id, if_match_version(request), data)
+        return await services.cases.add_note(principal_of(request), case_id, expected_version, data)
 
     @post("/{case_id:str}/close", operation_id="closeCase", status_code=200)
-    async def close(self, request: Request[Any, Any, Any], services: Services, case_id: PathId, data: CloseIn) -> CaseView:
-        return await services.cases.close(principal_of(request), case_id, if_match_version(request), data)
+    async def close(
+        self, request: Request[Any, Any, Any], services: Services, case_id: PathId, data: CloseIn, expected_version: int | None
+    ) -> CaseView:
+        return await services.cases.close(principal_of(request), case_id, expected_version, data)
 
     @post("/{case_id:str}/request-info", operation_id="requestInfo", status_code=200)
     async def request_info(
-        self, request: Request[Any, Any, Any], services: Services, case_id: PathId, data: RequestInfoIn
+        self, request: Request[Any, Any, Any], services: Services, case_id: PathId, data: RequestInfoIn, expected_version: int | None
     ) -> CaseView:
         """Send the case back to the customer for more photos or details."""
-        return await services.cases.request_info(principal_of(request), case_id, if_match_version(request), data)
+        return await services.cases.request_info(principal_of(request), case_id, expected_version, data)
 
 
 class AgentOrderController(Controller):
@@ -166,6 +190,19 @@ class CaseCountsController(Controller):
     async def counts(self, request: Request[Any, Any, Any], services: Services) -> CaseCounts:
         """How many of the merchant's cases are in each state (the console's queue header)."""
         return await services.cases.counts(principal_of(request))
+
+
+class MeController(Controller):
+    path = "/admin/v1/me"
+    guards = [roles("agent")]
+    tags = ["agent"]
+
+    @get("/", operation_id="whoAmI")
+    async def me(self, request: Request[Any, Any, Any]) -> MeView:
+        """The calling key: its id is what ``assign`` and the audit trail name (the console's
+        "assign to me"), its role what it may do."""
+        principal = principal_of(request)
+        return MeView(key_id=principal.key_id, role=principal.role)
 
 
 class RefundController(Controller):
@@ -233,6 +270,22 @@ class WebhookController(Controller):
         return await services.notifications.deliveries(principal_of(request).merchant_id, limit, cursor)
 
 
+# What ``_parse_policy`` reads: TOML under its media types, JSON under any other. A body is
+# needed (an empty one is a 422 like any bad policy), but it is declared optional: with two media
+# types, openapi-python-client (0.29, its issue #1451) generates code for a required body that
+# does not import.
+POLICY_BODY = RequestBody(
+    content=contents({
+        "application/json": Schema(type=OpenAPIType.OBJECT, description="The policy document, e.g. {\"rules\": {...}}"),
+        "application/toml": Schema(
+            type=OpenAPIType.STRING, format=OpenAPIFormat.BINARY, description="The policy document as TOML (UTF-8)"
+        ),
+    }),
+    description="The new policy, as JSON or TOML (needed: an empty body answers 422 `validation_error`)",
+    required=False,
+)
+
+
 class PolicyController(Controller):
     path = "/admin/v1/policy"
     tags = ["policy"]
@@ -252,7 +305,13 @@ class PolicyController(Controller):
             raise NotFound(f"no policy version {version}")
         return view
 
-    @put("/", operation_id="putPolicy", guards=[roles("admin")], status_code=200)
+    @put(
+        "/",
+        operation_id="putPolicy",
+        guards=[roles("admin")],
+        status_code=200,
+        operation_class=documented(POLICY_BODY),
+    )
     async def put_policy(self, request: Request[Any, Any, Any], services: Services) -> PolicyView:
         """Install a new version (JSON or TOML body). An invalid one changes nothing."""
         document = _parse_policy(await request.body(), request.headers.get("content-type", ""))

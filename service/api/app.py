@@ -24,15 +24,17 @@ from service.api.admin import (
     AgentController,
     AgentOrderController,
     CaseCountsController,
+    MeController,
     PolicyController,
     RefundController,
     WebhookController,
 )
 from service.api.auth import PUBLIC_PATHS, ApiKeyMiddleware
 from service.api.bodies import StrictRequest
-from service.api.console import console_asset, console_messages, console_page
+from service.api.console import console_asset, console_messages, console_page, reports_page
 from service.api.finance import FinanceController
 from service.api.health import live, metrics, ready
+from service.api.http import case_etag, document_case_etags
 from service.api.links import document_links
 from service.api.photos import PhotoController
 from service.api.problems import (
@@ -156,6 +158,7 @@ def create_app(open_services: Callable[[], AbstractAsyncContextManager[Services]
             AgentController,
             AgentOrderController,
             CaseCountsController,
+            MeController,
             PolicyController,
             RefundController,
             WebhookController,
@@ -166,12 +169,14 @@ def create_app(open_services: Callable[[], AbstractAsyncContextManager[Services]
             ready,
             metrics,
             console_page,
+            reports_page,
             console_asset,
             console_messages,
         ],
         dependencies={"services": Provide(provide_services, sync_to_thread=False)},
         middleware=[request_context, DefineMiddleware(ApiKeyMiddleware, exclude=PUBLIC_PATHS, exclude_http_methods=[])],
         exception_handlers={Exception: handle_exception},
+        after_request=case_etag,
         lifespan=[lifespan],
         openapi_config=OpenAPIConfig(
             title="Returns & refunds service",
@@ -186,8 +191,9 @@ def create_app(open_services: Callable[[], AbstractAsyncContextManager[Services]
         request_max_body_size=1_048_576,
         request_class=StrictRequest,
     )
-    document_problems(app.openapi_schema)
     document_public_operations(app.openapi_schema, PUBLIC_PATHS)
+    document_problems(app.openapi_schema)
+    document_case_etags(app.openapi_schema)
     document_links(app.openapi_schema)
     app.state.allowed_methods = {
         route.path_format: ", ".join(sorted(route.methods)) for route in app.routes if isinstance(route, HTTPRoute)

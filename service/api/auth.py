@@ -36,11 +36,20 @@ def roles(*allowed: str) -> Callable[[ASGIConnection[Any, Any, Any, Any], BaseRo
     """A guard letting ``allowed`` roles through; admin may do everything within its merchant."""
     permitted = {*allowed, "admin"}
 
-    def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    def guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
         principal: Principal = connection.user
-        if principal.role not in permitted:
+        if principal.role not in permitted and not _opened_to_agents(principal, connection, handler):
             raise PermissionDeniedException(
                 f"role '{principal.role}' may not do this; needs {' or '.join(sorted(permitted))}"
             )
 
     return guard
+
+
+def _opened_to_agents(
+    principal: Principal, connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
+) -> bool:
+    """Agent keys pass too where the handler names an operator setting (``opt["agents_if"]``) that
+    is on: the reports, for teams whose agents analyse return reasons (RETURNS_REPORTS_FOR_AGENTS)."""
+    setting = handler.opt.get("agents_if")
+    return principal.role == "agent" and bool(setting) and getattr(connection.app.state.services.settings, setting)

@@ -23,6 +23,8 @@ from service.dto import (
 )
 from service.ports import LedgerFilter
 
+# The reports let agent keys in too when the operator says so (``service.api.auth.roles``).
+AGENTS_IF_ENABLED = {"agents_if": "reports_for_agents"}
 # Bounds are read as text and parsed by ``query_period`` (an error names the parameter; a plain
 # date is a whole day in UTC). Not given, a report covers the last 30 days.
 _START = "start, inclusive: RFC 3339 with a time zone, or a date (its midnight UTC)"
@@ -91,7 +93,7 @@ class FinanceController(Controller):
     ) -> ReconciliationView:
         return await services.finance.get_reconciliation(principal_of(request), reconciliation_id)
 
-    @get("/reports/summary", operation_id="summaryReport")
+    @get("/reports/summary", operation_id="summaryReport", opt=AGENTS_IF_ENABLED)
     async def summary(
         self,
         request: Request[Any, Any, Any],
@@ -104,11 +106,12 @@ class FinanceController(Controller):
         since, until = query_period(request, "from", "to")
         return await services.finance.summary(principal_of(request), since, until, group_by)
 
-    @get("/reports/reasons", operation_id="reasonsReport")
+    @get("/reports/reasons", operation_id="reasonsReport", opt=AGENTS_IF_ENABLED)
     async def reasons(
-        self, request: Request[Any, Any, Any], services: Services, period_from: From = None, period_to: To = None
+        self, request: Request[Any, Any, Any], services: Services, period_from: From = None, period_to: To = None,
+        by_day: Annotated[bool, Parameter(description="also per UTC day the cases were opened (added)")] = False,
     ) -> ReasonsReport:
         """Return reasons by SKU, the share the merchant is responsible for, and CSAT."""
         since, until = query_period(request, "from", "to")
-        return await services.finance.reasons(principal_of(request), since, until)
+        return await services.finance.reasons(principal_of(request), since, until, by_day)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from litestar import Response, get
+from litestar.openapi import ResponseSpec
 
 from service.container import Services
 from service.metrics import render
@@ -13,7 +14,12 @@ async def live() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@get("/health/ready", operation_id="ready", tags=["health"])
+@get(
+    "/health/ready",
+    operation_id="ready",
+    tags=["health"],
+    responses={503: ResponseSpec(dict[str, object], description="Not ready: which check failed", generate_examples=False)},
+)
 async def ready(services: Services) -> Response[dict[str, object]]:
     """Ready when the database answers and every migration is applied."""
     database = await services.db.ping()

@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
-from litestar import Request
-from litestar.params import Parameter
+from litestar import Request, Response
+from litestar.openapi.spec import (
+    OpenAPI,
+    OpenAPIFormat,
+    OpenAPIHeader,
+    OpenAPIMediaType,
+    OpenAPIType,
+    Operation,
+    RequestBody,
+    Schema,
+)
+from litestar.params import HeaderParameter, Parameter
 
 from domain.errors import InvalidRequest
-from service.dto import ID_MAX_LENGTH, ID_PATTERN
+from service.dto import ID_MAX_LENGTH, ID_PATTERN, CaseView
 from service.ports import Principal
 
 
@@ -18,17 +29,80 @@ def principal_of(request: Request[Any, Any, Any]) -> Principal:
     return request.user
 
 
-def if_match_version(request: Request[Any, Any, Any]) -> int | None:
-    """The version in ``If-Match: "<version>"`` (weak tags and bare numbers accepted)."""
-    raw = request.headers.get("if-match")
-    if raw is None:
+IfMatch = Annotated[
+    str | None,
+    HeaderParameter(
+        name="If-Match",
+        required=False,
+        description='The case\'s version as its ETag, `"3"` (`W/"3"` and `3` too): the change is made only if the '
+        "case is still at that version (412 `version_conflict` otherwise). Without it, the change applies to the "
+        "case as it is now.",
+    ),
+]
+
+
+def expected_version(if_match: IfMatch = None) -> int | None:
+    """The version in ``If-Match: "<version>"`` (weak tags and bare numbers accepted), as the
+    dependency ``expected_version`` of the case actions: the document then declares the header
+    on exactly the operations that read it."""
+    if if_match is None:
         return None
-    tag = raw.strip().removeprefix("W/").strip('"')
+    tag = if_match.strip().removeprefix("W/").strip('"')
     if not tag.isdigit():
         raise InvalidRequest(
-            "If-Match must be the case's version in quotes", [{"field": "If-Match", "message": f"not a version: {raw!r}"}]
+            "If-Match must be the case's version in quotes", [{"field": "If-Match", "message": f"not a version: {if_match!r}"}]
         )
     return int(tag)
+
+
+def case_etag(response: Response[Any]) -> Response[Any]:
+    """Every answer that is one case carries its version as a strong ETag, ``"<version>"``: the
+    value to send back in ``If-Match`` (an after-request hook, so no handler can forget it)."""
+    if isinstance(response.content, CaseView):
+        response.headers["ETag"] = f'"{response.content.version}"'
+    return response
+
+
+def document_case_etags(document: OpenAPI) -> None:
+    """Declare the ETag ``case_etag`` adds, on every response whose body is a ``CaseView``."""
+    etag = OpenAPIHeader(
+        schema=Schema(type=OpenAPIType.STRING, pattern='^"[0-9]+"$'),
+        required=True,
+        description='The case\'s version, `"<version>"`: send it back as `If-Match`',
+    )
+    for path_item in (document.paths or {}).values():
+        for method in ("get", "put", "post", "delete", "patch"):
+            operation = getattr(path_item, method, None)
+            for answer in (operation.responses or {}).values() if operation else ():
+                media = (getattr(answer, "content", None) or {}).get("application/json")
+                if media is not None and getattr(media.schema, "ref", None) == "#/components/schemas/CaseView":
+                    answer.headers = {**(answer.headers or {}), "ETag": etag}
+
+
+BINARY = Schema(type=OpenAPIType.STRING, format=OpenAPIFormat.BINARY)
+
+
+def documented(
+    request_body: RequestBody | None = None, answers: dict[str, dict[str, Schema]] | None = None
+) -> type[Operation]:
+    """An ``operation_class`` for a handler that reads its body itself (a stream, TOML) or answers
+    bytes, where the framework cannot see what goes in or out: its ``request_body``, and each
+    status' answer in ``answers`` as media type → schema."""
+
+    @dataclass
+    class Documented(Operation):
+        def __post_init__(self) -> None:
+            if request_body is not None:
+                self.request_body = request_body
+            for status, schemas in (answers or {}).items():
+                self.responses[status].content = contents(schemas)  # type: ignore[index, union-attr]
+
+    return Documented
+
+
+def contents(schemas: dict[str, Schema]) -> dict[str, OpenAPIMediaType]:
+    """A body's (or answer's) content: media type → schema."""
+    return {media: OpenAPIMediaType(schema=schema) for media, schema in schemas.items()}
 
 
 # An id in a path obeys the rule of ids in bodies; one that breaks it answers 422 naming the

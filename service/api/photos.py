@@ -8,6 +8,8 @@ from typing import Any, Literal
 
 from litestar import Controller, Request, Response, get, post
 from litestar.exceptions import HTTPException
+from litestar.openapi import ResponseSpec
+from litestar.openapi.spec import OpenAPIFormat, OpenAPIType, RequestBody, Schema
 from multipart import (
     MultipartError,
     MultipartSegment,
@@ -17,11 +19,18 @@ from multipart import (
 
 from domain.errors import InvalidRequest
 from service.api.auth import roles
-from service.api.http import PathId, principal_of
+from service.api.http import BINARY, PathId, contents, documented, principal_of
 from service.container import Services
 from service.dto import PhotoView
 
 FORM_OVERHEAD = 64 * 1024  # multipart boundaries and part headers around the file
+# What a photo is served as: what adapters/images.py stores it as (HEIC becomes JPEG), thumbnails as JPEG
+SERVED_TYPES = ("image/jpeg", "image/png", "image/webp")
+UPLOAD_FORM = Schema(
+    type=OpenAPIType.OBJECT,
+    required=["file"],
+    properties={"file": Schema(type=OpenAPIType.STRING, format=OpenAPIFormat.BINARY, description="JPEG, PNG, WebP or HEIC")},
+)
 
 
 class PayloadTooLarge(HTTPException):
@@ -42,6 +51,8 @@ class PhotoController(Controller):
         guards=[roles("storefront")],
         request_max_body_size=None,  # enforced while streaming, from the configured limit
         status_code=201,
+        responses={200: ResponseSpec(PhotoView, description="The case already had this very file: that photo")},
+        operation_class=documented(RequestBody(content=contents({"multipart/form-data": UPLOAD_FORM}), required=True)),
     )
     async def upload(self, request: Request[Any, Any, Any], services: Services, case_id: PathId) -> Response[PhotoView]:
         """Multipart form with the photo in field ``file``: JPEG, PNG, WebP or HEIC (decided by
@@ -51,7 +62,13 @@ class PhotoController(Controller):
         view, created = await services.photos.upload(principal_of(request), case_id, data)
         return Response(view, status_code=201 if created else 200)
 
-    @get("/{photo_id:str}", operation_id="getPhoto", guards=[roles("storefront", "agent")], media_type="image/*")
+    @get(
+        "/{photo_id:str}",
+        operation_id="getPhoto",
+        guards=[roles("storefront", "agent")],
+        media_type="image/*",
+        operation_class=documented(answers={"200": dict.fromkeys(SERVED_TYPES, BINARY)}),
+    )
     async def image(
         self,
         request: Request[Any, Any, Any],

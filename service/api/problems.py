@@ -11,9 +11,12 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi.spec import (
     OpenAPI,
+    OpenAPIHeader,
     OpenAPIMediaType,
     OpenAPIResponse,
     OpenAPIType,
+    Operation,
+    Parameter,
     Reference,
     Schema,
 )
@@ -168,46 +171,120 @@ def document_public_operations(document: OpenAPI, public_paths: list[str]) -> No
     public = [re.compile(pattern) for pattern in public_paths]
     for path, path_item in (document.paths or {}).items():
         if any(pattern.search(path) for pattern in public):
-            for method in ("get", "put", "post", "delete", "patch", "head"):
+            for method in METHODS:
                 operation = getattr(path_item, method, None)
                 if operation is not None:
                     operation.security = []
 
 
+# What each error status means, as the document says it (every one is a problem+json answer)
+ERROR_STATUSES = {
+    400: "`invalid_signature` or `invalid_event`: a Stripe event that does not verify or cannot be read",
+    401: "`unauthorized`: no API key, or one that is unknown or revoked",
+    403: "`forbidden`: the key's role may not do this (or the setting is the operator's)",
+    404: "`not_found`: no such thing for this merchant",
+    409: "a conflict with what is stored: `invalid_transition` (the case's state does not allow the action), "
+    "`idempotency_conflict`, `order_locked`, `refund_already_retried`, `gateway_account_taken`",
+    412: "`version_conflict`: the case is no longer at the version `If-Match` names; nothing changed",
+    413: "`payload_too_large`",
+    415: "`unsupported_media_type`",
+    422: "`validation_error` (each bad field in `errors`), `policy_violation` or a refund limit",
+    502: "`gateway_error`: the payment gateway refused or answered something unreadable; nothing stored",
+    503: "`unavailable`: the database is unreachable or busy; `gateway_unavailable`: the payment gateway is "
+    "(see `Retry-After`)",
+}
+# Statuses only some operations answer, where no rule of ``_error_statuses`` finds them
+EXTRA_STATUSES = {
+    "openCase": {409},  # idempotency_conflict
+    "putOrder": {409},  # order_locked
+    "retryRefund": {409},  # refund_already_retried, or the refund is not failed
+    "putGatewayAccount": {409},  # gateway_account_taken
+    "getPolicy": {404},  # ?version= that never existed
+    "rotateWebhookSecret": {404},  # no endpoint yet
+    "uploadPhoto": {415},  # not a photo, or not multipart
+    "stripeWebhook": {400, 413, 503},  # bad signature or event; webhooks not configured
+    "reconcile": {502},  # gateway_error (its 503 is every keyed operation's)
+}
+METHODS = ("get", "put", "post", "delete", "patch")
+
+
+def _error_statuses(path: str, method: str, operation: Operation) -> set[int]:
+    """The errors ``operation`` really answers: 401/403/503 behind a key (the key check reads the
+    database), 404 for an id in the path, 422 for any input, 413 for a body, 412 where
+    ``If-Match`` is read, 409 for an action on a case (its state may not allow it), and the
+    operation's own in ``EXTRA_STATUSES``."""
+    statuses = set(EXTRA_STATUSES.get(operation.operation_id or "", set()))
+    headers = {parameter.name for parameter in operation.parameters or [] if isinstance(parameter, Parameter)}
+    if operation.security != []:
+        statuses |= {401, 403, 503}
+    if "{" in path:
+        statuses.add(404)
+    if operation.parameters or operation.request_body:
+        statuses.add(422)
+    if operation.request_body:
+        statuses.add(413)
+    if "If-Match" in headers:
+        statuses.add(412)
+    if method == "post" and path.count("{") == 1 and "{case_id}" in path:
+        statuses.add(409)
+    return statuses
+
+
 def document_problems(document: OpenAPI) -> None:
-    """Every operation may answer a problem+json error (401, 403, 404, 409, 412, 413, 415, 422,
-    503): say so once for all of them, as each operation's ``default`` response. And say that
-    request bodies (the ``…In`` schemas) refuse fields they do not know."""
-    problem_schema = Schema(
-        type=OpenAPIType.OBJECT,
-        required=["type", "title", "status", "detail", "code"],
-        properties={
-            "type": Schema(type=OpenAPIType.STRING),
-            "title": Schema(type=OpenAPIType.STRING),
-            "status": Schema(type=OpenAPIType.INTEGER),
-            "detail": Schema(type=OpenAPIType.STRING),
-            "code": Schema(type=OpenAPIType.STRING, description="stable: validation_error, not_found, …"),
-            "errors": Schema(
-                type=OpenAPIType.ARRAY,
-                items=Schema(
-                    type=OpenAPIType.OBJECT,
-                    properties={"field": Schema(type=OpenAPIType.STRING), "message": Schema(type=OpenAPIType.STRING)},
-                ),
-            ),
-        },
-    )
+    """Every error an operation answers is documented as problem+json: each status it really
+    answers (``_error_statuses``) and, for anything else, its ``default`` response. The
+    framework's own 400 (``detail, extra, status_code``) goes: this service never answers it (a
+    body it cannot read is a 422 ``validation_error``), and generated clients choke on it. A
+    status the handler documents itself (readiness' 503 is its JSON status) stays as it is. And
+    request bodies (the ``…In`` schemas) refuse fields they do not know. Run after
+    ``document_public_operations``: public operations answer no 401 or 403."""
     assert document.components is not None
     schemas = document.components.schemas = dict(document.components.schemas or {})
     for name, schema in schemas.items():
         if name.endswith("In") and isinstance(schema, Schema):
             schema.additional_properties = False
-    schemas["Problem"] = problem_schema
-    answer = OpenAPIResponse(
-        description="An error, as RFC 9457 problem+json with a stable code",
-        content={PROBLEM_JSON: OpenAPIMediaType(schema=Reference(ref="#/components/schemas/Problem"))},
-    )
-    for path_item in (document.paths or {}).values():
-        for method in ("get", "put", "post", "delete", "patch"):
+    schemas["Problem"] = PROBLEM_SCHEMA
+    for path, path_item in (document.paths or {}).items():
+        for method in METHODS:
             operation = getattr(path_item, method, None)
-            if operation is not None:
-                operation.responses = {**(operation.responses or {}), "default": answer}
+            if operation is None:
+                continue
+            responses = {status: answer for status, answer in (operation.responses or {}).items() if status != "400"}
+            for status in sorted(_error_statuses(path, method, operation)):
+                responses.setdefault(str(status), _problem_response(ERROR_STATUSES[status], retry=status == 503))
+            responses["default"] = _problem_response("An error, as RFC 9457 problem+json with a stable code")
+            operation.responses = responses
+
+
+PROBLEM_SCHEMA = Schema(
+    type=OpenAPIType.OBJECT,
+    required=["type", "title", "status", "detail", "code"],
+    properties={
+        "type": Schema(type=OpenAPIType.STRING),
+        "title": Schema(type=OpenAPIType.STRING),
+        "status": Schema(type=OpenAPIType.INTEGER),
+        "detail": Schema(type=OpenAPIType.STRING),
+        "code": Schema(type=OpenAPIType.STRING, description="stable: validation_error, not_found, …"),
+        "errors": Schema(
+            type=OpenAPIType.ARRAY,
+            items=Schema(
+                type=OpenAPIType.OBJECT,
+                properties={
+                    "field": Schema(type=OpenAPIType.STRING, description='as the client sent it; "" is the body as a whole'),
+                    "in": Schema(type=OpenAPIType.STRING, enum=["query", "header", "cookie", "path", "body"]),
+                    "message": Schema(type=OpenAPIType.STRING),
+                },
+            ),
+        ),
+    },
+)
+
+
+def _problem_response(description: str, retry: bool = False) -> OpenAPIResponse:
+    """A problem+json answer; with ``retry``, the ``Retry-After`` a busy database answers with."""
+    after = OpenAPIHeader(schema=Schema(type=OpenAPIType.INTEGER), description="seconds to wait before trying again")
+    return OpenAPIResponse(
+        description=description,
+        content={PROBLEM_JSON: OpenAPIMediaType(schema=Reference(ref="#/components/schemas/Problem"))},
+        headers={"Retry-After": after} if retry else None,
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, get, post, put
+from litestar.openapi import ResponseSpec
 from litestar.params import HeaderParameter, Parameter, QueryParameter
 
 from domain.cases import CaseState
@@ -33,7 +34,13 @@ class StorefrontController(Controller):
     guards = [roles("storefront")]
     tags = ["storefront"]
 
-    @put("/orders/{order_id:str}", operation_id="putOrder", status_code=200)
+    @put(
+        "/orders/{order_id:str}",
+        operation_id="putOrder",
+        status_code=200,
+        response_description="The order was updated",
+        responses={201: ResponseSpec(OrderView, description="The order was new: created")},
+    )
     async def put_order(
         self, request: Request[Any, Any, Any], services: Services, order_id: PathId, data: OrderIn
     ) -> Response[OrderView]:

@@ -212,10 +212,12 @@ EXAMPLES: dict[str, Any] = {
     "addNote": {"text": "called the customer"},
     "closeCase": {"note": "done"},
     "requestInfo": {"message": "please send a photo"},
-    "putPolicy": {"rules": {"return_window": {"days": 30, "enabled": True}, "auto_approve": {"max_amount": 10_000}}},
+    "putPolicy": {"rules": {"return_window": {"days": 30, "enabled": True}, "auto_approve": {"max_amount": {"EUR": 10_000}}}},
     "putWebhookEndpoint": {"url": "https://shop.example/hooks", "secret": "s" * 32, "enabled": True},
     "putGatewayAccount": {"account": "acct_123"},
     "reconcile": {"from": AT, "to": datetime.now(UTC).isoformat()},
+    # a multipart form: the raw bodies here are refused (415); hostile images are tests/e2e/test_photos.py's
+    "uploadPhoto": None,
 }
 
 

@@ -3,11 +3,18 @@ changing what is in force, decisions keep the version they were made under."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from typing import Any
+
 import httpx
+import msgspec
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.support.tenants import Tenant
+from domain.decision import Payer, ShippingShares
+from tests.support.tenants import Tenant, _with_database
+from tests.support.waiting import eventually
 
 RETURN_L1 = {"type": "return", "items": [{"line_id": "l1", "quantity": 1, "reason": "changed_mind"}]}
 
@@ -17,7 +24,7 @@ def test_a_merchant_without_a_policy_gets_the_defaults(tenant: Tenant) -> None:
     assert policy["version"] == 0 and policy["is_default"] is True
     rules = policy["document"]["rules"]
     assert rules["return_window"]["days"] == 30
-    assert rules["auto_approve"]["max_amount"] == 10_000
+    assert rules["auto_approve"]["max_amount"]["EUR"] == 10_000 and rules["return_shipping"]["label_cost"]["JPY"] == 800
     assert {"return_window", "repair_warranty", "final_sale", "quantity", "photo_evidence", "return_shipping",
             "exchange_shipping", "restocking_fee", "keep_item", "store_credit_bonus", "auto_approve", "review"} <= set(rules)
 
@@ -50,7 +57,7 @@ def test_invalid_policy_names_the_rule_and_keeps_the_old_version(tenant: Tenant)
     for document, field in [
         ({"rules": {"return_windw": {"days": 20}}}, "rules.return_windw"),
         ({"rules": {"return_window": {"days": "twenty"}}}, "rules.return_window"),
-        ({"rules": {"auto_approve": {"max_amount": 10, "colour": "red"}}}, "rules.auto_approve"),
+        ({"rules": {"auto_approve": {"max_amount": {"EUR": 10}, "colour": "red"}}}, "rules.auto_approve"),
         ({"regels": {}}, "rules"),
     ]:
         response = tenant.admin.put("/admin/v1/policy", json=document)
@@ -65,11 +72,11 @@ def test_invalid_policy_names_the_rule_and_keeps_the_old_version(tenant: Tenant)
 
 def test_open_cases_keep_their_decision_when_the_policy_changes(tenant: Tenant) -> None:
     order = tenant.put_order()
-    assert tenant.admin.put("/admin/v1/policy", json={"rules": {"auto_approve": {"max_amount": 5000}}}).json()["version"] == 1
+    assert tenant.admin.put("/admin/v1/policy", json={"rules": {"auto_approve": {"max_amount": {"EUR": 5000}}}}).json()["version"] == 1
     under_v1 = tenant.open_case(order["order_id"]).json()
     assert under_v1["decision"]["policy_version"] == 1 and under_v1["state"] == "approved"
 
-    assert tenant.admin.put("/admin/v1/policy", json={"rules": {"auto_approve": {"max_amount": 1000}}}).json()["version"] == 2
+    assert tenant.admin.put("/admin/v1/policy", json={"rules": {"auto_approve": {"max_amount": {"EUR": 1000}}}}).json()["version"] == 2
     still = tenant.storefront.get(f"/v1/cases/{under_v1['id']}").json()
     assert still["decision"] == under_v1["decision"] and still["money"] == under_v1["money"]
 
@@ -81,8 +88,8 @@ def test_open_cases_keep_their_decision_when_the_policy_changes(tenant: Tenant) 
 
     v1 = tenant.agent.get("/admin/v1/policy", params={"version": 1}).json()
     v2 = tenant.agent.get("/admin/v1/policy", params={"version": 2}).json()
-    assert v1["document"]["rules"]["auto_approve"]["max_amount"] == 5000
-    assert v2["document"]["rules"]["auto_approve"]["max_amount"] == 1000
+    assert v1["document"]["rules"]["auto_approve"]["max_amount"] == {"EUR": 5000}
+    assert v2["document"]["rules"]["auto_approve"]["max_amount"] == {"EUR": 1000}
     assert tenant.agent.get("/admin/v1/policy", params={"version": 3}).status_code == 404
 
 
@@ -178,3 +185,234 @@ def test_concurrent_cases_on_one_order_never_overpromise(tenant: Tenant) -> None
     assert all(r.status_code == 201 for r in responses)
     assert sum(r.json()["money"]["refund_total"] for r in responses) == 3000
     assert tenant.storefront.get(f"/v1/orders/{order['order_id']}").json()["refundable_amount"] == 0
+
+
+OTHER_L1 = [{"line_id": "l1", "quantity": 1, "reason": "other", "note": "the seam feels odd"}]
+
+
+def _settled(tenant: Tenant, case_id: str) -> dict | None:
+    case = tenant.agent.get(f"/admin/v1/cases/{case_id}").json()
+    return case if case["refunds"] and case["refunds"][0]["status"] == "succeeded" else None
+
+
+@pytest.mark.parametrize(
+    ("decided", "shipping", "refund_total"),
+    [
+        ("customer", {"payer": "customer", "customer_share": 500, "merchant_share": 0}, 1999 - 500),
+        ("merchant", {"payer": "merchant", "customer_share": 0, "merchant_share": 500}, 1999 + 495),
+        # approved without a word on it: the customer pays no label they were never quoted
+        (None, {"payer": "merchant", "customer_share": 0, "merchant_share": 500}, 1999 + 495),
+    ],
+)
+def test_reason_other_charges_nobody_until_an_agent_decides(
+    tenant: Tenant, decided: str | None, shipping: dict, refund_total: int
+) -> None:
+    order = tenant.put_order()
+    body = {"order_id": order["order_id"], "type": "return", "items": OTHER_L1}
+    preview = tenant.storefront.post("/v1/cases/preview", json=body).json()
+    undecided = {"payer": "undecided", "customer_share": 0, "merchant_share": 0, "undecided_share": 500}
+    assert preview["money"]["return_shipping"] == undecided
+    assert preview["money"]["refund_total"] == 1999
+    case = tenant.storefront.post("/v1/cases", json=body).json()
+    assert case["state"] == "pending_review" and case["money"] == preview["money"]
+
+    approve = {"responsibility": [{"line_id": "l1", "responsibility": decided}]} if decided else {}
+    approved = tenant.agent.post(f"/admin/v1/cases/{case['id']}/approve", json=approve).json()
+    assert approved["money"]["return_shipping"] == shipping
+    assert approved["money"]["refund_total"] == refund_total
+    assert approved["items"][0]["responsibility"] == (decided or "merchant")
+    events = tenant.agent.get(f"/admin/v1/cases/{case['id']}/events").json()["items"]
+    approval = next(e for e in events if e["type"] == "approve")
+    assert approval["data"]["responsibility"] == [
+        {"line_id": "l1", "responsibility": decided or "merchant", "by_default": decided is None}
+    ]
+    assert approval["data"]["original_refund_total"] == 1999
+
+    received = tenant.agent.post(
+        f"/admin/v1/cases/{case['id']}/receive", json={"items": [{"line_id": "l1", "quantity": 1, "condition": "as_new"}]}
+    ).json()
+    assert received["money"]["refund_total"] == refund_total
+    paid = eventually(lambda: _settled(tenant, case["id"]))
+    assert [(r["amount"], r["status"]) for r in paid["refunds"]] == [(refund_total, "succeeded")]
+
+
+def test_responsibility_is_decided_only_for_the_case_s_other_items(tenant: Tenant) -> None:
+    order = tenant.put_order()
+    items = [*OTHER_L1, {"line_id": "l2", "quantity": 1, "reason": "changed_mind"}]
+    case = tenant.open_case(order["order_id"], items=items).json()
+    assert case["money"]["return_shipping"]["payer"] == "undecided"
+    bad = tenant.agent.post(
+        f"/admin/v1/cases/{case['id']}/approve",
+        json={"responsibility": [
+            {"line_id": "l2", "responsibility": "merchant"},
+            {"line_id": "l9", "responsibility": "merchant"},
+            {"line_id": "l1", "responsibility": "customer"},
+            {"line_id": "l1", "responsibility": "merchant"},
+        ]},
+    )
+    assert bad.status_code == 422 and bad.json()["code"] == "validation_error"
+    assert [e["field"] for e in bad.json()["errors"]] == [
+        "responsibility[0].line_id", "responsibility[1].line_id", "responsibility[3].line_id"
+    ]
+    unknown = tenant.agent.post(
+        f"/admin/v1/cases/{case['id']}/approve", json={"responsibility": [{"line_id": "l1", "responsibility": "unknown"}]}
+    )
+    assert unknown.status_code == 422
+    after = tenant.agent.get(f"/admin/v1/cases/{case['id']}").json()
+    assert after["state"] == "pending_review" and after["version"] == case["version"]
+    assert after["money"] == case["money"]
+
+
+EUR_AND_JPY_TOML = b"""
+[rules.return_shipping]
+label_cost = {EUR = 500, JPY = 800}
+
+[rules.auto_approve]
+max_amount = {EUR = 10000, JPY = 16000}
+
+[rules.exchange_shipping.cost]
+EUR = 1000
+JPY = 1600
+"""
+EUR_AND_JPY = {
+    "return_shipping": {"label_cost": {"EUR": 500, "JPY": 800}},
+    "auto_approve": {"max_amount": {"EUR": 10000, "JPY": 16000}},
+    "exchange_shipping": {"cost": {"EUR": 1000, "JPY": 1600}},
+}
+
+
+def _put_toml(tenant: Tenant, toml: bytes) -> httpx.Response:
+    return tenant.admin.put("/admin/v1/policy", content=toml, headers={"content-type": "application/toml"})
+
+
+def test_a_policy_charges_each_order_in_its_own_currency(tenant: Tenant) -> None:
+    assert _put_toml(tenant, EUR_AND_JPY_TOML).status_code == 200
+    eur = tenant.put_order(currency="EUR")
+    jpy = tenant.put_order(currency="JPY")
+    eur_case = tenant.open_case(eur["order_id"]).json()
+    jpy_case = tenant.open_case(jpy["order_id"]).json()
+    assert eur_case["money"]["return_shipping"] == {"payer": "customer", "customer_share": 500, "merchant_share": 0}
+    assert eur_case["money"]["refund_total"] == 1999 - 500
+    assert jpy_case["money"]["return_shipping"] == {"payer": "customer", "customer_share": 800, "merchant_share": 0}
+    assert jpy_case["money"]["refund_total"] == 1999 - 800 and jpy_case["money"]["currency"] == "JPY"
+
+
+def test_an_order_in_a_currency_the_policy_does_not_price_is_a_clear_422(tenant: Tenant) -> None:
+    eur_only = {name: {key: {"EUR": table["EUR"]} for key, table in params.items()} for name, params in EUR_AND_JPY.items()}
+    assert tenant.admin.put("/admin/v1/policy", json={"rules": eur_only}).status_code == 200
+    order = tenant.put_order(currency="JPY")
+    body = {"order_id": order["order_id"], **RETURN_L1}
+    for answer in (
+        tenant.storefront.post("/v1/cases/preview", json=body),
+        tenant.storefront.post("/v1/cases", json=body, headers={"Idempotency-Key": "k-unpriced"}),
+    ):
+        assert answer.status_code == 422, answer.text
+        assert answer.headers["content-type"].startswith("application/problem+json")
+        problem = answer.json()
+        assert problem["code"] == "policy_currency_unpriced" and problem["currency"] == "JPY"
+        assert sorted(e["field"] for e in problem["errors"]) == [
+            "rules.auto_approve.max_amount", "rules.exchange_shipping.cost", "rules.return_shipping.label_cost"
+        ]
+        assert "JPY" in problem["detail"] and "rules.return_shipping.label_cost" in problem["detail"]
+    assert tenant.storefront.get("/v1/cases", params={"order_id": order["order_id"]}).json()["items"] == []
+    # priced now, the same request (and key) opens the case: the refusal kept nothing
+    assert _put_toml(tenant, EUR_AND_JPY_TOML).status_code == 200
+    opened = tenant.storefront.post("/v1/cases", json=body, headers={"Idempotency-Key": "k-unpriced"})
+    assert opened.status_code == 201 and opened.json()["money"]["return_shipping"]["customer_share"] == 800
+
+
+@pytest.mark.parametrize(
+    ("rules", "field"),
+    [
+        ({"return_shipping": {"label_cost": 700}}, "rules.return_shipping.label_cost"),  # which currency's 700?
+        ({"return_shipping": {"label_cost": {"EURO": 700}}}, "rules.return_shipping.label_cost"),
+        ({"exchange_shipping": {"cost": {"EUR": -1}}}, "rules.exchange_shipping.cost"),
+        ({"auto_approve": {"max_amount": {"EUR": "100"}}}, "rules.auto_approve.max_amount"),
+        ({"auto_approve": {"max_amount": {}}}, "rules.auto_approve.max_amount"),
+        ({"auto_approve": {"max_amount": {"*": 100}}}, "rules.auto_approve.max_amount"),
+    ],
+)
+def test_a_malformed_amount_is_refused_naming_the_parameter(tenant: Tenant, rules: dict, field: str) -> None:
+    answer = tenant.admin.put("/admin/v1/policy", json={"rules": rules})
+    assert answer.status_code == 422 and answer.json()["code"] == "validation_error"
+    assert [e["field"] for e in answer.json()["errors"]] == [field]
+    assert tenant.agent.get("/admin/v1/policy").json()["version"] == 0
+
+
+def test_amount_tables_round_trip_through_the_api(tenant: Tenant) -> None:
+    from_toml = _put_toml(tenant, EUR_AND_JPY_TOML).json()
+    shown = tenant.agent.get("/admin/v1/policy").json()
+    assert shown["version"] == from_toml["version"] == 1
+    for rule, params in EUR_AND_JPY.items():
+        for key, table in params.items():
+            assert shown["document"]["rules"][rule][key] == table
+    from_json = tenant.admin.put("/admin/v1/policy", json=shown["document"]).json()
+    assert from_json["version"] == 2 and from_json["document"] == shown["document"]
+    # a bare amount with the document's currency is that currency's amount
+    bare = _put_toml(tenant, b'currency = "JPY"\n[rules.return_shipping]\nlabel_cost = 900\n').json()
+    assert bare["document"]["rules"]["return_shipping"]["label_cost"] == {"JPY": 900}
+    assert "currency" not in bare["document"]
+    assert tenant.agent.get("/admin/v1/policy").json()["document"] == bare["document"]
+
+
+def test_a_policy_stored_before_per_currency_amounts_keeps_its_meaning(tenant: Tenant) -> None:
+    """Installed before this change, a bare label cost applied to every currency; it still does."""
+
+    async def store(db: Any) -> int:  # as the old PUT stored it: the document as given
+        async with db.transaction() as repos:
+            document = {"rules": {"return_shipping": {"label_cost": 700}}}
+            return await repos.add_policy(tenant.merchant_id, document, datetime.now(UTC), "before")
+
+    assert _with_database(tenant.database_url, store) == 1
+    shown = tenant.agent.get("/admin/v1/policy").json()
+    assert shown["version"] == 1 and shown["document"]["rules"]["return_shipping"]["label_cost"] == {"*": 700}
+    for currency in ("EUR", "JPY"):
+        case = tenant.open_case(tenant.put_order(currency=currency)["order_id"]).json()
+        assert case["money"]["return_shipping"]["customer_share"] == 700, currency
+    # shown back as it is, it must now say which currencies it prices
+    again = tenant.admin.put("/admin/v1/policy", json=shown["document"])
+    assert again.status_code == 422 and [e["field"] for e in again.json()["errors"]] == ["rules.return_shipping.label_cost"]
+
+
+def test_a_case_approved_before_responsibility_was_decided_keeps_the_payer_it_was_quoted(tenant: Tenant) -> None:
+    """A case approved before approval decided responsibility: its ``other`` item is undecided
+    and its money says the customer pays the label, as quotes did then; receipt keeps that."""
+    order = tenant.put_order()
+    case = tenant.open_case(order["order_id"], items=OTHER_L1).json()
+    tenant.agent.post(f"/admin/v1/cases/{case['id']}/approve", json={})
+
+    async def as_approved_before(db: Any) -> None:
+        async with db.transaction() as repos:
+            stored = await repos.get_case(tenant.merchant_id, case["id"], for_update=True)
+            for item in stored.items:
+                item.decided_responsibility = None
+            stored.money = msgspec.structs.replace(
+                stored.money,
+                return_shipping=ShippingShares(Payer.CUSTOMER, 500, 0),
+                original_shipping_refund=0,
+                refund_total=1999 - 500,
+            )
+            await repos.save_case(stored, stored.version)
+
+    _with_database(tenant.database_url, as_approved_before)
+    received = tenant.agent.post(
+        f"/admin/v1/cases/{case['id']}/receive", json={"items": [{"line_id": "l1", "quantity": 1, "condition": "as_new"}]}
+    ).json()
+    assert received["money"]["return_shipping"] == {"payer": "customer", "customer_share": 500, "merchant_share": 0}
+    assert received["money"]["refund_total"] == 1999 - 500 and received["refunds"][0]["amount"] == 1999 - 500
+    assert received["items"][0]["responsibility"] == "customer"
+    events = tenant.agent.get(f"/admin/v1/cases/{case['id']}/events").json()["items"]
+    receipt = next(e for e in events if e["type"] == "receive")
+    assert receipt["data"]["responsibility"] == [{"line_id": "l1", "responsibility": "customer", "by_default": True}]
+
+
+def test_the_readme_s_worked_example_is_a_policy_the_service_installs(tenant: Tenant) -> None:
+    """The README's TOML example is what a merchant copies first; it must install as written."""
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    example = readme.split("```toml\n", 1)[1].split("```", 1)[0]
+    answer = tenant.admin.put("/admin/v1/policy", content=example.encode(), headers={"content-type": "application/toml"})
+    assert answer.status_code == 200, answer.text
+    rules = answer.json()["document"]["rules"]
+    assert rules["auto_approve"]["max_amount"] == {"EUR": 5000, "USD": 5000, "JPY": 8000}

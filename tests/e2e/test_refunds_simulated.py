@@ -7,6 +7,7 @@ import asyncio
 
 from adapters.gateways.simulated import SimulatedGateway
 from service.ports import GatewayRefund
+from tests.support.flows import failed_refund
 from tests.support.tenants import Tenant
 from tests.support.waiting import eventually
 
@@ -35,7 +36,10 @@ def test_a_return_walked_end_to_end(tenant: Tenant, gateway: SimulatedGateway) -
         order["order_id"], items=[{"line_id": "l1", "quantity": 2, "reason": "other", "note": "too tight"}]
     ).json()
     assert case["state"] == "pending_review"
-    approved = tenant.agent.post(f"/admin/v1/cases/{case['id']}/approve", json={"note": "ok"}).json()
+    approved = tenant.agent.post(
+        f"/admin/v1/cases/{case['id']}/approve",
+        json={"note": "ok", "responsibility": [{"line_id": "l1", "responsibility": "customer"}]},
+    ).json()
     assert approved["state"] == "approved"
     shipped = tenant.storefront.post(
         f"/v1/cases/{case['id']}/return-shipment", json={"carrier": "ups", "tracking_number": "1Z999"}
@@ -144,15 +148,8 @@ def test_store_credit_closes_without_the_gateway(tenant: Tenant, gateway: Simula
 
 
 def test_refused_refund_then_retry(tenant: Tenant, gateway: SimulatedGateway) -> None:
-    order = tenant.put_order(lines=[{"line_id": "l1", "sku": "A", "title": "A", "quantity": 1, "unit_price": 2513}],
-                             shipping_total=0, payment={"gateway": "stripe", "reference": "pi_r", "captured_amount": 6000})
-    case = tenant.open_case(order["order_id"], items=[{"line_id": "l1", "quantity": 1, "reason": "wrong_item"}]).json()
-    tenant.agent.post(f"/admin/v1/cases/{case['id']}/approve",
-                      json={"overrides": [{"rule": "photo_evidence", "reason": "seen in store"}]})
-    tenant.agent.post(
-        f"/admin/v1/cases/{case['id']}/receive", json={"items": [{"line_id": "l1", "quantity": 1, "condition": "wrong_item"}]}
-    )
-    failed = eventually(lambda: [r for r in _case(tenant, case["id"])["refunds"] if r["status"] == "failed"])[0]
+    case = failed_refund(tenant)
+    failed = next(r for r in case["refunds"] if r["status"] == "failed")
     assert failed["amount"] == 2513 and failed["failure_reason"] == "declined"
     queue = tenant.agent.get("/admin/v1/cases", params={"state": "refund_pending"}).json()["items"]
     assert queue[0]["id"] == case["id"], "a failed refund puts its case at the top of the queue"
@@ -166,7 +163,7 @@ def test_refused_refund_then_retry(tenant: Tenant, gateway: SimulatedGateway) ->
 
     # finance learns the payment was partly reversed: the retry would exceed what is left. (The
     # storefront can no longer PUT a capture below what the case holds: the guard stands behind that.)
-    tenant.record_capture(order["order_id"], 2000)
+    tenant.record_capture(case["order_id"], 2000)
     known = _gateway_refunds_for(gateway, _case(tenant, case["id"]))
     refused = tenant.agent.post(f"/admin/v1/refunds/{retried.json()['id']}/retry")
     assert refused.status_code == 422 and refused.json()["code"] == "refund_exceeds_captured"

@@ -39,3 +39,24 @@ def cases_of_every_kind(tenant: Tenant) -> None:
                      items=[{"line_id": "l1", "quantity": 1, "reason": "wrong_size", "replacement_sku": "TSHIRT-L"}])
     tenant.open_case("o_fuzz_2", type="repair", resolution=None, issue_description="the handle broke",
                      items=[{"line_id": "l2", "quantity": 1, "reason": "defective"}])
+
+
+def failed_refund(tenant: Tenant) -> dict:
+    """A received return whose refund the simulated gateway declines (amounts ending in 13 are
+    declined): the case a console must put in front of the agent. Answers the case as it stands."""
+    from tests.support.waiting import eventually
+
+    order = tenant.put_order(lines=[{"line_id": "l1", "sku": "A", "title": "Lamp", "quantity": 1, "unit_price": 2513}],
+                             shipping_total=0, payment={"gateway": "stripe", "reference": "pi_r", "captured_amount": 6000})
+    case = tenant.open_case(order["order_id"], items=[{"line_id": "l1", "quantity": 1, "reason": "wrong_item"}]).json()
+    tenant.agent.post(f"/admin/v1/cases/{case['id']}/approve",
+                      json={"overrides": [{"rule": "photo_evidence", "reason": "seen in store"}]})
+    tenant.agent.post(
+        f"/admin/v1/cases/{case['id']}/receive", json={"items": [{"line_id": "l1", "quantity": 1, "condition": "wrong_item"}]}
+    )
+
+    def failed() -> dict | None:
+        now = tenant.agent.get(f"/admin/v1/cases/{case['id']}").json()
+        return now if any(r["status"] == "failed" for r in now["refunds"]) else None
+
+    return eventually(failed)
