@@ -112,7 +112,7 @@ PathId = Annotated[
 ]
 
 
-# RFC 3339 with a time zone, as in bodies (``service.dto.Timestamp``), or a plain date
+# RFC 3339 with a time zone, as in bodies (``service.dto.Timestamp``); and a plain date
 _MOMENT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,9})?(?:[Zz]|[+-][0-9]{2}:[0-9]{2})")
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 MOMENT_HINT = "an RFC 3339 time with a time zone (2026-01-31T12:00:00Z) or a date (2026-01-31)"
