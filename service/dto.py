@@ -462,6 +462,7 @@ class SummaryRow(msgspec.Struct):
     in_flight: int = 0  # minor units, not settled yet
     items: int | None = None  # by SKU: items that came back
     item_value: int | None = None  # by SKU: their value
+    failed_amount: int = 0  # minor units, failed refunds (a retry that paid them is in ``refunded``)
 
 
 class SummaryReport(msgspec.Struct):

@@ -49,9 +49,27 @@ CSV_COLUMNS = [
     "gateway", "gateway_refund_id", "created_at", "settled_at", "failure_reason",
 ]
 MAX_PERIOD = timedelta(days=366)
+DEFAULT_PERIOD = timedelta(days=30)
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 # What the gateway's status is called in ours ("pending" there means accepted, not yet settled).
 _OURS = {"pending": RefundStatus.SUBMITTED}
+
+
+class GatewayUnreadable(Exception):
+    """The gateway could not give a reconciliation what it needs, so none is made (half a report
+    would call refunds missing that the gateway has): 503 ``gateway_unavailable`` with
+    ``Retry-After`` when it is unreachable or failing on its side (no connection, 5xx, 429),
+    502 ``gateway_error`` when it answered, but with a refusal (4xx: a revoked key, a lost
+    account) or with something that is no refund list; trying again will not help until the
+    merchant's gateway set-up is fixed."""
+
+    def __init__(self, error: GatewayError) -> None:
+        super().__init__(f"the payment gateway could not list refunds: {error}")
+        self.detail = str(self)
+        down = error.retryable and error.code != "malformed_answer"
+        self.status = 503 if down else 502
+        self.code = "gateway_unavailable" if down else "gateway_error"
+        self.retry_after = max(1, round(error.retry_after or 30)) if down else None
 
 
 def ledger_view(refund: Refund) -> LedgerRefundView:
@@ -63,7 +81,7 @@ def ledger_view(refund: Refund) -> LedgerRefundView:
 def check_period(since: datetime, until: datetime) -> None:
     errors = time_zone_errors(**{"from": since, "to": until})
     if not errors and until <= since:
-        errors.append({"field": "to", "message": "must be after from"})
+        errors.append({"field": "from", "message": "must be before to"})
     elif not errors and until - since > MAX_PERIOD:
         errors.append({"field": "to", "message": "a period is at most 366 days"})
     if errors:
@@ -109,7 +127,7 @@ class FinanceService:
         try:
             theirs = [r async for r in self.gateway.list_refunds(created_from=since, created_to=until, account=account)]
         except GatewayError as exc:
-            raise InvalidRequest(f"the gateway could not list refunds: {exc}", [{"field": "from", "message": str(exc)}]) from exc
+            raise GatewayUnreadable(exc) from exc
         # ours made just outside the period whose gateway twin falls inside it
         async with self.db.transaction() as repos:
             known = {r.id for r in ours}
@@ -145,7 +163,9 @@ class FinanceService:
                 continue  # not sent yet, or refused before the gateway made anything: nothing to find
             try:  # its gateway twin may be dated just outside the period
                 their = await self.gateway.get_refund(our.gateway_refund_id, account=our.gateway_account)
-            except GatewayError:
+            except GatewayError as exc:
+                if exc.code != "resource_missing":  # not an answer about this refund
+                    raise GatewayUnreadable(exc) from exc
                 report.missing_at_gateway.append(_entry(our, None))
                 continue
             _place(report, our, their)
@@ -159,19 +179,31 @@ class FinanceService:
 
     # ----------------------------------------------------------------- reports
 
-    async def summary(self, principal: Principal, since: datetime, until: datetime, group_by: str) -> SummaryReport:
+    def report_period(self, since: datetime | None, until: datetime | None) -> tuple[datetime, datetime]:
+        """A report's period as asked, checked; a bound not given defaults to the last 30 days
+        (``to`` now, ``from`` 30 days before ``to``), which is what a finance person looks at
+        first."""
+        until = until or self.clock()
+        since = since or until - DEFAULT_PERIOD
         check_period(since, until)
+        return since, until
+
+    async def summary(
+        self, principal: Principal, since: datetime | None, until: datetime | None, group_by: str
+    ) -> SummaryReport:
+        since, until = self.report_period(since, until)
         async with self.db.reading() as repos:
             rows = await repos.summary(principal.merchant_id, since, until, group_by)
         return SummaryReport(
             period_from=since, period_to=until, group_by=group_by,
-            rows=[msgspec.convert({"succeeded": 0, **row}, SummaryRow) for row in rows],
+            # items and their value are the SKU report's; elsewhere they would add apples and pears
+            rows=[SummaryRow(**(row if group_by == "sku" else {**row, "items": None, "item_value": None})) for row in rows],
         )
 
     async def reasons(
-        self, principal: Principal, since: datetime, until: datetime, by_day: bool = False
+        self, principal: Principal, since: datetime | None, until: datetime | None, by_day: bool = False
     ) -> ReasonsReport:
-        check_period(since, until)
+        since, until = self.report_period(since, until)
         async with self.db.reading() as repos:
             trends = await repos.reason_trends(principal.merchant_id, since, until, by_day)
         by_sku: dict[str, list[ReasonCount]] = {}

@@ -17,14 +17,61 @@ from domain.refunds import Refund
 from service.ports import LedgerFilter, Page
 
 _GROUPS = {
-    "day": "to_char(date_trunc('day', r.created_at AT TIME ZONE 'UTC'), 'YYYY-MM-DD')",
-    "currency": "r.currency",
-    "reason": "COALESCE(r.reason, 'unknown')",
-    "type": "c.type",
+    "day": "to_char(date_trunc('day', created_at AT TIME ZONE 'UTC'), 'YYYY-MM-DD')",
+    "currency": "currency",
+    "reason": "COALESCE(reason, 'unknown')",
+    "sku": "COALESCE(sku, 'unknown')",
+    "type": "type",
 }
 # The UTC day a case was opened on (reason trends over time).
 _CASE_DAY = "to_char(date_trunc('day', c.created_at AT TIME ZONE 'UTC'), 'YYYY-MM-DD')"
 
+# Every refund of the period ($1 merchant, $2..$3) as one row per line of its case, holding the
+# line's share of the refund: pro rata to the line's value (quantity received, else asked back, ×
+# unit price; equal shares when no line has a value), floored, and the minor units left over go
+# one each to the lines with the largest remainders, the earlier line first on a tie (the
+# largest remainder method): integers, deterministic, and the shares add up to the refund. A
+# line counts its items and value once per case (``first_of_line``), however many refunds the
+# case had (a failed one and its retry). A case without lines keeps its refund whole.
+_SHARES = """
+WITH lines AS (
+    SELECT r.id, r.case_id, r.currency, r.status, r.created_at, c.type, r.amount::numeric AS amount,
+           line.n, line.item->>'sku' AS sku, COALESCE(line.item->>'reason', r.reason) AS reason,
+           COALESCE((line.item->>'received_quantity')::numeric, (line.item->>'quantity')::numeric, 0) AS quantity,
+           COALESCE((line.item->>'received_quantity')::numeric, (line.item->>'quantity')::numeric, 0)
+               * COALESCE((line.item->>'unit_price')::numeric, 0) AS value
+      FROM refunds r
+      JOIN cases c ON c.merchant_id = r.merchant_id AND c.id = r.case_id
+      LEFT JOIN LATERAL jsonb_array_elements(c.doc->'items') WITH ORDINALITY AS line(item, n) ON true
+     WHERE r.merchant_id = $1 AND r.created_at >= $2 AND r.created_at < $3
+), weighed AS (
+    SELECT lines.*,
+           CASE WHEN sum(value) OVER refund > 0 THEN value ELSE 1 END AS weight,
+           CASE WHEN sum(value) OVER refund > 0 THEN sum(value) OVER refund ELSE count(*) OVER refund END AS whole
+      FROM lines WINDOW refund AS (PARTITION BY id)
+), floored AS (
+    SELECT weighed.*, floor(amount * weight / whole) AS base, mod(amount * weight, whole) AS remainder
+      FROM weighed
+), shares AS (
+    SELECT floored.*,
+           base + CASE WHEN row_number() OVER (PARTITION BY id ORDER BY remainder DESC, n)
+                            <= amount - sum(base) OVER (PARTITION BY id) THEN 1 ELSE 0 END AS share,
+           row_number() OVER (PARTITION BY case_id, n ORDER BY created_at, id) = 1 AS first_of_line
+      FROM floored
+)
+"""
+# By day, currency or type a refund falls whole in one group: the same columns, a row per refund,
+# without splitting it (the split costs some ten times as much; its shares would add up to the
+# same amounts). Items are the SKU report's only.
+_WHOLE = """
+WITH shares AS (
+    SELECT r.id, r.currency, r.status, r.created_at, c.type, r.reason, NULL AS sku, r.amount::numeric AS share,
+           0 AS quantity, 0 AS value, false AS first_of_line
+      FROM refunds r
+      JOIN cases c ON c.merchant_id = r.merchant_id AND c.id = r.case_id
+     WHERE r.merchant_id = $1 AND r.created_at >= $2 AND r.created_at < $3
+)
+"""
 
 def _where(merchant_id: str, filters: LedgerFilter) -> tuple[list[str], list[Any]]:
     where, args = ["merchant_id = $1"], [merchant_id]
@@ -114,46 +161,35 @@ class PgFinance:
 
     async def summary(self, merchant_id: str, since: datetime, until: datetime, group_by: str) -> list[dict[str, Any]]:
         """Refund counts and amounts per group and currency (money never adds across currencies).
-        By SKU, the items that came back on refunded cases and their value."""
-        if group_by == "sku":
-            rows = await self.conn.fetch(
-                """
-                SELECT item->>'sku' AS key, r.currency,
-                       count(DISTINCT r.id) AS refunds,
-                       sum(COALESCE((item->>'received_quantity')::int, (item->>'quantity')::int))::bigint AS items,
-                       sum(COALESCE((item->>'received_quantity')::int, (item->>'quantity')::int)
-                           * (item->>'unit_price')::bigint)::bigint AS item_value,
-                       COALESCE(sum(r.amount) FILTER (WHERE r.status = 'succeeded'), 0)::bigint AS refunded
-                  FROM refunds r
-                  JOIN cases c ON c.merchant_id = r.merchant_id AND c.id = r.case_id,
-                       jsonb_array_elements(c.doc->'items') AS item
-                 WHERE r.merchant_id = $1 AND r.created_at >= $2 AND r.created_at < $3
-                 GROUP BY 1, 2 ORDER BY 1, 2
-                """,
-                merchant_id,
-                since,
-                until,
-            )
-            return [dict(row) for row in rows]
+
+        Each refund's amount is split over its case's lines (``_SHARES``), so a group by SKU or by
+        reason holds each line's share and the groups add up to the refunds exactly; by day,
+        currency or type a refund falls whole in one group (``_WHOLE``). Counts are of refunds touching the
+        group (a two-SKU refund counts on both SKUs). Money is summed as ``numeric``: no total of
+        valid amounts overflows."""
         key = _GROUPS[group_by]
         rows = await self.conn.fetch(
             f"""
-            SELECT {key} AS key, r.currency,
-                   count(*) AS refunds,
-                   count(*) FILTER (WHERE r.status = 'succeeded') AS succeeded,
-                   count(*) FILTER (WHERE r.status = 'failed') AS failed,
-                   COALESCE(sum(r.amount) FILTER (WHERE r.status = 'succeeded'), 0)::bigint AS refunded,
-                   COALESCE(sum(r.amount) FILTER (WHERE r.status IN ('pending', 'submitted', 'requires_action')), 0)::bigint
-                       AS in_flight
-              FROM refunds r JOIN cases c ON c.merchant_id = r.merchant_id AND c.id = r.case_id
-             WHERE r.merchant_id = $1 AND r.created_at >= $2 AND r.created_at < $3
+            {_SHARES if group_by in ("sku", "reason") else _WHOLE}
+            SELECT {key} AS key, currency,
+                   count(DISTINCT id) AS refunds,
+                   count(DISTINCT id) FILTER (WHERE status = 'succeeded') AS succeeded,
+                   count(DISTINCT id) FILTER (WHERE status = 'failed') AS failed,
+                   COALESCE(sum(share) FILTER (WHERE status = 'succeeded'), 0) AS refunded,
+                   COALESCE(sum(share) FILTER (WHERE status = 'failed'), 0) AS failed_amount,
+                   COALESCE(sum(share) FILTER (WHERE status IN ('pending', 'submitted', 'requires_action')), 0)
+                       AS in_flight,
+                   COALESCE(sum(quantity) FILTER (WHERE first_of_line), 0) AS items,
+                   COALESCE(sum(value) FILTER (WHERE first_of_line), 0) AS item_value
+              FROM shares
              GROUP BY 1, 2 ORDER BY 1, 2
             """,
             merchant_id,
             since,
             until,
         )
-        return [dict(row) for row in rows]
+        numbers = ("refunded", "failed_amount", "in_flight", "items", "item_value")
+        return [{**row, **{name: int(row[name]) for name in numbers}} for row in rows]
 
     async def reason_trends(
         self, merchant_id: str, since: datetime, until: datetime, by_day: bool = False

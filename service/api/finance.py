@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from litestar import Controller, Request, get, post
@@ -11,7 +10,7 @@ from litestar.response import Stream
 
 from domain.refunds import RefundStatus
 from service.api.auth import roles
-from service.api.http import PathId, check_query_moments, principal_of
+from service.api.http import PathId, principal_of, query_period
 from service.api.storefront import Limit
 from service.container import Services
 from service.dto import (
@@ -26,17 +25,19 @@ from service.ports import LedgerFilter
 
 # The reports let agent keys in too when the operator says so (``service.api.auth.roles``).
 AGENTS_IF_ENABLED = {"agents_if": "reports_for_agents"}
-# Read as text and parsed here (``check_query_moments``), so an error names ``from``/``to``
-From = Annotated[str, QueryParameter(name="from", description="start, inclusive (RFC 3339)", format="date-time")]
-To = Annotated[str, QueryParameter(name="to", description="end, exclusive (RFC 3339)", format="date-time")]
+# Bounds are read as text and parsed by ``query_period`` (an error names the parameter; a plain
+# date is a whole day in UTC). Not given, a report covers the last 30 days.
+_START = "start, inclusive: RFC 3339 with a time zone, or a date (its midnight UTC)"
+_END = "end, exclusive: RFC 3339 with a time zone, or a date (that whole day, up to the next midnight UTC)"
+From = Annotated[str | None, QueryParameter(name="from", description=_START + "; default: 30 days before to", required=False)]
+To = Annotated[str | None, QueryParameter(name="to", description=_END + "; default: now", required=False)]
+CreatedFrom = Annotated[str | None, QueryParameter(description=_START, required=False)]
+CreatedTo = Annotated[str | None, QueryParameter(description=_END, required=False)]
 
 
-def _filters(
-    request: Request[Any, Any, Any], status: RefundStatus | None, currency: str | None,
-    created_from: datetime | None, created_to: datetime | None,
-) -> LedgerFilter:
+def _filters(request: Request[Any, Any, Any], status: RefundStatus | None, currency: str | None) -> LedgerFilter:
     """The ledger's filters, checked before the CSV's answer starts."""
-    check_query_moments(request, "created_from", "created_to")
+    created_from, created_to = query_period(request, "created_from", "created_to")
     return LedgerFilter(status=status, currency=currency, created_from=created_from, created_to=created_to)
 
 
@@ -52,13 +53,13 @@ class FinanceController(Controller):
         services: Services,
         status: RefundStatus | None = None,
         currency: Annotated[Currency | None, Parameter(required=False)] = None,
-        created_from: datetime | None = None,
-        created_to: datetime | None = None,
+        created_from: CreatedFrom = None,
+        created_to: CreatedTo = None,
         limit: Limit = 50,
         cursor: str | None = None,
     ) -> LedgerList:
         """Every refund, oldest first, with its case, order, customer, gateway id and reason."""
-        filters = _filters(request, status, currency, created_from, created_to)
+        filters = _filters(request, status, currency)
         return await services.finance.ledger(principal_of(request), filters, limit, cursor)
 
     @get("/refunds.csv", operation_id="exportRefunds", media_type="text/csv")
@@ -68,11 +69,11 @@ class FinanceController(Controller):
         services: Services,
         status: RefundStatus | None = None,
         currency: Annotated[Currency | None, Parameter(required=False)] = None,
-        created_from: datetime | None = None,
-        created_to: datetime | None = None,
+        created_from: CreatedFrom = None,
+        created_to: CreatedTo = None,
     ) -> Stream:
         """The same ledger as CSV (RFC 4180), streamed: opens in a spreadsheet as it is."""
-        filters = _filters(request, status, currency, created_from, created_to)
+        filters = _filters(request, status, currency)
         return Stream(
             services.finance.ledger_csv(principal_of(request), filters),
             media_type="text/csv; charset=utf-8",
@@ -97,20 +98,20 @@ class FinanceController(Controller):
         self,
         request: Request[Any, Any, Any],
         services: Services,
-        period_from: From,
-        period_to: To,
+        period_from: From = None,
+        period_to: To = None,
         group_by: Literal["day", "currency", "reason", "sku", "type"] = "day",
     ) -> SummaryReport:
         """Refund counts and amounts per day, currency, reason, SKU or case type (and currency)."""
-        since, until = check_query_moments(request, "from", "to")
+        since, until = query_period(request, "from", "to")
         return await services.finance.summary(principal_of(request), since, until, group_by)
 
     @get("/reports/reasons", operation_id="reasonsReport", opt=AGENTS_IF_ENABLED)
     async def reasons(
-        self, request: Request[Any, Any, Any], services: Services, period_from: From, period_to: To,
+        self, request: Request[Any, Any, Any], services: Services, period_from: From = None, period_to: To = None,
         by_day: Annotated[bool, Parameter(description="also per UTC day the cases were opened (added)")] = False,
     ) -> ReasonsReport:
         """Return reasons by SKU, the share the merchant is responsible for, and CSAT."""
-        since, until = check_query_moments(request, "from", "to")
+        since, until = query_period(request, "from", "to")
         return await services.finance.reasons(principal_of(request), since, until, by_day)
 

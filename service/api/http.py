@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from litestar import Request, Response
@@ -112,33 +112,38 @@ PathId = Annotated[
 ]
 
 
-# RFC 3339 with a time zone, as in bodies (``service.dto.Timestamp``)
+# RFC 3339 with a time zone, as in bodies (``service.dto.Timestamp``); and a plain date
 _MOMENT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,9})?(?:[Zz]|[+-][0-9]{2}:[0-9]{2})")
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+MOMENT_HINT = "an RFC 3339 time with a time zone (2026-01-31T12:00:00Z) or a date (2026-01-31)"
 
 
-def check_query_moments(request: Request[Any, Any, Any], *names: str) -> list[datetime | None]:
-    """The moments named in the query string (None where absent), RFC 3339 with a time zone as
-    in bodies. Checked on the raw text: the framework would also read a bare number as seconds
-    since 1970 (found by schemathesis: ``created_to=0.5``) and a time without a zone as no
-    moment in particular."""
-    moments: list[datetime | None] = []
+def query_period(request: Request[Any, Any, Any], start: str, end: str) -> tuple[datetime | None, datetime | None]:
+    """The period's bounds named in the query string (None where absent). Checked on the raw
+    text: the framework would also read a bare number as seconds since 1970 (found by
+    schemathesis: ``created_to=0.5``) and a time without a zone as no moment in particular. A
+    plain date is the whole of that day in UTC, the way a person means it: as the start its
+    midnight, as the (exclusive) end the next midnight, so ``from=2026-11-01&to=2026-11-30``
+    is all of November."""
+    bounds: list[datetime | None] = []
     errors = []
-    for name in names:
+    for name, is_end in ((start, False), (end, True)):
         value = request.query_params.get(name)
-        moment = _moment(value) if value is not None else None
+        moment = _moment(value, is_end) if value is not None else None
         if value is not None and moment is None:
-            errors.append({"field": name, "message": "an RFC 3339 time with a time zone, e.g. 2026-01-31T12:00:00Z"})
-        moments.append(moment)
+            errors.append({"field": name, "message": MOMENT_HINT})
+        bounds.append(moment)
     if errors:
         raise InvalidRequest("the query is not valid", errors)
-    return moments
+    return bounds[0], bounds[1]
 
 
-def _moment(text: str) -> datetime | None:
+def _moment(text: str, is_end: bool) -> datetime | None:
     """The moment ``text`` names, or None when it names none (month 13, hour 25, offset +24:00)."""
-    if not _MOMENT.fullmatch(text):
-        return None
     try:
-        return datetime.fromisoformat(text)
-    except ValueError:
+        if _DATE.fullmatch(text):
+            day = datetime.fromisoformat(text).replace(tzinfo=UTC)
+            return day + timedelta(days=1) if is_end else day
+        return datetime.fromisoformat(text) if _MOMENT.fullmatch(text) else None
+    except (ValueError, OverflowError):  # 9999-12-31 as an end has no next midnight
         return None

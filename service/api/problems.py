@@ -20,6 +20,7 @@ from litestar.openapi.spec import (
     Reference,
     Schema,
 )
+from litestar.params import ParameterKwarg
 
 from domain.errors import (
     DomainError,
@@ -30,6 +31,7 @@ from domain.errors import (
 )
 from policies.engine import PolicyInvalid
 from service.cases import IdempotencyConflict
+from service.finance import GatewayUnreadable
 from service.ports import (
     BlobNotFound,
     DatabaseUnavailable,
@@ -67,18 +69,64 @@ def problem(
     return Response(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
-def _validation_errors(exc: ValidationException) -> list[dict[str, str]]:
+# names a handler takes that are no request parameter (the framework's, and the body)
+_NOT_PARAMETERS = frozenset({"request", "data", "state", "scope", "headers", "cookies", "query", "body", "socket"})
+
+
+def _parameters(request: Request[Any, Any, Any]) -> dict[str, tuple[str, str]]:
+    """The matched route's parameters: the handler's Python name → (the name the client sends,
+    where: query, header, cookie or path). Python names may differ (``case_state`` is ``state``,
+    ``period_from`` is ``from``): errors must say the client's."""
+    handler = request.scope.get("route_handler")
+    signature = getattr(handler, "parsed_fn_signature", None)
+    names: dict[str, tuple[str, str]] = {}
+    for name, definition in (signature.parameters.items() if signature else ()):
+        kwarg = definition.kwarg_definition
+        if name in _NOT_PARAMETERS or (kwarg is not None and not isinstance(kwarg, ParameterKwarg)):
+            continue  # the body, a dependency
+        if name in request.scope.get("path_params", {}):
+            names[name] = (name, "path")
+        elif kwarg is not None and (kwarg.header or kwarg.cookie):
+            names[name] = (kwarg.header or kwarg.cookie, "header" if kwarg.header else "cookie")  # type: ignore[assignment]
+        else:
+            names[name] = ((kwarg.query or kwarg.name if kwarg else None) or name, "query")
+    return names
+
+
+def _located(request: Request[Any, Any, Any], errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each error names the field as the client sent it and says where (``in``): a query,
+    header, cookie or path parameter by its name, a body field by its JSON path
+    (``items[0].quantity``), and the body as a whole as ``""`` (not JSON, too deep, no policy).
+    A field the route does not declare is placed by what the request holds (``If-Match`` is
+    a header); anything else is in the body."""
+    declared = {client: place for client, place in _parameters(request).values()}
+    located = []
+    for error in errors:
+        field = str(error.get("field", ""))
+        field = "" if field == "body" else field  # the whole body, as the older errors say it
+        place = error.get("in") or declared.get(field)
+        if place is None:
+            in_query, in_headers = field in request.query_params, bool(field) and field in request.headers
+            place = "query" if in_query else "header" if in_headers else "body"
+        located.append({**error, "field": field, "in": place})
+    return located
+
+
+def _validation_errors(request: Request[Any, Any, Any], exc: ValidationException) -> list[dict[str, Any]]:
+    """The framework's errors name the handler's Python parameter: say the client's name."""
+    parameters = _parameters(request)
     errors = []
     for item in exc.extra if isinstance(exc.extra, list) else []:
         if isinstance(item, dict):
-            field = item.get("key") or item.get("source") or "body"
-            errors.append({"field": str(field), "message": str(item.get("message", "invalid"))})
-    return errors or [{"field": "body", "message": str(exc.detail)}]
+            key, source = str(item.get("key") or ""), str(getattr(item.get("source"), "value", item.get("source") or "body"))
+            field, place = parameters.get(key, (key, source))
+            errors.append({"field": field, "in": place, "message": str(item.get("message", "invalid"))})
+    return errors or [{"field": "", "in": "body", "message": str(exc.detail)}]
 
 
 def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
     if isinstance(exc, (InvalidRequest, OrderLocked)):
-        return problem(exc.status, exc.code, exc.detail, errors=exc.errors)
+        return problem(exc.status, exc.code, exc.detail, errors=_located(request, exc.errors))
     if isinstance(exc, InvalidTransition):
         return problem(409, exc.code, exc.detail, state=exc.state, action=exc.action)
     if isinstance(exc, PolicyViolation):
@@ -87,7 +135,7 @@ def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Respons
     if isinstance(exc, DomainError):
         return problem(exc.status, exc.code, exc.detail, **exc.extra)
     if isinstance(exc, PolicyInvalid):
-        return problem(422, "validation_error", "the policy document is not valid", errors=exc.errors)
+        return problem(422, "validation_error", "the policy document is not valid", errors=_located(request, exc.errors))
     if isinstance(exc, (NotFound, BlobNotFound)):
         return problem(404, "not_found", str(exc))
     if isinstance(exc, VersionConflict):
@@ -97,16 +145,20 @@ def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Respons
         return problem(503, "unavailable", str(exc), headers={"Retry-After": "1"})
     if isinstance(exc, ImageRejected):
         return problem(415 if exc.code == "unsupported_media_type" else 422, exc.code, str(exc))
+    if isinstance(exc, GatewayUnreadable):
+        log.warning("gateway_unreadable", status=exc.status, detail=exc.detail)
+        retry = {"Retry-After": str(exc.retry_after)} if exc.retry_after else None
+        return problem(exc.status, exc.code, exc.detail, headers=retry)
     if isinstance(exc, IdempotencyConflict):
         return problem(409, "idempotency_conflict", str(exc))
     if isinstance(exc, ValidationException):
-        return problem(422, "validation_error", "the request is not valid", errors=_validation_errors(exc))
+        return problem(422, "validation_error", "the request is not valid", errors=_validation_errors(request, exc))
     if isinstance(exc, HTTPException):
         status = exc.status_code
         if status >= 500:
             log.error("http_error", status=status, detail=exc.detail)
         if status == 400:  # an undecodable body: the client's input, named like any bad field
-            return problem(422, "validation_error", "the request is not valid", errors=[{"field": "body", "message": str(exc.detail)}])
+            return problem(422, "validation_error", "the request is not valid", errors=[{"field": "", "in": "body", "message": str(exc.detail)}])
         # keep what the exception says in headers (Allow on a 405, WWW-Authenticate on a 401)
         return problem(status, _CODES_BY_STATUS.get(status, "error"), str(exc.detail), headers=exc.headers)
     log.exception("unhandled_error", error_type=type(exc).__name__)
@@ -137,7 +189,9 @@ ERROR_STATUSES = {
     413: "`payload_too_large`",
     415: "`unsupported_media_type`",
     422: "`validation_error` (each bad field in `errors`), `policy_violation` or a refund limit",
-    503: "`unavailable`: the database is unreachable or busy (see `Retry-After`)",
+    502: "`gateway_error`: the payment gateway refused or answered something unreadable; nothing stored",
+    503: "`unavailable`: the database is unreachable or busy; `gateway_unavailable`: the payment gateway is "
+    "(see `Retry-After`)",
 }
 # Statuses only some operations answer, where no rule of ``_error_statuses`` finds them
 EXTRA_STATUSES = {
@@ -149,6 +203,7 @@ EXTRA_STATUSES = {
     "rotateWebhookSecret": {404},  # no endpoint yet
     "uploadPhoto": {415},  # not a photo, or not multipart
     "stripeWebhook": {400, 413, 503},  # bad signature or event; webhooks not configured
+    "reconcile": {502},  # gateway_error (its 503 is every keyed operation's)
 }
 METHODS = ("get", "put", "post", "delete", "patch")
 
@@ -214,7 +269,11 @@ PROBLEM_SCHEMA = Schema(
             type=OpenAPIType.ARRAY,
             items=Schema(
                 type=OpenAPIType.OBJECT,
-                properties={"field": Schema(type=OpenAPIType.STRING), "message": Schema(type=OpenAPIType.STRING)},
+                properties={
+                    "field": Schema(type=OpenAPIType.STRING, description='as the client sent it; "" is the body as a whole'),
+                    "in": Schema(type=OpenAPIType.STRING, enum=["query", "header", "cookie", "path", "body"]),
+                    "message": Schema(type=OpenAPIType.STRING),
+                },
             ),
         ),
     },

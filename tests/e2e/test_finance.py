@@ -3,9 +3,14 @@ its CSV, reconciliation with every class of difference, and the reports."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import pytest
 
 from tests.fakes.stripe_server import FakeStripe
 from tests.support.flows import received_return
@@ -36,7 +41,7 @@ def test_reconciliation_sorts_every_difference_and_the_totals_add_up(shop: Tenan
     made = shop.finance.post("/finance/v1/reconciliations", json=_period())
     assert made.status_code == 201, made.text
     report = made.json()
-    ids = lambda name: [(e["refund_id"], e["gateway_refund_id"]) for e in report[name]]  # noqa: E731
+    ids = lambda name: [(e["refund_id"], e["gateway_refund_id"]) for e in report[name]]
     assert ids("matched") == [(refunds[0]["id"], refunds[0]["gateway_refund_id"])]
     assert ids("missing_at_gateway") == [(refunds[1]["id"], refunds[1]["gateway_refund_id"])]
     assert ids("amount_mismatch") == [(refunds[2]["id"], refunds[2]["gateway_refund_id"])]
@@ -102,7 +107,7 @@ def test_reports_summary_and_reason_trends(shop: Tenant, stripe_fake: FakeStripe
     by_currency = shop.finance.get("/finance/v1/reports/summary", params={**period, "group_by": "currency"}).json()
     assert by_currency["rows"] == [{
         "key": "EUR", "currency": "EUR", "refunds": 2, "succeeded": 2, "failed": 0,
-        "refunded": 1600 + 1700, "in_flight": 0, "items": None, "item_value": None,
+        "refunded": 1600 + 1700, "in_flight": 0, "items": None, "item_value": None, "failed_amount": 0,
     }]
     by_day = shop.finance.get("/finance/v1/reports/summary", params={**period, "group_by": "day"}).json()["rows"]
     assert sum(r["refunded"] for r in by_day) == 3300
@@ -120,3 +125,41 @@ def test_reports_summary_and_reason_trends(shop: Tenant, stripe_fake: FakeStripe
     assert [(r["reason"], r["items"]) for r in by_sku["A"]["reasons"]] == [("changed_mind", 2)]
     assert by_sku["TSHIRT-M"]["merchant_responsible_share"] == 1.0
     assert reasons["csat"] == {"surveys": 2, "average_rating": 3.5, "satisfied_share": 0.5}
+
+
+def _stored_reconciliations(shop: Tenant) -> int:
+    async def count() -> int:
+        conn = await asyncpg.connect(shop.database_url)
+        try:
+            return await conn.fetchval("SELECT count(*) FROM reconciliations WHERE merchant_id = $1", shop.merchant_id)
+        finally:
+            await conn.close()
+
+    return asyncio.run(count())
+
+
+@pytest.mark.parametrize(
+    ("fault", "status", "code", "retry_after"),
+    [
+        # the SDK tries a dropped connection three times (two retries): all three fail
+        (lambda fake: fake.drop_connection_next(3), 503, "gateway_unavailable", "30"),
+        (lambda fake: fake.fail_next(1, status=500, should_retry=False), 503, "gateway_unavailable", "30"),
+        (lambda fake: fake.fail_next(1, status=429, should_retry=False, retry_after=7), 503, "gateway_unavailable", "7"),
+        (lambda fake: fake.fail_next(1, status=401, should_retry=False), 502, "gateway_error", None),
+    ],
+    ids=["unreachable", "500", "rate-limited", "refused-401"],
+)
+def test_reconciliation_with_the_gateway_failing_names_the_gateway_and_stores_nothing(
+    shop: Tenant, stripe_fake: FakeStripe, fault: Callable[[FakeStripe], None], status: int, code: str,
+    retry_after: str | None,
+) -> None:
+    """It was a 422 on ``from``: the request was fine, the gateway was not."""
+    _settled(shop, received_return(shop, stripe_fake, 1500)["id"])
+    fault(stripe_fake)
+    answer = shop.finance.post("/finance/v1/reconciliations", json=_period())
+    assert (answer.status_code, answer.json()["code"]) == (status, code), answer.text
+    assert answer.headers["content-type"] == "application/problem+json" and "errors" not in answer.json()
+    assert answer.headers.get("retry-after") == retry_after
+    assert _stored_reconciliations(shop) == 0, "no half report"
+    again = shop.finance.post("/finance/v1/reconciliations", json=_period())
+    assert again.status_code == 201 and len(again.json()["matched"]) == 1, again.text

@@ -56,7 +56,7 @@ DEEP_JSON = {
 def test_deeply_nested_json_is_refused(tenant: Tenant, body: bytes) -> None:
     headers = {"content-type": "application/json"}
     problem = _refused(tenant.storefront.put("/v1/orders/o_deep", content=body, headers=headers))
-    assert _fields(problem) == ["body"]
+    assert _fields(problem) == [""], "the body as a whole"
     _refused(tenant.admin.put("/admin/v1/policy", content=body, headers=headers))
     assert tenant.storefront.get("/v1/orders/o_deep").status_code == 404
     assert tenant.agent.get("/admin/v1/policy").json()["version"] == 0
@@ -108,7 +108,7 @@ DEEP_TOML = {
 @pytest.mark.parametrize("body", DEEP_TOML.values(), ids=list(DEEP_TOML))
 def test_deeply_nested_toml_policy_is_refused(tenant: Tenant, body: bytes) -> None:
     answer = tenant.admin.put("/admin/v1/policy", content=body, headers={"content-type": "application/toml"})
-    assert _fields(_refused(answer)) == ["body"]
+    assert _fields(_refused(answer)) == [""], "the body as a whole"
     assert tenant.agent.get("/admin/v1/policy").json()["version"] == 0
 
 
@@ -131,9 +131,10 @@ def test_strings_are_not_numbers_or_booleans_in_json_bodies(tenant: Tenant) -> N
     assert tenant.storefront.get("/v1/cases", params={"limit": "5"}).status_code == 200
 
 
-@pytest.mark.parametrize("naive", ["2026-01-01T00:00:00", "0.5", "1700000000", "2026-01-01"])
+@pytest.mark.parametrize("naive", ["2026-01-01T00:00:00", "0.5", "1700000000"])
 def test_times_without_a_time_zone_are_refused_in_bodies_and_query_strings(tenant: Tenant, naive: str) -> None:
-    """A bare number was read as seconds since 1970 in query strings (found by schemathesis)."""
+    """A bare number was read as seconds since 1970 in query strings (found by schemathesis).
+    (A plain date is a whole day in query strings: tests/e2e/test_finance_reports.py.)"""
     aware = "2026-01-01T00:00:00Z"
     for path in ("/finance/v1/refunds", "/finance/v1/refunds.csv"):
         for name in ("created_from", "created_to"):

@@ -1,0 +1,364 @@
+"""Finance reports add up: a month of multi-SKU, multi-reason cases in three currencies, with
+failed refunds and a retried one, summarised by every ``group_by`` and checked against sums the
+test makes itself from the ledger (``GET /finance/v1/refunds``) and the cases. And the reports'
+period: defaults, plain dates, bounds the wrong way round."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections import defaultdict
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from fractions import Fraction
+from typing import Any
+
+import asyncpg
+import pytest
+
+from tests.support.tenants import Tenant
+
+MONTH = {"from": "2026-10-01", "to": "2026-10-31"}  # plain dates: all of October (UTC)
+# (currency, lines (sku, quantity, unit price, reason), refunds (day of month, amount, status))
+SEED = [
+    (
+        "EUR",
+        [
+            ("A", 2, 1999, "changed_mind"),
+            ("B", 1, 1500, "defective"),
+            ("C", 3, 333, "wrong_item"),
+        ],
+        [(3, 4321, "succeeded")],
+    ),
+    (
+        "EUR",
+        [("A", 1, 1999, "changed_mind"), ("D", 1, 1001, "changed_mind")],
+        [(5, 2999, "failed"), (9, 2999, "succeeded")],
+    ),  # failed, then retried
+    (
+        "USD",
+        [("A", 1, 2500, "defective"), ("E", 2, 750, "not_as_described")],
+        [(31, 3997, "succeeded")],
+    ),  # on the last day: a plain ``to`` date takes the whole day
+    (
+        "JPY",
+        [
+            ("F", 1, 9000, "changed_mind"),
+            ("G", 2, 1234, "defective"),
+            ("A", 1, 777, "wrong_item"),
+        ],
+        [(12, 11001, "failed")],
+    ),
+    (
+        "EUR",
+        [("B", 1, 1500, "defective"), ("C", 1, 333, "changed_mind")],
+        [(15, 1000, "pending")],
+    ),  # in flight
+]
+OUTSIDE = [
+    (datetime(2026, 9, 30, 23, 59, tzinfo=UTC), 100),
+    (datetime(2026, 11, 1, 0, 0, tzinfo=UTC), 200),
+]
+
+
+def _insert_refunds(database_url: str, rows: list[tuple[Any, ...]]) -> None:
+    """Refunds written as the service stores them, dated in the past (the API makes them now)."""
+
+    async def run() -> None:
+        conn = await asyncpg.connect(database_url)
+        try:
+            await conn.executemany(
+                "INSERT INTO refunds (merchant_id, id, case_id, order_id, customer_id, reason, attempt, amount,"
+                " currency, status, gateway, payment_reference, version, created_at, updated_at, next_attempt_at)"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'simulated', 'pi_seed', 1, $11, $11, $11::timestamptz + interval '1 year')",
+                rows,
+            )
+        finally:
+            await conn.close()
+
+    asyncio.run(run())
+
+
+@pytest.fixture
+def seeded(tenant: Tenant) -> Iterator[Tenant]:
+    """The month of refunds, on cases opened through the API."""
+    rows = []
+    for currency, lines, refunds in SEED:
+        order = tenant.put_order(
+            currency=currency,
+            shipping_total=0,
+            lines=[
+                {
+                    "line_id": f"l{i}",
+                    "sku": sku,
+                    "title": sku,
+                    "quantity": quantity,
+                    "unit_price": price,
+                }
+                for i, (sku, quantity, price, _) in enumerate(lines)
+            ],
+            payment={
+                "gateway": "stripe",
+                "reference": f"pi_{secrets.token_hex(4)}",
+                "captured_amount": sum(q * p for _, q, p, _ in lines),
+            },
+        )
+        items = [
+            {"line_id": f"l{i}", "quantity": quantity, "reason": reason}
+            for i, (_, quantity, _, reason) in enumerate(lines)
+        ]
+        answer = tenant.open_case(order["order_id"], items=items)
+        assert answer.status_code == 201, answer.text
+        case = answer.json()
+        for attempt, (day, amount, status) in enumerate(refunds, 1):
+            at = datetime(2026, 10, day, 12, tzinfo=UTC)
+            rows.append(
+                (
+                    tenant.merchant_id,
+                    f"rf_seed_{secrets.token_hex(6)}",
+                    case["id"],
+                    case["order_id"],
+                    case["customer_id"],
+                    lines[0][3],
+                    attempt,
+                    amount,
+                    currency,
+                    status,
+                    at,
+                )
+            )
+        for at, amount in OUTSIDE:
+            rows.append(
+                (
+                    tenant.merchant_id,
+                    f"rf_out_{secrets.token_hex(6)}",
+                    case["id"],
+                    case["order_id"],
+                    case["customer_id"],
+                    lines[0][3],
+                    9,
+                    amount,
+                    currency,
+                    "succeeded",
+                    at,
+                )
+            )
+    _insert_refunds(tenant.database_url, rows)
+    yield tenant
+
+
+def _ledger(tenant: Tenant, **params: str) -> list[dict]:
+    seen, cursor = [], None
+    while True:
+        page = tenant.finance.get(
+            "/finance/v1/refunds",
+            params={**params, "limit": 100, **({"cursor": cursor} if cursor else {})},
+        )
+        assert page.status_code == 200, page.text
+        seen += page.json()["items"]
+        if not (cursor := page.json()["next_cursor"]):
+            return seen
+
+
+def _shares(amount: int, weights: list[int]) -> list[int]:
+    """The refund split pro rata with exact fractions; the units left go to the largest
+    remainders, the earlier line first (as docs/contract.md says)."""
+    weights = weights if sum(weights) else [1] * len(weights)
+    exact = [Fraction(amount * w, sum(weights)) for w in weights]
+    shares = [int(x) for x in exact]
+    order = sorted(range(len(exact)), key=lambda i: (-(exact[i] - shares[i]), i))
+    for i in order[: amount - sum(shares)]:
+        shares[i] += 1
+    return shares
+
+
+def _expected(tenant: Tenant, group_by: str) -> dict[tuple[str, str], dict[str, int]]:
+    refunds = _ledger(tenant, created_from=MONTH["from"], created_to=MONTH["to"])
+    cases = {
+        r["case_id"]: tenant.agent.get(f"/admin/v1/cases/{r['case_id']}").json()
+        for r in refunds
+    }
+    rows: dict[tuple[str, str], dict[str, Any]] = defaultdict(
+        lambda: defaultdict(int) | {"ids": {}, "lines": set()}
+    )
+    money = {"succeeded": "refunded", "failed": "failed_amount", "pending": "in_flight"}
+    for refund in refunds:
+        case = cases[refund["case_id"]]
+        lines = [
+            (line, line["received_quantity"] or line["quantity"])
+            for line in case["items"]
+        ]
+        for (line, quantity), share in zip(
+            lines,
+            _shares(refund["amount"], [q * line["unit_price"] for line, q in lines]),
+            strict=True,
+        ):
+            key = {
+                "sku": line["sku"],
+                "reason": line["reason"],
+                "type": case["type"],
+                "currency": refund["currency"],
+                "day": refund["created_at"][:10],
+            }[group_by]
+            row = rows[(key, refund["currency"])]
+            row["ids"][refund["id"]] = refund["status"]
+            row[money[refund["status"]]] += share
+            if (case["id"], line["line_id"]) not in row["lines"]:
+                row["lines"].add((case["id"], line["line_id"]))
+                row["items"] += quantity
+                row["item_value"] += quantity * line["unit_price"]
+    return {
+        key: {
+            "refunds": len(row["ids"]),
+            "succeeded": sum(s == "succeeded" for s in row["ids"].values()),
+            "failed": sum(s == "failed" for s in row["ids"].values()),
+            **{name: row[name] for name in ("refunded", "failed_amount", "in_flight")},
+            **(
+                {"items": row["items"], "item_value": row["item_value"]}
+                if group_by == "sku"
+                else {}
+            ),
+        }
+        for key, row in rows.items()
+    }
+
+
+@pytest.mark.parametrize("group_by", ["sku", "reason", "day", "currency", "type"])
+def test_every_summary_equals_the_ledger_split_over_the_cases_lines(
+    seeded: Tenant, group_by: str
+) -> None:
+    answer = seeded.finance.get(
+        "/finance/v1/reports/summary", params={**MONTH, "group_by": group_by}
+    )
+    assert answer.status_code == 200, answer.text
+    report = answer.json()
+    assert (report["from"], report["to"]) == (
+        "2026-10-01T00:00:00Z",
+        "2026-11-01T00:00:00Z",
+    )
+    fields = [
+        "refunds",
+        "succeeded",
+        "failed",
+        "refunded",
+        "failed_amount",
+        "in_flight",
+    ]
+    fields += ["items", "item_value"] if group_by == "sku" else []
+    got = {
+        (row["key"], row["currency"]): {name: row[name] for name in fields}
+        for row in report["rows"]
+    }
+    assert got == _expected(seeded, group_by)
+
+    # the properties behind it: per currency the groups add up to the ledger, to the unit
+    ledger = _ledger(seeded, created_from=MONTH["from"], created_to=MONTH["to"])
+    assert len({r["case_id"] for r in ledger}) == len(SEED) and {
+        r["currency"] for r in ledger
+    } == {"EUR", "USD", "JPY"}
+    for currency in ("EUR", "USD", "JPY"):
+        ours = [r for r in ledger if r["currency"] == currency]
+        rows = [row for row in report["rows"] if row["currency"] == currency]
+        for status, field in (
+            ("succeeded", "refunded"),
+            ("failed", "failed_amount"),
+            ("pending", "in_flight"),
+        ):
+            assert sum(row[field] for row in rows) == sum(
+                r["amount"] for r in ours if r["status"] == status
+            )
+
+
+def test_a_two_sku_refund_is_counted_once_across_its_skus(tenant: Tenant) -> None:
+    """The issue's figures: a refund of a two-SKU case was counted in full on each SKU."""
+    order = tenant.put_order()  # TSHIRT-M 2 x 19.99 and MUG 15.00
+    items = [
+        {"line_id": "l1", "quantity": 2, "reason": "changed_mind"},
+        {"line_id": "l2", "quantity": 1, "reason": "defective"},
+    ]
+    case = tenant.open_case(order["order_id"], items=items).json()
+    _insert_refunds(
+        tenant.database_url,
+        [
+            (
+                tenant.merchant_id,
+                "rf_two_sku",
+                case["id"],
+                case["order_id"],
+                case["customer_id"],
+                "changed_mind",
+                1,
+                5297,
+                "EUR",
+                "succeeded",
+                datetime.now(UTC) - timedelta(hours=1),
+            )
+        ],
+    )
+    rows = tenant.finance.get(
+        "/finance/v1/reports/summary", params={"group_by": "sku"}
+    ).json()["rows"]
+    assert sum(row["refunded"] for row in rows) == 5297
+    tshirt, mug = _shares(5297, [2 * 1999, 1500])
+    assert {row["key"]: row["refunded"] for row in rows} == {
+        "TSHIRT-M": tshirt,
+        "MUG": mug,
+    }
+    assert all(row["succeeded"] == 1 and row["failed"] == 0 for row in rows)
+
+
+def test_reports_default_to_the_last_30_days(tenant: Tenant) -> None:
+    before = datetime.now(UTC)
+    for path in ("/finance/v1/reports/summary", "/finance/v1/reports/reasons"):
+        answer = tenant.finance.get(path)  # the README's own example: no period at all
+        assert answer.status_code == 200, answer.text
+        since, until = (
+            datetime.fromisoformat(answer.json()[name]) for name in ("from", "to")
+        )
+        assert before <= until <= datetime.now(UTC) and until - since == timedelta(
+            days=30
+        )
+        only_to = tenant.finance.get(path, params={"to": "2026-03-01"}).json()
+        assert (only_to["from"], only_to["to"]) == (
+            "2026-01-31T00:00:00Z",
+            "2026-03-02T00:00:00Z",
+        )
+
+
+def test_plain_dates_take_whole_days_and_bounds_the_wrong_way_round_name_from(
+    seeded: Tenant,
+) -> None:
+    last_day = _ledger(seeded, created_from="2026-10-31", created_to="2026-10-31")
+    assert [r["currency"] for r in last_day] == ["USD"], (
+        "a plain created_to takes that whole day"
+    )
+    assert (
+        _ledger(seeded, created_from="2026-10-31T12:00:01Z", created_to="2026-10-31")
+        == []
+    )
+    for path in ("/finance/v1/reports/summary", "/finance/v1/reports/reasons"):
+        day = seeded.finance.get(
+            path, params={"from": "2026-10-31", "to": "2026-10-31"}
+        ).json()
+        assert (day["from"], day["to"]) == (
+            "2026-10-31T00:00:00Z",
+            "2026-11-01T00:00:00Z",
+        )
+        backwards = seeded.finance.get(
+            path, params={"from": "2026-11-02", "to": "2026-11-01"}
+        )
+        assert (
+            backwards.status_code == 422
+            and backwards.json()["errors"][0]["field"] == "from"
+        ), backwards.text
+        for bad in ("2026-13-01", "2026-02-30", "26-01-01", "9999-12-31"):
+            refused = seeded.finance.get(path, params={"from": "2026-01-01", "to": bad})
+            assert refused.status_code == 422 and [
+                e["field"] for e in refused.json()["errors"]
+            ] == ["to"], (bad, refused.text)
+    # bodies keep to RFC 3339 times: a reconciliation's period is exact
+    body = seeded.finance.post(
+        "/finance/v1/reconciliations",
+        json={"from": "2026-10-01", "to": "2026-10-31T00:00:00Z"},
+    )
+    assert body.status_code == 422
