@@ -277,6 +277,26 @@ def test_the_storefront_never_sees_the_agents_internal_notes(tenant: Tenant) -> 
         assert secret not in answer.text, answer.json()
 
 
+@pytest.mark.xfail(strict=True, reason="the original shipping is refunded on a merchant-responsible receipt where nothing arrived")
+def test_an_empty_parcel_refunds_nothing_not_the_original_shipping(tenant: Tenant) -> None:
+    """Wrong: an ``other`` case approved without a decision is the merchant's, so its money
+    includes the order's original shipping (4.95). The parcel arrives empty (``receive`` with
+    ``{line_id: l1, quantity: 0, condition: missing}``): items are worth 0, but the receipt still
+    refunds ``original_shipping_refund`` and a 4.95 EUR refund goes out at once, using up the
+    order's one shipping refund. Since approval now makes every undecided ``other`` item the
+    merchant's, anyone can collect the shipping with an empty box and a vague reason. Right: with
+    nothing back, nothing is paid (``refund_total`` 0) and the case waits for the agent to close
+    it, as the contract says for a receipt where everything is missing."""
+    order = tenant.put_order()
+    case = tenant.open_case(order["order_id"], items=OTHER_L1).json()
+    approved = tenant.agent.post(f"/admin/v1/cases/{case['id']}/approve", json={}).json()
+    assert approved["money"]["original_shipping_refund"] == 495
+    received = tenant.agent.post(f"/admin/v1/cases/{case['id']}/receive",
+                                 json={"items": [{"line_id": "l1", "quantity": 0, "condition": "missing"}]}).json()
+    assert received["money"]["items_total"] == 0
+    assert received["money"]["refund_total"] == 0 and received["refunds"] == [], received["money"]
+
+
 # ----------------------------------------------------------------------------- what held
 
 
