@@ -14,6 +14,7 @@ import httpx
 import msgspec
 import pytest
 
+from tests.e2e.test_report_additions import agents_may_read_reports  # noqa: F401 - the service opening reports to agents
 from tests.support.flows import failed_refund
 from tests.support.tenants import Tenant, _with_database
 from tests.support.waiting import eventually
@@ -435,3 +436,46 @@ def test_concurrent_approvals_of_other_cases_refund_the_shipping_once(tenant: Te
         money = list(pool.map(approve, cases))
     assert sorted(m["original_shipping_refund"] for m in money) == [0, 0, 495]
     assert sum(m["refund_total"] for m in money) == captured
+
+
+@pytest.mark.parametrize(
+    ("body", "media_type"),
+    [
+        (b'{"rules": {"return_shipping": {"label_cost": {"EUR": true}}}}', "application/json"),
+        (b'{"rules": {"return_shipping": {"label_cost": {"EUR": 1e3}}}}', "application/json"),
+        (b'{"rules": {"return_shipping": {"label_cost": {"EUR": 100000000000000000000000000000}}}}', "application/json"),
+        (b'{"rules": {"return_shipping": {"label_cost": {"EUR": null}}}}', "application/json"),
+        (b'{"rules": {"return_shipping": {"label_cost": {"EUR": [500]}}}}', "application/json"),
+        (b'{"currency": "EUR", "rules": {"return_shipping": {"label_cost": true}}}', "application/json"),
+        (b'currency = "EUR"\n[rules.return_shipping]\nlabel_cost = 9223372036854775807\n', "application/toml"),
+        (b"[rules.return_shipping]\nlabel_cost = {EUR = inf}\n", "application/toml"),
+        (b"[rules.return_shipping]\nlabel_cost = {EUR = 1979-05-27}\n", "application/toml"),
+    ],
+    ids=["bool", "float", "10^29", "null", "list", "bare bool", "2^63-1", "inf", "date"],
+)
+def test_odd_amounts_in_a_policy_table_are_422s_naming_the_parameter(tenant: Tenant, body: bytes, media_type: str) -> None:
+    answer = tenant.admin.put("/admin/v1/policy", content=body, headers={"content-type": media_type})
+    assert answer.status_code == 422, answer.text
+    assert [e["field"] for e in answer.json()["errors"]] == ["rules.return_shipping.label_cost"]
+    assert tenant.agent.get("/admin/v1/policy").json()["version"] == 0
+
+
+def test_an_agent_key_reads_no_finance_endpoint_but_the_reports_where_reports_are_opened(
+    agents_may_read_reports: tuple[str, str],  # noqa: F811 - the fixture imported above
+) -> None:
+    """With RETURNS_REPORTS_FOR_AGENTS=1 an agent key reads both reports (``by_day`` included,
+    its own merchant's cases only) and nothing else of finance's."""
+    ours, theirs = Tenant(*agents_may_read_reports), Tenant(*agents_may_read_reports)
+    try:
+        theirs.open_case(theirs.put_order()["order_id"], items=OTHER_L1)
+        ours.open_case(ours.put_order()["order_id"])
+        report = ours.agent.get("/finance/v1/reports/reasons", params={**_period(), "by_day": "true"}).json()
+        assert report["items"] == 1 and [r["reason"] for d in report["by_day"] for r in d["reasons"]] == ["changed_mind"]
+        assert ours.agent.get("/finance/v1/reports/summary", params={**_period(), "group_by": "sku"}).status_code == 200
+        for method, path in (("GET", "/finance/v1/refunds"), ("GET", "/finance/v1/refunds.csv"),
+                             ("GET", "/finance/v1/reconciliations/rec_1"), ("POST", "/finance/v1/reconciliations")):
+            answer = ours.agent.request(method, path, json=_period() if method == "POST" else None)
+            assert answer.status_code == 403, (path, answer.text)
+    finally:
+        ours.close()
+        theirs.close()
