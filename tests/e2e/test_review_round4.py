@@ -320,6 +320,27 @@ def test_an_empty_parcel_refunds_nothing_not_the_original_shipping(tenant: Tenan
     assert received["money"]["refund_total"] == 0 and received["refunds"] == [], received["money"]
 
 
+@pytest.mark.xfail(strict=True, reason="an exchange's undecided_share is the whole shipping cost, twice what the customer can be charged")
+def test_an_exchange_s_undecided_share_is_what_the_customer_may_be_charged(tenant: Tenant) -> None:
+    """Low: ``undecided_share`` is there so a storefront can tell the customer what "may be
+    deducted once we have looked" (contract). On an ``other`` exchange it is the whole exchange
+    shipping (10.00 EUR by default), but deciding the customer responsible charges them
+    ``customer_percent`` of it (5.00 EUR; the merchant pays the rest), so every storefront
+    following the contract overstates the customer's risk by 2×. Right: the share the customer
+    would pay if found responsible (500), the merchant's part being nobody's question."""
+    order = tenant.put_order()
+    item = {**OTHER_L1[0], "replacement_sku": "TSHIRT-L"}
+    preview = tenant.storefront.post("/v1/cases/preview", json={"order_id": order["order_id"], "type": "exchange",
+                                                                 "items": [item]}).json()
+    case = tenant.open_case(order["order_id"], type="exchange", resolution=None, items=[item]).json()
+    decided = tenant.agent.post(
+        f"/admin/v1/cases/{case['id']}/approve", json={"responsibility": [{"line_id": "l1", "responsibility": "customer"}]}
+    ).json()
+    charged = decided["money"]["return_shipping"]["customer_share"]
+    assert charged == 500
+    assert preview["money"]["return_shipping"]["undecided_share"] == charged
+
+
 # ----------------------------------------------------------------------------- what held
 
 
