@@ -264,7 +264,6 @@ def test_a_store_credit_bonus_does_not_use_up_what_was_captured(tenant: Tenant) 
     assert wrong["money"]["refund_total"] == 1500 + 495, wrong["money"]
 
 
-@pytest.mark.xfail(strict=True, reason="summary by SKU joins every refund of a case to its items: a retried refund doubles them")
 def test_the_summary_by_sku_counts_a_retried_case_s_items_once(tenant: Tenant) -> None:
     """Wrong (older than this merge; the report agents may now read too): a lamp (25.13) comes
     back, its refund fails and an agent retries it. ``GET /finance/v1/reports/summary?
