@@ -358,7 +358,7 @@ class CaseService:
 
     # ----------------------------------------------------------------- changing cases
 
-    async def change(self, principal: Principal, case_id: str, if_match: int | None, step: Step) -> CaseView:
+    async def change(self, principal: Principal, case_id: str, if_match: frozenset[int] | None, step: Step) -> CaseView:
         """The one shape of every case change: load, check the expected version, let the
         domain change it, save only if nobody else did meanwhile.
 
@@ -371,8 +371,9 @@ class CaseService:
                 async with self.db.transaction() as repos:
                     case = await repos.get_case(principal.merchant_id, case_id)
                     loaded_version, loaded_state = case.version, case.state
-                    if if_match is not None and if_match != loaded_version:
-                        raise VersionConflict(f"case {case_id} is at version {loaded_version}, not {if_match}")
+                    if if_match is not None and loaded_version not in if_match:
+                        wanted = ", ".join(str(version) for version in sorted(if_match))
+                        raise VersionConflict(f"case {case_id} is at version {loaded_version}, not {wanted}")
                     at = self.clock()
                     await step(repos, case, actor_of(principal), at)
                     if case.state != loaded_state:
@@ -395,7 +396,7 @@ class CaseService:
             principal, case_id, None, transition(CaseAction.PROVIDE_INFO, {"message": body.message})
         )
 
-    async def approve(self, principal: Principal, case_id: str, if_match: int | None, body: ApproveIn) -> CaseView:
+    async def approve(self, principal: Principal, case_id: str, if_match: frozenset[int] | None, body: ApproveIn) -> CaseView:
         async def approve(repos: Repositories, case: Case, actor: Actor, at: datetime) -> None:
             original_refund_total = case.money.refund_total
             overridden = {o.rule: o.reason for o in body.overrides}
@@ -460,13 +461,13 @@ class CaseService:
 
         return await self.change(principal, case_id, if_match, approve)
 
-    async def reject(self, principal: Principal, case_id: str, if_match: int | None, body: RejectIn) -> CaseView:
+    async def reject(self, principal: Principal, case_id: str, if_match: frozenset[int] | None, body: RejectIn) -> CaseView:
         return await self.change(
             principal, case_id, if_match, transition(CaseAction.REJECT, {"reason": body.reason, "note": body.note})
         )
 
     async def request_info(
-        self, principal: Principal, case_id: str, if_match: int | None, body: RequestInfoIn
+        self, principal: Principal, case_id: str, if_match: frozenset[int] | None, body: RequestInfoIn
     ) -> CaseView:
         return await self.change(
             principal, case_id, if_match, transition(CaseAction.REQUEST_INFO, {"message": body.message})
@@ -478,32 +479,32 @@ class CaseService:
         commitments = await repos.order_commitments(case.merchant_id, case.order_id, exclude_case_id=case.id)
         return max(0, order.payment.captured_amount - commitments.promised_amount)
 
-    async def assign(self, principal: Principal, case_id: str, if_match: int | None, body: AssignIn) -> CaseView:
+    async def assign(self, principal: Principal, case_id: str, if_match: frozenset[int] | None, body: AssignIn) -> CaseView:
         async def assign(repos: Repositories, case: Case, actor: Actor, at: datetime) -> None:
             case.record("assigned", actor, at, {"from": case.assignee, "to": body.assignee})
             case.assignee = body.assignee
 
         return await self.change(principal, case_id, if_match, assign)
 
-    async def add_note(self, principal: Principal, case_id: str, if_match: int | None, body: NoteIn) -> CaseView:
+    async def add_note(self, principal: Principal, case_id: str, if_match: frozenset[int] | None, body: NoteIn) -> CaseView:
         async def note(repos: Repositories, case: Case, actor: Actor, at: datetime) -> None:
             case.notes = [*case.notes, Note(author=actor.id, text=body.text, at=at)]
             case.record("note_added", actor, at, {"text": body.text})
 
         return await self.change(principal, case_id, if_match, note)
 
-    async def close(self, principal: Principal, case_id: str, if_match: int | None, body: CloseIn) -> CaseView:
+    async def close(self, principal: Principal, case_id: str, if_match: frozenset[int] | None, body: CloseIn) -> CaseView:
         return await self.change(principal, case_id, if_match, transition(CaseAction.CLOSE, {"note": body.note}))
 
     async def ship_replacement(
-        self, principal: Principal, case_id: str, if_match: int | None, body: ShipmentIn
+        self, principal: Principal, case_id: str, if_match: frozenset[int] | None, body: ShipmentIn
     ) -> CaseView:
         return await self.change(principal, case_id, if_match, shipping(CaseAction.SHIP_REPLACEMENT, "replacement", body))
 
-    async def ship_back(self, principal: Principal, case_id: str, if_match: int | None, body: ShipmentIn) -> CaseView:
+    async def ship_back(self, principal: Principal, case_id: str, if_match: frozenset[int] | None, body: ShipmentIn) -> CaseView:
         return await self.change(principal, case_id, if_match, shipping(CaseAction.SHIP_BACK, "ship_back", body))
 
-    async def diagnose(self, principal: Principal, case_id: str, if_match: int | None, body: DiagnoseIn) -> CaseView:
+    async def diagnose(self, principal: Principal, case_id: str, if_match: frozenset[int] | None, body: DiagnoseIn) -> CaseView:
         """In warranty: repair it. Out of warranty: quote a price the customer accepts or declines."""
         if not body.in_warranty and body.quote_amount is None:
             raise InvalidRequest(
@@ -530,7 +531,7 @@ class CaseService:
         return await self.change(principal, case_id, None, answer)
 
     async def complete_repair(
-        self, principal: Principal, case_id: str, if_match: int | None, body: CompleteRepairIn
+        self, principal: Principal, case_id: str, if_match: frozenset[int] | None, body: CompleteRepairIn
     ) -> CaseView:
         async def complete(repos: Repositories, case: Case, actor: Actor, at: datetime) -> None:
             if case.state != CaseState.REPAIRING:
@@ -602,7 +603,7 @@ class CaseService:
         if case.state == CaseState.INFO_REQUESTED:
             case.apply(CaseAction.PROVIDE_INFO, actor, at, {"photos": count})
 
-    async def receive(self, principal: Principal, case_id: str, if_match: int | None, body: ReceiveIn) -> CaseView:
+    async def receive(self, principal: Principal, case_id: str, if_match: frozenset[int] | None, body: ReceiveIn) -> CaseView:
         """Record what arrived and in what condition, settle the money on what arrived (under the
         case's policy version), then move on: a return pays out, an exchange waits for its
         replacement (refunding a cheaper one), a repair goes to diagnosis."""

@@ -34,25 +34,29 @@ IfMatch = Annotated[
     HeaderParameter(
         name="If-Match",
         required=False,
-        description='The case\'s version as its ETag, `"3"` (`W/"3"` and `3` too): the change is made only if the '
-        "case is still at that version (412 `version_conflict` otherwise). Without it, the change applies to the "
-        "case as it is now.",
+        description='The case\'s version as its ETag, `"3"` (`W/"3"` and `3` too), or several (`"3", "4"`): the '
+        "change is made only if the case is still at one of them (412 `version_conflict` otherwise). `*`, like no "
+        "header, applies the change to the case as it is now.",
     ),
 ]
+# a version is a count of changes: 18 digits is more than any case will see, and keeps int() cheap
+_VERSION = re.compile(r"[0-9]{1,18}")
 
 
-def expected_version(if_match: IfMatch = None) -> int | None:
-    """The version in ``If-Match: "<version>"`` (weak tags and bare numbers accepted), as the
-    dependency ``expected_version`` of the case actions: the document then declares the header
-    on exactly the operations that read it."""
-    if if_match is None:
+def expected_version(if_match: IfMatch = None) -> frozenset[int] | None:
+    """The versions ``If-Match`` accepts (RFC 9110 §13.1.1: any listed tag; weak tags and bare
+    numbers accepted), as the dependency ``expected_version`` of the case actions, so the
+    document declares the header on exactly the operations that read it. ``*`` asks only that
+    the case exist, which every action checks anyway: None, as without the header."""
+    if if_match is None or if_match.strip() == "*":
         return None
-    tag = if_match.strip().removeprefix("W/").strip('"')
-    if not tag.isdigit():
+    tags = [tag.strip().removeprefix("W/").strip('"') for tag in if_match.split(",")]
+    if not all(_VERSION.fullmatch(tag) for tag in tags):
         raise InvalidRequest(
-            "If-Match must be the case's version in quotes", [{"field": "If-Match", "message": f"not a version: {if_match!r}"}]
+            "If-Match must be the case's version in quotes, or several separated by commas",
+            [{"field": "If-Match", "message": f"not a version: {if_match[:40]!r}"}],
         )
-    return int(tag)
+    return frozenset(int(tag) for tag in tags)
 
 
 def case_etag(response: Response[Any]) -> Response[Any]:
