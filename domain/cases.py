@@ -278,6 +278,8 @@ class Case(msgspec.Struct):
     # an agent's approved figure for what the case pays back (refund or credit), audited on the
     # approval; it stands over the policy's money when the case is settled on receipt
     money_override: int | None = None
+    # refund without return: an agent let the customer keep the item on approval (a return only)
+    kept_by_agent: bool = False
     version: int = 1
     pending_events: list[CaseEvent] = []
 

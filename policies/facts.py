@@ -61,6 +61,7 @@ class Facts(msgspec.Struct, frozen=True):
     customer: CustomerHistory = CustomerHistory()
     order_remaining_refundable: int = 0  # captured − refunded − promised by other open cases
     shipping_already_refunded: bool = False
+    kept_by_agent: bool = False  # an agent let the customer keep the item (refund without return)
 
     @property
     def responsibilities(self) -> set[Responsibility]:

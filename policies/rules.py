@@ -350,6 +350,10 @@ class KeepItem(Rule):
     def evaluate(self, facts: Facts, money: MoneyDraft) -> RuleOutcome:
         if facts.case_type != CaseType.RETURN:
             return self.outcome(INFO, "applies to returns only")
+        if facts.kept_by_agent:
+            money.keep_item = True
+            money.return_shipping = ShippingShares(money.return_shipping.payer, 0, 0)
+            return self.outcome(PASS, "an agent lets the customer keep it: refunded without return")
         if any(i.condition is not None for i in facts.items):
             return self.outcome(INFO, "the item came back")
         if self.params.merchant_responsible_only and not facts.merchant_responsible:

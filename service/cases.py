@@ -259,7 +259,7 @@ class CaseService:
         facts = await self._assemble(
             repos, order, case.type, case.resolution, case.items, photo_count=case.decision.photo_count, case_id=case.id
         )
-        return policy, facts
+        return policy, msgspec.structs.replace(facts, kept_by_agent=case.kept_by_agent)
 
     async def _assemble(
         self,
@@ -424,11 +424,17 @@ class CaseService:
             original = [msgspec.to_builtins(o) for o in case.decision.outcomes if o.rule in overridden]
             case.decision = msgspec.structs.replace(case.decision, outcomes=outcomes)
             decided = _decide_responsibility(case, body.responsibility)
+            if body.keep_item:
+                if case.type != CaseType.RETURN:
+                    raise InvalidRequest(
+                        "only a return is refunded without coming back",
+                        [{"field": "keep_item", "message": f"a {case.type} cannot keep the item"}],
+                    )
+                case.kept_by_agent = True
             order = None
-            if decided or body.money_override is not None:
-                order = await repos.get_order(case.merchant_id, case.order_id, for_update=True)
-                assert order is not None
-            if decided:
+            if decided or body.keep_item or body.money_override is not None:
+                order = await _lock_order(repos, case)
+            if decided or body.keep_item:
                 assert order is not None
                 policy, facts = await self._case_facts(repos, case, order)
                 verdict = policy.recompute_money(case.decision, facts)
@@ -455,6 +461,7 @@ class CaseService:
                     "money_override": msgspec.to_builtins(body.money_override),
                     "original_refund_total": original_refund_total,
                     "responsibility": decided,
+                    "keep_item": body.keep_item,
                 },
             )
             await self._refund_if_kept(repos, case, actor, at)
@@ -610,8 +617,7 @@ class CaseService:
 
         async def receive(repos: Repositories, case: Case, actor: Actor, at: datetime) -> None:
             arrived = _arrivals(case, body)
-            order = await repos.get_order(case.merchant_id, case.order_id, for_update=True)
-            assert order is not None  # a case keeps its order
+            order = await _lock_order(repos, case)
             for item in case.items:
                 got = arrived.get(item.line_id)
                 item.received_quantity = got.quantity if got else 0
@@ -704,12 +710,25 @@ class CaseService:
         """Keep-the-item: an approved return worth less than its label is paid back at once."""
         if case.type != CaseType.RETURN or not case.decision.keep_item:
             return
-        order = await repos.get_order(case.merchant_id, case.order_id, for_update=True)
-        assert order is not None
+        order = await _lock_order(repos, case)
         await self._pay_back(repos, case, order, actor, at, CaseAction.REFUND_WITHOUT_RETURN)
 
 
 Step = Callable[[Repositories, Case, Actor, datetime], Awaitable[None]]
+
+
+async def _lock_order(repos: Repositories, case: Case) -> Order:
+    """The case's order, locked for a change to the money. Two changes of one case may both
+    have loaded it before either locked the order; the one that waited for the lock then holds a
+    stale case (say, approved, while the other already paid it out), so it is told as a
+    ``VersionConflict`` and ``CaseService.change`` runs it again on the fresh case (a 409 from
+    the domain, or 412 under If-Match), never a refund worked out on stale money."""
+    order = await repos.get_order(case.merchant_id, case.order_id, for_update=True)
+    assert order is not None  # a case keeps its order
+    loaded_version = case.version - len(case.pending_events)
+    if (await repos.get_case(case.merchant_id, case.id)).version != loaded_version:
+        raise VersionConflict(f"case {case.id} changed while waiting for its order")
+    return order
 
 
 def _lay_override(case: Case, left: int | None = None) -> None:

@@ -251,6 +251,8 @@ class ApproveIn(Body):
     money_override: MoneyOverrideIn | None = None
     # who is responsible for each ``other`` item; an undecided one is the merchant's on approval
     responsibility: Annotated[list[ResponsibilityIn], Meta(max_length=500)] = []
+    # refund without return (returns only): the customer keeps the item and is paid back now
+    keep_item: bool = False
 
 
 class RejectIn(Body):

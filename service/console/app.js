@@ -467,7 +467,9 @@ function prepareActions(item, fresh) {
   $("#next-none").hidden = Boolean(next);
   $("#next").textContent = next ? t(LABELS[next]) : "";
   $("#next").dataset.target = next || "";
-  const rules = $('#actions form[data-action="approve"] select');
+  $("#approve-keep").hidden = item.type !== "return";
+  $("#approve-responsibility").hidden = undecided(item).length === 0;
+  const rules = $('#actions form[data-action="approve"] select[name="override_rule"]');
   rules.replaceChildren(el("option", t("none"), { value: "" }), ...item.decision.outcomes.map((o) => el("option", t(`rules.${o.rule}`), { value: o.rule })));
   $("#quote-label").textContent = t("quote", { currency: item.money.currency });
   $("#receive-items").replaceChildren(...item.items.map((i) => {
@@ -485,6 +487,11 @@ function prepareActions(item, fresh) {
   }));
 }
 
+/** The items whose responsibility waits for the agent (reason "other", not yet decided). */
+function undecided(item) {
+  return item.items.filter((i) => i.responsibility === "unknown");
+}
+
 function resetForm(form) {
   form.reset();
   delete form.dataset.confirming;
@@ -498,6 +505,10 @@ function bodyFor(action, form) {
   const currency = current.money.currency;
   if (action === "approve") {
     const body = { note: data.get("note") || null, overrides: [] };
+    if (current.type === "return" && data.get("keep_item") === "on") body.keep_item = true;
+    const who = data.get("responsibility");
+    const open = undecided(current);
+    if (open.length) body.responsibility = open.map((i) => ({ line_id: i.line_id, responsibility: who }));
     if (data.get("override_rule")) {
       if (!data.get("override_reason")) throw new Error(t("override_needs_reason"));
       body.overrides.push({ rule: data.get("override_rule"), reason: data.get("override_reason") });

@@ -4,6 +4,9 @@ store credit, short shipments, failures and retries, and the captured-amount gua
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
 
 from adapters.gateways.simulated import SimulatedGateway
 from service.ports import GatewayRefund
@@ -189,3 +192,67 @@ def test_a_receipt_never_promises_more_than_is_left_of_the_capture(tenant: Tenan
     closed = eventually(lambda: _closed(tenant, case["id"]))
     assert sum(r.amount for r in _at_gateway(gateway, "pi_low")) == 1000
     assert tenant.agent.post(f"/admin/v1/refunds/{closed['refunds'][0]['id']}/retry").status_code == 409
+
+
+OTHER = [{"line_id": "l1", "quantity": 1, "reason": "other", "note": "it is not what the picture showed"}]
+
+
+@pytest.mark.parametrize(("responsibility", "paid"), [("customer", 1999), ("merchant", 1999 + 495)])
+def test_an_agent_refunds_without_return(
+    tenant: Tenant, gateway: SimulatedGateway, responsibility: str, paid: int
+) -> None:
+    """Refund without return: the customer keeps the item, nobody pays a label that is never
+    used, the refund goes out at once (with the original shipping when the merchant is at fault)."""
+    order = tenant.put_order()
+    case = tenant.open_case(order["order_id"], items=OTHER).json()
+    assert case["state"] == "pending_review"
+    approved = tenant.agent.post(
+        f"/admin/v1/cases/{case['id']}/approve",
+        json={"keep_item": True, "responsibility": [{"line_id": "l1", "responsibility": responsibility}]},
+    )
+    assert approved.status_code == 200, approved.text
+    money = approved.json()["money"]
+    assert money["return_shipping"]["customer_share"] == 0 and money["refund_total"] == paid
+    assert approved.json()["state"] == "refund_pending"
+    closed = eventually(lambda: _closed(tenant, case["id"]))
+    assert [(r.amount, r.status) for r in _gateway_refunds_for(gateway, closed)] == [(paid, "succeeded")]
+    kinds = [e["type"] for e in tenant.agent.get(f"/admin/v1/cases/{case['id']}/events").json()["items"]]
+    assert "refund_without_return" in kinds and "receive" not in kinds
+
+
+def test_twenty_clicks_on_refund_without_return_pay_once(tenant: Tenant, gateway: SimulatedGateway) -> None:
+    order = tenant.put_order()
+    case = tenant.open_case(order["order_id"], items=OTHER).json()
+    path = f"/admin/v1/cases/{case['id']}/approve"
+    with ThreadPoolExecutor(20) as pool:
+        codes = sorted(pool.map(lambda _: tenant.agent.post(path, json={"keep_item": True}).status_code, range(20)))
+    assert codes == [200] + [409] * 19
+    closed = eventually(lambda: _closed(tenant, case["id"]))
+    assert [r.amount for r in _gateway_refunds_for(gateway, closed)] == [1999 + 495]
+
+
+def test_only_a_return_is_refunded_without_return(tenant: Tenant) -> None:
+    order = tenant.put_order()
+    case = tenant.open_case(
+        order["order_id"], type="exchange", resolution=None,
+        items=[{**OTHER[0], "replacement_sku": "TSHIRT-L"}],
+    ).json()
+    answer = tenant.agent.post(f"/admin/v1/cases/{case['id']}/approve", json={"keep_item": True})
+    assert answer.status_code == 422 and [e["field"] for e in answer.json()["errors"]] == ["keep_item"]
+    after = _case(tenant, case["id"])
+    assert after["state"] == case["state"] and after["version"] == case["version"]
+
+
+def test_twenty_clicks_on_receive_pay_once(tenant: Tenant, gateway: SimulatedGateway) -> None:
+    """Every click loads the case before any of them locks the order; those that waited for the
+    lock hold a stale case and must be told (409), not answered a 422 or paid twice."""
+    order = tenant.put_order()
+    case = tenant.open_case(order["order_id"], items=[{"line_id": "l1", "quantity": 1, "reason": "changed_mind"}]).json()
+    assert case["state"] == "approved"
+    body = {"items": [{"line_id": "l1", "quantity": 1, "condition": "as_new"}]}
+    path = f"/admin/v1/cases/{case['id']}/receive"
+    with ThreadPoolExecutor(20) as pool:
+        codes = sorted(pool.map(lambda _: tenant.agent.post(path, json=body).status_code, range(20)))
+    assert codes == [200] + [409] * 19
+    closed = eventually(lambda: _closed(tenant, case["id"]))
+    assert [r.amount for r in _gateway_refunds_for(gateway, closed)] == [closed["money"]["refund_total"]]
