@@ -203,13 +203,8 @@ async function fetchImage(path) {
 
 function prepareActions(item) {
   const allowed = new Set(item.allowed_actions);
-  const forms = {
-    approve: allowed.has("approve"), reject: allowed.has("reject"), "request-info": allowed.has("request_info"),
-    receive: allowed.has("receive"), "ship-replacement": allowed.has("ship_replacement"), "ship-back": allowed.has("ship_back"),
-    "repair/diagnose": allowed.has("repair_in_warranty") || allowed.has("quote"),
-    "repair/complete": item.state === "repairing", notes: true,
-  };
-  for (const form of document.querySelectorAll("#actions form")) form.hidden = !forms[form.dataset.action];
+  // allowed_actions names the endpoints themselves, as each form's data-action does
+  for (const form of document.querySelectorAll("#actions form")) form.hidden = !allowed.has(form.dataset.action);
   const rules = document.querySelector('#actions form[data-action="approve"] select');
   rules.replaceChildren(el("option", "", { value: "" }), ...item.decision.outcomes.map((o) => el("option", o.rule, { value: o.rule })));
   $("#receive-items").replaceChildren(...item.items.map((i) => {
