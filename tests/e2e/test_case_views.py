@@ -28,31 +28,65 @@ def _ok(response: httpx.Response) -> dict[str, Any]:
 # --------------------------------------------------------------------------- why, and for whom
 
 
-def test_the_storefront_reads_the_agents_question_and_the_rejection(tenant: Tenant) -> None:
+def test_the_storefront_reads_the_agents_question_and_the_rejection(
+    tenant: Tenant,
+) -> None:
     order = tenant.put_order()
     case = _ok(tenant.open_case(order["order_id"], items=OTHER))
     assert case["info_request"] is None and case["rejection"] is None
-    _ok(tenant.agent.post(f"/admin/v1/cases/{case['id']}/request-info", json={"message": "A photo of the seam, please"}))
-    _ok(tenant.agent.post(f"/admin/v1/cases/{case['id']}/notes", json={"text": "customer sounded upset"}))
-    _ok(tenant.agent.post(f"/admin/v1/cases/{case['id']}/assign", json={"assignee": "ann"}))
+    _ok(
+        tenant.agent.post(
+            f"/admin/v1/cases/{case['id']}/request-info",
+            json={"message": "A photo of the seam, please"},
+        )
+    )
+    _ok(
+        tenant.agent.post(
+            f"/admin/v1/cases/{case['id']}/notes",
+            json={"text": "customer sounded upset"},
+        )
+    )
+    _ok(
+        tenant.agent.post(
+            f"/admin/v1/cases/{case['id']}/assign", json={"assignee": "ann"}
+        )
+    )
     seen = _ok(tenant.storefront.get(f"/v1/cases/{case['id']}"))
     assert seen["state"] == "info_requested"
-    assert seen["info_request"]["message"] == "A photo of the seam, please" and seen["info_request"]["at"]
-    assert seen["notes"] == [] and seen["assignee"] is None, "internal notes and the assignee are the agents'"
+    assert (
+        seen["info_request"]["message"] == "A photo of the seam, please"
+        and seen["info_request"]["at"]
+    )
+    assert seen["notes"] == [] and seen["assignee"] is None, (
+        "internal notes and the assignee are the agents'"
+    )
     agent_view = _ok(tenant.agent.get(f"/admin/v1/cases/{case['id']}"))
-    assert agent_view["notes"][0]["text"] == "customer sounded upset" and agent_view["assignee"] == "ann"
+    assert (
+        agent_view["notes"][0]["text"] == "customer sounded upset"
+        and agent_view["assignee"] == "ann"
+    )
     assert agent_view["info_request"] == seen["info_request"]
 
-    _ok(tenant.storefront.post(f"/v1/cases/{case['id']}/info", json={"message": "sent by mail"}))
+    _ok(
+        tenant.storefront.post(
+            f"/v1/cases/{case['id']}/info", json={"message": "sent by mail"}
+        )
+    )
     rejected = _ok(
         tenant.agent.post(
-            f"/admin/v1/cases/{case['id']}/reject", json={"reason": "wear_and_tear", "note": "the seam wore out with use"}
+            f"/admin/v1/cases/{case['id']}/reject",
+            json={"reason": "wear_and_tear", "note": "the seam wore out with use"},
         )
     )
     assert rejected["rejection"]["reason"] == "wear_and_tear"
     seen = _ok(tenant.storefront.get(f"/v1/cases/{case['id']}"))
-    assert seen["rejection"] == {**rejected["rejection"], "note": "the seam wore out with use"}
-    listed = _ok(tenant.storefront.get("/v1/cases", params={"order_id": order["order_id"]}))["items"]
+    assert seen["rejection"] == {
+        **rejected["rejection"],
+        "note": "the seam wore out with use",
+    }
+    listed = _ok(
+        tenant.storefront.get("/v1/cases", params={"order_id": order["order_id"]})
+    )["items"]
     assert listed[0]["rejection"] == seen["rejection"] and listed[0]["notes"] == []
 
 
@@ -63,29 +97,51 @@ def test_both_sides_read_why_the_money_was_overridden(tenant: Tenant) -> None:
     _ok(
         tenant.agent.post(
             f"/admin/v1/cases/{case['id']}/approve",
-            json={"money_override": {"refund_total": 1234, "reason": "goodwill: late parcel"}},
+            json={
+                "money_override": {
+                    "refund_total": 1234,
+                    "reason": "goodwill: late parcel",
+                }
+            },
         )
     )
-    for client, path in ((tenant.storefront, "/v1/cases"), (tenant.agent, "/admin/v1/cases")):
+    for client, path in (
+        (tenant.storefront, "/v1/cases"),
+        (tenant.agent, "/admin/v1/cases"),
+    ):
         view = _ok(client.get(f"{path}/{case['id']}"))
         override = view["money_override"]
-        assert override["refund_total"] == 1234 and override["reason"] == "goodwill: late parcel"
+        assert (
+            override["refund_total"] == 1234
+            and override["reason"] == "goodwill: late parcel"
+        )
         assert override["by_role"] == "agent" and override["at"]
         assert view["money"]["refund_total"] == 1234
 
 
 # --------------------------------------------------------------------------- allowed actions
 
-Step = tuple[str, str, Any]  # (side, endpoint suffix, body or a function of the case giving it)
+Step = tuple[
+    str, str, Any
+]  # (side, endpoint suffix, body or a function of the case giving it)
 
 
 def _approve_body(case: dict[str, Any]) -> dict[str, Any]:
     rules = {o["rule"] for o in case["decision"]["outcomes"]}
-    return {"overrides": [{"rule": "photo_evidence", "reason": "seen at the counter"}] if "photo_evidence" in rules else []}
+    return {
+        "overrides": [{"rule": "photo_evidence", "reason": "seen at the counter"}]
+        if "photo_evidence" in rules
+        else []
+    }
 
 
 def _receive_body(case: dict[str, Any]) -> dict[str, Any]:
-    return {"items": [{"line_id": i["line_id"], "quantity": i["quantity"], "condition": "as_new"} for i in case["items"]]}
+    return {
+        "items": [
+            {"line_id": i["line_id"], "quantity": i["quantity"], "condition": "as_new"}
+            for i in case["items"]
+        ]
+    }
 
 
 BODIES: dict[str, Any] = {
@@ -112,7 +168,14 @@ OPENINGS: dict[str, dict[str, Any]] = {
     "exchange": {
         "type": "exchange",
         "resolution": None,
-        "items": [{"line_id": "l1", "quantity": 1, "reason": "wrong_size", "replacement_sku": "TSHIRT-L"}],
+        "items": [
+            {
+                "line_id": "l1",
+                "quantity": 1,
+                "reason": "wrong_size",
+                "replacement_sku": "TSHIRT-L",
+            }
+        ],
     },
     "repair": {
         "type": "repair",
@@ -131,25 +194,54 @@ PATHS: dict[tuple[str, str], tuple[str, list[Step]]] = {
     ("return", "info_requested"): ("return_other", [("ag", "request-info", None)]),
     ("return", "rejected"): ("return_other", [("ag", "reject", None)]),
     ("return", "closed"): ("return_credit", [("ag", "receive", None)]),
-    ("return", "closed+surveyed"): ("return_credit", [("ag", "receive", None), ("sf", "survey", None)]),
+    ("return", "closed+surveyed"): (
+        "return_credit",
+        [("ag", "receive", None), ("sf", "survey", None)],
+    ),
     ("exchange", "approved"): ("exchange", []),
     ("exchange", "received"): ("exchange", [("ag", "receive", None)]),
-    ("exchange", "replacement_shipped"): ("exchange", [("ag", "receive", None), ("ag", "ship-replacement", None)]),
+    ("exchange", "replacement_shipped"): (
+        "exchange",
+        [("ag", "receive", None), ("ag", "ship-replacement", None)],
+    ),
     ("exchange", "closed"): (
         "exchange",
-        [("ag", "receive", None), ("ag", "ship-replacement", None), ("ag", "close", None)],
+        [
+            ("ag", "receive", None),
+            ("ag", "ship-replacement", None),
+            ("ag", "close", None),
+        ],
     ),
     ("repair", "pending_review"): ("repair", []),
     ("repair", "approved"): ("repair", [("ag", "approve", None)]),
-    ("repair", "diagnosing"): ("repair", [("ag", "approve", None), ("ag", "receive", None)]),
-    ("repair", "quote_pending"): ("repair", [("ag", "approve", None), ("ag", "receive", None), ("ag", "repair/diagnose", None)]),
+    ("repair", "diagnosing"): (
+        "repair",
+        [("ag", "approve", None), ("ag", "receive", None)],
+    ),
+    ("repair", "quote_pending"): (
+        "repair",
+        [
+            ("ag", "approve", None),
+            ("ag", "receive", None),
+            ("ag", "repair/diagnose", None),
+        ],
+    ),
     ("repair", "repairing"): (
         "repair",
-        [("ag", "approve", None), ("ag", "receive", None), ("ag", "repair/diagnose", {"finding": "zip", "in_warranty": True})],
+        [
+            ("ag", "approve", None),
+            ("ag", "receive", None),
+            ("ag", "repair/diagnose", {"finding": "zip", "in_warranty": True}),
+        ],
     ),
     ("repair", "shipped_back"): (
         "repair",
-        [("ag", "approve", None), ("ag", "receive", None), ("ag", "repair/diagnose", None), ("sf", "quote/decline", None)],
+        [
+            ("ag", "approve", None),
+            ("ag", "receive", None),
+            ("ag", "repair/diagnose", None),
+            ("sf", "quote/decline", None),
+        ],
     ),
     ("repair", "closed"): (
         "repair",
@@ -165,11 +257,18 @@ PATHS: dict[tuple[str, str], tuple[str, list[Step]]] = {
 PREFIX = {"sf": "/v1", "ag": "/admin/v1"}
 
 
-def _call(tenant: Tenant, side: str, case: dict[str, Any], name: str, body: Any = None) -> httpx.Response:
+def _call(
+    tenant: Tenant, side: str, case: dict[str, Any], name: str, body: Any = None
+) -> httpx.Response:
     url = f"{PREFIX[side]}/cases/{case['id']}/{name}"
     client = tenant.storefront if side == "sf" else tenant.agent
     if name == "photos":
-        return client.post(url, files={"file": ("p.png", encode(photo(seed=next(_seeds)), "PNG"), "image/png")})
+        return client.post(
+            url,
+            files={
+                "file": ("p.png", encode(photo(seed=next(_seeds)), "PNG"), "image/png")
+            },
+        )
     body = BODIES.get(name) if body is None else body
     body = body(case) if isinstance(body, Callable) else body
     return client.post(url, json=body) if body is not None else client.post(url)
@@ -189,7 +288,11 @@ def _build(tenant: Tenant, kind: str, state: str) -> str:
 def _case_endpoints(document: dict[str, Any], prefix: str) -> set[str]:
     """The POST endpoints on one case under ``prefix``, as path suffixes, from the OpenAPI document."""
     start = f"{prefix}/cases/{{case_id}}/"
-    return {path.removeprefix(start) for path, ops in document["paths"].items() if path.startswith(start) and "post" in ops}
+    return {
+        path.removeprefix(start)
+        for path, ops in document["paths"].items()
+        if path.startswith(start) and "post" in ops
+    }
 
 
 @pytest.fixture(scope="module")
@@ -203,22 +306,36 @@ def test_allowed_actions_are_the_endpoints_that_work_now(
     tenant: Tenant, endpoints: dict[str, set[str]], kind: str, state: str
 ) -> None:
     case_id = _build(tenant, kind, state)
-    views = {"sf": _ok(tenant.storefront.get(f"/v1/cases/{case_id}")), "ag": _ok(tenant.agent.get(f"/admin/v1/cases/{case_id}"))}
-    assert "assign" in views["ag"]["allowed_actions"] and "notes" in views["ag"]["allowed_actions"]
+    views = {
+        "sf": _ok(tenant.storefront.get(f"/v1/cases/{case_id}")),
+        "ag": _ok(tenant.agent.get(f"/admin/v1/cases/{case_id}")),
+    }
+    assert (
+        "assign" in views["ag"]["allowed_actions"]
+        and "notes" in views["ag"]["allowed_actions"]
+    )
     for side, view in views.items():
         listed = view["allowed_actions"]
         assert len(listed) == len(set(listed))
-        assert set(listed) <= endpoints[side], f"not POST {PREFIX[side]}/cases/{{case_id}}/…: {set(listed) - endpoints[side]}"
+        assert set(listed) <= endpoints[side], (
+            f"not POST {PREFIX[side]}/cases/{{case_id}}/…: {set(listed) - endpoints[side]}"
+        )
         # an endpoint not listed is refused, and leaves the case as it was
         for name in sorted(endpoints[side] - set(listed)):
             refused = _call(tenant, side, view, name)
             assert refused.status_code == 409, (kind, state, side, name, refused.text)
         after = _ok(tenant.agent.get(f"/admin/v1/cases/{case_id}"))
-        assert after["version"] == views["ag"]["version"], "a refused call changed nothing"
+        assert after["version"] == views["ag"]["version"], (
+            "a refused call changed nothing"
+        )
         # each listed endpoint works, on a case of its own in this state
         for name in listed:
             fresh_id = _build(tenant, kind, state)
-            fresh = _ok((tenant.storefront if side == "sf" else tenant.agent).get(f"{PREFIX[side]}/cases/{fresh_id}"))
+            fresh = _ok(
+                (tenant.storefront if side == "sf" else tenant.agent).get(
+                    f"{PREFIX[side]}/cases/{fresh_id}"
+                )
+            )
             done = _call(tenant, side, fresh, name)
             assert done.status_code in (200, 201), (kind, state, side, name, done.text)
 
@@ -226,7 +343,15 @@ def test_allowed_actions_are_the_endpoints_that_work_now(
 def test_system_actions_never_appear(tenant: Tenant) -> None:
     order = tenant.put_order()
     case = _ok(tenant.open_case(order["order_id"]))
-    system = {"auto_approve", "submit_for_review", "ship", "start_refund", "refund_succeeded", "quote", "repair_in_warranty"}
+    system = {
+        "auto_approve",
+        "submit_for_review",
+        "ship",
+        "start_refund",
+        "refund_succeeded",
+        "quote",
+        "repair_in_warranty",
+    }
     assert case["allowed_actions"] == ["return-shipment", "cancel", "photos"]
     agent = _ok(tenant.agent.get(f"/admin/v1/cases/{case['id']}"))["allowed_actions"]
     assert agent == ["receive", "assign", "notes"] and not system & set(agent)
@@ -237,23 +362,62 @@ def test_system_actions_never_appear(tenant: Tenant) -> None:
 
 def test_a_customer_who_returns_much_gets_a_flagged_case(tenant: Tenant) -> None:
     customer = {"id": "cus_returns_much", "email": None}
-    lines = [{"line_id": "l1", "sku": "A", "title": "A", "quantity": 4, "unit_price": 1000}]
-    first = tenant.put_order(customer=customer, lines=lines, payment={"gateway": "stripe", "reference": "pi", "captured_amount": 4000})
-    case = _ok(tenant.open_case(first["order_id"], items=[{"line_id": "l1", "quantity": 1, "reason": "changed_mind"}]))
-    assert case["flags"] == [] and _ok(tenant.agent.get(f"/admin/v1/cases/{case['id']}"))["flags"] == []
-    again = _ok(tenant.open_case(first["order_id"], items=[{"line_id": "l1", "quantity": 1, "reason": "wrong_size"}]))
-    assert _ok(tenant.agent.get(f"/admin/v1/cases/{again['id']}"))["flags"] == [], "1 of 4 returned: not yet"
-    third = _ok(tenant.open_case(first["order_id"], items=[{"line_id": "l1", "quantity": 1, "reason": "wrong_size"}]))
+    lines = [
+        {"line_id": "l1", "sku": "A", "title": "A", "quantity": 4, "unit_price": 1000}
+    ]
+    first = tenant.put_order(
+        customer=customer,
+        lines=lines,
+        payment={"gateway": "stripe", "reference": "pi", "captured_amount": 4000},
+    )
+    case = _ok(
+        tenant.open_case(
+            first["order_id"],
+            items=[{"line_id": "l1", "quantity": 1, "reason": "changed_mind"}],
+        )
+    )
+    assert (
+        case["flags"] == []
+        and _ok(tenant.agent.get(f"/admin/v1/cases/{case['id']}"))["flags"] == []
+    )
+    again = _ok(
+        tenant.open_case(
+            first["order_id"],
+            items=[{"line_id": "l1", "quantity": 1, "reason": "wrong_size"}],
+        )
+    )
+    assert _ok(tenant.agent.get(f"/admin/v1/cases/{again['id']}"))["flags"] == [], (
+        "1 of 4 returned: not yet"
+    )
+    third = _ok(
+        tenant.open_case(
+            first["order_id"],
+            items=[{"line_id": "l1", "quantity": 1, "reason": "wrong_size"}],
+        )
+    )
     flagged = _ok(tenant.agent.get(f"/admin/v1/cases/{third['id']}"))
     assert flagged["flags"] == ["high_return_rate"], "2 of 4 returned before it: half"
     assert third["flags"] == [], "the storefront does not see the flag"
     events = _ok(tenant.agent.get(f"/admin/v1/cases/{third['id']}/events"))["items"]
     flag_event = next(e for e in events if e["type"] == "flagged")
     assert flag_event["actor_role"] == "system"
-    assert flag_event["data"] == {"flag": "high_return_rate", "items_returned_90d": 2, "items_purchased_90d": 4}
+    assert flag_event["data"] == {
+        "flag": "high_return_rate",
+        "items_returned_90d": 2,
+        "items_purchased_90d": 4,
+    }
     # the flag speaks of this case: the customer is not marked as a reused photo marks them
-    queue = _ok(tenant.agent.get("/admin/v1/cases", params={"flagged": "true"}))["items"]
+    queue = _ok(tenant.agent.get("/admin/v1/cases", params={"flagged": "true"}))[
+        "items"
+    ]
     assert third["id"] not in {c["id"] for c in queue}
-    other = tenant.put_order(customer={"id": "cus_returns_little", "email": None}, lines=lines)
-    calm = _ok(tenant.open_case(other["order_id"], items=[{"line_id": "l1", "quantity": 1, "reason": "changed_mind"}]))
+    other = tenant.put_order(
+        customer={"id": "cus_returns_little", "email": None}, lines=lines
+    )
+    calm = _ok(
+        tenant.open_case(
+            other["order_id"],
+            items=[{"line_id": "l1", "quantity": 1, "reason": "changed_mind"}],
+        )
+    )
     assert _ok(tenant.agent.get(f"/admin/v1/cases/{calm['id']}"))["flags"] == []
