@@ -185,6 +185,14 @@ OPENINGS: dict[str, dict[str, Any]] = {
     },
 }
 
+# Each case walks from its opening, one step after another, to the state it rests in.
+_RECEIVED = [("ag", "receive", None)]
+_SHIPPED = [*_RECEIVED, ("ag", "ship-replacement", None)]
+_DIAGNOSING = [("ag", "approve", None), *_RECEIVED]
+_QUOTED = [*_DIAGNOSING, ("ag", "repair/diagnose", None)]
+_DECLINED = [*_QUOTED, ("sf", "quote/decline", None)]
+_IN_WARRANTY = {"finding": "zip", "in_warranty": True}
+
 # Every state of every type a case rests in (refund_pending and refunded pass by themselves).
 PATHS: dict[tuple[str, str], tuple[str, list[Step]]] = {
     ("return", "approved"): ("return", []),
@@ -193,66 +201,25 @@ PATHS: dict[tuple[str, str], tuple[str, list[Step]]] = {
     ("return", "pending_review"): ("return_other", []),
     ("return", "info_requested"): ("return_other", [("ag", "request-info", None)]),
     ("return", "rejected"): ("return_other", [("ag", "reject", None)]),
-    ("return", "closed"): ("return_credit", [("ag", "receive", None)]),
+    ("return", "closed"): ("return_credit", _RECEIVED),
     ("return", "closed+surveyed"): (
         "return_credit",
-        [("ag", "receive", None), ("sf", "survey", None)],
+        [*_RECEIVED, ("sf", "survey", None)],
     ),
     ("exchange", "approved"): ("exchange", []),
-    ("exchange", "received"): ("exchange", [("ag", "receive", None)]),
-    ("exchange", "replacement_shipped"): (
-        "exchange",
-        [("ag", "receive", None), ("ag", "ship-replacement", None)],
-    ),
-    ("exchange", "closed"): (
-        "exchange",
-        [
-            ("ag", "receive", None),
-            ("ag", "ship-replacement", None),
-            ("ag", "close", None),
-        ],
-    ),
+    ("exchange", "received"): ("exchange", _RECEIVED),
+    ("exchange", "replacement_shipped"): ("exchange", _SHIPPED),
+    ("exchange", "closed"): ("exchange", [*_SHIPPED, ("ag", "close", None)]),
     ("repair", "pending_review"): ("repair", []),
     ("repair", "approved"): ("repair", [("ag", "approve", None)]),
-    ("repair", "diagnosing"): (
-        "repair",
-        [("ag", "approve", None), ("ag", "receive", None)],
-    ),
-    ("repair", "quote_pending"): (
-        "repair",
-        [
-            ("ag", "approve", None),
-            ("ag", "receive", None),
-            ("ag", "repair/diagnose", None),
-        ],
-    ),
+    ("repair", "diagnosing"): ("repair", _DIAGNOSING),
+    ("repair", "quote_pending"): ("repair", _QUOTED),
     ("repair", "repairing"): (
         "repair",
-        [
-            ("ag", "approve", None),
-            ("ag", "receive", None),
-            ("ag", "repair/diagnose", {"finding": "zip", "in_warranty": True}),
-        ],
+        [*_DIAGNOSING, ("ag", "repair/diagnose", _IN_WARRANTY)],
     ),
-    ("repair", "shipped_back"): (
-        "repair",
-        [
-            ("ag", "approve", None),
-            ("ag", "receive", None),
-            ("ag", "repair/diagnose", None),
-            ("sf", "quote/decline", None),
-        ],
-    ),
-    ("repair", "closed"): (
-        "repair",
-        [
-            ("ag", "approve", None),
-            ("ag", "receive", None),
-            ("ag", "repair/diagnose", None),
-            ("sf", "quote/decline", None),
-            ("ag", "close", None),
-        ],
-    ),
+    ("repair", "shipped_back"): ("repair", _DECLINED),
+    ("repair", "closed"): ("repair", [*_DECLINED, ("ag", "close", None)]),
 }
 PREFIX = {"sf": "/v1", "ag": "/admin/v1"}
 
