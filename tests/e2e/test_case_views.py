@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support.flows import EXCHANGE
 from tests.support.images import encode, photo
 from tests.support.tenants import Tenant
 
@@ -165,18 +166,7 @@ OPENINGS: dict[str, dict[str, Any]] = {
     "return": {},
     "return_other": {"items": OTHER},
     "return_credit": {"resolution": "store_credit"},
-    "exchange": {
-        "type": "exchange",
-        "resolution": None,
-        "items": [
-            {
-                "line_id": "l1",
-                "quantity": 1,
-                "reason": "wrong_size",
-                "replacement_sku": "TSHIRT-L",
-            }
-        ],
-    },
+    "exchange": EXCHANGE,
     "repair": {
         "type": "repair",
         "resolution": None,
