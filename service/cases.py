@@ -133,6 +133,9 @@ class ReturnRateFlag(msgspec.Struct, frozen=True):
         return bought >= max(1, self.min_items) and history.items_returned_90d >= self.rate * bought
 
 
+DEFAULT_RETURN_RATE = ReturnRateFlag()
+
+
 class IdempotencyConflict(Exception):
     """The Idempotency-Key was used before with a different request body."""
 
@@ -149,14 +152,14 @@ class CaseService:
         refunds: RefundService,
         clock: Callable[[], datetime] = utcnow,
         sla: Mapping[CaseState, timedelta] = DEFAULT_SLA,
-        return_rate: ReturnRateFlag = ReturnRateFlag(),
+        return_rate: ReturnRateFlag = DEFAULT_RETURN_RATE,
     ) -> None:
-        self.return_rate = return_rate
         self.db = db
         self.policies = policies
         self.refunds = refunds
         self.clock = clock
         self.sla = sla
+        self.return_rate = return_rate
 
     def _restart_sla(self, case: Case, at: datetime) -> None:
         """The configured time the case's (new) state may take before it is overdue."""
@@ -252,8 +255,9 @@ class CaseService:
             )
             if self.return_rate.applies(facts.customer):
                 case.flags = [HIGH_RETURN_RATE]
-                history = {"items_returned_90d": facts.customer.items_returned_90d, "items_purchased_90d": facts.customer.items_purchased_90d}
-                case.record("flagged", SYSTEM, now, {"flag": HIGH_RETURN_RATE, **history})
+                history = facts.customer
+                counts = {"items_returned_90d": history.items_returned_90d, "items_purchased_90d": history.items_purchased_90d}
+                case.record("flagged", SYSTEM, now, {"flag": HIGH_RETURN_RATE, **counts})
             first_step = CaseAction.AUTO_APPROVE if decision.auto_approve else CaseAction.SUBMIT_FOR_REVIEW
             case.apply(first_step, actor_of(principal), now, {"policy_version": decision.policy_version})
             if case.state == CaseState.APPROVED:
@@ -419,12 +423,12 @@ class CaseService:
         the same events, webhooks and survey request as an agent's close. Each case is locked
         (others are skipped), so any number of workers may run this; answers how many closed."""
         at = self.clock()
+        why = {"why": "nobody closed it after shipping", "after_days": after / timedelta(days=1)}
         async with self.db.transaction() as repos:
             cases = await repos.claim_idle_cases(list(AUTO_CLOSED), at - after, limit)
             for case in cases:
                 loaded_version = case.version
-                waited = after / timedelta(days=1)
-                case.apply(CaseAction.CLOSE, SYSTEM, at, {"why": "nobody closed it after shipping", "after_days": waited})
+                case.apply(CaseAction.CLOSE, SYSTEM, at, why)
                 self._restart_sla(case, at)
                 await repos.save_case(case, loaded_version)
         return len(cases)
