@@ -243,6 +243,37 @@ class Survey(msgspec.Struct, frozen=True):
     at: datetime
 
 
+class InfoRequest(msgspec.Struct, frozen=True):
+    """The agent's last question to the customer (``request-info``); the customer reads it."""
+
+    message: str
+    at: datetime
+
+
+class Rejection(msgspec.Struct, frozen=True):
+    """Why the case was rejected: the reason and its note are written for the customer."""
+
+    reason: str
+    note: str | None
+    at: datetime
+
+
+class MoneyOverrideRecord(msgspec.Struct, frozen=True):
+    """Why and by whom the policy's money was replaced on approval (the figure is ``money_override``)."""
+
+    reason: str
+    by: Actor
+    at: datetime
+
+
+# A photo already seen on another customer's case: it accuses the customer, so it marks them.
+REUSED_PHOTO = "reused_photo"
+# Many returns lately (see ``service.cases``): a fact about recent history, judged again for
+# every new case, so it marks this case only, never the customer.
+HIGH_RETURN_RATE = "high_return_rate"
+CUSTOMER_FLAGS = frozenset({REUSED_PHOTO})
+
+
 class CaseEvent(msgspec.Struct, frozen=True):
     case_id: str
     type: str  # the action, or a non-transition event such as "created", "note_added"
@@ -278,6 +309,9 @@ class Case(msgspec.Struct):
     # an agent's approved figure for what the case pays back (refund or credit), audited on the
     # approval; it stands over the policy's money when the case is settled on receipt
     money_override: int | None = None
+    money_override_record: MoneyOverrideRecord | None = None
+    info_request: InfoRequest | None = None
+    rejection: Rejection | None = None
     # refund without return: an agent let the customer keep the item on approval (a return only)
     kept_by_agent: bool = False
     version: int = 1
@@ -322,6 +356,11 @@ class Case(msgspec.Struct):
             CaseEvent(case_id, "created", actor, at, None, CaseState.REQUESTED, {"type": case_type})
         )
         return case
+
+    @property
+    def flagged(self) -> bool:
+        """A flag that marks the customer: their later cases count them as flagged."""
+        return not CUSTOMER_FLAGS.isdisjoint(self.flags)
 
     @property
     def table(self) -> Table:

@@ -30,6 +30,14 @@ class InvalidTransition(DomainError):
         self.action = action
 
 
+class SurveyAlreadyAnswered(DomainError):
+    """A case's survey is answered once; the case is still closed, so ``invalid_transition``
+    (which names the state) would not say what is wrong."""
+
+    code = "survey_already_answered"
+    status = 409
+
+
 class CurrencyMismatch(DomainError):
     code = "validation_error"
 

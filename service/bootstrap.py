@@ -18,7 +18,7 @@ from adapters.webhook_sender import HttpWebhookSender, LoopResolver
 from domain.cases import DEFAULT_SLA, CaseState
 from policies.registry import RuleRegistry
 from service.api.app import create_app
-from service.cases import CaseService, utcnow
+from service.cases import CaseService, ReturnRateFlag, utcnow
 from service.config import Settings
 from service.container import Services
 from service.finance import FinanceService
@@ -113,7 +113,8 @@ def build_services(
         secret_grace=timedelta(seconds=settings.webhook_secret_grace_seconds),
     )
     verifier = StripeWebhookVerifier(settings.stripe_webhook_secret) if settings.stripe_webhook_secret else None
-    cases = CaseService(db, policies, refunds, utcnow, sla_from(settings))
+    return_rate = ReturnRateFlag(settings.high_return_rate, settings.high_return_rate_min_items)
+    cases = CaseService(db, policies, refunds, utcnow, sla_from(settings), return_rate)
     photos = PhotoService(
         db, blob_store(settings), PillowImageProcessor(), cases, utcnow, per_case=settings.photos_per_case
     )
@@ -129,8 +130,10 @@ def build_services(
         worker=Worker(
             refunds,
             notifications,
+            cases,
             idle_seconds=settings.worker_idle_seconds,
             poll_every_seconds=settings.worker_poll_every_seconds,
+            auto_close_after=timedelta(days=settings.auto_close_days) if settings.auto_close_days > 0 else None,
         ),
         webhook_verifier=verifier,
     )

@@ -13,6 +13,8 @@ import msgspec
 
 from domain.cases import (
     DEFAULT_SLA,
+    HIGH_RETURN_RATE,
+    REUSED_PHOTO,
     SYSTEM,
     Actor,
     Case,
@@ -22,8 +24,11 @@ from domain.cases import (
     CaseType,
     Condition,
     Diagnosis,
+    InfoRequest,
+    MoneyOverrideRecord,
     Note,
     Reason,
+    Rejection,
     Resolution,
     Responsibility,
     Shipment,
@@ -37,11 +42,13 @@ from domain.errors import (
     OrderLocked,
     PolicyViolation,
     RefundExceedsCaptured,
+    SurveyAlreadyAnswered,
 )
 from domain.money import check_currency, to_major
 from domain.orders import Customer, Order, OrderHold, OrderLine, Payment, locked_changes
 from policies.engine import CAPTURED_LIMIT, Policy
 from policies.facts import CustomerHistory, Facts, ItemFacts
+from service.actions import Audience
 from service.dto import (
     ApproveIn,
     AssignIn,
@@ -89,8 +96,9 @@ from service.refunds import RefundService
 from service.views import case_view, event_view, order_view, photo_view, refund_view
 
 HISTORY_WINDOW = timedelta(days=90)
-REUSED_PHOTO = "reused_photo"  # the case's flag when one of its photos was seen on another customer's case
 CHANGE_ATTEMPTS = 3
+# Where an exchange or a repair waits for nothing but the customer's parcel: the worker closes it.
+AUTO_CLOSED = frozenset({CaseState.REPLACEMENT_SHIPPED, CaseState.SHIPPED_BACK})
 # A refund is only ever made on receipt or on a keep-the-item approval (→ refund_pending), so a case
 # in these states has none, and its view needs no query for them.
 NO_REFUNDS_YET = frozenset(
@@ -114,6 +122,23 @@ def actor_of(principal: Principal) -> Actor:
     return Actor(id=principal.key_id, role=principal.role)
 
 
+class ReturnRateFlag(msgspec.Struct, frozen=True):
+    """When a new case gets the ``high_return_rate`` flag: the customer returned at least ``rate``
+    of the items they bought in the last 90 days (``HISTORY_WINDOW``; earlier cases, this one not
+    counted: the measure of the policy's review rule), once they bought at least ``min_items``
+    (fewer say nothing). Configured by ``RETURNS_HIGH_RETURN_RATE`` and ``…_MIN_ITEMS``."""
+
+    rate: float = 0.5
+    min_items: int = 3
+
+    def applies(self, history: CustomerHistory) -> bool:
+        bought = history.items_purchased_90d
+        return bought >= max(1, self.min_items) and history.items_returned_90d >= self.rate * bought
+
+
+DEFAULT_RETURN_RATE = ReturnRateFlag()
+
+
 class IdempotencyConflict(Exception):
     """The Idempotency-Key was used before with a different request body."""
 
@@ -130,12 +155,14 @@ class CaseService:
         refunds: RefundService,
         clock: Callable[[], datetime] = utcnow,
         sla: Mapping[CaseState, timedelta] = DEFAULT_SLA,
+        return_rate: ReturnRateFlag = DEFAULT_RETURN_RATE,
     ) -> None:
         self.db = db
         self.policies = policies
         self.refunds = refunds
         self.clock = clock
         self.sla = sla
+        self.return_rate = return_rate
 
     def _restart_sla(self, case: Case, at: datetime) -> None:
         """The configured time the case's (new) state may take before it is overdue."""
@@ -206,7 +233,7 @@ class CaseService:
                             "this Idempotency-Key was used with a different request body"
                         )
                     case = await repos.get_case(principal.merchant_id, earlier_case_id)
-                    return case_view(case), True
+                    return await self._view(repos, case, Audience.STOREFRONT), True
             policy, facts = await self._facts(repos, principal, body, lock_order=True)
             verdict = policy.evaluate(facts)
             decision = verdict.decision
@@ -229,13 +256,18 @@ class CaseService:
                 customer_note=body.customer_note,
                 issue_description=body.issue_description,
             )
+            if self.return_rate.applies(facts.customer):
+                case.flags = [HIGH_RETURN_RATE]
+                history = facts.customer
+                counts = {"items_returned_90d": history.items_returned_90d, "items_purchased_90d": history.items_purchased_90d}
+                case.record("flagged", SYSTEM, now, {"flag": HIGH_RETURN_RATE, **counts})
             first_step = CaseAction.AUTO_APPROVE if decision.auto_approve else CaseAction.SUBMIT_FOR_REVIEW
             case.apply(first_step, actor_of(principal), now, {"policy_version": decision.policy_version})
             if case.state == CaseState.APPROVED:
                 await self._refund_if_kept(repos, case, actor_of(principal), now)
             self._restart_sla(case, now)
             await repos.add_case(case)
-            return await self._view(repos, case), False
+            return await self._view(repos, case, Audience.STOREFRONT), False
 
     async def _facts(
         self, repos: Repositories, principal: Principal, body: CaseIn, *, lock_order: bool = False
@@ -317,27 +349,29 @@ class CaseService:
 
     # ----------------------------------------------------------------- reading
 
-    async def get_case(self, principal: Principal, case_id: str) -> CaseView:
+    async def get_case(self, principal: Principal, case_id: str, audience: Audience) -> CaseView:
         async with self.db.reading() as repos:
             case = await repos.get_case(principal.merchant_id, case_id)
-            return await self._view(repos, case)
+            return await self._view(repos, case, audience)
 
     async def list_cases(
-        self, principal: Principal, filters: CaseFilter, *, sort: str, limit: int, cursor: str | None
+        self, principal: Principal, filters: CaseFilter, audience: Audience, *, sort: str, limit: int, cursor: str | None
     ) -> CaseList:
         async with self.db.reading() as repos:
             page = await repos.list_cases(principal.merchant_id, filters, sort=sort, limit=limit, cursor=cursor)
-            views = await self._views(repos, principal.merchant_id, page.items)
+            views = await self._views(repos, principal.merchant_id, page.items, audience)
         return CaseList(items=views, next_cursor=page.next_cursor)
 
     async def counts(self, principal: Principal) -> CaseCounts:
         async with self.db.reading() as repos:
             return CaseCounts(counts=await repos.case_counts(principal.merchant_id))
 
-    async def _view(self, repos: Repositories, case: Case) -> CaseView:
-        return (await self._views(repos, case.merchant_id, [case]))[0]
+    async def _view(self, repos: Repositories, case: Case, audience: Audience) -> CaseView:
+        return (await self._views(repos, case.merchant_id, [case], audience))[0]
 
-    async def _views(self, repos: Repositories, merchant_id: str, cases: list[Case]) -> list[CaseView]:
+    async def _views(
+        self, repos: Repositories, merchant_id: str, cases: list[Case], audience: Audience
+    ) -> list[CaseView]:
         """Cases with their refunds and photos, in at most two queries however many cases there
         are, and none for cases that cannot have any (the hot paths: opening, reading, approving)."""
         refunds: dict[str, list[RefundView]] = {}
@@ -348,7 +382,7 @@ class CaseService:
         with_photos = [case.id for case in cases if case.decision.photo_count]
         for photo in await repos.case_photos(merchant_id, with_photos) if with_photos else []:
             photos.setdefault(photo.case_id, []).append(photo_view(photo))
-        return [case_view(case, refunds.get(case.id, []), photos.get(case.id, [])) for case in cases]
+        return [case_view(case, audience, refunds.get(case.id, []), photos.get(case.id, [])) for case in cases]
 
     async def events(self, principal: Principal, case_id: str) -> EventList:
         async with self.db.reading() as repos:
@@ -358,9 +392,12 @@ class CaseService:
 
     # ----------------------------------------------------------------- changing cases
 
-    async def change(self, principal: Principal, case_id: str, if_match: frozenset[int] | None, step: Step) -> CaseView:
+    async def change(
+        self, principal: Principal, case_id: str, if_match: frozenset[int] | None, step: Step, audience: Audience = Audience.STOREFRONT
+    ) -> CaseView:
         """The one shape of every case change: load, check the expected version, let the
-        domain change it, save only if nobody else did meanwhile.
+        domain change it, save only if nobody else did meanwhile. Answers the case as
+        ``audience`` sees it (the storefront's by default: it shows the least).
 
         With ``If-Match`` a concurrent change is the caller's problem (412). Without it the
         caller asked for the change on whatever the case is now, so a lost race is retried on
@@ -379,11 +416,27 @@ class CaseService:
                     if case.state != loaded_state:
                         self._restart_sla(case, at)
                     await repos.save_case(case, loaded_version)
-                    return await self._view(repos, case)
+                    return await self._view(repos, case, audience)
             except VersionConflict:
                 attempts_left -= 1
                 if if_match is not None or attempts_left == 0:
                     raise
+
+    async def auto_close_due(self, after: timedelta, limit: int = 50) -> int:
+        """Close the exchanges and repairs that have waited ``after`` since their item went out
+        (``replacement_shipped``, ``shipped_back``) and nobody closed: done by the system, with
+        the same events, webhooks and survey request as an agent's close. Each case is locked
+        (others are skipped), so any number of workers may run this; answers how many closed."""
+        at = self.clock()
+        why = {"why": "nobody closed it after shipping", "after_days": after / timedelta(days=1)}
+        async with self.db.transaction() as repos:
+            cases = await repos.claim_idle_cases(list(AUTO_CLOSED), at - after, limit)
+            for case in cases:
+                loaded_version = case.version
+                case.apply(CaseAction.CLOSE, SYSTEM, at, why)
+                self._restart_sla(case, at)
+                await repos.save_case(case, loaded_version)
+        return len(cases)
 
     async def cancel(self, principal: Principal, case_id: str) -> CaseView:
         return await self.change(principal, case_id, None, transition(CaseAction.CANCEL))
@@ -449,6 +502,7 @@ class CaseService:
                         remaining=remaining,
                     )
                 case.money_override = body.money_override.refund_total
+                case.money_override_record = MoneyOverrideRecord(reason=body.money_override.reason, by=actor, at=at)
                 _lay_override(case)
             case.apply(
                 CaseAction.APPROVE,
@@ -466,19 +520,28 @@ class CaseService:
             )
             await self._refund_if_kept(repos, case, actor, at)
 
-        return await self.change(principal, case_id, if_match, approve)
+        return await self.change(principal, case_id, if_match, approve, Audience.AGENT)
 
     async def reject(self, principal: Principal, case_id: str, if_match: frozenset[int] | None, body: RejectIn) -> CaseView:
-        return await self.change(
-            principal, case_id, if_match, transition(CaseAction.REJECT, {"reason": body.reason, "note": body.note})
-        )
+        """The reason and its note are for the customer: both show in the storefront's view."""
+
+        async def reject(repos: Repositories, case: Case, actor: Actor, at: datetime) -> None:
+            case.apply(CaseAction.REJECT, actor, at, {"reason": body.reason, "note": body.note})
+            case.rejection = Rejection(reason=body.reason, note=body.note, at=at)
+
+        return await self.change(principal, case_id, if_match, reject, Audience.AGENT)
 
     async def request_info(
         self, principal: Principal, case_id: str, if_match: frozenset[int] | None, body: RequestInfoIn
     ) -> CaseView:
-        return await self.change(
-            principal, case_id, if_match, transition(CaseAction.REQUEST_INFO, {"message": body.message})
-        )
+        """The question stays on the case (``info_request``) for the customer to read; a later
+        request replaces it."""
+
+        async def ask(repos: Repositories, case: Case, actor: Actor, at: datetime) -> None:
+            case.apply(CaseAction.REQUEST_INFO, actor, at, {"message": body.message})
+            case.info_request = InfoRequest(message=body.message, at=at)
+
+        return await self.change(principal, case_id, if_match, ask, Audience.AGENT)
 
     async def _left_for(self, repos: Repositories, case: Case, order: Order) -> int:
         """What ``order`` (held by the caller, so no other case takes it meanwhile) has left to pay
@@ -491,25 +554,31 @@ class CaseService:
             case.record("assigned", actor, at, {"from": case.assignee, "to": body.assignee})
             case.assignee = body.assignee
 
-        return await self.change(principal, case_id, if_match, assign)
+        return await self.change(principal, case_id, if_match, assign, Audience.AGENT)
 
     async def add_note(self, principal: Principal, case_id: str, if_match: frozenset[int] | None, body: NoteIn) -> CaseView:
         async def note(repos: Repositories, case: Case, actor: Actor, at: datetime) -> None:
             case.notes = [*case.notes, Note(author=actor.id, text=body.text, at=at)]
             case.record("note_added", actor, at, {"text": body.text})
 
-        return await self.change(principal, case_id, if_match, note)
+        return await self.change(principal, case_id, if_match, note, Audience.AGENT)
 
     async def close(self, principal: Principal, case_id: str, if_match: frozenset[int] | None, body: CloseIn) -> CaseView:
-        return await self.change(principal, case_id, if_match, transition(CaseAction.CLOSE, {"note": body.note}))
+        return await self.change(
+            principal, case_id, if_match, transition(CaseAction.CLOSE, {"note": body.note}), Audience.AGENT
+        )
 
     async def ship_replacement(
         self, principal: Principal, case_id: str, if_match: frozenset[int] | None, body: ShipmentIn
     ) -> CaseView:
-        return await self.change(principal, case_id, if_match, shipping(CaseAction.SHIP_REPLACEMENT, "replacement", body))
+        return await self.change(
+            principal, case_id, if_match, shipping(CaseAction.SHIP_REPLACEMENT, "replacement", body), Audience.AGENT
+        )
 
     async def ship_back(self, principal: Principal, case_id: str, if_match: frozenset[int] | None, body: ShipmentIn) -> CaseView:
-        return await self.change(principal, case_id, if_match, shipping(CaseAction.SHIP_BACK, "ship_back", body))
+        return await self.change(
+            principal, case_id, if_match, shipping(CaseAction.SHIP_BACK, "ship_back", body), Audience.AGENT
+        )
 
     async def diagnose(self, principal: Principal, case_id: str, if_match: frozenset[int] | None, body: DiagnoseIn) -> CaseView:
         """In warranty: repair it. Out of warranty: quote a price the customer accepts or declines."""
@@ -524,7 +593,7 @@ class CaseService:
             case.apply(action, actor, at, {"finding": body.finding, "in_warranty": body.in_warranty, "quote_amount": quote})
             case.diagnosis = Diagnosis(finding=body.finding, in_warranty=body.in_warranty, quote_amount=quote, at=at)
 
-        return await self.change(principal, case_id, if_match, diagnose)
+        return await self.change(principal, case_id, if_match, diagnose, Audience.AGENT)
 
     async def answer_quote(self, principal: Principal, case_id: str, accept: bool) -> CaseView:
         """The customer's answer: accepted, the quote is due; declined, the item goes back unrepaired."""
@@ -545,7 +614,7 @@ class CaseService:
                 raise InvalidTransition("case", str(case.state), "complete_repair")
             case.record("repair_completed", actor, at, {"note": body.note})
 
-        return await self.change(principal, case_id, if_match, complete)
+        return await self.change(principal, case_id, if_match, complete, Audience.AGENT)
 
     async def survey(self, principal: Principal, case_id: str, body: SurveyIn) -> CaseView:
         """Once, after the case is closed."""
@@ -554,7 +623,7 @@ class CaseService:
             if case.state != CaseState.CLOSED:
                 raise InvalidTransition("case", str(case.state), "survey")
             if case.survey is not None:
-                raise InvalidTransition("case", "surveyed", "survey")
+                raise SurveyAlreadyAnswered(f"the survey of case {case.id} was answered at {case.survey.at.isoformat()}")
             case.survey = Survey(rating=body.rating, comment=body.comment, at=at)
             case.record("survey_submitted", actor, at, {"rating": body.rating, "comment": body.comment})
 
@@ -663,7 +732,7 @@ class CaseService:
             )
             await self._after_receipt(repos, case, order, actor, at)
 
-        return await self.change(principal, case_id, if_match, receive)
+        return await self.change(principal, case_id, if_match, receive, Audience.AGENT)
 
     async def _after_receipt(self, repos: Repositories, case: Case, order: Order, actor: Actor, at: datetime) -> None:
         if case.type == CaseType.REPAIR:

@@ -40,6 +40,9 @@ class Settings(msgspec.Struct, frozen=True):
     gateway_account_read_only: bool = False  # the operator binds accounts; the admin endpoint refuses
     reports_for_agents: bool = False  # agent keys may read the finance reports (and the Reports page) too
     db_pool_max: int = 10
+    high_return_rate: float = 0.5  # a new case is flagged when the customer returned this share of 90 days' items
+    high_return_rate_min_items: int = 3  # ... once they bought at least this many
+    auto_close_days: float = 14.0  # a shipped exchange or repair closes itself after this long (0: never)
     db_acquire_timeout_seconds: float = 5.0  # then 503: a full pool never hangs a request
 
     @classmethod
@@ -75,6 +78,9 @@ class Settings(msgspec.Struct, frozen=True):
             gateway_account_read_only=env.get("RETURNS_GATEWAY_ACCOUNT_READ_ONLY", "0") in ("1", "true", "yes"),
             reports_for_agents=env.get("RETURNS_REPORTS_FOR_AGENTS", "0") in ("1", "true", "yes"),
             db_pool_max=int(env.get("RETURNS_DB_POOL_MAX", "10")),
+            high_return_rate=float(env.get("RETURNS_HIGH_RETURN_RATE", "0.5")),
+            high_return_rate_min_items=int(env.get("RETURNS_HIGH_RETURN_RATE_MIN_ITEMS", "3")),
+            auto_close_days=float(env.get("RETURNS_AUTO_CLOSE_DAYS", "14")),
             db_acquire_timeout_seconds=float(env.get("RETURNS_DB_ACQUIRE_TIMEOUT_SECONDS", "5")),
         )
 

@@ -179,7 +179,34 @@ class PhotoView(msgspec.Struct):
     matches_case_id: str | None = None
 
 
+class InfoRequestView(msgspec.Struct):
+    """The agent's last request for information, for the customer to answer (``info``)."""
+
+    message: str
+    at: datetime
+
+
+class RejectionView(msgspec.Struct):
+    """Why the case was rejected; written for the customer."""
+
+    reason: str
+    note: str | None
+    at: datetime
+
+
+class MoneyOverrideView(msgspec.Struct):
+    """The agent's figure for what the case pays back, in place of the policy's, and why."""
+
+    refund_total: int
+    reason: str
+    by_role: str
+    at: datetime
+
+
 class CaseView(msgspec.Struct):
+    """One case. The storefront's view leaves out what is for agents only: internal ``notes``,
+    the ``assignee``, ``flags`` and which other case a photo matched (empty or null there)."""
+
     id: str
     order_id: str
     customer_id: str
@@ -203,7 +230,12 @@ class CaseView(msgspec.Struct):
     notes: list[Note]
     diagnosis: Diagnosis | None
     survey: Survey | None
+    # the POST endpoints this caller may use on the case now, as path suffixes under
+    # /v1/cases/{id}/ (storefront) or /admin/v1/cases/{id}/ (agent)
     allowed_actions: list[str]
+    info_request: InfoRequestView | None = None
+    rejection: RejectionView | None = None
+    money_override: MoneyOverrideView | None = None
 
 
 class CaseList(msgspec.Struct):

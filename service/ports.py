@@ -194,6 +194,11 @@ class Repositories(Protocol):
 
     async def save_case(self, case: Case, expected_version: int) -> None: ...
 
+    async def claim_idle_cases(self, states: list[str], entered_before: datetime, limit: int) -> list[Case]:
+        """Cases of any merchant that entered one of ``states`` before ``entered_before``,
+        locked for this transaction; rows another transaction holds are skipped."""
+        ...
+
     async def list_cases(
         self, merchant_id: str, filters: CaseFilter, *, sort: str, limit: int, cursor: str | None
     ) -> Page: ...

@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import msgspec
+
 from domain.cases import Case, CaseEvent
 from domain.orders import Order
 from domain.refunds import Refund
-from domain.statemachine import allowed_actions
+from service.actions import Audience, endpoint_actions
 from service.dto import (
     CaseItemView,
     CaseView,
     CustomerIn,
     EventView,
+    InfoRequestView,
+    MoneyOverrideView,
     OrderLineView,
     OrderView,
     PaymentIn,
     PhotoView,
     RefundView,
+    RejectionView,
     ShipmentView,
 )
 from service.ports import OrderCommitments, Photo
@@ -52,8 +57,15 @@ def order_view(order: Order, commitments: OrderCommitments) -> OrderView:
 
 
 def case_view(
-    case: Case, refunds: list[RefundView] | None = None, photos: list[PhotoView] | None = None
+    case: Case, audience: Audience, refunds: list[RefundView] | None = None, photos: list[PhotoView] | None = None
 ) -> CaseView:
+    """The case for ``audience``: the storefront's view says why (the agent's question, the
+    rejection, an override's reason) but not what agents keep to themselves."""
+    agent = audience == Audience.AGENT
+    photos = photos or []
+    if not agent:  # which other (another customer's) case a photo matched is the agents' business
+        photos = [msgspec.structs.replace(p, matches_case_id=None) for p in photos]
+    override = case.money_override_record
     return CaseView(
         id=case.id,
         order_id=case.order_id,
@@ -81,7 +93,7 @@ def case_view(
         decision=case.decision,
         money=case.money,
         refunds=refunds or [],
-        photos=photos or [],
+        photos=photos,
         shipments=[
             ShipmentView(direction=s.direction, carrier=s.carrier, tracking_number=s.tracking_number, at=s.at)
             for s in case.shipments
@@ -92,12 +104,17 @@ def case_view(
         sla_due_at=case.sla_due_at,
         customer_note=case.customer_note,
         issue_description=case.issue_description,
-        assignee=case.assignee,
-        flags=case.flags,
-        notes=case.notes,
+        assignee=case.assignee if agent else None,
+        flags=case.flags if agent else [],
+        notes=case.notes if agent else [],
         diagnosis=case.diagnosis,
         survey=case.survey,
-        allowed_actions=[str(action) for action in allowed_actions(case.table, case.state)],
+        allowed_actions=endpoint_actions(case, audience),
+        info_request=InfoRequestView(case.info_request.message, case.info_request.at) if case.info_request else None,
+        rejection=RejectionView(case.rejection.reason, case.rejection.note, case.rejection.at) if case.rejection else None,
+        money_override=MoneyOverrideView(case.money_override, override.reason, override.by.role, override.at)
+        if override is not None and case.money_override is not None
+        else None,
     )
 
 

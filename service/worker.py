@@ -1,14 +1,17 @@
 """The background worker: sends due refunds (many at once, paced per gateway account), asks the
-gateway about unsettled ones, and delivers the outbox to the storefront's webhook. Runs as ``returns worker`` and, by default, inside
+gateway about unsettled ones, closes shipped exchanges and repairs nobody closed, and delivers
+the outbox to the storefront's webhook. Runs as ``returns worker`` and, by default, inside
 ``returns serve``. Any number may run side by side."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from datetime import timedelta
 
 import structlog
 
+from service.cases import CaseService
 from service.notifications import Notifications
 from service.refunds import RefundService
 
@@ -20,25 +23,40 @@ class Worker:
         self,
         refunds: RefundService,
         notifications: Notifications,
+        cases: CaseService,
         *,
         idle_seconds: float = 1.0,
         poll_every_seconds: float = 60.0,
+        auto_close_after: timedelta | None = timedelta(days=14),
     ) -> None:
         self.refunds = refunds
+        self.cases = cases
+        self.auto_close_after = auto_close_after
         self.notifications = notifications
         self.idle_seconds = idle_seconds
         self.poll_every_seconds = poll_every_seconds
 
     async def run_once(self) -> int:
-        """One round: every due refund sent, then one poll of unsettled ones. Answers the work done."""
-        done = 0
+        """One round: idle cases closed, every due refund sent and webhook delivered, then one
+        poll of unsettled refunds. Answers the work done."""
+        done = await self.close_idle()
         while sent := await self.refunds.send_due() + await self.notifications.deliver_due():
             done += sent
         return done + await self.refunds.poll_unsettled()
 
+    async def close_idle(self) -> int:
+        """Every shipped exchange and repair that has waited ``auto_close_after`` closed (None: never)."""
+        if self.auto_close_after is None:
+            return 0
+        done = 0
+        while closed := await self.cases.auto_close_due(self.auto_close_after):
+            done += closed
+        return done
+
     async def run(self, stop: asyncio.Event) -> None:
         """Until ``stop`` is set: refunds are dispatched side by side (see ``RefundService.dispatch``)
-        while this loop delivers webhooks and polls unsettled refunds. What is in flight when
+        while this loop delivers webhooks and, every ``poll_every_seconds``, polls unsettled
+        refunds and closes idle cases. What is in flight when
         ``stop`` comes is finished, never cut off."""
         dispatching = asyncio.create_task(self.refunds.dispatch(stop, self.idle_seconds))
         last_poll = 0.0
@@ -50,6 +68,7 @@ class Worker:
                     if time.monotonic() - last_poll >= self.poll_every_seconds:
                         last_poll = time.monotonic()
                         await self.refunds.poll_unsettled()
+                        await self.close_idle()
                 except Exception:  # the database or the receiver is down: say so, wait, go on
                     log.exception("worker_round_failed")
                 if not busy:

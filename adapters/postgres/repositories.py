@@ -217,6 +217,26 @@ class PgRepositories(PgRefunds, PgWorkflows, PgPhotos, PgFinance):
             raise VersionConflict(f"case {case_id} was changed by someone else")
         await self._append_events(case)
 
+    async def claim_idle_cases(self, states: list[str], entered_before: datetime, limit: int) -> list[Case]:
+        """When a case entered its state is its last event into that state (notes and
+        assignments, which keep the state, do not count). SKIP LOCKED: any number of workers."""
+        rows = await self.conn.fetch(
+            f"""
+            SELECT {_CASE_COLUMNS} FROM cases c
+             WHERE state = ANY($1::text[])
+               AND (SELECT max(e.at) FROM case_events e
+                     WHERE e.merchant_id = c.merchant_id AND e.case_id = c.id
+                       AND e.to_state = c.state AND e.from_state IS DISTINCT FROM e.to_state) < $2
+             ORDER BY updated_at
+             LIMIT $3
+             FOR UPDATE SKIP LOCKED
+            """,
+            states,
+            entered_before,
+            limit,
+        )
+        return [_decode_case(row) for row in rows]
+
     @staticmethod
     def _case_columns(case: Case) -> list[Any]:
         return [
@@ -227,7 +247,7 @@ class PgRepositories(PgRefunds, PgWorkflows, PgPhotos, PgFinance):
             str(case.type),
             str(case.state),
             case.assignee,
-            bool(case.flags),
+            case.flagged,
             sorted({str(item.reason) for item in case.items}),
             case.version,
             _encode_case(case),

@@ -13,6 +13,7 @@ from litestar.params import Parameter, QueryParameter
 
 from domain.cases import CaseState, CaseType, Reason
 from domain.errors import GatewayAccountReadOnly, InvalidRequest
+from service.actions import Audience
 from service.api.auth import roles
 from service.api.bodies import (
     check_json_depth,
@@ -83,13 +84,14 @@ class AgentController(Controller):
         filters = CaseFilter(
             state=case_state, type=type, assignee=assignee, reason=reason, flagged=flagged, q=q, attention=attention
         )
+        sort_key = "sla_due_at" if sort == "sla_due_at" else "created"
         return await services.cases.list_cases(
-            principal_of(request), filters, sort="sla_due_at" if sort == "sla_due_at" else "created", limit=limit, cursor=cursor
+            principal_of(request), filters, Audience.AGENT, sort=sort_key, limit=limit, cursor=cursor
         )
 
     @get("/{case_id:str}", operation_id="agentGetCase")
     async def get_case(self, request: Request[Any, Any, Any], services: Services, case_id: PathId) -> CaseView:
-        return await services.cases.get_case(principal_of(request), case_id)
+        return await services.cases.get_case(principal_of(request), case_id, Audience.AGENT)
 
     @get("/{case_id:str}/events", operation_id="agentCaseEvents")
     async def events(self, request: Request[Any, Any, Any], services: Services, case_id: PathId) -> EventList:

@@ -9,6 +9,7 @@ from litestar.openapi import ResponseSpec
 from litestar.params import HeaderParameter, Parameter, QueryParameter
 
 from domain.cases import CaseState
+from service.actions import Audience
 from service.api.auth import roles
 from service.api.http import PathId, principal_of
 from service.container import Services
@@ -76,7 +77,7 @@ class StorefrontController(Controller):
 
     @get("/cases/{case_id:str}", operation_id="getCase")
     async def get_case(self, request: Request[Any, Any, Any], services: Services, case_id: PathId) -> CaseView:
-        return await services.cases.get_case(principal_of(request), case_id)
+        return await services.cases.get_case(principal_of(request), case_id, Audience.STOREFRONT)
 
     @get("/cases", operation_id="listCases")
     async def list_cases(
@@ -91,7 +92,9 @@ class StorefrontController(Controller):
     ) -> CaseList:
         """Cases, newest first."""
         filters = CaseFilter(order_id=order_id, customer_id=customer_id, state=case_state)
-        return await services.cases.list_cases(principal_of(request), filters, sort="created", limit=limit, cursor=cursor)
+        return await services.cases.list_cases(
+            principal_of(request), filters, Audience.STOREFRONT, sort="created", limit=limit, cursor=cursor
+        )
 
     @post("/cases/{case_id:str}/return-shipment", operation_id="reportReturnShipment", status_code=200)
     async def return_shipment(

@@ -12,11 +12,7 @@ const REASONS = ["changed_mind", "wrong_size", "ordered_by_mistake", "better_pri
   "damaged_in_transit", "wrong_item", "not_as_described", "arrived_late", "missing_parts", "other"];
 const CONDITIONS = ["as_new", "opened", "used", "damaged", "defective", "wrong_item", "missing"];
 const OPEN_STATES = new Set(["requested", "pending_review", "info_requested"]);
-const FINISHED = new Set(["closed", "cancelled", "rejected"]);
 const ATTENTION = new Set(["failed", "canceled", "requires_action"]);
-// The case's allowed_actions are the endpoint suffixes; older servers sent internal action names.
-const OLD_ACTION_NAMES = { request_info: "request-info", ship_replacement: "ship-replacement", ship_back: "ship-back",
-  repair_in_warranty: "repair/diagnose", quote: "repair/diagnose" };
 // The one thing to do next, in the order an agent would pick it.
 const NEXT = ["approve", "receive", "ship-replacement", "repair/diagnose", "repair/complete", "ship-back", "close"];
 const LABELS = { approve: "approve", receive: "receive", "ship-replacement": "ship_replacement", "repair/diagnose": "diagnose",
@@ -454,10 +450,8 @@ async function fetchImage(path) {
 }
 
 function prepareActions(item, fresh) {
-  const allowed = new Set(item.allowed_actions.map((a) => OLD_ACTION_NAMES[a] || a));
-  if (item.state === "repairing") allowed.add("repair/complete");
-  allowed.add("notes");
-  if (!FINISHED.has(item.state)) allowed.add("assign");
+  // allowed_actions names the endpoints themselves, as each form's data-action does
+  const allowed = new Set(item.allowed_actions);
   for (const form of document.querySelectorAll("#actions form")) {
     form.hidden = !allowed.has(form.dataset.action);
     if (fresh) resetForm(form);

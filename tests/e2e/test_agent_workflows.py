@@ -179,7 +179,9 @@ def test_survey_once_after_close_and_store_credit_ledger(tenant: Tenant) -> None
     rated = tenant.storefront.post(f"/v1/cases/{case['id']}/survey", json={"rating": 4, "comment": "quick"})
     assert rated.status_code == 200 and rated.json()["survey"]["rating"] == 4
     again = tenant.storefront.post(f"/v1/cases/{case['id']}/survey", json={"rating": 1})
-    assert again.status_code == 409
+    assert again.status_code == 409 and again.json()["code"] == "survey_already_answered", again.text
+    assert "answered" in again.json()["detail"] and "surveyed" not in again.json()["detail"]
+    assert tenant.storefront.get(f"/v1/cases/{case['id']}").json()["survey"]["rating"] == 4, "the first answer stands"
 
 
 def test_webhooks_reach_a_receiver_signed_and_survive_its_downtime(tenant: Tenant) -> None:

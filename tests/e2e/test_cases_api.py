@@ -209,7 +209,8 @@ def test_request_info_answer_approve_and_ship(tenant: Tenant) -> None:
 def test_reject_is_final(tenant: Tenant) -> None:
     case = _open_for_review(tenant)
     rejected = tenant.agent.post(f"/admin/v1/cases/{case['id']}/reject", json={"reason": "outside policy"})
-    assert rejected.json()["state"] == "rejected" and rejected.json()["allowed_actions"] == []
+    assert rejected.json()["state"] == "rejected" and rejected.json()["allowed_actions"] == ["assign", "notes"]
+    assert tenant.storefront.get(f"/v1/cases/{case['id']}").json()["allowed_actions"] == []
     assert tenant.storefront.post(f"/v1/cases/{case['id']}/cancel").status_code == 409
 
 

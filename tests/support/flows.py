@@ -6,6 +6,14 @@ from tests.fakes.stripe_server import FakeStripe
 from tests.support.tenants import Tenant
 
 
+# The body of an exchange of one t-shirt for a larger one (the order of ``Tenant.put_order``).
+EXCHANGE = {
+    "type": "exchange",
+    "resolution": None,
+    "items": [{"line_id": "l1", "quantity": 1, "reason": "wrong_size", "replacement_sku": "TSHIRT-L"}],
+}
+
+
 def received_return(shop: Tenant, fake: FakeStripe, amount: int = 1999, *, pi: str | None = None) -> dict:
     """A return of one line on a fresh order paid with a new PaymentIntent at the fake (or with
     the existing ``pi``), approved at once and received as new: its refund is due."""
