@@ -438,15 +438,19 @@ class CaseService:
                 await repos.save_case(case, loaded_version)
         return len(cases)
 
-    async def cancel(self, principal: Principal, case_id: str) -> CaseView:
-        return await self.change(principal, case_id, None, transition(CaseAction.CANCEL))
+    async def cancel(self, principal: Principal, case_id: str, if_match: frozenset[int] | None) -> CaseView:
+        return await self.change(principal, case_id, if_match, transition(CaseAction.CANCEL))
 
-    async def report_return_shipment(self, principal: Principal, case_id: str, body: ShipmentIn) -> CaseView:
-        return await self.change(principal, case_id, None, shipping(CaseAction.SHIP, "return", body))
+    async def report_return_shipment(
+        self, principal: Principal, case_id: str, if_match: frozenset[int] | None, body: ShipmentIn
+    ) -> CaseView:
+        return await self.change(principal, case_id, if_match, shipping(CaseAction.SHIP, "return", body))
 
-    async def provide_info(self, principal: Principal, case_id: str, body: ProvideInfoIn) -> CaseView:
+    async def provide_info(
+        self, principal: Principal, case_id: str, if_match: frozenset[int] | None, body: ProvideInfoIn
+    ) -> CaseView:
         return await self.change(
-            principal, case_id, None, transition(CaseAction.PROVIDE_INFO, {"message": body.message})
+            principal, case_id, if_match, transition(CaseAction.PROVIDE_INFO, {"message": body.message})
         )
 
     async def approve(self, principal: Principal, case_id: str, if_match: frozenset[int] | None, body: ApproveIn) -> CaseView:
@@ -595,7 +599,9 @@ class CaseService:
 
         return await self.change(principal, case_id, if_match, diagnose, Audience.AGENT)
 
-    async def answer_quote(self, principal: Principal, case_id: str, accept: bool) -> CaseView:
+    async def answer_quote(
+        self, principal: Principal, case_id: str, if_match: frozenset[int] | None, accept: bool
+    ) -> CaseView:
         """The customer's answer: accepted, the quote is due; declined, the item goes back unrepaired."""
 
         async def answer(repos: Repositories, case: Case, actor: Actor, at: datetime) -> None:
@@ -604,7 +610,7 @@ class CaseService:
             if accept and quote:
                 case.money = msgspec.structs.replace(case.money, difference_due=quote)
 
-        return await self.change(principal, case_id, None, answer)
+        return await self.change(principal, case_id, if_match, answer)
 
     async def complete_repair(
         self, principal: Principal, case_id: str, if_match: frozenset[int] | None, body: CompleteRepairIn
@@ -616,7 +622,7 @@ class CaseService:
 
         return await self.change(principal, case_id, if_match, complete, Audience.AGENT)
 
-    async def survey(self, principal: Principal, case_id: str, body: SurveyIn) -> CaseView:
+    async def survey(self, principal: Principal, case_id: str, if_match: frozenset[int] | None, body: SurveyIn) -> CaseView:
         """Once, after the case is closed."""
 
         async def answer(repos: Repositories, case: Case, actor: Actor, at: datetime) -> None:
@@ -627,7 +633,7 @@ class CaseService:
             case.survey = Survey(rating=body.rating, comment=body.comment, at=at)
             case.record("survey_submitted", actor, at, {"rating": body.rating, "comment": body.comment})
 
-        return await self.change(principal, case_id, None, answer)
+        return await self.change(principal, case_id, if_match, answer)
 
     async def store_credit(self, principal: Principal, customer_id: str) -> StoreCreditView:
         async with self.db.reading() as repos:

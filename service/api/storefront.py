@@ -5,13 +5,14 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, get, post, put
+from litestar.di import Provide
 from litestar.openapi import ResponseSpec
 from litestar.params import HeaderParameter, Parameter, QueryParameter
 
 from domain.cases import CaseState
 from service.actions import Audience
 from service.api.auth import roles
-from service.api.http import PathId, principal_of
+from service.api.http import PathId, expected_version, principal_of
 from service.container import Services
 from service.dto import (
     CaseIn,
@@ -34,6 +35,8 @@ class StorefrontController(Controller):
     path = "/v1"
     guards = [roles("storefront")]
     tags = ["storefront"]
+    # the case actions that take ``expected_version`` read (and so declare) If-Match, as the agent's do
+    dependencies = {"expected_version": Provide(expected_version, sync_to_thread=False)}
 
     @put(
         "/orders/{order_id:str}",
@@ -98,32 +101,45 @@ class StorefrontController(Controller):
 
     @post("/cases/{case_id:str}/return-shipment", operation_id="reportReturnShipment", status_code=200)
     async def return_shipment(
-        self, request: Request[Any, Any, Any], services: Services, case_id: PathId, data: ShipmentIn
+        self, request: Request[Any, Any, Any], services: Services, case_id: PathId, data: ShipmentIn,
+        expected_version: frozenset[int] | None,
     ) -> CaseView:
         """The customer shipped the item back."""
-        return await services.cases.report_return_shipment(principal_of(request), case_id, data)
+        return await services.cases.report_return_shipment(principal_of(request), case_id, expected_version, data)
 
     @post("/cases/{case_id:str}/info", operation_id="provideInfo", status_code=200)
     async def provide_info(
-        self, request: Request[Any, Any, Any], services: Services, case_id: PathId, data: ProvideInfoIn
+        self, request: Request[Any, Any, Any], services: Services, case_id: PathId, data: ProvideInfoIn,
+        expected_version: frozenset[int] | None,
     ) -> CaseView:
         """The customer's answer to an agent's request for information: back to review."""
-        return await services.cases.provide_info(principal_of(request), case_id, data)
+        return await services.cases.provide_info(principal_of(request), case_id, expected_version, data)
 
     @post("/cases/{case_id:str}/quote/accept", operation_id="acceptQuote", status_code=200)
-    async def accept_quote(self, request: Request[Any, Any, Any], services: Services, case_id: PathId) -> CaseView:
+    async def accept_quote(
+        self, request: Request[Any, Any, Any], services: Services, case_id: PathId, expected_version: frozenset[int] | None
+    ) -> CaseView:
         """The customer accepts a paid repair's quote: the repair goes ahead."""
-        return await services.cases.answer_quote(principal_of(request), case_id, accept=True)
+        return await services.cases.answer_quote(principal_of(request), case_id, expected_version, accept=True)
 
     @post("/cases/{case_id:str}/quote/decline", operation_id="declineQuote", status_code=200)
-    async def decline_quote(self, request: Request[Any, Any, Any], services: Services, case_id: PathId) -> CaseView:
+    async def decline_quote(
+        self, request: Request[Any, Any, Any], services: Services, case_id: PathId, expected_version: frozenset[int] | None
+    ) -> CaseView:
         """The customer declines: the item goes back unrepaired."""
-        return await services.cases.answer_quote(principal_of(request), case_id, accept=False)
+        return await services.cases.answer_quote(principal_of(request), case_id, expected_version, accept=False)
 
     @post("/cases/{case_id:str}/survey", operation_id="submitSurvey", status_code=200)
-    async def survey(self, request: Request[Any, Any, Any], services: Services, case_id: PathId, data: SurveyIn) -> CaseView:
+    async def survey(
+        self,
+        request: Request[Any, Any, Any],
+        services: Services,
+        case_id: PathId,
+        data: SurveyIn,
+        expected_version: frozenset[int] | None,
+    ) -> CaseView:
         """The customer's rating, once, after the case is closed."""
-        return await services.cases.survey(principal_of(request), case_id, data)
+        return await services.cases.survey(principal_of(request), case_id, expected_version, data)
 
     @get("/customers/{customer_id:str}/store-credit", operation_id="getStoreCredit")
     async def store_credit(
@@ -133,6 +149,8 @@ class StorefrontController(Controller):
         return await services.cases.store_credit(principal_of(request), customer_id)
 
     @post("/cases/{case_id:str}/cancel", operation_id="cancelCase", status_code=200)
-    async def cancel_case(self, request: Request[Any, Any, Any], services: Services, case_id: PathId) -> CaseView:
+    async def cancel_case(
+        self, request: Request[Any, Any, Any], services: Services, case_id: PathId, expected_version: frozenset[int] | None
+    ) -> CaseView:
         """The customer withdraws the case (only before the item is received)."""
-        return await services.cases.cancel(principal_of(request), case_id)
+        return await services.cases.cancel(principal_of(request), case_id, expected_version)

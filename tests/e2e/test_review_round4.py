@@ -181,7 +181,6 @@ def test_the_reasons_report_counts_the_agent_s_responsibility_decision(tenant: T
     assert report["by_day"][0]["merchant_responsible_share"] == 1.0
 
 
-@pytest.mark.xfail(strict=True, reason="storefront actions ignore If-Match although the storefront is given the ETag to send back")
 def test_a_storefront_action_with_a_stale_if_match_changes_nothing(tenant: Tenant) -> None:
     """Wrong: the contract gives every answer that is one case, storefront ones included, an
     ``ETag`` "the value to send back as If-Match", but the storefront's actions (cancel,
@@ -276,7 +275,6 @@ def test_the_summary_by_sku_counts_a_retried_case_s_items_once(tenant: Tenant) -
     assert [(r["key"], r["items"], r["item_value"]) for r in rows] == [("A", 1, 2513)], rows
 
 
-@pytest.mark.xfail(strict=True, reason="the storefront's case view carries the agents' internal notes (and assignee)")
 def test_the_storefront_never_sees_the_agents_internal_notes(tenant: Tenant) -> None:
     """Wrong (older than this merge, found reading the ETag'd storefront answers): ``POST
     /admin/v1/cases/{id}/notes`` is documented as "an internal note for other agents; customers

@@ -123,7 +123,7 @@ async def _declined_repair(world: World, order_id: str) -> str:
         None,
         DiagnoseIn(finding="motor", in_warranty=False, quote_amount=4500),
     )
-    view = await world.cases.answer_quote(STOREFRONT, case_id, accept=False)
+    view = await world.cases.answer_quote(STOREFRONT, case_id, None, accept=False)
     assert view.state == "shipped_back"
     return case_id
 
