@@ -621,7 +621,7 @@ class CaseService:
             quoted = case.money.return_shipping.payer == Payer.CUSTOMER
             decided = _decide_responsibility(case, [], Responsibility.CUSTOMER if quoted else Responsibility.MERCHANT)
             policy, facts = await self._case_facts(repos, case, order)
-            verdict = policy.evaluate(facts)
+            verdict = policy.evaluate(facts, under=case.decision)
             undecided = [o for o in verdict.decision.outcomes if o.rule == "condition_grading" and o.result == RuleResult.REVIEW]
             if undecided:
                 raise InvalidRequest(

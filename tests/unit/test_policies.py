@@ -1064,6 +1064,31 @@ def test_a_stored_bare_amount_keeps_applying_to_any_currency() -> None:
     ]
 
 
+def test_a_case_keeps_the_amounts_it_was_decided_under() -> None:
+    """The decision records its amounts; worked out again under it, a later table does not count."""
+    opened = submitted(EUR_AND_JPY).evaluate(facts(currency="JPY"))
+    assert opened.decision.prices == {
+        "rules.return_shipping.label_cost": 800, "rules.exchange_shipping.cost": 1600, "rules.auto_approve.max_amount": 16_000,
+    }
+    eur_only = submitted({"rules": {"return_shipping": {"label_cost": {"EUR": 400}}}})
+    again = eur_only.evaluate(facts(currency="JPY"), under=opened.decision)
+    assert (again.money.return_shipping.customer_share, again.decision.prices) == (800, opened.decision.prices)
+    assert eur_only.recompute_money(opened.decision, facts(currency="JPY")).money.refund_total == 2000 - 800
+
+
+def test_a_decision_recorded_before_amounts_were_per_currency_keeps_that_time_s_amounts() -> None:
+    """No recorded prices: the document's own (bare) amounts in any currency, and the old single
+    defaults (500 / 1000 / 10000) for what it left out; never refused for an unpriced currency."""
+    before = msgspec.structs.replace(run(facts()).decision, prices={})
+    legacy = load_policy({"rules": {"return_shipping": {"label_cost": 700}}}, 3, RuleRegistry())
+    built_in = load_policy({"rules": {}}, 0, RuleRegistry())
+    assert legacy.decided_prices(before, "ZAR") == {
+        "rules.return_shipping.label_cost": 700, "rules.exchange_shipping.cost": 1000, "rules.auto_approve.max_amount": 10_000,
+    }
+    assert built_in.evaluate(facts(currency="JPY"), under=before).money.return_shipping.customer_share == 500
+    assert built_in.evaluate(facts(currency="KWD"), under=before).money.refund_total == 2000 - 500
+
+
 @pytest.mark.parametrize(
     ("amount", "message"),
     [
