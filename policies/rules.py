@@ -273,7 +273,7 @@ class ReturnShippingParams(RuleParams, frozen=True):
 class ReturnShipping(Rule):
     """The customer pays the label when every item comes back for their own reason; the
     merchant pays it when any item is theirs, and refunds the original shipping (once per
-    order). While an item's responsibility is unknown (reason ``other``) nobody is charged: the
+    order; not when the parcel came back empty). While an item's responsibility is unknown (reason ``other``) nobody is charged: the
     label is ``undecided`` until an agent decides on approval."""
 
     name = "return_shipping"
@@ -286,6 +286,10 @@ class ReturnShipping(Rule):
             return self.outcome(INFO, "exchanges follow exchange_shipping")
         if facts.merchant_responsible:
             money.return_shipping = ShippingShares(Payer.MERCHANT, 0, label)
+            if facts.came_back_empty:  # nothing to refund the shipping of, nor to use up the order's one refund on
+                return self.outcome(
+                    INFO, f"the merchant is responsible and pays the {money.show(label)} label; nothing came back"
+                )
             if self.params.refund_original_shipping and facts.case_type == CaseType.RETURN and not facts.shipping_already_refunded:
                 money.original_shipping_refund = facts.order.shipping_total
             return self.outcome(INFO, f"the merchant is responsible and pays the {money.show(label)} label")

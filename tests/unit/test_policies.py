@@ -923,10 +923,17 @@ def test_condition_grading_details() -> None:
     assert damaged.detail == "an agent decides the value of L7; L7 damaged: 0%"
 
 
-def test_a_missing_merchant_responsible_item_refunds_only_the_shipping() -> None:
+def test_a_merchant_responsible_parcel_that_came_back_empty_refunds_nothing() -> None:
+    """Not even the original shipping: an empty box would otherwise collect it."""
     v = run(facts(item(reason=Reason.DEFECTIVE, condition=Condition.MISSING, received=0), photos=1))
-    assert v.money.items_total == 0
-    assert v.money.refund_total == SHIPPING_TOTAL
+    assert (v.money.items_total, v.money.original_shipping_refund, v.money.refund_total) == (0, 0, 0)
+    assert outcome(v, "return_shipping").detail.endswith("nothing came back")
+
+
+def test_one_merchant_responsible_item_back_of_two_refunds_the_shipping_too() -> None:
+    v = run(facts(item("L1", reason=Reason.DEFECTIVE, condition=Condition.MISSING, received=0),
+                  item("L2", reason=Reason.DEFECTIVE, condition=Condition.DEFECTIVE, received=1), photos=1))
+    assert (v.money.items_total, v.money.refund_total) == (2000, 2000 + SHIPPING_TOTAL)
 
 
 # --------------------------------------------------------------------------- currencies
