@@ -262,7 +262,6 @@ def test_an_override_with_one_of_two_items_back_pays_at_most_the_policy_s_figure
     assert any(note in n for n in receipt["data"]["money_notes"]), receipt["data"]
 
 
-@pytest.mark.xfail(strict=True, reason="a store-credit bonus (the merchant's gift) uses up the capture other cases need")
 def test_a_store_credit_bonus_does_not_use_up_what_was_captured(tenant: Tenant) -> None:
     """Wrong (older than this merge, found combining store credit with a second case): with a
     100 % store-credit bonus, a customer returns the 19.99 T-shirt for credit (14.99 after the
@@ -278,6 +277,17 @@ def test_a_store_credit_bonus_does_not_use_up_what_was_captured(tenant: Tenant) 
     assert credit["money"]["store_credit_total"] == 2 * (1999 - 500)
     wrong = tenant.open_case(order["order_id"], items=[{"line_id": "l2", "quantity": 1, "reason": "wrong_item"}]).json()
     assert wrong["money"]["refund_total"] == 1500 + 495, wrong["money"]
+
+
+def test_with_a_store_credit_bonus_the_capture_still_caps_the_order_s_other_cases(tenant: Tenant) -> None:
+    """The bonus is left out of what was paid back, never what was: the credit's 14.99 of the
+    customer's money counts, so a second case is capped at the 10.01 the 25.00 capture has left."""
+    assert tenant.admin.put("/admin/v1/policy", json={"rules": {"store_credit_bonus": {"percent": 100}}}).status_code == 200
+    order = tenant.put_order(payment={"gateway": "stripe", "reference": "pi_c", "captured_amount": 2500})
+    credit = tenant.open_case(order["order_id"], resolution="store_credit").json()
+    assert (credit["money"]["store_credit_total"], credit["money"]["store_credit_bonus"]) == (2 * 1499, 1499)
+    wrong = tenant.open_case(order["order_id"], items=[{"line_id": "l2", "quantity": 1, "reason": "wrong_item"}]).json()
+    assert wrong["money"]["refund_total"] == 2500 - 1499, wrong["money"]
 
 
 def test_the_summary_by_sku_counts_a_retried_case_s_items_once(tenant: Tenant) -> None:
