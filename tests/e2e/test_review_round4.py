@@ -347,7 +347,6 @@ def test_an_empty_parcel_refunds_nothing_not_the_original_shipping(tenant: Tenan
     assert second["money"]["original_shipping_refund"] == 495, second["money"]
 
 
-@pytest.mark.xfail(strict=True, reason="an exchange's undecided_share is the whole shipping cost, twice what the customer can be charged")
 def test_an_exchange_s_undecided_share_is_what_the_customer_may_be_charged(tenant: Tenant) -> None:
     """Low: ``undecided_share`` is there so a storefront can tell the customer what "may be
     deducted once we have looked" (contract). On an ``other`` exchange it is the whole exchange

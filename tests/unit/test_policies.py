@@ -456,8 +456,12 @@ def test_reason_other_charges_nobody_the_label_until_an_agent_decides(
 
 
 def test_an_undecided_exchange_charges_nobody_its_shipping() -> None:
+    """Its ``undecided_share`` is what the customer may be charged: their part of the split."""
     v = run(facts(item(reason=Reason.OTHER, replacement_price=2000), case_type=EXCHANGE))
-    assert v.money.return_shipping == ShippingShares(Payer.UNDECIDED, 0, 0, 1000)
+    assert v.money.return_shipping == ShippingShares(Payer.UNDECIDED, 0, 0, 500)
+    odd = run(facts(item(reason=Reason.OTHER, replacement_price=2000), case_type=EXCHANGE),
+              {"exchange_shipping": {"cost": {"EUR": 1001}, "customer_percent": 30}})
+    assert odd.money.return_shipping == ShippingShares(Payer.UNDECIDED, 0, 0, 300)
     assert (v.money.difference_due, v.money.refund_total) == (0, 0)
     decided = run(facts(item(reason=Reason.OTHER, replacement_price=2000, decided=Responsibility.CUSTOMER), case_type=EXCHANGE))
     assert decided.money.return_shipping == ShippingShares(Payer.SPLIT, 500, 500)
@@ -711,6 +715,14 @@ def test_keep_item(items: list[ItemFacts], photos: int, rules: dict | None, keep
     assert v.decision.keep_item is keep
     assert v.money.return_shipping == ShippingShares(*shares)
     assert v.money.refund_total == refund
+
+
+def test_a_kept_undecided_item_leaves_no_shipping_waiting_for_a_decision() -> None:
+    """No label is bought, so the payer is not ``undecided`` (which would promise an
+    ``undecided_share``): the merchant forgoes the item and nobody pays anything."""
+    v = run(facts(item(unit_price=300, reason=Reason.OTHER)), {"keep_item": {"merchant_responsible_only": False}})
+    assert v.decision.keep_item
+    assert v.money.return_shipping == ShippingShares(Payer.MERCHANT, 0, 0)
 
 
 def test_keep_item_details() -> None:
