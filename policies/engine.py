@@ -295,7 +295,7 @@ def load_policy(document: Any, version: int, registry: RuleRegistry, *, submitte
             [{"field": "rules", "message": 'the document is {"rules": {"<rule>": {parameters}}} and an optional "currency"'}]
         )
     currency = document.get("currency")
-    if currency is not None and currency not in KNOWN_CURRENCIES:
+    if currency is not None and (not isinstance(currency, str) or currency not in KNOWN_CURRENCIES):
         raise PolicyInvalid(
             [{"field": "currency", "message": "the ISO 4217 code of the policy's bare amounts, such as EUR"}]
         )

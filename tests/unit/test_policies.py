@@ -1132,7 +1132,7 @@ def test_a_malformed_amount_table_is_refused_naming_the_parameter(amount: Any, m
         assert invalid.value.errors == [{"field": "rules.auto_approve.max_amount", "message": message}]
 
 
-@pytest.mark.parametrize("currency", ["EURO", "eur", 978, ""])
+@pytest.mark.parametrize("currency", ["EURO", "eur", 978, "", ["EUR"], {"EUR": 1}])
 def test_the_document_s_currency_is_an_iso_code(currency: Any) -> None:
     with pytest.raises(PolicyInvalid) as invalid:
         submitted({"currency": currency, "rules": {}})
