@@ -156,7 +156,6 @@ def test_an_if_match_that_is_no_version_is_a_422_not_a_500(tenant: Tenant, if_ma
     assert tenant.agent.get(f"/admin/v1/cases/{case['id']}").json()["version"] == case["version"]
 
 
-@pytest.mark.xfail(strict=True, reason="the reasons report reads responsibility from the reason, never the agent's decision")
 def test_the_reasons_report_counts_the_agent_s_responsibility_decision(tenant: Tenant) -> None:
     """Wrong: an agent approves an ``other`` item as the merchant's (``responsibility:
     merchant``, or by default), and the case pays as for ``defective`` (label and original
@@ -177,6 +176,21 @@ def test_the_reasons_report_counts_the_agent_s_responsibility_decision(tenant: T
     assert report["by_sku"][0]["reasons"][0]["responsibility"] == "merchant"
     assert report["merchant_responsible_share"] == 1.0
     assert report["by_day"][0]["merchant_responsible_share"] == 1.0
+
+
+def test_the_reasons_report_lists_a_customer_decision_and_an_undecided_item_apart(tenant: Tenant) -> None:
+    """One ``other`` T-shirt decided the customer's, one still waiting: two rows of the same SKU
+    and reason, ``customer`` and ``unknown``, and no merchant share."""
+    order = tenant.put_order()
+    decided, waiting = (tenant.open_case(order["order_id"], items=OTHER_L1).json() for _ in range(2))
+    assert tenant.agent.post(f"/admin/v1/cases/{decided['id']}/approve",
+                             json={"responsibility": [{"line_id": "l1", "responsibility": "customer"}]}).status_code == 200
+    report = tenant.finance.get("/finance/v1/reports/reasons", params=_period()).json()
+    assert sorted((r["reason"], r["responsibility"], r["items"]) for r in report["by_sku"][0]["reasons"]) == [
+        ("other", "customer", 1), ("other", "unknown", 1)
+    ]
+    assert (report["items"], report["merchant_responsible_share"]) == (2, 0.0)
+    assert waiting["state"] == "pending_review"
 
 
 @pytest.mark.xfail(strict=True, reason="storefront actions ignore If-Match although the storefront is given the ETag to send back")
