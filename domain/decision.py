@@ -32,6 +32,11 @@ class Decision(msgspec.Struct, frozen=True):
     outcomes: list[RuleOutcome]
     photo_count: int = 0
     keep_item: bool = False  # refund without return: the label costs more than the item
+    # the policy's amounts the case was decided under, in the order's currency, by parameter
+    # (``{"rules.return_shipping.label_cost": 500, ...}``): whenever the case's money is worked out
+    # again these stand, not the policy's tables (which may since price the currency otherwise, or
+    # not at all). Empty on a decision recorded before amounts were per currency.
+    prices: dict[str, int] = msgspec.field(default_factory=dict)
 
 
 class Payer(StrEnum):

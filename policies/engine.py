@@ -33,6 +33,13 @@ from policies.rules import (
 DEFAULT_POLICY: dict[str, Any] = {
     "rules": {rule.name: msgspec.to_builtins(rule.Params()) for rule in BUILT_IN_RULES}
 }
+# The built-in defaults before amounts were per currency: the same amount in any currency. A case
+# decided then keeps them (see ``Policy.decided_prices``).
+LEGACY_DEFAULT_PRICES = {
+    "rules.return_shipping.label_cost": 500,
+    "rules.exchange_shipping.cost": 1000,
+    "rules.auto_approve.max_amount": 10_000,
+}
 CAPTURED_LIMIT = "captured_limit"  # the engine's own outcome when a refund is capped
 
 
@@ -50,10 +57,13 @@ class Verdict(msgspec.Struct, frozen=True):
 
 
 class Policy:
-    def __init__(self, version: int, document: dict[str, Any], rules: list[Rule]) -> None:
+    def __init__(
+        self, version: int, document: dict[str, Any], rules: list[Rule], given: frozenset[str] = frozenset()
+    ) -> None:
         self.version = version
         self.document = document
         self.rules = rules
+        self.given = given  # the amount parameters the stored document itself gave
         # every amount parameter of the rules in force, by its place in the document
         self.prices = {
             f"rules.{rule.name}.{key}": getattr(rule.params, key)
@@ -61,13 +71,16 @@ class Policy:
             for key in price_parameters(type(rule.params))
         }
 
-    def evaluate(self, facts: Facts) -> Verdict:
-        """Raises ``PolicyCurrencyUnpriced`` naming every amount the order's currency lacks."""
-        unpriced = [field for field, prices in self.prices.items() if price_in(prices, facts.order.currency) is None]
-        if unpriced:
-            raise PolicyCurrencyUnpriced(facts.order.currency, unpriced)
+    def evaluate(self, facts: Facts, under: Decision | None = None) -> Verdict:
+        """A new case's decision and money (raises ``PolicyCurrencyUnpriced`` naming every amount
+        the order's currency lacks), or, ``under`` an existing case's decision, its money worked
+        out again with the amounts it was decided under (``Decision.prices``): a later change of
+        the policy's tables (the built-in defaults' included) never re-prices an open case."""
+        currency = facts.order.currency
+        amounts = self._amounts_in(currency) if under is None else self.decided_prices(under, currency)
+        rules = [_priced(rule, amounts) for rule in self.rules]
         draft = _draft(facts)
-        outcomes = [rule.evaluate(facts, draft) for rule in self.rules]
+        outcomes = [rule.evaluate(facts, draft) for rule in rules]
         money, capped_from = _settle(facts, draft)
         if capped_from is not None:
             outcomes.append(
@@ -91,13 +104,39 @@ class Policy:
             outcomes=outcomes,
             photo_count=facts.photo_count,
             keep_item=draft.keep_item,
+            prices=amounts,
         )
         return Verdict(decision=decision, money=money)
 
+    def _amounts_in(self, currency: str) -> dict[str, int]:
+        """Every amount of the policy in ``currency``; raises ``PolicyCurrencyUnpriced`` naming
+        those the tables leave unpriced (preview and case creation alone come here)."""
+        amounts = {field: price_in(prices, currency) for field, prices in self.prices.items()}
+        unpriced = [field for field, amount in amounts.items() if amount is None]
+        if unpriced:
+            raise PolicyCurrencyUnpriced(currency, unpriced)
+        return {field: amount for field, amount in amounts.items() if amount is not None}
+
+    def decided_prices(self, decision: Decision, currency: str) -> dict[str, int]:
+        """The amounts ``decision`` was made under. One recorded before amounts were per currency
+        has none: it was priced by this version's document as stored (a bare amount meant any
+        currency) and, for what the document left out, by the defaults of that time
+        (``LEGACY_DEFAULT_PRICES``, the same amount in any currency), so never refused."""
+        if decision.prices:
+            return decision.prices
+        amounts = {}
+        for field, table in self.prices.items():
+            if field in LEGACY_DEFAULT_PRICES and field not in self.given:
+                table = {ANY_CURRENCY: LEGACY_DEFAULT_PRICES[field]}
+            if (amount := price_in(table, currency)) is not None:
+                amounts[field] = amount
+        return amounts
+
     def recompute_money(self, decision: Decision, facts: Facts) -> Verdict:
-        """The money again on changed facts (an agent decided who is responsible), with the money
-        rules' outcomes refreshed to say why; every other outcome of ``decision`` stands."""
-        fresh = self.evaluate(facts)
+        """The money again on changed facts (an agent decided who is responsible), with the
+        amounts ``decision`` was made under and the money rules' outcomes refreshed to say why;
+        every other outcome of ``decision`` stands."""
+        fresh = self.evaluate(facts, under=decision)
         money_rules = {rule.name for rule in self.rules if rule.money} | {CAPTURED_LIMIT}
         before = {o.rule: o for o in decision.outcomes}
         outcomes = [
@@ -105,7 +144,9 @@ class Policy:
             for o in fresh.decision.outcomes
         ]
         return Verdict(
-            decision=msgspec.structs.replace(decision, outcomes=outcomes, keep_item=fresh.decision.keep_item),
+            decision=msgspec.structs.replace(
+                decision, outcomes=outcomes, keep_item=fresh.decision.keep_item, prices=fresh.decision.prices
+            ),
             money=fresh.money,
         )
 
@@ -115,6 +156,16 @@ class Policy:
         draft = _draft(facts)
         rule = next((rule for rule in self.rules if rule.name == rule_name), None)
         return rule.evaluate(facts, draft) if rule else None
+
+
+def _priced(rule: Rule, amounts: dict[str, int]) -> Rule:
+    """``rule`` with each of its amounts fixed to the one in ``amounts`` (in the order's currency)."""
+    fixed = {
+        key: {ANY_CURRENCY: amounts[field]}
+        for key in price_parameters(type(rule.params))
+        if (field := f"rules.{rule.name}.{key}") in amounts
+    }
+    return type(rule)(msgspec.structs.replace(rule.params, **fixed)) if fixed else rule
 
 
 def _keep_override(fresh: RuleOutcome, before: RuleOutcome | None) -> RuleOutcome:
@@ -244,7 +295,7 @@ def load_policy(document: Any, version: int, registry: RuleRegistry, *, submitte
             [{"field": "rules", "message": 'the document is {"rules": {"<rule>": {parameters}}} and an optional "currency"'}]
         )
     currency = document.get("currency")
-    if currency is not None and currency not in KNOWN_CURRENCIES:
+    if currency is not None and (not isinstance(currency, str) or currency not in KNOWN_CURRENCIES):
         raise PolicyInvalid(
             [{"field": "currency", "message": "the ISO 4217 code of the policy's bare amounts, such as EUR"}]
         )
@@ -278,4 +329,11 @@ def load_policy(document: Any, version: int, registry: RuleRegistry, *, submitte
             rules.append(rule_class(params))
     if errors:
         raise PolicyInvalid(errors)
-    return Policy(version, {"rules": effective}, rules)
+    given_prices = frozenset(
+        f"rules.{name}.{key}"
+        for name, raw in given.items()
+        if isinstance(raw, dict) and (rule_class := registry.get(name)) is not None
+        for key in price_parameters(rule_class.Params)
+        if key in raw
+    )
+    return Policy(version, {"rules": effective}, rules, given_prices)

@@ -83,6 +83,11 @@ class Facts(msgspec.Struct, frozen=True):
         return self.responsibilities == {Responsibility.CUSTOMER}
 
     @property
+    def came_back_empty(self) -> bool:
+        """Received, and not one item in the parcel."""
+        return all(item.received_quantity == 0 for item in self.items)
+
+    @property
     def days_held(self) -> int:
         """Whole days since delivery (since purchase if it never arrived): windows and warranties."""
         return (self.now - (self.order.delivered_at or self.order.placed_at)).days

@@ -273,7 +273,7 @@ class ReturnShippingParams(RuleParams, frozen=True):
 class ReturnShipping(Rule):
     """The customer pays the label when every item comes back for their own reason; the
     merchant pays it when any item is theirs, and refunds the original shipping (once per
-    order). While an item's responsibility is unknown (reason ``other``) nobody is charged: the
+    order; not when the parcel came back empty). While an item's responsibility is unknown (reason ``other``) nobody is charged: the
     label is ``undecided`` until an agent decides on approval."""
 
     name = "return_shipping"
@@ -286,6 +286,10 @@ class ReturnShipping(Rule):
             return self.outcome(INFO, "exchanges follow exchange_shipping")
         if facts.merchant_responsible:
             money.return_shipping = ShippingShares(Payer.MERCHANT, 0, label)
+            if facts.came_back_empty:  # nothing to refund the shipping of, nor to use up the order's one refund on
+                return self.outcome(
+                    INFO, f"the merchant is responsible and pays the {money.show(label)} label; nothing came back"
+                )
             if self.params.refund_original_shipping and facts.case_type == CaseType.RETURN and not facts.shipping_already_refunded:
                 money.original_shipping_refund = facts.order.shipping_total
             return self.outcome(INFO, f"the merchant is responsible and pays the {money.show(label)} label")
@@ -319,21 +323,28 @@ class ExchangeShipping(Rule):
         if facts.merchant_responsible:
             money.return_shipping = ShippingShares(Payer.MERCHANT, 0, cost)
             return self.outcome(INFO, f"the merchant is responsible and pays all {money.show(cost)} shipping")
+        customer, merchant = self._split(cost)
         if facts.responsibility_undecided:
-            money.return_shipping = ShippingShares(Payer.UNDECIDED, 0, 0, undecided_share=cost)
+            # what may be charged: the customer's part, should the agent find them responsible
+            money.return_shipping = ShippingShares(Payer.UNDECIDED, 0, 0, undecided_share=customer)
             return self.outcome(
-                INFO, f"who pays the {money.show(cost)} shipping waits for an agent to decide who is responsible"
+                INFO,
+                f"who pays {money.show(customer)} of the {money.show(cost)} shipping waits for an agent to decide "
+                "who is responsible",
             )
-        bp = basis_points(self.params.customer_percent)
-        if bp == 5000:
-            customer, merchant = split_half(cost)
-        else:
-            customer = cost * bp // 10_000  # rounding down: the odd unit stays with the merchant
-            merchant = cost - customer
         money.return_shipping = ShippingShares(Payer.SPLIT, customer, merchant)
         return self.outcome(
             INFO, f"shipping {money.show(cost)} split: customer {money.show(customer)}, merchant {money.show(merchant)}"
         )
+
+
+    def _split(self, cost: int) -> tuple[int, int]:
+        """The customer's and the merchant's parts of ``cost``; an odd minor unit is the merchant's."""
+        bp = basis_points(self.params.customer_percent)
+        if bp == 5000:
+            return split_half(cost)
+        customer = cost * bp // 10_000  # rounding down: the odd unit stays with the merchant
+        return customer, cost - customer
 
 
 class KeepItemParams(RuleParams, frozen=True):
@@ -361,7 +372,10 @@ class KeepItem(Rule):
         if money.items_total >= money.label_cost:
             return self.outcome(INFO, f"worth {money.show(money.items_total)}, not less than the label: the item comes back")
         money.keep_item = True
-        money.return_shipping = ShippingShares(money.return_shipping.payer, 0, 0)
+        # no label is bought, so none waits for an agent's decision: an undecided item kept is
+        # the merchant's to forgo, like any item the merchant lets the customer keep
+        payer = Payer.MERCHANT if money.return_shipping.payer == Payer.UNDECIDED else money.return_shipping.payer
+        money.return_shipping = ShippingShares(payer, 0, 0)
         return self.outcome(
             PASS, f"worth {money.show(money.items_total)}, less than the {money.show(money.label_cost)} label: keep it"
         )

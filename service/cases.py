@@ -703,7 +703,7 @@ class CaseService:
             quoted = case.money.return_shipping.payer == Payer.CUSTOMER
             decided = _decide_responsibility(case, [], Responsibility.CUSTOMER if quoted else Responsibility.MERCHANT)
             policy, facts = await self._case_facts(repos, case, order)
-            verdict = policy.evaluate(facts)
+            verdict = policy.evaluate(facts, under=case.decision)
             undecided = [o for o in verdict.decision.outcomes if o.rule == "condition_grading" and o.result == RuleResult.REVIEW]
             if undecided:
                 raise InvalidRequest(
@@ -719,10 +719,7 @@ class CaseService:
             case.money = verdict.money
             money_notes = [o.detail for o in verdict.decision.outcomes if o.rule in ("condition_grading", CAPTURED_LIMIT)]
             if case.money_override is not None:
-                left = await self._left_for(repos, case, order)
-                _lay_override(case, left)
-                capped = " (capped by what the order has left)" if case.money_override > left else ""
-                money_notes.append(f"the agent's approved figure stands over the policy's{capped}")
+                money_notes.append(await self._override_at_receipt(repos, case, order, bool(short)))
             case.apply(
                 CaseAction.RECEIVE,
                 actor,
@@ -739,6 +736,25 @@ class CaseService:
             await self._after_receipt(repos, case, order, actor, at)
 
         return await self.change(principal, case_id, if_match, receive, Audience.AGENT)
+
+    async def _override_at_receipt(self, repos: Repositories, case: Case, order: Order, short: bool) -> str:
+        """The agent's approved figure was for everything the case asked for: it stands when all of
+        it arrived. With items short or missing, the policy's figure on what did arrive applies,
+        capped by the override, so no override pays for goods that never came back. Answers why,
+        for the receipt's event."""
+        assert case.money_override is not None
+        policy_figure = case.money.store_credit_total if case.resolution == Resolution.STORE_CREDIT else case.money.refund_total
+        if short and policy_figure <= case.money_override:
+            return (
+                "the agent's approved figure is set aside: not everything came back, so the policy's figure "
+                "on what arrived applies"
+            )
+        left = await self._left_for(repos, case, order)
+        _lay_override(case, left)
+        capped = " (capped by what the order has left)" if case.money_override > left else ""
+        if short:
+            return f"not everything came back; the agent's approved figure stands, below the policy's on what arrived{capped}"
+        return f"the agent's approved figure stands over the policy's{capped}"
 
     async def _after_receipt(self, repos: Repositories, case: Case, order: Order, actor: Actor, at: datetime) -> None:
         if case.type == CaseType.REPAIR:

@@ -208,9 +208,8 @@ class FinanceService:
             trends = await repos.reason_trends(principal.merchant_id, since, until, by_day)
         by_sku: dict[str, list[ReasonCount]] = {}
         for row in trends["rows"]:
-            who = responsibility(Reason(row["reason"]))
             by_sku.setdefault(row["sku"], []).append(
-                ReasonCount(reason=row["reason"], responsibility=str(who), items=row["items"], cases=row["cases"])
+                ReasonCount(reason=row["reason"], responsibility=_responsibility(row), items=row["items"], cases=row["cases"])
             )
         overall = trends["overall"]
         return ReasonsReport(
@@ -248,9 +247,8 @@ def _by_day(rows: list[dict[str, Any]], surveys: list[dict[str, Any]]) -> list[D
     rated = {row["day"]: row for row in surveys}
     days: dict[str, list[DayReasonCount]] = {}
     for row in rows:
-        who = str(responsibility(Reason(row["reason"])))
         days.setdefault(row["day"], []).append(
-            DayReasonCount(sku=row["sku"], reason=row["reason"], responsibility=who, items=row["items"])
+            DayReasonCount(sku=row["sku"], reason=row["reason"], responsibility=_responsibility(row), items=row["items"])
         )
     return [
         DayReasons(
@@ -262,6 +260,12 @@ def _by_day(rows: list[dict[str, Any]], surveys: list[dict[str, Any]]) -> list[D
         )
         for day, reasons in days.items()
     ]
+
+
+def _responsibility(row: dict[str, Any]) -> str:
+    """Who a report row's items are on: the agent's decision where there is one (reason ``other``,
+    decided on approval), else what the reason says."""
+    return str(Responsibility(row["decided"]) if row["decided"] else responsibility(Reason(row["reason"])))
 
 
 def _merchant_share(reasons: list[ReasonCount] | list[DayReasonCount]) -> float:

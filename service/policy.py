@@ -11,10 +11,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from policies.engine import DEFAULT_POLICY, Policy, load_policy
+from policies.engine import Policy, load_policy
 from policies.registry import RuleRegistry
 from service.dto import PolicyView
 from service.ports import Repositories
+
+# version 0, the built-in defaults: a document that gives nothing, so every parameter is its default
+# (and a case decided under it before amounts were per currency keeps that time's defaults)
+BUILT_IN: dict[str, Any] = {"rules": {}}
 
 
 class PolicyBook:
@@ -31,14 +35,14 @@ class PolicyBook:
     async def in_force(self, repos: Repositories, merchant_id: str) -> Policy:
         current = await repos.current_policy(merchant_id)
         if current is None:
-            return self._load("", 0, DEFAULT_POLICY)
+            return self._load("", 0, BUILT_IN)
         version, document = current
         return self._load(merchant_id, version, document)
 
     async def at_version(self, repos: Repositories, merchant_id: str, version: int) -> Policy:
         """The policy a case was decided under: later steps of the case keep to it."""
         if version == 0:
-            return self._load("", 0, DEFAULT_POLICY)
+            return self._load("", 0, BUILT_IN)
         document = await repos.get_policy(merchant_id, version)
         if document is None:
             raise LookupError(f"policy version {version} of {merchant_id} is gone")
@@ -50,7 +54,7 @@ class PolicyBook:
         if version is None:
             policy = await self.in_force(repos, merchant_id)
         elif version == 0:
-            policy = self._load("", 0, DEFAULT_POLICY)
+            policy = self._load("", 0, BUILT_IN)
         else:
             document = await repos.get_policy(merchant_id, version)
             if document is None:

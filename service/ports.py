@@ -57,7 +57,8 @@ class Page(msgspec.Struct, frozen=True):
 
 class OrderCommitments(msgspec.Struct, frozen=True):
     """What other cases of an order already hold: quantities per line, and the money promised
-    (refund plus store credit; cancelled and rejected cases release theirs)."""
+    back of what was captured (refund plus store credit without its bonus, which is the
+    merchant's gift, not the customer's money; cancelled and rejected cases release theirs)."""
 
     claimed_quantities: dict[str, int]
     promised_amount: int

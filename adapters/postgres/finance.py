@@ -194,17 +194,18 @@ class PgFinance:
     async def reason_trends(
         self, merchant_id: str, since: datetime, until: datetime, by_day: bool = False
     ) -> dict[str, Any]:
-        """Per SKU and reason, the items asked back on cases opened in the period; the share of
-        merchant-responsible reasons; satisfaction from surveys on those cases. With ``by_day``, the
+        """Per SKU, reason and the agent's responsibility decision (``decided``, null where none),
+        the items asked back on cases opened in the period; the share of merchant-responsible items
+        (by the decision where there is one, else by the reason); satisfaction from surveys on those cases. With ``by_day``, the
         same per UTC day the case was opened (``days``, ``day_surveys``; days without cases left
         out): two more scans, which roughly double the time, so only when asked."""
         rows = await self.conn.fetch(
             """
-            SELECT item->>'sku' AS sku, item->>'reason' AS reason,
+            SELECT item->>'sku' AS sku, item->>'reason' AS reason, item->>'decided_responsibility' AS decided,
                    count(DISTINCT c.id) AS cases, sum((item->>'quantity')::int)::bigint AS items
               FROM cases c, jsonb_array_elements(c.doc->'items') AS item
              WHERE c.merchant_id = $1 AND c.created_at >= $2 AND c.created_at < $3
-             GROUP BY 1, 2 ORDER BY 1, 4 DESC, 2
+             GROUP BY 1, 2, 3 ORDER BY 1, 5 DESC, 2, 3
             """,
             merchant_id,
             since,
@@ -213,8 +214,9 @@ class PgFinance:
         overall = await self.conn.fetchrow(
             """
             SELECT COALESCE(sum((item->>'quantity')::int), 0)::bigint AS items,
-                   COALESCE(sum((item->>'quantity')::int) FILTER (WHERE item->>'reason' = ANY($4::text[])), 0)::bigint
-                       AS merchant_items,
+                   COALESCE(sum((item->>'quantity')::int) FILTER (
+                       WHERE COALESCE(item->>'decided_responsibility' = 'merchant', item->>'reason' = ANY($4::text[]))
+                   ), 0)::bigint AS merchant_items,
                    (SELECT count(*) FROM cases s WHERE s.merchant_id = $1 AND s.created_at >= $2 AND s.created_at < $3
                        AND s.doc->'survey' IS NOT NULL AND s.doc->'survey' <> 'null'::jsonb) AS surveys,
                    (SELECT avg((s.doc->'survey'->>'rating')::numeric) FROM cases s
@@ -236,10 +238,10 @@ class PgFinance:
         days = await self.conn.fetch(
             f"""
             SELECT {_CASE_DAY} AS day, item->>'sku' AS sku, item->>'reason' AS reason,
-                   sum((item->>'quantity')::int)::bigint AS items
+                   item->>'decided_responsibility' AS decided, sum((item->>'quantity')::int)::bigint AS items
               FROM cases c, jsonb_array_elements(c.doc->'items') AS item
              WHERE c.merchant_id = $1 AND c.created_at >= $2 AND c.created_at < $3
-             GROUP BY 1, 2, 3 ORDER BY 1, 4 DESC, 2, 3
+             GROUP BY 1, 2, 3, 4 ORDER BY 1, 5 DESC, 2, 3, 4
             """,
             merchant_id,
             since,

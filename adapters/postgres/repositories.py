@@ -140,7 +140,8 @@ class PgRepositories(PgRefunds, PgWorkflows, PgPhotos, PgFinance):
         money = await self.conn.fetchrow(
             """
             SELECT COALESCE(sum((doc->'money'->>'refund_total')::bigint
-                                + (doc->'money'->>'store_credit_total')::bigint), 0)::bigint AS promised,
+                                + (doc->'money'->>'store_credit_total')::bigint
+                                - COALESCE((doc->'money'->>'store_credit_bonus')::bigint, 0)), 0)::bigint AS promised,
                    COALESCE(bool_or((doc->'money'->>'original_shipping_refund')::bigint > 0), false) AS shipping
               FROM cases
              WHERE merchant_id = $1 AND order_id = $2 AND id IS DISTINCT FROM $3

@@ -456,8 +456,12 @@ def test_reason_other_charges_nobody_the_label_until_an_agent_decides(
 
 
 def test_an_undecided_exchange_charges_nobody_its_shipping() -> None:
+    """Its ``undecided_share`` is what the customer may be charged: their part of the split."""
     v = run(facts(item(reason=Reason.OTHER, replacement_price=2000), case_type=EXCHANGE))
-    assert v.money.return_shipping == ShippingShares(Payer.UNDECIDED, 0, 0, 1000)
+    assert v.money.return_shipping == ShippingShares(Payer.UNDECIDED, 0, 0, 500)
+    odd = run(facts(item(reason=Reason.OTHER, replacement_price=2000), case_type=EXCHANGE),
+              {"exchange_shipping": {"cost": {"EUR": 1001}, "customer_percent": 30}})
+    assert odd.money.return_shipping == ShippingShares(Payer.UNDECIDED, 0, 0, 300)
     assert (v.money.difference_due, v.money.refund_total) == (0, 0)
     decided = run(facts(item(reason=Reason.OTHER, replacement_price=2000, decided=Responsibility.CUSTOMER), case_type=EXCHANGE))
     assert decided.money.return_shipping == ShippingShares(Payer.SPLIT, 500, 500)
@@ -713,6 +717,14 @@ def test_keep_item(items: list[ItemFacts], photos: int, rules: dict | None, keep
     assert v.money.refund_total == refund
 
 
+def test_a_kept_undecided_item_leaves_no_shipping_waiting_for_a_decision() -> None:
+    """No label is bought, so the payer is not ``undecided`` (which would promise an
+    ``undecided_share``): the merchant forgoes the item and nobody pays anything."""
+    v = run(facts(item(unit_price=300, reason=Reason.OTHER)), {"keep_item": {"merchant_responsible_only": False}})
+    assert v.decision.keep_item
+    assert v.money.return_shipping == ShippingShares(Payer.MERCHANT, 0, 0)
+
+
 def test_keep_item_details() -> None:
     keep = outcome(run(facts(item(unit_price=300, reason=Reason.DEFECTIVE), photos=1)), "keep_item")
     assert (keep.result, keep.detail) == (PASS, "worth 3.00 EUR, less than the 5.00 EUR label: keep it")
@@ -923,10 +935,17 @@ def test_condition_grading_details() -> None:
     assert damaged.detail == "an agent decides the value of L7; L7 damaged: 0%"
 
 
-def test_a_missing_merchant_responsible_item_refunds_only_the_shipping() -> None:
+def test_a_merchant_responsible_parcel_that_came_back_empty_refunds_nothing() -> None:
+    """Not even the original shipping: an empty box would otherwise collect it."""
     v = run(facts(item(reason=Reason.DEFECTIVE, condition=Condition.MISSING, received=0), photos=1))
-    assert v.money.items_total == 0
-    assert v.money.refund_total == SHIPPING_TOTAL
+    assert (v.money.items_total, v.money.original_shipping_refund, v.money.refund_total) == (0, 0, 0)
+    assert outcome(v, "return_shipping").detail.endswith("nothing came back")
+
+
+def test_one_merchant_responsible_item_back_of_two_refunds_the_shipping_too() -> None:
+    v = run(facts(item("L1", reason=Reason.DEFECTIVE, condition=Condition.MISSING, received=0),
+                  item("L2", reason=Reason.DEFECTIVE, condition=Condition.DEFECTIVE, received=1), photos=1))
+    assert (v.money.items_total, v.money.refund_total) == (2000, 2000 + SHIPPING_TOTAL)
 
 
 # --------------------------------------------------------------------------- currencies
@@ -1064,6 +1083,31 @@ def test_a_stored_bare_amount_keeps_applying_to_any_currency() -> None:
     ]
 
 
+def test_a_case_keeps_the_amounts_it_was_decided_under() -> None:
+    """The decision records its amounts; worked out again under it, a later table does not count."""
+    opened = submitted(EUR_AND_JPY).evaluate(facts(currency="JPY"))
+    assert opened.decision.prices == {
+        "rules.return_shipping.label_cost": 800, "rules.exchange_shipping.cost": 1600, "rules.auto_approve.max_amount": 16_000,
+    }
+    eur_only = submitted({"rules": {"return_shipping": {"label_cost": {"EUR": 400}}}})
+    again = eur_only.evaluate(facts(currency="JPY"), under=opened.decision)
+    assert (again.money.return_shipping.customer_share, again.decision.prices) == (800, opened.decision.prices)
+    assert eur_only.recompute_money(opened.decision, facts(currency="JPY")).money.refund_total == 2000 - 800
+
+
+def test_a_decision_recorded_before_amounts_were_per_currency_keeps_that_time_s_amounts() -> None:
+    """No recorded prices: the document's own (bare) amounts in any currency, and the old single
+    defaults (500 / 1000 / 10000) for what it left out; never refused for an unpriced currency."""
+    before = msgspec.structs.replace(run(facts()).decision, prices={})
+    legacy = load_policy({"rules": {"return_shipping": {"label_cost": 700}}}, 3, RuleRegistry())
+    built_in = load_policy({"rules": {}}, 0, RuleRegistry())
+    assert legacy.decided_prices(before, "ZAR") == {
+        "rules.return_shipping.label_cost": 700, "rules.exchange_shipping.cost": 1000, "rules.auto_approve.max_amount": 10_000,
+    }
+    assert built_in.evaluate(facts(currency="JPY"), under=before).money.return_shipping.customer_share == 500
+    assert built_in.evaluate(facts(currency="KWD"), under=before).money.refund_total == 2000 - 500
+
+
 @pytest.mark.parametrize(
     ("amount", "message"),
     [
@@ -1088,7 +1132,7 @@ def test_a_malformed_amount_table_is_refused_naming_the_parameter(amount: Any, m
         assert invalid.value.errors == [{"field": "rules.auto_approve.max_amount", "message": message}]
 
 
-@pytest.mark.parametrize("currency", ["EURO", "eur", 978, ""])
+@pytest.mark.parametrize("currency", ["EURO", "eur", 978, "", ["EUR"], {"EUR": 1}])
 def test_the_document_s_currency_is_an_iso_code(currency: Any) -> None:
     with pytest.raises(PolicyInvalid) as invalid:
         submitted({"currency": currency, "rules": {}})
