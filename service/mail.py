@@ -92,6 +92,12 @@ TEMPLATES: dict[str, dict[str, tuple[str, list[Block]]]] = {
              "Pack it safely and keep the shipping receipt. No shipping label is needed from us yet.",
              ("See your return", "status", {})],
         ),
+        "approved_keep": (
+            "Your return {case_id} is approved: keep the item",
+            ["Hello,", ("your return {case_id} for order {order_id} is approved. You do not need to send "
+              "the item back: please keep it. We will tell you when the money is on its way."),
+             ("See your return", "status", {})],
+        ),
         "rejected": (
             "Your return {case_id} was not approved",
             ["Hello,", "we are sorry: your return {case_id} for order {order_id} was not approved.",
@@ -128,6 +134,11 @@ TEMPLATES: dict[str, dict[str, tuple[str, list[Block]]]] = {
             "您的退货申请 {case_id} 已批准",
             ["您好，", "您针对订单 {order_id} 的退货申请 {case_id} 已批准。", "请将商品寄回：{return_address}",
              "请妥善包装并保留寄件凭证。目前无需我们提供的运单。", ("查看退货进度", "status", {})],
+        ),
+        "approved_keep": (
+            "您的退货申请 {case_id} 已批准：商品无需寄回",
+            ["您好，", "您针对订单 {order_id} 的退货申请 {case_id} 已批准。商品无需寄回，请自行保留。款项发出时我们会通知您。",
+             ("查看退货进度", "status", {})],
         ),
         "rejected": (
             "您的退货申请 {case_id} 未获批准",
@@ -284,8 +295,9 @@ class Mailer:
             if not grants:
                 return None  # refunded through the gateway: ``refund.succeeded`` tells it
             values["amount"] = _money(sum(g.amount for g in grants), grants[0].currency)
+        template = "approved_keep" if kind == "approved" and case.decision.keep_item else kind
         subject, text, page = render(
-            language, kind, values, lambda purpose, params: portal_url(self.public_url, case, purpose, **params)
+            language, template, values, lambda purpose, params: portal_url(self.public_url, case, purpose, **params)
         )
         recipient = order.customer.email
         identifier = mail_id(merchant_id, message.id, recipient, kind)

@@ -24,6 +24,7 @@ from domain.money import to_major
 from policies.registry import RuleRegistry
 from service.cases import CaseService
 from service.dto import (
+    ApproveIn,
     CaseIn,
     MailSettingsIn,
     OrderIn,
@@ -32,6 +33,7 @@ from service.dto import (
     RequestInfoIn,
 )
 from service.mail import Mailer
+from service.metrics import MAIL_FAILURES
 from service.notifications import Notifications
 from service.policy import PolicyBook
 from service.ports import MailTransport, Principal
@@ -184,6 +186,36 @@ async def test_rejection_and_information_request_carry_the_agents_words_escaped(
     assert "Reason: worn" in page and "Tag removed &lt;script&gt;" in page and "<script>" not in page
 
 
+async def test_an_approval_that_lets_the_customer_keep_the_item_says_so(world: World, smtp: tuple[Inbox, str]) -> None:
+    inbox, url = smtp
+    await _order(world, "o_keep")
+    case_id = await _open(world, "o_keep", items=[{"line_id": "l2", "quantity": 1, "reason": "other", "note": "x"}])
+    await world.cases.approve(AGENT, case_id, None, msgspec.convert({"keep_item": True}, ApproveIn))
+    await worker(world, SmtpTransport(url)).run_once()
+    approved = next(m for m in inbox.messages if m["X-Returns-Kind"] == "approved")
+    text, _ = _parts(approved)
+    assert approved["Subject"] == f"Your return {case_id} is approved: keep the item"
+    assert "keep it" in text and "send the item back to" not in text.lower()
+
+
+async def test_a_worker_killed_after_the_data_sends_again_with_the_same_message_id(
+    world: World, smtp: tuple[Inbox, str]
+) -> None:
+    inbox, url = smtp
+    await _order(world, "o_crash")
+    case_id = await _open(world, "o_crash", items=[{"line_id": "l2", "quantity": 1, "reason": "other", "note": "x"}])
+    dying = mailer(world, SmtpTransport(url))
+    await dying.plan_due()
+    async with world.db.transaction() as repos:  # claimed and handed over, then the worker dies
+        [mail] = await repos.claim_due_mail(world.clock(), dying.lease, 10)
+    await SmtpTransport(url).send(mail.id, dying.mail_from, [mail.recipient], mail.message.encode())
+    assert await mailer(world, SmtpTransport(url)).send_due() == 0, "the lease still holds"
+    world.clock.advance(seconds=61)
+    assert await mailer(world, SmtpTransport(url)).send_due() == 1
+    assert _kinds(inbox, case_id) == ["received", "received"], "SMTP is at least once"
+    assert inbox.messages[0]["Message-ID"] == inbox.messages[1]["Message-ID"], "the client can drop the copy"
+
+
 async def test_a_451_is_retried_and_the_mail_arrives_once(world: World, smtp: tuple[Inbox, str]) -> None:
     inbox, url = smtp
     inbox.refusals = ["451 4.3.0 try again later"]
@@ -213,6 +245,8 @@ async def test_a_550_is_recorded_retried_with_backoff_and_given_up(world: World,
     await _order(world, "o_550")
     case_id = await _open(world, "o_550", items=[{"line_id": "l2", "quantity": 1, "reason": "other", "note": "x"}])
     sending = worker(world, SmtpTransport(url))
+    gave_up_before = MAIL_FAILURES.labels("gave_up")._value.get()
+    retried_before = MAIL_FAILURES.labels("retry")._value.get()
     waits = []
     for _ in range(4):
         await sending.run_once()
@@ -222,6 +256,8 @@ async def test_a_550_is_recorded_retried_with_backoff_and_given_up(world: World,
         world.clock.advance(minutes=30)
     assert waits == ["pending", "pending", "gave_up", "gave_up"], "three permanent refusals, then no more"
     assert inbox.refused == 3 and inbox.messages == []
+    assert MAIL_FAILURES.labels("gave_up")._value.get() == gave_up_before + 1
+    assert MAIL_FAILURES.labels("retry")._value.get() == retried_before + 2
     assert "550" in (mail.last_error or "")
 
 
