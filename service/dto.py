@@ -400,6 +400,25 @@ class MailSettingsView(msgspec.Struct):
     return_address: str | None
 
 
+class CustomerMailView(msgspec.Struct):
+    """One e-mail to the customer: ``pending`` (``last_error`` says why it waits), ``sent``
+    (handed to the mail server), or ``gave_up``."""
+
+    id: str
+    kind: Literal["received", "approved", "rejected", "info_requested", "refund_sent", "store_credit", "survey"]
+    recipient: str
+    language: str
+    status: Literal["pending", "sent", "gave_up"]
+    attempts: int
+    last_error: str | None
+    created_at: datetime
+    sent_at: datetime | None
+
+
+class CustomerMailList(msgspec.Struct):
+    items: list[CustomerMailView]
+
+
 class WebhookEndpointIn(Body):
     url: Annotated[str, Meta(pattern=r"^https?://[^\s]+$", max_length=2000)]
     secret: Annotated[str, Meta(min_length=16, max_length=200)] | None = None  # generated when absent

@@ -29,11 +29,17 @@ from email.utils import format_datetime
 from urllib.parse import urlencode
 
 import structlog
+from msgspec.structs import asdict
 
 from domain.cases import Case
 from domain.money import to_major
 from domain.orders import Order
-from service.dto import MailSettingsIn, MailSettingsView
+from service.dto import (
+    CustomerMailList,
+    CustomerMailView,
+    MailSettingsIn,
+    MailSettingsView,
+)
 from service.metrics import MAIL_FAILURES
 from service.ports import (
     CustomerMail,
@@ -245,13 +251,25 @@ class Mailer:
     async def settings(self, merchant_id: str) -> MailSettingsView:
         async with self.db.reading() as repos:
             current = await repos.mail_settings(merchant_id) or MailSettings()
-        return MailSettingsView(**_fields(current))
+        return MailSettingsView(**asdict(current))
 
     async def put_settings(self, merchant_id: str, body: MailSettingsIn) -> MailSettingsView:
-        settings = MailSettings(**_fields(body))
+        settings = MailSettings(**asdict(body))
         async with self.db.transaction() as repos:
             await repos.put_mail_settings(merchant_id, settings, self.clock())
-        return MailSettingsView(**_fields(settings))
+        return MailSettingsView(**asdict(settings))
+
+    async def case_mails(self, merchant_id: str, case_id: str) -> CustomerMailList:
+        """What the customer was sent about a case, oldest event first (404: no such case here)."""
+        async with self.db.reading() as repos:
+            await repos.get_case(merchant_id, case_id)
+            mails = await repos.customer_mails(merchant_id, case_id)
+        return CustomerMailList(
+            items=[
+                CustomerMailView(**{k: v for k, v in asdict(mail).items() if k in CustomerMailView.__struct_fields__})
+                for mail in mails
+            ]
+        )
 
     # ----------------------------------------------------------------- the worker's side
 
@@ -363,6 +381,3 @@ def _money(amount: int, currency: str) -> str:
 def _domain(address: str) -> str:
     return address.rpartition("@")[2] or "localhost"
 
-
-def _fields(settings: object) -> dict[str, object]:
-    return {name: getattr(settings, name) for name in ("sender_name", "reply_to", "default_language", "return_address")}

@@ -140,6 +140,8 @@ class CustomerMail(msgspec.Struct, frozen=True):
     attempts: int = 0
     permanent_failures: int = 0
     last_error: str | None = None
+    created_at: datetime | None = None  # set by the database
+    sent_at: datetime | None = None
 
 
 class StoreCreditGrant(msgspec.Struct, frozen=True):

@@ -12,7 +12,7 @@ from service.ports import CustomerMail, MailSettings, OutboxMessage
 
 MAIL_COLUMNS = (
     "merchant_id, id, event_id, recipient, kind, case_id, language, message, status, attempts,"
-    " permanent_failures, last_error"
+    " permanent_failures, last_error, created_at, sent_at"
 )
 
 

@@ -33,6 +33,7 @@ from service.dto import (
     CaseView,
     CloseIn,
     CompleteRepairIn,
+    CustomerMailList,
     DeliveryList,
     DiagnoseIn,
     EventList,
@@ -99,6 +100,11 @@ class AgentController(Controller):
     async def events(self, request: Request[Any, Any, Any], services: Services, case_id: PathId) -> EventList:
         """The case's full audit trail: who, with which role, when, from → to, and why."""
         return await services.cases.events(principal_of(request), case_id)
+
+    @get("/{case_id:str}/mails", operation_id="agentCaseMails")
+    async def mails(self, request: Request[Any, Any, Any], services: Services, case_id: PathId) -> CustomerMailList:
+        """The e-mails sent to the customer about the case (added): did it arrive, and if not, why."""
+        return await services.mailer.case_mails(principal_of(request).merchant_id, case_id)
 
     @post("/{case_id:str}/approve", operation_id="approveCase", status_code=200)
     async def approve(

@@ -258,7 +258,9 @@ async def test_a_550_is_recorded_retried_with_backoff_and_given_up(world: World,
     assert inbox.refused == 3 and inbox.messages == []
     assert MAIL_FAILURES.labels("gave_up")._value.get() == gave_up_before + 1
     assert MAIL_FAILURES.labels("retry")._value.get() == retried_before + 2
-    assert "550" in (mail.last_error or "")
+    [listed] = (await mailer(world, SmtpTransport(url)).case_mails(MERCHANT, case_id)).items
+    assert (listed.status, listed.attempts, listed.sent_at) == ("gave_up", 3, None)
+    assert "550" in (listed.last_error or "")
 
 
 async def test_two_workers_at_once_send_each_mail_once(world: World, smtp: tuple[Inbox, str]) -> None:

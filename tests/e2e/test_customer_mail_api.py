@@ -82,6 +82,19 @@ def test_a_return_through_the_api_mails_the_customer_at_each_step(
     assert [parse_qs(link.fragment)["rating"] for link in links] == [["1"], ["2"], ["3"], ["4"], ["5"]]
     assert all(link.path == "/portal" and parse_qs(link.fragment)["case"] == [case["id"]] for link in links)
 
+    def recorded() -> list | None:
+        items = tenant.agent.get(f"/admin/v1/cases/{case['id']}/mails").json()["items"]
+        return items if [m["status"] for m in items] == ["sent"] * 4 else None
+
+    listed = eventually(recorded)  # the row says sent a moment after the server has the mail
+    assert {m["id"] for m in listed} == {m["Message-ID"].strip("<>").split("@")[0] for m in mine}
+    assert tenant.storefront.get(f"/admin/v1/cases/{case['id']}/mails").status_code == 403
+    other = Tenant(tenant.base_url, tenant.database_url)
+    try:
+        assert other.agent.get(f"/admin/v1/cases/{case['id']}/mails").status_code == 404
+    finally:
+        other.close()
+
 
 def test_the_customers_language_travels_with_the_order(tenant: Tenant) -> None:
     order = tenant.put_order(customer={"id": "cus_lang", "email": "li@example.com", "language": "zh-CN"})
