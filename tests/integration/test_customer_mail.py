@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Iterator
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import parse_qs, urlsplit
 
 import msgspec
@@ -41,7 +41,7 @@ from service.refunds import RefundService
 from service.worker import Worker
 from tests.fakes.resolver import ScriptedResolver
 from tests.support.refunds import Clock
-from tests.support.smtp import Inbox, smtp_server
+from tests.support.smtp import Inbox, self_signed, smtp_server
 from tests.support.tenants import order_body
 
 MERCHANT = "m_mail"
@@ -214,6 +214,19 @@ async def test_a_worker_killed_after_the_data_sends_again_with_the_same_message_
     assert await mailer(world, SmtpTransport(url)).send_due() == 1
     assert _kinds(inbox, case_id) == ["received", "received"], "SMTP is at least once"
     assert inbox.messages[0]["Message-ID"] == inbox.messages[1]["Message-ID"], "the client can drop the copy"
+
+
+@pytest.mark.parametrize("tls", ["starttls", "implicit"])
+async def test_tls_starttls_when_offered_and_smtps(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tls: Literal["starttls", "implicit"]
+) -> None:
+    cert = self_signed(tmp_path)
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert[0]))  # the client verifies the server against it
+    with smtp_server(tls, cert) as (inbox, url):
+        await _order(world, f"o_{tls}")
+        case_id = await _open(world, f"o_{tls}", items=[{"line_id": "l2", "quantity": 1, "reason": "other", "note": "x"}])
+        await worker(world, SmtpTransport(url)).run_once()
+    assert _kinds(inbox, case_id) == ["received"], "the server refuses mail before STARTTLS"
 
 
 async def test_a_451_is_retried_and_the_mail_arrives_once(world: World, smtp: tuple[Inbox, str]) -> None:

@@ -4,12 +4,15 @@ refusals first (``"451 …"``, ``"550 …"``)."""
 from __future__ import annotations
 
 import socket
+import ssl
+import subprocess
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from email import message_from_bytes, policy
 from email.message import EmailMessage
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
 from aiosmtpd.controller import Controller
 
@@ -36,14 +39,33 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
+def self_signed(folder: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key: trust it with ``SSL_CERT_FILE``."""
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )
+    return cert, key
+
+
 @contextmanager
-def smtp_server() -> Iterator[tuple[Inbox, str]]:
-    """The inbox and the ``smtp://`` URL the transport reaches it at."""
+def smtp_server(tls: Literal["starttls", "implicit"] | None = None, cert: tuple[Path, Path] | None = None
+                ) -> Iterator[tuple[Inbox, str]]:
+    """The inbox and the URL the transport reaches it at. ``starttls``: the server offers STARTTLS
+    and refuses mail before it; ``implicit``: TLS from the first byte (``smtps://``)."""
     inbox = Inbox()
     port = _free_port()
-    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    options: dict[str, Any] = {}
+    if tls:
+        assert cert is not None
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(*cert)
+        options = {"tls_context": context, "require_starttls": True} if tls == "starttls" else {"ssl_context": context}
+    controller = Controller(inbox, hostname="127.0.0.1", port=port, **options)
     controller.start()
     try:
-        yield inbox, f"smtp://127.0.0.1:{port}"
+        yield inbox, f"{'smtps' if tls == 'implicit' else 'smtp'}://127.0.0.1:{port}"
     finally:
         controller.stop()
