@@ -29,7 +29,7 @@ from email.utils import format_datetime
 from urllib.parse import urlencode
 
 import structlog
-from msgspec.structs import asdict
+from msgspec.structs import asdict, replace
 
 from domain.cases import Case
 from domain.money import to_major
@@ -319,10 +319,19 @@ class Mailer:
         )
         recipient = order.customer.email
         identifier = mail_id(merchant_id, message.id, recipient, kind)
+        row = CustomerMail(
+            merchant_id=merchant_id, id=identifier, event_id=message.id, recipient=recipient, kind=kind,
+            case_id=case.id, language=language, message="",
+        )
+        try:
+            to = Address(addr_spec=recipient)
+        except ValueError as exc:  # the storefront's data: recorded as given up, for the agent to see
+            log.warning("customer_mail_bad_address", case_id=case.id, kind=kind)
+            return replace(row, status="gave_up", last_error=f"not one e-mail address: {exc}"[:500])
         mail = EmailMessage()
         mail["Subject"] = subject
         mail["From"] = Address(settings.sender_name or "", addr_spec=self.mail_from)
-        mail["To"] = recipient
+        mail["To"] = to
         if settings.reply_to:
             mail["Reply-To"] = settings.reply_to
         mail["Date"] = format_datetime(message.created_at)
@@ -332,16 +341,7 @@ class Mailer:
         mail.set_content(text)
         mail.add_alternative(page, subtype="html")
         mail["Content-Language"] = language  # after the parts: set_content drops Content-* headers
-        return CustomerMail(
-            merchant_id=merchant_id,
-            id=identifier,
-            event_id=message.id,
-            recipient=recipient,
-            kind=kind,
-            case_id=case.id,
-            language=language,
-            message=mail.as_string(),
-        )
+        return replace(row, message=mail.as_string())
 
     async def send_due(self, limit: int = 50) -> int:
         async with self.db.transaction() as repos:

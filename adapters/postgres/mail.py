@@ -42,8 +42,8 @@ class PgMail:
         status = await self.conn.execute(
             """
             INSERT INTO customer_mail (merchant_id, id, event_id, recipient, kind, case_id, language, message,
-                                       created_at, available_at)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) ON CONFLICT DO NOTHING
+                                       status, last_error, created_at, available_at)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $10, $11, $9, $9) ON CONFLICT DO NOTHING
             """,
             mail.merchant_id,
             mail.id,
@@ -54,6 +54,8 @@ class PgMail:
             mail.language,
             mail.message,
             at,
+            mail.status,
+            mail.last_error,
         )
         return status.endswith(" 1")
 

@@ -229,6 +229,19 @@ async def test_tls_starttls_when_offered_and_smtps(
     assert _kinds(inbox, case_id) == ["received"], "the server refuses mail before STARTTLS"
 
 
+async def test_an_unusable_address_is_recorded_and_holds_nobody_up(world: World, smtp: tuple[Inbox, str]) -> None:
+    inbox, url = smtp
+    await _order(world, "o_bad", email="a@example.com\r\nBcc: all@example.com")
+    await _order(world, "o_good")
+    bad = await _open(world, "o_bad", items=[{"line_id": "l2", "quantity": 1, "reason": "other", "note": "x"}])
+    good = await _open(world, "o_good", items=[{"line_id": "l2", "quantity": 1, "reason": "other", "note": "x"}])
+    await worker(world, SmtpTransport(url)).run_once()
+    assert _kinds(inbox, good) == ["received"] and _kinds(inbox, bad) == []
+    assert all(m["Bcc"] is None for m in inbox.messages)
+    [listed] = (await mailer(world, SmtpTransport(url)).case_mails(MERCHANT, bad)).items
+    assert listed.status == "gave_up" and (listed.last_error or "").startswith("not one e-mail address")
+
+
 async def test_a_451_is_retried_and_the_mail_arrives_once(world: World, smtp: tuple[Inbox, str]) -> None:
     inbox, url = smtp
     inbox.refusals = ["451 4.3.0 try again later"]
