@@ -17,7 +17,7 @@ class SmtpTransport:
     """``smtp://user:pass@host:587`` (STARTTLS when the server offers it) or ``smtps://…:465``
     (TLS from the first byte). A 5xx answer is permanent; 4xx and connection failures are not."""
 
-    def __init__(self, url: str, *, timeout: float = 30.0) -> None:
+    def __init__(self, url: str, *, timeout: float = 20.0) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
             raise ValueError("RETURNS_SMTP_URL is smtp://[user:pass@]host[:port] or smtps://…")
