@@ -13,6 +13,7 @@ from domain.money import to_major
 class Customer(msgspec.Struct, frozen=True):
     id: str
     email: str | None = None
+    language: str | None = None  # BCP 47, for the customer's e-mail
 
 
 class OrderLine(msgspec.Struct, frozen=True):

@@ -11,6 +11,7 @@ from litestar import Litestar
 from adapters.blobstore.filesystem import FilesystemBlobStore
 from adapters.gateways.stripe_webhooks import StripeWebhookVerifier
 from adapters.images import PillowImageProcessor
+from adapters.mail import EmlFolderTransport, SmtpTransport
 from adapters.postgres.database import PostgresDatabase
 from adapters.postgres.embedded import embedded_database_url
 from adapters.postgres.migrations import migrate
@@ -23,10 +24,18 @@ from service.config import Settings
 from service.container import Services
 from service.finance import FinanceService
 from service.logging import configure_logging
+from service.mail import Mailer
 from service.notifications import Notifications
 from service.photos import PhotoService
 from service.policy import PolicyBook
-from service.ports import BlobStore, Database, PaymentGateway, Resolver, WebhookSender
+from service.ports import (
+    BlobStore,
+    Database,
+    MailTransport,
+    PaymentGateway,
+    Resolver,
+    WebhookSender,
+)
 from service.refunds import RefundService
 from service.worker import Worker
 
@@ -90,6 +99,13 @@ def blob_store(settings: Settings) -> BlobStore:
     return FilesystemBlobStore(settings.blob_dir or settings.data_dir / "blobs")
 
 
+def mail_transport(settings: Settings) -> MailTransport:
+    """The SMTP server when one is configured, else ``.eml`` files under the data folder."""
+    if settings.smtp_url:
+        return SmtpTransport(settings.smtp_url)
+    return EmlFolderTransport(settings.data_dir / "outbox-mail")
+
+
 def build_services(
     settings: Settings, db: Database, gateway: PaymentGateway, sender: WebhookSender, resolver: Resolver | None = None
 ) -> Services:
@@ -112,6 +128,14 @@ def build_services(
         resolver=resolver or LoopResolver(),
         secret_grace=timedelta(seconds=settings.webhook_secret_grace_seconds),
     )
+    mailer = Mailer(
+        db,
+        mail_transport(settings),
+        utcnow,
+        public_url=settings.public_url,
+        mail_from=settings.mail_from,
+        first_backoff=timedelta(seconds=settings.mail_first_backoff_seconds),
+    )
     verifier = StripeWebhookVerifier(settings.stripe_webhook_secret) if settings.stripe_webhook_secret else None
     return_rate = ReturnRateFlag(settings.high_return_rate, settings.high_return_rate_min_items)
     cases = CaseService(db, policies, refunds, utcnow, sla_from(settings), return_rate)
@@ -127,10 +151,12 @@ def build_services(
         finance=FinanceService(db, gateway, utcnow),
         refunds=refunds,
         notifications=notifications,
+        mailer=mailer,
         worker=Worker(
             refunds,
             notifications,
             cases,
+            mailer,
             idle_seconds=settings.worker_idle_seconds,
             poll_every_seconds=settings.worker_poll_every_seconds,
             auto_close_after=timedelta(days=settings.auto_close_days) if settings.auto_close_days > 0 else None,

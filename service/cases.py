@@ -927,7 +927,7 @@ def _order_from(merchant_id: str, order_id: str, body: OrderIn) -> Order:
         currency=body.currency,
         placed_at=body.placed_at,
         delivered_at=body.delivered_at,
-        customer=Customer(id=body.customer.id, email=body.customer.email),
+        customer=Customer(id=body.customer.id, email=body.customer.email, language=body.customer.language),
         lines=[
             OrderLine(
                 line_id=line.line_id,

@@ -44,6 +44,10 @@ class Settings(msgspec.Struct, frozen=True):
     high_return_rate_min_items: int = 3  # ... once they bought at least this many
     auto_close_days: float = 14.0  # a shipped exchange or repair closes itself after this long (0: never)
     db_acquire_timeout_seconds: float = 5.0  # then 503: a full pool never hangs a request
+    smtp_url: str | None = None  # customer e-mail through this server; else .eml files in <data_dir>/outbox-mail
+    mail_from: str = "returns@localhost"  # the envelope sender and From address (merchants set the name)
+    public_url: str = "http://127.0.0.1:8000"  # where links in customer e-mail point (the portal)
+    mail_first_backoff_seconds: float = 30.0  # doubles per failed attempt, up to an hour
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -82,6 +86,10 @@ class Settings(msgspec.Struct, frozen=True):
             high_return_rate_min_items=int(env.get("RETURNS_HIGH_RETURN_RATE_MIN_ITEMS", "3")),
             auto_close_days=float(env.get("RETURNS_AUTO_CLOSE_DAYS", "14")),
             db_acquire_timeout_seconds=float(env.get("RETURNS_DB_ACQUIRE_TIMEOUT_SECONDS", "5")),
+            smtp_url=env.get("RETURNS_SMTP_URL") or None,
+            mail_from=env.get("RETURNS_MAIL_FROM") or "returns@localhost",
+            public_url=env.get("RETURNS_PUBLIC_URL") or "http://127.0.0.1:8000",
+            mail_first_backoff_seconds=float(env.get("RETURNS_MAIL_FIRST_BACKOFF_SECONDS", "30")),
         )
 
 

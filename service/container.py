@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from service.cases import CaseService
 from service.config import Settings
 from service.finance import FinanceService
+from service.mail import Mailer
 from service.notifications import Notifications
 from service.photos import PhotoService
 from service.policy import PolicyBook
@@ -23,6 +24,7 @@ class Services:
     cases: CaseService
     refunds: RefundService
     notifications: Notifications
+    mailer: Mailer
     photos: PhotoService
     finance: FinanceService
     worker: Worker

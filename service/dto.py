@@ -57,6 +57,8 @@ class Body(msgspec.Struct, forbid_unknown_fields=True):
 class CustomerIn(Body):
     id: Id
     email: Annotated[str, Meta(max_length=320)] | None = None
+    # the customer's e-mail language (``en``, ``zh-CN``); else the merchant's default
+    language: Annotated[str, Meta(max_length=35, pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")] | None = None
 
 
 class OrderLineIn(Body):
@@ -379,6 +381,42 @@ class StoreCreditView(msgspec.Struct):
     customer_id: str
     balances: list[StoreCreditBalance]
     grants: list[StoreCreditGrantView]
+
+
+class MailSettingsIn(Body):
+    """The merchant's customer e-mail: who it is from (by name), where replies go, the language of
+    customers who gave none, and the address items go back to (in the approval's instructions)."""
+
+    sender_name: Annotated[str, Meta(min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]+$")] | None = None
+    reply_to: Annotated[str, Meta(max_length=320, pattern=r"^[^@\s<>,;\"]+@[^@\s<>,;\"]+\.[^@\s<>,;\"]+$")] | None = None
+    default_language: Literal["en", "zh-CN"] = "en"
+    return_address: Annotated[str, Meta(min_length=1, max_length=1000)] | None = None
+
+
+class MailSettingsView(msgspec.Struct):
+    sender_name: str | None
+    reply_to: str | None
+    default_language: str
+    return_address: str | None
+
+
+class CustomerMailView(msgspec.Struct):
+    """One e-mail to the customer: ``pending`` (``last_error`` says why it waits), ``sent``
+    (handed to the mail server), or ``gave_up``."""
+
+    id: str
+    kind: Literal["received", "approved", "rejected", "info_requested", "refund_sent", "store_credit", "survey"]
+    recipient: str
+    language: str
+    status: Literal["pending", "sent", "gave_up"]
+    attempts: int
+    last_error: str | None
+    created_at: datetime
+    sent_at: datetime | None
+
+
+class CustomerMailList(msgspec.Struct):
+    items: list[CustomerMailView]
 
 
 class WebhookEndpointIn(Body):

@@ -40,6 +40,12 @@ REFUND_ERRORS = Counter(
 WEBHOOK_FAILURES = Counter(
     "returns_webhook_delivery_failures_total", "Failed deliveries of outbound webhooks", registry=REGISTRY
 )
+MAIL_FAILURES = Counter(
+    "returns_customer_mail_failures_total",
+    "Customer e-mails the mail server refused or could not take: retried, or given up",
+    ["outcome"],
+    registry=REGISTRY,
+)
 CASES = Gauge("returns_cases", "Cases by type and state", ["type", "state"], registry=REGISTRY)
 REFUNDS = Gauge("returns_refunds", "Refunds by status", ["status"], registry=REGISTRY)
 OUTBOX_DEPTH = Gauge("returns_outbox_depth", "Outbox messages not delivered yet", registry=REGISTRY)

@@ -116,6 +116,35 @@ class WebhookDelivery(msgspec.Struct, frozen=True):
     id: int = 0  # given by the log
 
 
+class MailSettings(msgspec.Struct, frozen=True):
+    """How a merchant's customer e-mail reads: the sender's name, where replies go, the language
+    for customers who did not give one, and where returned items go (the approval's instructions)."""
+
+    sender_name: str | None = None
+    reply_to: str | None = None
+    default_language: str = "en"
+    return_address: str | None = None
+
+
+class CustomerMail(msgspec.Struct, frozen=True):
+    """One e-mail to a customer, planned once per (outbox event, recipient, kind)."""
+
+    merchant_id: str
+    id: str
+    event_id: int
+    recipient: str
+    kind: str
+    case_id: str
+    language: str
+    message: str  # the RFC 5322 text, composed when planned: a retry sends the same bytes
+    status: str = "pending"  # pending | sent | gave_up
+    attempts: int = 0
+    permanent_failures: int = 0
+    last_error: str | None = None
+    created_at: datetime | None = None  # set by the database
+    sent_at: datetime | None = None
+
+
 class StoreCreditGrant(msgspec.Struct, frozen=True):
     id: str
     customer_id: str
@@ -285,6 +314,32 @@ class Repositories(Protocol):
 
     async def list_deliveries(self, merchant_id: str, limit: int, cursor: str | None) -> Page: ...
 
+    # customer e-mail
+    async def claim_unplanned_outbox(self, limit: int) -> list[OutboxMessage]:
+        """Outbox messages no mail was planned for yet, locked (skipping locked ones) until the
+        transaction ends; ``mark_mail_planned`` in the same transaction."""
+        ...
+
+    async def mark_mail_planned(self, merchant_id: str, outbox_id: int, at: datetime) -> None: ...
+
+    async def add_customer_mail(self, mail: CustomerMail, at: datetime) -> bool:
+        """False when the mail for that (event, recipient, kind) is already there."""
+        ...
+
+    async def claim_due_mail(self, now: datetime, lease: timedelta, limit: int) -> list[CustomerMail]: ...
+
+    async def finish_mail(self, merchant_id: str, mail_id: str, status: str, error: str | None, at: datetime) -> None: ...
+
+    async def postpone_mail(
+        self, merchant_id: str, mail_id: str, until: datetime, error: str, *, permanent: bool
+    ) -> None: ...
+
+    async def customer_mails(self, merchant_id: str, case_id: str) -> list[CustomerMail]: ...
+
+    async def mail_settings(self, merchant_id: str) -> MailSettings | None: ...
+
+    async def put_mail_settings(self, merchant_id: str, settings: MailSettings, at: datetime) -> None: ...
+
     async def add_store_credit_grant(self, merchant_id: str, grant: StoreCreditGrant) -> None: ...
 
     async def store_credit_grants(self, merchant_id: str, customer_id: str) -> list[StoreCreditGrant]: ...
@@ -340,6 +395,20 @@ class WebhookSender(Protocol):
         """POST ``body`` to ``url``, connecting only to ``addresses`` (the host's addresses, as
         checked: never a lookup of its own), keeping the URL's name for ``Host`` and TLS; answer
         the status code; raise ``WebhookSendError`` when unreachable."""
+        ...
+
+
+class MailSendError(Exception):
+    """The mail server refused the mail or could not be reached. ``permanent``: a 5xx answer."""
+
+    def __init__(self, message: str, *, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+
+
+class MailTransport(Protocol):
+    async def send(self, mail_id: str, sender: str, recipients: list[str], message: bytes) -> None:
+        """Hand the message over (SMTP, or a file on a laptop); raises ``MailSendError``."""
         ...
 
 

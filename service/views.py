@@ -32,7 +32,7 @@ def order_view(order: Order, commitments: OrderCommitments) -> OrderView:
         currency=order.currency,
         placed_at=order.placed_at,
         delivered_at=order.delivered_at,
-        customer=CustomerIn(id=order.customer.id, email=order.customer.email),
+        customer=CustomerIn(id=order.customer.id, email=order.customer.email, language=order.customer.language),
         lines=[
             OrderLineView(
                 line_id=line.line_id,

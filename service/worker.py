@@ -1,6 +1,6 @@
 """The background worker: sends due refunds (many at once, paced per gateway account), asks the
 gateway about unsettled ones, closes shipped exchanges and repairs nobody closed, and delivers
-the outbox to the storefront's webhook. Runs as ``returns worker`` and, by default, inside
+the outbox to the storefront's webhook and to the customer's inbox. Runs as ``returns worker`` and, by default, inside
 ``returns serve``. Any number may run side by side."""
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from datetime import timedelta
 import structlog
 
 from service.cases import CaseService
+from service.mail import Mailer
 from service.notifications import Notifications
 from service.refunds import RefundService
 
@@ -24,6 +25,7 @@ class Worker:
         refunds: RefundService,
         notifications: Notifications,
         cases: CaseService,
+        mailer: Mailer | None = None,
         *,
         idle_seconds: float = 1.0,
         poll_every_seconds: float = 60.0,
@@ -31,6 +33,7 @@ class Worker:
     ) -> None:
         self.refunds = refunds
         self.cases = cases
+        self.mailer = mailer
         self.auto_close_after = auto_close_after
         self.notifications = notifications
         self.idle_seconds = idle_seconds
@@ -40,9 +43,13 @@ class Worker:
         """One round: idle cases closed, every due refund sent and webhook delivered, then one
         poll of unsettled refunds. Answers the work done."""
         done = await self.close_idle()
-        while sent := await self.refunds.send_due() + await self.notifications.deliver_due():
+        while sent := await self.refunds.send_due() + await self.notifications.deliver_due() + await self.mail():
             done += sent
         return done + await self.refunds.poll_unsettled()
+
+    async def mail(self) -> int:
+        """Customer e-mail planned from the outbox and sent (none without a mailer)."""
+        return await self.mailer.run_once() if self.mailer else 0
 
     async def close_idle(self) -> int:
         """Every shipped exchange and repair that has waited ``auto_close_after`` closed (None: never)."""
@@ -64,7 +71,7 @@ class Worker:
             while not stop.is_set():
                 busy = False
                 try:
-                    busy = await self.notifications.deliver_due() > 0
+                    busy = await self.notifications.deliver_due() + await self.mail() > 0
                     if time.monotonic() - last_poll >= self.poll_every_seconds:
                         last_poll = time.monotonic()
                         await self.refunds.poll_unsettled()

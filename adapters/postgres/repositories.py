@@ -11,6 +11,7 @@ import msgspec
 
 from adapters.postgres.cursors import decode_cursor, encode_cursor
 from adapters.postgres.finance import PgFinance
+from adapters.postgres.mail import PgMail
 from adapters.postgres.photos import PgPhotos
 from adapters.postgres.refunds import PgRefunds
 from adapters.postgres.workflows import PgWorkflows
@@ -53,7 +54,7 @@ def _decode_case(row: asyncpg.Record) -> Case:
     return case
 
 
-class PgRepositories(PgRefunds, PgWorkflows, PgPhotos, PgFinance):
+class PgRepositories(PgRefunds, PgWorkflows, PgPhotos, PgFinance, PgMail):
     def __init__(self, conn: asyncpg.Connection) -> None:
         self.conn = conn
 

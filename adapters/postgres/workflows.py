@@ -22,6 +22,17 @@ from service.ports import (
 ENDPOINT_COLUMNS = "id, url, secret, enabled, created_at, previous_secret, previous_secret_expires_at"
 
 
+def outbox_message(row: asyncpg.Record) -> OutboxMessage:
+    return OutboxMessage(
+        merchant_id=row["merchant_id"],
+        id=row["id"],
+        topic=row["topic"],
+        payload=msgspec.json.decode(row["payload"]),
+        attempts=row["attempts"],
+        created_at=row["created_at"],
+    )
+
+
 class PgWorkflows:
     conn: asyncpg.Connection
 
@@ -54,17 +65,7 @@ class PgWorkflows:
             lease,
             limit,
         )
-        return [
-            OutboxMessage(
-                merchant_id=row["merchant_id"],
-                id=row["id"],
-                topic=row["topic"],
-                payload=msgspec.json.decode(row["payload"]),
-                attempts=row["attempts"],
-                created_at=row["created_at"],
-            )
-            for row in sorted(rows, key=lambda row: row["id"])  # RETURNING keeps no order: oldest first
-        ]
+        return [outbox_message(row) for row in sorted(rows, key=lambda row: row["id"])]  # RETURNING keeps no order
 
     async def finish_outbox(self, merchant_id: str, outbox_id: int, outcome: str, at: datetime) -> None:
         await self.conn.execute(

@@ -33,10 +33,13 @@ from service.dto import (
     CaseView,
     CloseIn,
     CompleteRepairIn,
+    CustomerMailList,
     DeliveryList,
     DiagnoseIn,
     EventList,
     GatewayAccountIn,
+    MailSettingsIn,
+    MailSettingsView,
     MeView,
     NoteIn,
     OrderView,
@@ -97,6 +100,11 @@ class AgentController(Controller):
     async def events(self, request: Request[Any, Any, Any], services: Services, case_id: PathId) -> EventList:
         """The case's full audit trail: who, with which role, when, from → to, and why."""
         return await services.cases.events(principal_of(request), case_id)
+
+    @get("/{case_id:str}/mails", operation_id="agentCaseMails")
+    async def mails(self, request: Request[Any, Any, Any], services: Services, case_id: PathId) -> CustomerMailList:
+        """The e-mails sent to the customer about the case (added): did it arrive, and if not, why."""
+        return await services.mailer.case_mails(principal_of(request).merchant_id, case_id)
 
     @post("/{case_id:str}/approve", operation_id="approveCase", status_code=200)
     async def approve(
@@ -244,6 +252,20 @@ class WebhookController(Controller):
         a grace period (24 hours by default): until ``previous_secret_expires_at`` each delivery
         carries both signatures, ``Returns-Signature: t=…,v1=<new>,v1=<previous>``."""
         return await services.notifications.rotate_secret(principal_of(request).merchant_id)
+
+    @get("/mail-settings", operation_id="getMailSettings")
+    async def mail_settings(self, request: Request[Any, Any, Any], services: Services) -> MailSettingsView:
+        """How the customer e-mail reads (defaults until set)."""
+        return await services.mailer.settings(principal_of(request).merchant_id)
+
+    @put("/mail-settings", operation_id="putMailSettings", status_code=200)
+    async def put_mail_settings(
+        self, request: Request[Any, Any, Any], services: Services, data: MailSettingsIn
+    ) -> MailSettingsView:
+        """The customer e-mail's sender name and reply-to, the language of customers who gave
+        none (``en`` or ``zh-CN``), and the address returned items go to (in the approval mail).
+        Replaces the whole settings: a field left out goes back to its default."""
+        return await services.mailer.put_settings(principal_of(request).merchant_id, data)
 
     @get("/gateway-account", operation_id="getGatewayAccount")
     async def get_gateway_account(self, request: Request[Any, Any, Any], services: Services) -> GatewayAccountIn:

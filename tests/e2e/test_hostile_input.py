@@ -215,6 +215,7 @@ EXAMPLES: dict[str, Any] = {
     "putPolicy": {"rules": {"return_window": {"days": 30, "enabled": True}, "auto_approve": {"max_amount": {"EUR": 10_000}}}},
     "putWebhookEndpoint": {"url": "https://shop.example/hooks", "secret": "s" * 32, "enabled": True},
     "putGatewayAccount": {"account": "acct_123"},
+    "putMailSettings": {"sender_name": "Shop", "reply_to": "help@shop.example", "default_language": "zh-CN", "return_address": "1 Return Rd"},
     "reconcile": {"from": AT, "to": datetime.now(UTC).isoformat()},
     # a multipart form: the raw bodies here are refused (415); hostile images are tests/e2e/test_photos.py's
     "uploadPhoto": None,
