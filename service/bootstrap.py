@@ -26,6 +26,7 @@ from service.logging import configure_logging
 from service.notifications import Notifications
 from service.photos import PhotoService
 from service.policy import PolicyBook
+from service.portal import PortalService
 from service.ports import BlobStore, Database, PaymentGateway, Resolver, WebhookSender
 from service.refunds import RefundService
 from service.worker import Worker
@@ -136,6 +137,9 @@ def build_services(
             auto_close_after=timedelta(days=settings.auto_close_days) if settings.auto_close_days > 0 else None,
         ),
         webhook_verifier=verifier,
+        portal=PortalService(
+            db, utcnow, settings.portal_secrets, settings.portal_lookups_per_ip, settings.portal_lookups_per_email
+        ),
     )
 
 

@@ -44,6 +44,12 @@ class Settings(msgspec.Struct, frozen=True):
     high_return_rate_min_items: int = 3  # ... once they bought at least this many
     auto_close_days: float = 14.0  # a shipped exchange or repair closes itself after this long (0: never)
     db_acquire_timeout_seconds: float = 5.0  # then 503: a full pool never hangs a request
+    # signs the customer portal's links; comma-separated to rotate (the first signs, all verify);
+    # unset: a secret generated once and stored in the database
+    portal_secrets: tuple[str, ...] = ()
+    public_url: str | None = None  # where customers reach the service (portal links); default: the request's
+    portal_lookups_per_ip: int = 20  # order + e-mail lookups an hour per client address (per process)
+    portal_lookups_per_email: int = 5  # ... and per merchant and e-mail
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -82,6 +88,10 @@ class Settings(msgspec.Struct, frozen=True):
             high_return_rate_min_items=int(env.get("RETURNS_HIGH_RETURN_RATE_MIN_ITEMS", "3")),
             auto_close_days=float(env.get("RETURNS_AUTO_CLOSE_DAYS", "14")),
             db_acquire_timeout_seconds=float(env.get("RETURNS_DB_ACQUIRE_TIMEOUT_SECONDS", "5")),
+            portal_secrets=tuple(filter(None, (s.strip() for s in env.get("RETURNS_PORTAL_SECRET", "").split(",")))),
+            public_url=env.get("RETURNS_PUBLIC_URL") or None,
+            portal_lookups_per_ip=int(env.get("RETURNS_PORTAL_LOOKUPS_PER_IP", "20")),
+            portal_lookups_per_email=int(env.get("RETURNS_PORTAL_LOOKUPS_PER_EMAIL", "5")),
         )
 
 
