@@ -38,13 +38,14 @@ async def create_portal_link(request: Request[Any, Any, Any], services: Services
 @post("/v1/portal-sessions", operation_id="requestPortalLink", status_code=202, tags=["portal"])
 async def request_portal_link(
     request: Request[Any, Any, Any], services: Services, data: PortalSessionIn
-) -> Response[Any]:
+) -> Response[PortalSessionView]:
     """Public: e-mail the order's customer a portal link. The same 202 whether or not the order
     exists or the e-mail matches; the lookup runs after the answer. 429 ``rate_limited`` past the
     limits per client address and per merchant and e-mail."""
     client = request.client.host if request.client else "unknown"
     wait = services.portal.by_ip.take(client) or services.portal.by_email.take(f"{data.merchant}\n{data.email.lower()}")
     if wait is not None:
-        return problem(429, "rate_limited", "too many lookups; try again later", headers={"Retry-After": str(wait)})
+        limited = problem(429, "rate_limited", "too many lookups; try again later", headers={"Retry-After": str(wait)})
+        return limited  # type: ignore[return-value]  # a problem+json answer, documented as the 429
     task = BackgroundTask(services.portal.lookup, data, _base(request, services))
     return Response(ACCEPTED, status_code=202, background=task)

@@ -259,3 +259,27 @@ def test_lookup_is_rate_limited(portal_service: tuple[str, str]) -> None:
     with _public(portal_service[0], "127.0.0.5") as elsewhere:  # another address, another e-mail: not limited
         assert elsewhere.post("/v1/portal-sessions", json={**body, "email": "fresh@example.com"}).status_code == 202
     public.close()
+
+
+def test_without_a_configured_secret_every_process_agrees(tenant: Tenant, database_url: str) -> None:
+    """The shared test service has no RETURNS_PORTAL_SECRET: it generated one into the database,
+    and another process (a PortalService of its own here) verifies its links with it."""
+    from adapters.postgres.database import PostgresDatabase
+    from service.cases import utcnow
+    from service.portal import PortalService
+
+    order_id = _order(tenant)
+    token = _link(tenant, order_id)["token"]
+    with _customer(tenant, token) as customer:
+        assert customer.get(f"/v1/orders/{order_id}").status_code == 200
+
+    async def elsewhere() -> tuple[str | None, str | None]:
+        db = await PostgresDatabase.connect(database_url, min_size=1, max_size=1)
+        try:
+            principal = await PortalService(db, utcnow, (), 1, 1).authenticate(token)
+            stranger = await PortalService(db, utcnow, ("not-the-stored-one",), 1, 1).authenticate(token)
+        finally:
+            await db.close()
+        return principal and principal.order_id, stranger and stranger.order_id
+
+    assert asyncio.run(elsewhere()) == (order_id, None)
