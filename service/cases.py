@@ -231,6 +231,8 @@ class CaseService:
         case_id = new_id("case")
         async with self.db.transaction() as repos:
             if idempotency_key is not None:
+                if principal.order_id is not None:  # a customer's keys are its own: none claims the storefront's
+                    idempotency_key = f"{principal.key_id}/{idempotency_key}"
                 request_hash = hashlib.sha256(msgspec.json.encode(body)).digest()
                 earlier = await repos.claim_idempotency_key(
                     principal.merchant_id, idempotency_key, request_hash, case_id, now

@@ -98,6 +98,8 @@ def test_a_link_walks_its_order(shop: Tenant) -> None:
         opened = customer.post("/v1/cases", json=_return_two(order_id), headers={"Idempotency-Key": "portal-1"})
         assert opened.status_code == 201, opened.text
         case = opened.json()
+        again = customer.post("/v1/cases", json=_return_two(order_id), headers={"Idempotency-Key": "portal-1"})
+        assert again.json()["id"] == opened.json()["id"] and again.headers["Idempotent-Replayed"] == "true"
         assert sorted(item["line_id"] for item in case["items"]) == ["l1", "l3"]
         uploaded = customer.post(
             f"/v1/cases/{case['id']}/photos", files={"file": ("p.jpg", encode(photo(seed=7), "JPEG"), "image/jpeg")}
@@ -109,6 +111,9 @@ def test_a_link_walks_its_order(shop: Tenant) -> None:
         assert read.status_code == 200 and len(read.json()["photos"]) == 1
         listed = customer.get("/v1/cases")
         assert [c["id"] for c in listed.json()["items"]] == [case["id"]]
+    # the storefront's Idempotency-Key space is its own: the customer's "portal-1" opened a new case
+    storefront_case = shop.storefront.post("/v1/cases", json=_return_two(order_id), headers={"Idempotency-Key": "portal-1"})
+    assert storefront_case.status_code in (201, 422) and storefront_case.headers.get("Idempotent-Replayed") is None
     events = shop.agent.get(f"/admin/v1/cases/{case['id']}/events").json()["items"]
     assert events[0]["actor_role"] == "customer"
 
