@@ -20,7 +20,7 @@ from domain.cases import DEFAULT_SLA, CaseState
 from policies.registry import RuleRegistry
 from service.api.app import create_app
 from service.cases import CaseService, ReturnRateFlag, utcnow
-from service.config import Settings
+from service.config import LOCAL_URL, Settings
 from service.container import Services
 from service.finance import FinanceService
 from service.logging import configure_logging
@@ -28,6 +28,7 @@ from service.mail import Mailer
 from service.notifications import Notifications
 from service.photos import PhotoService
 from service.policy import PolicyBook
+from service.portal import PortalService
 from service.ports import (
     BlobStore,
     Database,
@@ -132,7 +133,7 @@ def build_services(
         db,
         mail_transport(settings),
         utcnow,
-        public_url=settings.public_url,
+        public_url=settings.public_url or LOCAL_URL,
         mail_from=settings.mail_from,
         first_backoff=timedelta(seconds=settings.mail_first_backoff_seconds),
     )
@@ -162,6 +163,9 @@ def build_services(
             auto_close_after=timedelta(days=settings.auto_close_days) if settings.auto_close_days > 0 else None,
         ),
         webhook_verifier=verifier,
+        portal=PortalService(
+            db, utcnow, settings.portal_secrets, settings.portal_lookups_per_ip, settings.portal_lookups_per_email
+        ),
     )
 
 

@@ -122,6 +122,15 @@ def actor_of(principal: Principal) -> Actor:
     return Actor(id=principal.key_id, role=principal.role)
 
 
+async def case_for(repos: Repositories, principal: Principal, case_id: str) -> Case:
+    """The case as ``principal`` may load it: a customer's credential finds only its own order's
+    cases, any other is not found, as a wrong id is."""
+    case = await repos.get_case(principal.merchant_id, case_id)
+    if not principal.may_see(case.order_id, case.customer_id):
+        raise NotFound(f"no case {case_id}")
+    return case
+
+
 class ReturnRateFlag(msgspec.Struct, frozen=True):
     """When a new case gets the ``high_return_rate`` flag: the customer returned at least ``rate``
     of the items they bought in the last 90 days (``HISTORY_WINDOW``; earlier cases, this one not
@@ -201,7 +210,7 @@ class CaseService:
     async def get_order(self, principal: Principal, order_id: str) -> OrderView:
         async with self.db.reading() as repos:
             order = await repos.get_order(principal.merchant_id, order_id)
-            if order is None:
+            if order is None or not principal.may_see(order.order_id, order.customer.id):
                 raise NotFound(f"no order {order_id}")
             commitments = await repos.order_commitments(principal.merchant_id, order_id)
         return order_view(order, commitments)
@@ -222,6 +231,8 @@ class CaseService:
         case_id = new_id("case")
         async with self.db.transaction() as repos:
             if idempotency_key is not None:
+                if principal.order_id is not None:  # a customer's keys are its own: none claims the storefront's
+                    idempotency_key = f"{principal.key_id}/{idempotency_key}"
                 request_hash = hashlib.sha256(msgspec.json.encode(body)).digest()
                 earlier = await repos.claim_idempotency_key(
                     principal.merchant_id, idempotency_key, request_hash, case_id, now
@@ -232,7 +243,7 @@ class CaseService:
                         raise IdempotencyConflict(
                             "this Idempotency-Key was used with a different request body"
                         )
-                    case = await repos.get_case(principal.merchant_id, earlier_case_id)
+                    case = await case_for(repos, principal, earlier_case_id)
                     return await self._view(repos, case, Audience.STOREFRONT), True
             policy, facts = await self._facts(repos, principal, body, lock_order=True)
             verdict = policy.evaluate(facts)
@@ -274,7 +285,7 @@ class CaseService:
     ) -> tuple[Policy, Facts]:
         """The facts of a would-be case, from the request."""
         order = await repos.get_order(principal.merchant_id, body.order_id, for_update=lock_order)
-        if order is None:
+        if order is None or not principal.may_see(order.order_id, order.customer.id):
             raise InvalidRequest(
                 f"no order {body.order_id}", [{"field": "order_id", "message": "no such order; PUT it first"}]
             )
@@ -351,12 +362,16 @@ class CaseService:
 
     async def get_case(self, principal: Principal, case_id: str, audience: Audience) -> CaseView:
         async with self.db.reading() as repos:
-            case = await repos.get_case(principal.merchant_id, case_id)
+            case = await case_for(repos, principal, case_id)
             return await self._view(repos, case, audience)
 
     async def list_cases(
         self, principal: Principal, filters: CaseFilter, audience: Audience, *, sort: str, limit: int, cursor: str | None
     ) -> CaseList:
+        if principal.order_id is not None:  # a customer's credential lists its own order's cases
+            if filters.order_id not in (None, principal.order_id):
+                return CaseList(items=[], next_cursor=None)
+            filters = msgspec.structs.replace(filters, order_id=principal.order_id, customer_id=principal.customer_id)
         async with self.db.reading() as repos:
             page = await repos.list_cases(principal.merchant_id, filters, sort=sort, limit=limit, cursor=cursor)
             views = await self._views(repos, principal.merchant_id, page.items, audience)
@@ -406,7 +421,7 @@ class CaseService:
         while True:
             try:
                 async with self.db.transaction() as repos:
-                    case = await repos.get_case(principal.merchant_id, case_id)
+                    case = await case_for(repos, principal, case_id)
                     loaded_version, loaded_state = case.version, case.state
                     if if_match is not None and loaded_version not in if_match:
                         wanted = ", ".join(str(version) for version in sorted(if_match))

@@ -10,6 +10,9 @@ from pathlib import Path
 import msgspec
 
 
+LOCAL_URL = "http://127.0.0.1:8000"  # where `returns serve` listens by default
+
+
 class Settings(msgspec.Struct, frozen=True):
     database_url: str | None = None
     data_dir: Path = Path(".returns")
@@ -46,8 +49,14 @@ class Settings(msgspec.Struct, frozen=True):
     db_acquire_timeout_seconds: float = 5.0  # then 503: a full pool never hangs a request
     smtp_url: str | None = None  # customer e-mail through this server; else .eml files in <data_dir>/outbox-mail
     mail_from: str = "returns@localhost"  # the envelope sender and From address (merchants set the name)
-    public_url: str = "http://127.0.0.1:8000"  # where links in customer e-mail point (the portal)
     mail_first_backoff_seconds: float = 30.0  # doubles per failed attempt, up to an hour
+    # signs the customer portal's links; comma-separated to rotate (the first signs, all verify);
+    # unset: a secret generated once and stored in the database
+    portal_secrets: tuple[str, ...] = ()
+    public_url: str | None = None  # where customers reach the service (portal and e-mail links); default: the
+    # request's for a portal link made over HTTP, LOCAL_URL in e-mail
+    portal_lookups_per_ip: int = 20  # order + e-mail lookups an hour per client address (per process)
+    portal_lookups_per_email: int = 5  # ... and per merchant and e-mail
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -88,8 +97,11 @@ class Settings(msgspec.Struct, frozen=True):
             db_acquire_timeout_seconds=float(env.get("RETURNS_DB_ACQUIRE_TIMEOUT_SECONDS", "5")),
             smtp_url=env.get("RETURNS_SMTP_URL") or None,
             mail_from=env.get("RETURNS_MAIL_FROM") or "returns@localhost",
-            public_url=env.get("RETURNS_PUBLIC_URL") or "http://127.0.0.1:8000",
             mail_first_backoff_seconds=float(env.get("RETURNS_MAIL_FIRST_BACKOFF_SECONDS", "30")),
+            portal_secrets=tuple(filter(None, (s.strip() for s in env.get("RETURNS_PORTAL_SECRET", "").split(",")))),
+            public_url=env.get("RETURNS_PUBLIC_URL") or None,
+            portal_lookups_per_ip=int(env.get("RETURNS_PORTAL_LOOKUPS_PER_IP", "20")),
+            portal_lookups_per_email=int(env.get("RETURNS_PORTAL_LOOKUPS_PER_EMAIL", "5")),
         )
 
 

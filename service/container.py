@@ -11,6 +11,7 @@ from service.mail import Mailer
 from service.notifications import Notifications
 from service.photos import PhotoService
 from service.policy import PolicyBook
+from service.portal import PortalService
 from service.ports import Database, WebhookVerifier
 from service.refunds import RefundService
 from service.worker import Worker
@@ -28,4 +29,5 @@ class Services:
     photos: PhotoService
     finance: FinanceService
     worker: Worker
+    portal: PortalService
     webhook_verifier: WebhookVerifier | None  # None: no STRIPE_WEBHOOK_SECRET configured

@@ -35,6 +35,7 @@ from msgspec.structs import asdict, replace
 from domain.cases import Case
 from domain.money import to_major
 from domain.orders import Order
+from service.config import LOCAL_URL
 from service.dto import (
     CustomerMailList,
     CustomerMailView,
@@ -228,7 +229,7 @@ class Mailer:
         transport: MailTransport,
         clock: Callable[[], datetime],
         *,
-        public_url: str = "http://127.0.0.1:8000",
+        public_url: str = LOCAL_URL,
         mail_from: str = "returns@localhost",
         lease: timedelta = timedelta(minutes=5),  # covers a case's few mails to a server that times out
         first_backoff: timedelta = timedelta(seconds=30),

@@ -16,7 +16,7 @@ import structlog
 from domain.cases import Actor, Case, CaseState
 from domain.errors import InvalidRequest, InvalidTransition
 from domain.photos import SAME_PHOTO_MAX_DISTANCE
-from service.cases import CaseService
+from service.cases import CaseService, case_for
 from service.dto import PhotoView
 from service.ids import new_id
 from service.ports import (
@@ -59,7 +59,7 @@ class PhotoService:
         """The photo, and whether it is new (False: this case already had the same file)."""
         merchant_id = principal.merchant_id
         async with self.db.transaction() as repos:
-            case = await repos.get_case(merchant_id, case_id)
+            case = await case_for(repos, principal, case_id)
             self._check_room(case, await repos.count_case_photos(merchant_id, case_id))
         processed = await asyncio.to_thread(self.processor.process, data)  # ImageRejected: 415 / 422
         async with self.db.transaction() as repos:
@@ -155,7 +155,7 @@ class PhotoService:
 
     async def image(self, principal: Principal, case_id: str, photo_id: str, thumbnail: bool) -> tuple[bytes, str]:
         async with self.db.transaction() as repos:
-            await repos.get_case(principal.merchant_id, case_id)  # 404 for another merchant's case
+            await case_for(repos, principal, case_id)  # 404 for another merchant's (or order's) case
             photo = await repos.get_photo(principal.merchant_id, case_id, photo_id)
         if photo is None:
             raise NotFound(f"no photo {photo_id} on case {case_id}")

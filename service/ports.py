@@ -36,6 +36,14 @@ class Principal(msgspec.Struct, frozen=True):
     key_id: str
     merchant_id: str
     role: str
+    # a customer's portal credential (role ``customer``) is bound to one order of one customer
+    order_id: str | None = None
+    customer_id: str | None = None
+
+    def may_see(self, order_id: str, customer_id: str) -> bool:
+        """The one scope check: a key sees all of its merchant's orders and cases, a customer's
+        credential only its own order's (anything else is answered as if it did not exist)."""
+        return self.order_id is None or (self.order_id == order_id and self.customer_id == customer_id)
 
 
 class CaseFilter(msgspec.Struct, frozen=True):
@@ -199,6 +207,11 @@ class Repositories(Protocol):
     """Everything a use case reads and writes, inside one transaction."""
 
     async def ensure_merchant(self, merchant_id: str) -> None: ...
+
+    async def deployment_secret(self, name: str, candidate: str) -> str:
+        """The secret stored under ``name``; ``candidate`` is stored first when there is none
+        (the first process to ask wins, every other one reads the same)."""
+        ...
 
     async def create_api_key(self, merchant_id: str, key_id: str, role: str, key_hash: bytes) -> None: ...
 

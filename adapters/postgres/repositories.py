@@ -65,6 +65,12 @@ class PgRepositories(PgRefunds, PgWorkflows, PgPhotos, PgFinance, PgMail):
             "INSERT INTO merchants (id) VALUES ($1) ON CONFLICT (id) DO NOTHING", merchant_id
         )
 
+    async def deployment_secret(self, name: str, candidate: str) -> str:
+        await self.conn.execute(
+            "INSERT INTO deployment_secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING", name, candidate
+        )
+        return await self.conn.fetchval("SELECT value FROM deployment_secrets WHERE name = $1", name)
+
     async def create_api_key(self, merchant_id: str, key_id: str, role: str, key_hash: bytes) -> None:
         await self.conn.execute(
             "INSERT INTO api_keys (merchant_id, id, role, key_hash) VALUES ($1, $2, $3, $4)",

@@ -37,6 +37,7 @@ from service.api.health import live, metrics, ready
 from service.api.http import case_etag, document_case_etags
 from service.api.links import document_links
 from service.api.photos import PhotoController
+from service.api.portal import create_portal_link, request_portal_link
 from service.api.problems import (
     document_problems,
     document_public_operations,
@@ -164,6 +165,8 @@ def create_app(open_services: Callable[[], AbstractAsyncContextManager[Services]
             WebhookController,
             FinanceController,
             stripe_webhook,
+            create_portal_link,
+            request_portal_link,
             root,
             live,
             ready,

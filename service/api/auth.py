@@ -12,11 +12,12 @@ from litestar.handlers.base import BaseRouteHandler
 from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
 
 from service.keys import authenticate
+from service.portal import CUSTOMER, is_portal_token
 from service.ports import Principal
 
 # Paths that need no key: probes, metrics, the schema, the console's static page, Stripe's
-# webhooks (signed by Stripe instead).
-PUBLIC_PATHS = ["^/$", "^/health", "^/metrics", "^/schema", "^/webhooks/", "^/console"]
+# webhooks (signed by Stripe instead), and the portal's lookup by order number and e-mail.
+PUBLIC_PATHS = ["^/$", "^/health", "^/metrics", "^/schema", "^/webhooks/", "^/console", "^/v1/portal-sessions$"]
 
 
 class ApiKeyMiddleware(AbstractAuthenticationMiddleware):
@@ -25,7 +26,13 @@ class ApiKeyMiddleware(AbstractAuthenticationMiddleware):
         scheme, _, key = header.partition(" ")
         if scheme.lower() != "bearer" or not key.strip():
             raise NotAuthorizedException("send an API key as 'Authorization: Bearer <key>'")
-        principal = await authenticate(connection.app.state.services.db, key.strip())
+        services = connection.app.state.services
+        if is_portal_token(key.strip()):
+            principal = await services.portal.authenticate(key.strip())
+            if principal is None:
+                raise NotAuthorizedException("the portal link is expired or not valid; ask for a new one")
+        else:
+            principal = await authenticate(services.db, key.strip())
         if principal is None:
             raise NotAuthorizedException("unknown or revoked API key")
         structlog.contextvars.bind_contextvars(merchant_id=principal.merchant_id, key_id=principal.key_id)
@@ -33,12 +40,17 @@ class ApiKeyMiddleware(AbstractAuthenticationMiddleware):
 
 
 def roles(*allowed: str) -> Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], None]:
-    """A guard letting ``allowed`` roles through; admin may do everything within its merchant."""
+    """A guard letting ``allowed`` roles through; admin may do everything within its merchant. A
+    customer's portal credential passes only handlers marked ``opt={"customer": True}`` (the
+    storefront operations a customer needs; service code then keeps it to its own order)."""
     permitted = {*allowed, "admin"}
 
     def guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
         principal: Principal = connection.user
-        if principal.role not in permitted and not _opened_to_agents(principal, connection, handler):
+        if principal.role == CUSTOMER:
+            if not handler.opt.get(CUSTOMER):
+                raise PermissionDeniedException("a customer's portal link may not do this")
+        elif principal.role not in permitted and not _opened_to_agents(principal, connection, handler):
             raise PermissionDeniedException(
                 f"role '{principal.role}' may not do this; needs {' or '.join(sorted(permitted))}"
             )

@@ -49,6 +49,7 @@ class PhotoController(Controller):
         "/",
         operation_id="uploadPhoto",
         guards=[roles("storefront")],
+        opt={"customer": True},
         request_max_body_size=None,  # enforced while streaming, from the configured limit
         status_code=201,
         responses={200: ResponseSpec(PhotoView, description="The case already had this very file: that photo")},
@@ -66,6 +67,7 @@ class PhotoController(Controller):
         "/{photo_id:str}",
         operation_id="getPhoto",
         guards=[roles("storefront", "agent")],
+        opt={"customer": True},
         media_type="image/*",
         operation_class=documented(answers={"200": dict.fromkeys(SERVED_TYPES, BINARY)}),
     )

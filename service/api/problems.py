@@ -180,7 +180,7 @@ def document_public_operations(document: OpenAPI, public_paths: list[str]) -> No
 # What each error status means, as the document says it (every one is a problem+json answer)
 ERROR_STATUSES = {
     400: "`invalid_signature` or `invalid_event`: a Stripe event that does not verify or cannot be read",
-    401: "`unauthorized`: no API key, or one that is unknown or revoked",
+    401: "`unauthorized`: no API key, or one that is unknown or revoked (or a portal link's token that expired or was altered)",
     403: "`forbidden`: the key's role may not do this (or the setting is the operator's)",
     404: "`not_found`: no such thing for this merchant",
     409: "a conflict with what is stored: `invalid_transition` (the case's state does not allow the action), "
@@ -189,6 +189,7 @@ ERROR_STATUSES = {
     413: "`payload_too_large`",
     415: "`unsupported_media_type`",
     422: "`validation_error` (each bad field in `errors`), `policy_violation` or a refund limit",
+    429: "`rate_limited`: too many portal lookups from this address or for this e-mail; see `Retry-After`",
     502: "`gateway_error`: the payment gateway refused or answered something unreadable; nothing stored",
     503: "`unavailable`: the database is unreachable or busy; `gateway_unavailable`: the payment gateway is "
     "(see `Retry-After`)",
@@ -204,6 +205,8 @@ EXTRA_STATUSES = {
     "uploadPhoto": {415},  # not a photo, or not multipart
     "stripeWebhook": {400, 413, 503},  # bad signature or event; webhooks not configured
     "reconcile": {502},  # gateway_error (its 503 is every keyed operation's)
+    "createPortalLink": {404},  # no such order of that customer
+    "requestPortalLink": {429},  # rate_limited
 }
 METHODS = ("get", "put", "post", "delete", "patch")
 
@@ -251,7 +254,7 @@ def document_problems(document: OpenAPI) -> None:
                 continue
             responses = {status: answer for status, answer in (operation.responses or {}).items() if status != "400"}
             for status in sorted(_error_statuses(path, method, operation)):
-                responses.setdefault(str(status), _problem_response(ERROR_STATUSES[status], retry=status == 503))
+                responses.setdefault(str(status), _problem_response(ERROR_STATUSES[status], retry=status in (429, 503)))
             responses["default"] = _problem_response("An error, as RFC 9457 problem+json with a stable code")
             operation.responses = responses
 

@@ -53,17 +53,17 @@ class StorefrontController(Controller):
         view, created = await services.cases.put_order(principal_of(request), order_id, data)
         return Response(view, status_code=201 if created else 200)
 
-    @get("/orders/{order_id:str}", operation_id="getOrder")
+    @get("/orders/{order_id:str}", operation_id="getOrder", opt={"customer": True})
     async def get_order(self, request: Request[Any, Any, Any], services: Services, order_id: PathId) -> OrderView:
         """The order with each line's returnable quantity and the order's refundable amount."""
         return await services.cases.get_order(principal_of(request), order_id)
 
-    @post("/cases/preview", operation_id="previewCase", status_code=200)
+    @post("/cases/preview", operation_id="previewCase", opt={"customer": True}, status_code=200)
     async def preview_case(self, request: Request[Any, Any, Any], services: Services, data: CaseIn) -> QuoteView:
         """The decision and money a case would get. Nothing is stored."""
         return await services.cases.preview(principal_of(request), data)
 
-    @post("/cases", operation_id="openCase")
+    @post("/cases", operation_id="openCase", opt={"customer": True})
     async def open_case(
         self,
         request: Request[Any, Any, Any],
@@ -78,11 +78,11 @@ class StorefrontController(Controller):
         headers = {"Idempotent-Replayed": "true"} if replayed else {}
         return Response(view, status_code=201, headers=headers)
 
-    @get("/cases/{case_id:str}", operation_id="getCase")
+    @get("/cases/{case_id:str}", operation_id="getCase", opt={"customer": True})
     async def get_case(self, request: Request[Any, Any, Any], services: Services, case_id: PathId) -> CaseView:
         return await services.cases.get_case(principal_of(request), case_id, Audience.STOREFRONT)
 
-    @get("/cases", operation_id="listCases")
+    @get("/cases", operation_id="listCases", opt={"customer": True})
     async def list_cases(
         self,
         request: Request[Any, Any, Any],
@@ -99,7 +99,7 @@ class StorefrontController(Controller):
             principal_of(request), filters, Audience.STOREFRONT, sort="created", limit=limit, cursor=cursor
         )
 
-    @post("/cases/{case_id:str}/return-shipment", operation_id="reportReturnShipment", status_code=200)
+    @post("/cases/{case_id:str}/return-shipment", operation_id="reportReturnShipment", opt={"customer": True}, status_code=200)
     async def return_shipment(
         self, request: Request[Any, Any, Any], services: Services, case_id: PathId, data: ShipmentIn,
         expected_version: frozenset[int] | None,
@@ -107,7 +107,7 @@ class StorefrontController(Controller):
         """The customer shipped the item back."""
         return await services.cases.report_return_shipment(principal_of(request), case_id, expected_version, data)
 
-    @post("/cases/{case_id:str}/info", operation_id="provideInfo", status_code=200)
+    @post("/cases/{case_id:str}/info", operation_id="provideInfo", opt={"customer": True}, status_code=200)
     async def provide_info(
         self, request: Request[Any, Any, Any], services: Services, case_id: PathId, data: ProvideInfoIn,
         expected_version: frozenset[int] | None,
@@ -115,21 +115,21 @@ class StorefrontController(Controller):
         """The customer's answer to an agent's request for information: back to review."""
         return await services.cases.provide_info(principal_of(request), case_id, expected_version, data)
 
-    @post("/cases/{case_id:str}/quote/accept", operation_id="acceptQuote", status_code=200)
+    @post("/cases/{case_id:str}/quote/accept", operation_id="acceptQuote", opt={"customer": True}, status_code=200)
     async def accept_quote(
         self, request: Request[Any, Any, Any], services: Services, case_id: PathId, expected_version: frozenset[int] | None
     ) -> CaseView:
         """The customer accepts a paid repair's quote: the repair goes ahead."""
         return await services.cases.answer_quote(principal_of(request), case_id, expected_version, accept=True)
 
-    @post("/cases/{case_id:str}/quote/decline", operation_id="declineQuote", status_code=200)
+    @post("/cases/{case_id:str}/quote/decline", operation_id="declineQuote", opt={"customer": True}, status_code=200)
     async def decline_quote(
         self, request: Request[Any, Any, Any], services: Services, case_id: PathId, expected_version: frozenset[int] | None
     ) -> CaseView:
         """The customer declines: the item goes back unrepaired."""
         return await services.cases.answer_quote(principal_of(request), case_id, expected_version, accept=False)
 
-    @post("/cases/{case_id:str}/survey", operation_id="submitSurvey", status_code=200)
+    @post("/cases/{case_id:str}/survey", operation_id="submitSurvey", opt={"customer": True}, status_code=200)
     async def survey(
         self,
         request: Request[Any, Any, Any],
@@ -148,7 +148,7 @@ class StorefrontController(Controller):
         """The customer's store credit: balance per currency and every grant."""
         return await services.cases.store_credit(principal_of(request), customer_id)
 
-    @post("/cases/{case_id:str}/cancel", operation_id="cancelCase", status_code=200)
+    @post("/cases/{case_id:str}/cancel", operation_id="cancelCase", opt={"customer": True}, status_code=200)
     async def cancel_case(
         self, request: Request[Any, Any, Any], services: Services, case_id: PathId, expected_version: frozenset[int] | None
     ) -> CaseView:

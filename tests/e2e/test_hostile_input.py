@@ -217,6 +217,8 @@ EXAMPLES: dict[str, Any] = {
     "putGatewayAccount": {"account": "acct_123"},
     "putMailSettings": {"sender_name": "Shop", "reply_to": "help@shop.example", "default_language": "zh-CN", "return_address": "1 Return Rd"},
     "reconcile": {"from": AT, "to": datetime.now(UTC).isoformat()},
+    "createPortalLink": {"order_id": "{order_id}", "customer_id": "cus_1", "language": "en", "expires_in_minutes": 60},
+    "requestPortalLink": {"merchant": "m_1", "order_id": "{order_id}", "email": "a@example.com"},
     # a multipart form: the raw bodies here are refused (415); hostile images are tests/e2e/test_photos.py's
     "uploadPhoto": None,
 }

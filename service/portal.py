@@ -1,0 +1,193 @@
+"""The customer portal's credential: signed, expiring links bound to one order of one customer.
+
+A token is ``pt1.<key id>.<claims>.<signature>``: the claims (merchant, order, customer,
+language, expiry) in base64url JSON, signed with HMAC-SHA256 under the deployment's portal
+secret. The key id names which secret signed it, so secrets rotate: ``RETURNS_PORTAL_SECRET``
+takes several, comma-separated; the first signs, every one verifies. Without it, a secret is
+generated once and kept in the database, so every process agrees. The token itself is the
+customer's Bearer credential (no session table): it is revoked by expiry or by rotating the
+secret. Links put it in the URL's fragment (``/portal#t=…``), which browsers never send to a
+server, so it stays out of access logs and ``Referer`` headers.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Annotated, Literal
+
+import msgspec
+import structlog
+from msgspec import Meta
+
+from service.dto import Id
+from service.ports import Database, NotFound, Principal
+
+PREFIX = "pt1"
+CUSTOMER = "customer"
+LINK_TOPIC = "customer.portal_link"  # a looked-up order's link, for the e-mail to carry
+LOOKUP_LINK_MINUTES = 60  # a link asked for by order number and e-mail: the customer is there now
+log = structlog.get_logger()
+
+Language = Literal["en", "zh-CN"]
+
+
+class PortalLinkIn(msgspec.Struct, forbid_unknown_fields=True):
+    order_id: Id
+    customer_id: Id
+    language: Language = "en"
+    # a link e-mailed to the customer stays usable a week by default, at most 30 days
+    expires_in_minutes: Annotated[int, Meta(ge=5, le=43_200)] = 10_080
+
+
+class PortalLinkView(msgspec.Struct):
+    url: str
+    token: str
+    expires_at: datetime
+
+
+class PortalSessionIn(msgspec.Struct, forbid_unknown_fields=True):
+    merchant: Id
+    order_id: Id
+    email: Annotated[str, Meta(min_length=3, max_length=320)]
+
+
+class PortalSessionView(msgspec.Struct):
+    status: str
+    detail: str
+
+
+class Claims(msgspec.Struct, frozen=True):
+    m: str  # merchant
+    o: str  # order
+    c: str  # customer
+    lang: str
+    exp: int  # seconds since the epoch
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def key_id(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()[:8]
+
+
+def sign(secret: str, claims: Claims) -> str:
+    signed = f"{PREFIX}.{key_id(secret)}.{_b64(msgspec.json.encode(claims))}"
+    return f"{signed}.{_b64(hmac.new(secret.encode(), signed.encode(), hashlib.sha256).digest())}"
+
+
+def verify(secrets_: tuple[str, ...], token: str, now: float) -> Claims | None:
+    """The token's claims when one of ``secrets_`` signed it and it has not expired; else None."""
+    parts = token.split(".")
+    if len(parts) != 4 or parts[0] != PREFIX:
+        return None
+    secret = next((s for s in secrets_ if key_id(s) == parts[1]), None)
+    if secret is None:
+        return None
+    expected = hmac.new(secret.encode(), ".".join(parts[:3]).encode(), hashlib.sha256).digest()
+    try:
+        if not hmac.compare_digest(expected, _unb64(parts[3])):
+            return None
+        claims = msgspec.json.decode(_unb64(parts[2]), type=Claims)
+    except (ValueError, msgspec.DecodeError):
+        return None
+    return claims if claims.exp > now else None
+
+
+def is_portal_token(credential: str) -> bool:
+    return credential.startswith(PREFIX + ".")
+
+
+class RateLimiter:
+    """A token bucket per key: ``per_hour`` calls in a burst, refilled evenly over the hour.
+    In-process: with N processes a client gets up to N times the limit."""
+
+    def __init__(self, per_hour: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.capacity = float(per_hour)
+        self.rate = per_hour / 3600.0
+        self.clock = clock
+        self._buckets: dict[str, tuple[float, float]] = {}
+
+    def take(self, key: str) -> int | None:
+        """None when the call may go ahead, else the seconds until it may (for ``Retry-After``)."""
+        now = self.clock()
+        tokens, updated = self._buckets.get(key, (self.capacity, now))
+        tokens = min(self.capacity, tokens + (now - updated) * self.rate)
+        if tokens < 1:
+            self._buckets[key] = (tokens, now)
+            return max(1, int((1 - tokens) / self.rate + 0.999))
+        self._buckets[key] = (tokens - 1, now)
+        return None
+
+
+class PortalService:
+    def __init__(
+        self, db: Database, clock: Callable[[], datetime], configured: tuple[str, ...], per_ip: int, per_email: int
+    ) -> None:
+        self.db = db
+        self.clock = clock
+        self._secrets = configured
+        self.by_ip = RateLimiter(per_ip)
+        self.by_email = RateLimiter(per_email)
+
+    async def secrets(self) -> tuple[str, ...]:
+        """The configured secrets, else the database's (generated by the first process to ask)."""
+        if not self._secrets:
+            async with self.db.transaction() as repos:
+                self._secrets = (await repos.deployment_secret("portal", secrets.token_urlsafe(32)),)
+        return self._secrets
+
+    async def authenticate(self, token: str) -> Principal | None:
+        claims = verify(await self.secrets(), token, self.clock().timestamp())
+        if claims is None:
+            return None
+        return Principal(
+            key_id=f"customer:{claims.c}", merchant_id=claims.m, role=CUSTOMER, order_id=claims.o, customer_id=claims.c
+        )
+
+    async def _link(self, merchant_id: str, order_id: str, customer_id: str, language: str, minutes: int, base: str) -> PortalLinkView:
+        expires_at = self.clock().replace(microsecond=0) + timedelta(minutes=minutes)
+        claims = Claims(m=merchant_id, o=order_id, c=customer_id, lang=language, exp=int(expires_at.timestamp()))
+        token = sign((await self.secrets())[0], claims)
+        return PortalLinkView(url=f"{base.rstrip('/')}/portal#t={token}", token=token, expires_at=expires_at)
+
+    async def make_link(self, principal: Principal, body: PortalLinkIn, base: str) -> PortalLinkView:
+        """A link for the order's own customer; another customer's order is not found, as a
+        missing one is."""
+        async with self.db.reading() as repos:
+            order = await repos.get_order(principal.merchant_id, body.order_id)
+        if order is None or order.customer.id != body.customer_id:
+            raise NotFound(f"no order {body.order_id} of customer {body.customer_id}")
+        return await self._link(
+            principal.merchant_id, body.order_id, body.customer_id, body.language, body.expires_in_minutes, base
+        )
+
+    async def lookup(self, body: PortalSessionIn, base: str) -> None:
+        """When the order exists and its customer's e-mail is ``body.email`` (in any case), record
+        a link for the e-mail to carry (outbox topic ``customer.portal_link``). Runs after the
+        answer was sent, so the answer says nothing either way, not even by its timing."""
+        async with self.db.transaction() as repos:
+            order = await repos.get_order(body.merchant, body.order_id)
+            email = (order.customer.email or "") if order is not None else ""
+            if order is None or not hmac.compare_digest(email.lower().encode(), body.email.lower().encode()):
+                return
+            link = await self._link(body.merchant, order.order_id, order.customer.id, "en", LOOKUP_LINK_MINUTES, base)
+            payload = {
+                "order_id": order.order_id,
+                "customer_id": order.customer.id,
+                "email": email,
+                "url": link.url,
+                "expires_at": link.expires_at.isoformat(),
+            }
+            await repos.add_outbox(body.merchant, LINK_TOPIC, payload, self.clock())
