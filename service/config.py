@@ -9,7 +9,6 @@ from pathlib import Path
 
 import msgspec
 
-
 LOCAL_URL = "http://127.0.0.1:8000"  # where `returns serve` listens by default
 
 
