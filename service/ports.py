@@ -542,6 +542,119 @@ class WebhookVerifier(Protocol):
     def verify(self, payload: bytes, signature_header: str | None, now: datetime) -> GatewayEvent: ...
 
 
+# --------------------------------------------------------------------------- carriers (return labels)
+
+
+class ShippingAddress(msgspec.Struct, frozen=True):
+    """A postal address as carriers want it (``country``: ISO 3166-1 alpha-2)."""
+
+    name: str
+    street1: str
+    city: str
+    zip: str
+    country: str
+    street2: str | None = None
+    state: str | None = None
+    phone: str | None = None
+    email: str | None = None
+
+
+class Parcel(msgspec.Struct, frozen=True):
+    """What goes in the box: grams and millimetres (adapters convert to the carrier's units)."""
+
+    weight_g: int
+    length_mm: int | None = None
+    width_mm: int | None = None
+    height_mm: int | None = None
+
+
+class CarrierRate(msgspec.Struct, frozen=True):
+    rate_id: str
+    carrier: str  # the carrier's name as it prints it: "USPS", "UPS", "Simulated Post"
+    service: str  # "Priority", "Ground"
+    amount: int  # minor units of ``currency``
+    currency: str  # ISO 4217, upper case
+    delivery_days: int | None = None
+
+
+class BoughtLabel(msgspec.Struct, frozen=True):
+    """A label paid for: what the customer prints (or shows, the QR code) and what tracks it."""
+
+    shipment_id: str
+    tracking_code: str
+    carrier: str
+    service: str
+    amount: int  # what the label cost, minor units
+    currency: str
+    pdf: bytes
+    png: bytes
+    qr_png: bytes | None = None  # where the carrier offers a QR code for label-less drop-off
+    tracker_id: str | None = None
+
+
+class CarrierShipment(msgspec.Struct, frozen=True):
+    """A shipment as the carrier knows it: the rates it offers and, once bought, its label."""
+
+    shipment_id: str
+    rates: list[CarrierRate]
+    label: BoughtLabel | None = None
+
+
+class TrackingEvent(msgspec.Struct, frozen=True):
+    """One scan of a parcel. ``status`` is the carrier's, reduced to: pre_transit | in_transit |
+    out_for_delivery | delivered | return_to_sender | failure | unknown."""
+
+    event_id: str  # unique per scan at that carrier: the dedupe key
+    tracking_code: str
+    status: str
+    at: datetime
+    detail: str | None = None
+
+
+class CarrierError(Exception):
+    """The carrier refused or could not be reached; ``retryable`` for connection errors, 429, 5xx."""
+
+    def __init__(self, message: str, *, code: str | None = None, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.code = code
+        self.retryable = retryable
+
+
+class Carrier(Protocol):
+    """Buys return labels and tracks them (EasyPost, or the simulated carrier)."""
+
+    name: str
+
+    async def create_shipment(
+        self, *, from_address: ShippingAddress, to_address: ShippingAddress, parcel: Parcel, reference: str
+    ) -> CarrierShipment:
+        """A shipment with its rates; ``reference`` is ours (the label's id), kept by the carrier."""
+        ...
+
+    async def get_shipment(self, shipment_id: str) -> CarrierShipment:
+        """The shipment now: after a crash, tells whether a label was already bought."""
+        ...
+
+    async def buy(self, shipment_id: str, rate_id: str) -> BoughtLabel:
+        """Buy that rate's label. A shipment already bought answers its label: never a second one."""
+        ...
+
+    async def void(self, shipment_id: str) -> bool:
+        """Ask the carrier to refund an unused label; True when it accepted."""
+        ...
+
+    async def track(self, tracking_code: str, carrier: str) -> list[TrackingEvent]:
+        """Every scan so far, for trackers whose webhooks have gone quiet."""
+        ...
+
+
+class CarrierWebhook(Protocol):
+    def verify(self, payload: bytes, headers: dict[str, str], now: datetime) -> list[TrackingEvent]:
+        """The scans a carrier's webhook reports, once its signature over the raw body checks
+        out; raises ``InvalidWebhook`` (400) otherwise."""
+        ...
+
+
 # --------------------------------------------------------------------------- blobs and images
 
 
