@@ -12,6 +12,7 @@ import email.policy
 import hashlib
 import hmac
 import json
+import socket
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -229,6 +230,24 @@ def test_listing_another_customer_id_lists_nothing(shop: Tenant) -> None:
         assert len(customer.get("/v1/cases").json()["items"]) == 1
         assert customer.get("/v1/cases", params={"order_id": "o_other"}).json()["items"] == []
         assert customer.get("/v1/cases", params={"customer_id": "cus_other"}).json()["items"] == []
+
+
+@pytest.mark.xfail(strict=True, reason="each composed mail is stored whole (customer_mail.message) with a signed 30-day token, and the lookup's link in the outbox payload: a copy of the database is a live credential to every recently mailed order even with RETURNS_PORTAL_SECRET set")
+def test_a_copy_of_the_database_holds_no_live_customer_credential(
+    shop: Tenant, review_service: tuple[str, str, Path]
+) -> None:
+    order_id = _order(shop, "cus_at_rest", "rest@example.com")
+    case = shop.open_case(order_id).json()
+    rows = eventually(lambda: _query(
+        review_service[1], "SELECT message FROM customer_mail WHERE merchant_id = $1 AND case_id = $2", shop.merchant_id, case["id"]
+    ))
+    stored = email.message_from_string(rows[0][0], policy=email.policy.default)
+    text = stored.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    tokens = {parse_qs(urlsplit(word).fragment)["t"][0] for word in text.split() if "/portal#" in word}
+    assert tokens
+    for token in tokens:
+        with _customer(shop, token) as customer:
+            assert customer.get(f"/v1/orders/{order_id}").status_code == 401
 
 
 def _mails(shop: Tenant, case_id: str) -> list[dict[str, Any]]:
@@ -452,3 +471,24 @@ def test_mails_escape_the_agents_words_and_link_to_the_cases_order_only(
         assert fragment["case"] == [case["id"]]
     with _customer(shop, parse_qs(urlsplit(links[0]).fragment)["t"][0]) as customer:
         assert customer.get(f"/v1/cases/{case['id']}").status_code == 200
+
+
+def _raw_get(base_url: str, target: str) -> int:
+    """The status of a GET of ``target`` exactly as written (no client normalises the path)."""
+    host, port = urlsplit(base_url).hostname, urlsplit(base_url).port
+    with socket.create_connection((host, port), timeout=30) as sock:
+        sock.sendall(f"GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return int(answer.split(b" ", 2)[1])
+
+
+def test_public_paths_open_nothing_behind_them(review_service: tuple[str, str, Path]) -> None:
+    """The key check skips paths by prefix (``PUBLIC_PATHS``): dot segments and encodings after a
+    public prefix do not reach a keyed operation without a key."""
+    for target in ("/console/../v1/cases", "/health/../v1/cases", "/v1/portal-sessions/../cases", "/schema/../v1/cases",
+                   "/webhooks/../v1/cases", "/console%2f..%2fv1/cases", "/health/x/../../v1/cases", "/v1/portal-sessions%00"):
+        assert _raw_get(review_service[0], target) == 404, target
+    for target in ("//v1/cases", "/v1//cases", "/v1/cases?x=/console", "/v1/cases/"):
+        assert _raw_get(review_service[0], target) == 401, target
