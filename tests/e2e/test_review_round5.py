@@ -15,6 +15,7 @@ import json
 import socket
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -467,7 +468,7 @@ def test_mails_escape_the_agents_words_and_link_to_the_cases_order_only(
     for link in links:
         fragment = parse_qs(urlsplit(link).fragment)
         claims = _claims(fragment["t"][0])
-        assert (claims["m"], claims["o"], claims["c"]) == (shop.merchant_id, order_id, "cus_mail")
+        assert (claims["m"], claims["o"], claims["c"], claims["lang"]) == (shop.merchant_id, order_id, "cus_mail", "zh-CN")
         assert fragment["case"] == [case["id"]]
     with _customer(shop, parse_qs(urlsplit(links[0]).fragment)["t"][0]) as customer:
         assert customer.get(f"/v1/cases/{case['id']}").status_code == 200
@@ -492,3 +493,36 @@ def test_public_paths_open_nothing_behind_them(review_service: tuple[str, str, P
         assert _raw_get(review_service[0], target) == 404, target
     for target in ("//v1/cases", "/v1//cases", "/v1/cases?x=/console", "/v1/cases/"):
         assert _raw_get(review_service[0], target) == 401, target
+
+
+def test_twenty_concurrent_opens_by_one_token_claim_no_more_than_bought(shop: Tenant) -> None:
+    """A customer's credential goes through the storefront's order lock: 20 concurrent returns of
+    the line's 2 units (half with one Idempotency-Key, half with keys of their own) claim 2."""
+    order_id = _order(shop, "cus_race")
+    token = _token(shop, order_id, "cus_race")
+
+    def open_one(n: int) -> tuple[int, str | None]:
+        key = "same" if n % 2 else f"own-{n}"
+        with _customer(shop, token) as customer:
+            answer = customer.post("/v1/cases", json=_return(order_id), headers={"Idempotency-Key": key})
+        return answer.status_code, answer.json().get("id")
+
+    with ThreadPoolExecutor(20) as pool:
+        answers = list(pool.map(open_one, range(20)))
+    assert {status for status, _ in answers} <= {201, 409, 422}, answers
+    stored = shop.storefront.get("/v1/cases", params={"order_id": order_id, "limit": 100}).json()["items"]
+    assert sum(item["quantity"] for case in stored for item in case["items"]) <= 2
+    assert {case_id for status, case_id in answers if status == 201} == {case["id"] for case in stored}
+    assert shop.storefront.get(f"/v1/orders/{order_id}").json()["lines"][0]["returnable_quantity"] == 2 - len(stored)
+
+
+def test_twenty_concurrent_lookups_from_one_address_get_its_budget_only(review_service: tuple[str, str, Path]) -> None:
+    def ask(n: int) -> int:
+        with _public(review_service[0], "127.0.0.26") as public:
+            return public.post(
+                "/v1/portal-sessions", json={"merchant": "m_race", "order_id": "o_race", "email": f"race{n}@example.com"}
+            ).status_code
+
+    with ThreadPoolExecutor(20) as pool:
+        statuses = sorted(pool.map(ask, range(20)))
+    assert statuses == [202] * PER_IP + [429] * (20 - PER_IP)
