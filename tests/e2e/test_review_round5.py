@@ -30,6 +30,7 @@ from service.portal import Claims, key_id, sign
 from tests.support.database import fresh_database
 from tests.support.images import encode, photo
 from tests.support.server import serve
+from tests.support.smtp import smtp_server
 from tests.support.tenants import Tenant, order_body
 from tests.support.waiting import eventually
 
@@ -288,6 +289,25 @@ def test_one_merchants_reply_to_stops_no_other_merchants_mail(tmp_path: Path) ->
         finally:
             careless.close()
             victim.close()
+
+
+@pytest.mark.xfail(strict=True, reason="SmtpTransport hands the raw recipient to aiosmtplib, whose ValueError/UnicodeEncodeError (an IDN domain, a trailing no-break space: addresses Address() accepts) is no MailSendError: the mail stays leased, never recorded, retried or given up, and the worker's round fails each time")
+@pytest.mark.parametrize("typed", ["kunde@b\u00fccher.example", "kunde@example.com\u00a0"], ids=["idn-domain", "no-break-space"])
+def test_an_address_the_smtp_client_refuses_is_recorded_not_stuck(typed: str, tmp_path: Path) -> None:
+    with smtp_server() as (_inbox, smtp_url), _service(tmp_path, smtp_url=smtp_url, mail_first_backoff_seconds=0.2) as (
+        url, database_url
+    ):
+        shop = Tenant(url, database_url)
+        try:
+            case = shop.open_case(_order(shop, "cus_idn", typed)).json()
+
+            def settled() -> list[dict[str, Any]]:
+                return [m for m in _mails(shop, case["id"]) if m["status"] != "pending" or m["last_error"]]
+
+            mail = eventually(settled, timeout=8)[0]
+            assert mail["status"] == "sent" or mail["last_error"], mail
+        finally:
+            shop.close()
 
 
 # --------------------------------------------------------------------------- attacks that failed
