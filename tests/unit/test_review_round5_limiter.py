@@ -1,6 +1,6 @@
 """The fifth outside review, in process: the order lookup's rate limiter keeps every bucket it
 ever made, so a caller with many addresses (an IPv6 prefix, a botnet) or many e-mails grows the
-API process without bound."""
+API process without bound; and a limit of 0 divides by zero."""
 
 from __future__ import annotations
 
@@ -27,3 +27,9 @@ def test_a_bucket_refills_and_limits_again() -> None:
     assert limiter.take("k") == 1800  # one token comes back every half hour
     now[0] += 1800
     assert limiter.take("k") is None and limiter.take("k") is not None
+
+
+@pytest.mark.xfail(strict=True, reason="RETURNS_PORTAL_LOOKUPS_PER_IP=0 (an operator turning lookups off) is taken as is: RateLimiter divides by a rate of 0, so every lookup is a 500")
+def test_a_limit_of_zero_refuses_instead_of_failing() -> None:
+    limiter = RateLimiter(per_hour=0, clock=lambda: 0.0)
+    assert limiter.take("k") is not None
