@@ -159,7 +159,9 @@ def test_the_lookup_link_does_not_take_the_callers_host(shop: Tenant, review_ser
 
 @pytest.mark.xfail(strict=True, reason="uvicorn's default (proxy_headers on, trusting 127.0.0.1) is kept: a client on the loopback (a sidecar, a local proxy that passes the header through) gets a fresh per-address lookup budget per X-Forwarded-For value")
 def test_x_forwarded_for_buys_no_more_lookups(review_service: tuple[str, str, Path]) -> None:
-    # from 127.0.0.1, the one address uvicorn trusts by default; no other test here looks up from it
+    # from 127.0.0.1, the one address uvicorn trusts by default; no other test here looks up from it.
+    # tests.support.server starts uvicorn with the options `returns serve` gives it (its defaults): a
+    # fix belongs where both take those options from
     with httpx.Client(base_url=review_service[0], timeout=30) as client:
         statuses = [
             client.post(
