@@ -145,3 +145,230 @@ def test_a_return_of_two_of_three_lines_with_a_photo_from_a_storefront_link(
     page.reload()
     page.wait_for_selector(f'#order-cases li[data-case="{case["id"]}"]')
     page.context.close()
+
+
+def test_a_double_tap_or_a_retry_after_a_lost_answer_opens_one_case(browser, tenant: Tenant) -> None:  # noqa: ANN001
+    order = _order(tenant)
+    page = _page(browser, _link(tenant, order))
+    _draft(page, {"l3": (1, "changed_mind", "")})
+    keys: list[str] = []
+    page.on("request", lambda r: keys.append(r.headers.get("idempotency-key")) if r.method == "POST" and r.url.endswith("/v1/cases") else None)
+
+    def lose_the_first_answer(route) -> None:  # noqa: ANN001
+        if len(keys) == 1:
+            route.fetch()  # the service opens the case...
+            route.abort("connectionreset")  # ...and its answer never reaches the phone
+        else:
+            route.continue_()
+
+    page.route("**/v1/cases", lose_the_first_answer)
+    page.click("#submit")
+    page.wait_for_selector("#submit-result.error")
+    assert "could not reach" in page.text_content("#submit-result")
+    assert len(_cases(tenant, order)) == 1
+    page.evaluate("() => { const send = document.querySelector('#submit'); send.click(); send.click(); }")  # a double tap
+    page.wait_for_selector("#case:not([hidden]) #case-state")
+    assert len(_cases(tenant, order)) == 1, "one case however often it was sent"
+    assert len(keys) == 2 and keys[0] == keys[1] and len(keys[0]) == 32, keys
+
+    page.click("#back-to-order")  # a new draft is a new request, with a key of its own
+    _draft(page, {"l2": (1, "changed_mind", "")})
+    page.dblclick("#submit")
+    page.wait_for_selector("#case:not([hidden]) #case-state")
+    assert len(_cases(tenant, order)) == 2 and len(set(keys)) == 2
+    page.context.close()
+
+
+def _english_left(page) -> list[str]:  # noqa: ANN001
+    """Latin words on screen, less what came from the shop or the customer (marked translate=no)."""
+    return page.evaluate("""() => {
+      const copy = document.body.cloneNode(true);
+      for (const node of copy.querySelectorAll('[hidden], [translate=no], #language')) node.remove();
+      return copy.textContent.match(/[A-Za-z]{2,}/g) || [];
+    }""")
+
+
+def test_the_chinese_portal_has_no_untranslated_text(browser, tenant: Tenant) -> None:  # noqa: ANN001
+    order = _order(tenant, language="zh-CN")
+    page = _page(browser, _link(tenant, order, "zh-CN"), **PHONE)
+    page.wait_for_selector('h1:text("退货服务")')
+    _draft(page, {"l1": (1, "wrong_size", ""), "l2": (1, "defective", "")}, photos=0)
+    assert _english_left(page) == []
+    page.click("#change")
+    page.wait_for_selector("#order:not([hidden])")
+    page.check('#draft input[name=type][value="exchange"]')
+    page.wait_for_selector('#lines li[data-line="l1"] input[name=replacement_sku]:visible')
+    assert _english_left(page) == []
+    assert "可以：" in page.text_content('#lines li[data-line="l1"] .avail')
+    page.check('#draft input[name=type][value="return"]')
+    page.click("#draft button[type=submit]")
+    page.wait_for_selector("#quote:not([hidden])")
+    page.click("#submit")
+    page.wait_for_selector('#case-state:text("我们正在审核您的申请")')
+    assert _english_left(page) == []
+    assert "年" in page.text_content("#timeline time")
+    assert page.evaluate(WIDER_THAN_PAGE) == []
+    page.select_option("#language", "en")
+    page.wait_for_selector('#case-state:text("We are looking at your request")')
+    page.context.close()
+
+
+def test_customer_text_is_shown_as_text_under_a_strict_policy(browser, tenant: Tenant, base_url: str) -> None:  # noqa: ANN001
+    lines = [dict(THREE_LINES[0]), {**THREE_LINES[1], "title": XSS_TITLE}]
+    order = _order(tenant, lines=lines)
+    page = _page(browser, _link(tenant, order))
+    _draft(page, {"l2": (1, "other", XSS_NOTE)})
+    assert XSS_TITLE in page.text_content("#quote-items") and XSS_NOTE in page.text_content("#quote-items")
+    page.click("#submit")
+    page.wait_for_selector("#case:not([hidden]) #case-state")
+    assert XSS_TITLE in page.text_content("#case-items") and XSS_NOTE in page.text_content("#case-items")
+    page.click("#back-to-order")
+    page.wait_for_selector('#lines li[data-line="l2"]')
+    assert XSS_TITLE in page.text_content("#lines")
+    page.wait_for_timeout(300)
+    assert page.query_selector('img[src="x"]') is None and page.alerts == []
+
+    answer = httpx.get(base_url + "/portal")
+    assert answer.headers["content-security-policy"] == CSP
+    assert answer.headers["referrer-policy"] == "no-referrer"
+    for path in ("/portal/portal.js", "/portal/portal.css", "/portal/i18n/zh.json"):
+        assert httpx.get(base_url + path).headers["content-security-policy"] == CSP
+    assert httpx.get(base_url + "/portal/i18n/fr.json").status_code == 404
+    assert httpx.get(base_url + "/portal/../service/api/portal_pages.py").status_code == 404
+    html = (PORTAL / "index.html").read_text()
+    assert re.search(r"\son\w+\s*=", html) is None and " style=" not in html
+    assert re.findall(r"<script[^>]*>", html) == ['<script src="/portal/portal.js" defer>']
+    script = (PORTAL / "portal.js").read_text()
+    assert not re.search(r"innerHTML|outerHTML|insertAdjacentHTML|document\.write|\beval\(|new Function", script)
+    page.context.close()
+
+
+def _token_with(token: str, **claims: object) -> str:
+    """The token with other claims and its old signature: the service refuses it."""
+    prefix, key, body, signature = token.split(".")
+    decoded = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+    changed = base64.urlsafe_b64encode(json.dumps({**decoded, **claims}).encode()).rstrip(b"=").decode()
+    return f"{prefix}.{key}.{changed}.{signature}"
+
+
+def test_an_expired_or_altered_link_offers_the_lookup_which_answers_alike(browser, tenant: Tenant, base_url: str) -> None:  # noqa: ANN001
+    order = _order(tenant)
+    token = _link(tenant, order).split("#t=")[1]
+    page = _page(browser, f"{base_url}/portal#t={_token_with(token, exp=1_000_000_000)}")
+    page.wait_for_selector("#lookup:not([hidden]) #lookup-expired:not([hidden])")
+    assert page.input_value("#lookup-merchant") == tenant.merchant_id and not page.is_visible("#lookup-merchant")
+    assert page.input_value("#lookup-order") == order["order_id"]
+    assert page.evaluate("sessionStorage.getItem('portal_token')") is None
+
+    page.goto(f"{base_url}/portal#t={_token_with(token, o='o_someone_elses')}")  # altered: the service answers 401
+    page.wait_for_selector("#lookup:not([hidden]) #lookup-expired:not([hidden])")
+    assert "o_someone_elses" not in page.text_content("body")
+
+    fresh = _page(browser, f"{base_url}/portal?m={tenant.merchant_id}")
+    fresh.wait_for_selector("#lookup:not([hidden])")
+    assert not fresh.is_visible("#lookup-expired") and not fresh.is_visible("#lookup-merchant")
+    answers = []
+    for order_id, email in ((order["order_id"], "c@example.com"), ("o_missing", "c@example.com"), (order["order_id"], "x@example.com")):
+        fresh.fill("#lookup-order", order_id)
+        fresh.fill("#lookup-email", email)
+        fresh.evaluate("() => { document.querySelector('#lookup-result').textContent = ''; }")
+        fresh.click("#lookup-form button[type=submit]")
+        answers.append(fresh.wait_for_selector("#lookup-result:not(:empty)").text_content())
+    assert len(set(answers)) == 1 and "link is on its way" in answers[0], answers
+    for _ in range(6):  # the service allows a few lookups an hour per e-mail
+        fresh.evaluate("() => { document.querySelector('#lookup-result').textContent = ''; }")
+        fresh.click("#lookup-form button[type=submit]")
+        if "try again later" in fresh.wait_for_selector("#lookup-result:not(:empty)").text_content():
+            break
+    else:
+        pytest.fail("the lookup was never rate-limited")
+    page.context.close()
+    fresh.context.close()
+
+
+def _closed_case(tenant: Tenant, order: dict) -> dict:
+    """A return of the cap, approved, received and refunded: closed, its survey due."""
+    case = tenant.open_case(order["order_id"], items=[{"line_id": "l3", "quantity": 1, "reason": "arrived_late"}]).json()
+    if case["state"] != "approved":
+        assert tenant.agent.post(f"/admin/v1/cases/{case['id']}/approve", json={}).status_code == 200
+    received = tenant.agent.post(f"/admin/v1/cases/{case['id']}/receive",
+                                 json={"items": [{"line_id": "l3", "quantity": 1, "condition": "as_new"}]})
+    assert received.status_code == 200, received.text
+    return eventually(lambda: (c := tenant.storefront.get(f"/v1/cases/{case['id']}").json())["state"] == "closed" and c)
+
+
+def test_the_one_click_rating_lands_on_the_survey_and_counts_in_csat(browser, tenant: Tenant) -> None:  # noqa: ANN001
+    order = _order(tenant)
+    case = _closed_case(tenant, order)
+    page = _page(browser, f"{_link(tenant, order)}&case={case['id']}&do=survey&rating=4", **PHONE)
+    page.wait_for_selector('form[data-action="survey"] input[value="4"]:checked')
+    assert page.evaluate("document.activeElement.textContent") == "Send my rating"
+    assert page.url.endswith(f"/portal#/cases/{case['id']}")
+    assert "Refund sent" in page.text_content("#timeline") and "€16.95: sent" in page.text_content("#case-refunds")
+    _screenshot(page, "portal-phone-survey", full_page=True)
+    page.fill("#survey-comment", "quick, thanks")
+    page.click('form[data-action="survey"] button[type=submit]')
+    page.wait_for_selector("#survey-thanks")
+    assert tenant.storefront.get(f"/v1/cases/{case['id']}").json()["survey"]["rating"] == 4
+    csat = tenant.finance.get("/finance/v1/reports/reasons").json()["csat"]
+    assert csat["surveys"] == 1 and csat["average_rating"] == 4.0
+    page.context.close()
+
+
+def test_an_information_request_is_answered_from_its_link(browser, tenant: Tenant) -> None:  # noqa: ANN001
+    order = _order(tenant)
+    case = tenant.open_case(order["order_id"], items=[{"line_id": "l1", "quantity": 1, "reason": "defective"}]).json()
+    asked = tenant.agent.post(f"/admin/v1/cases/{case['id']}/request-info", json={"message": "Which size is the <b>tear</b>?"})
+    assert asked.status_code == 200, asked.text
+    page = _page(browser, f"{_link(tenant, order)}&case={case['id']}&do=info")
+    page.wait_for_selector("#answer:focus")
+    assert "Which size is the <b>tear</b>?" in page.text_content("#next-actions")
+    page.fill("#answer", "About 3 cm")
+    page.click('form[data-action="info"] button[type=submit]')
+    page.wait_for_selector('#case-state:text("We are looking at your request")')
+    assert tenant.agent.get(f"/admin/v1/cases/{case['id']}").json()["state"] == "pending_review"
+    assert "You answered" in page.text_content("#timeline")
+    page.context.close()
+
+
+@pytest.mark.parametrize("language", ["en", "zh-CN"])
+def test_axe_finds_nothing_critical_or_serious_on_any_portal_page(
+    browser, tenant: Tenant, base_url: str, language: str  # noqa: ANN001
+) -> None:
+    tenant.admin.put("/admin/v1/mail-settings", json={"return_address": RETURN_ADDRESS})
+    order = _order(tenant)
+    closed = _closed_case(tenant, order)
+    link = _link(tenant, order, language)
+    page = _page(browser, f"{base_url}/portal?m={tenant.merchant_id}", bypass_csp=True)
+    if language == "zh-CN":
+        page.select_option("#language", "zh")
+    page.wait_for_selector("#lookup:not([hidden])")
+
+    def check(where: str) -> None:
+        page.add_script_tag(path=str(AXE))
+        found = page.evaluate("axe.run(document).then(r => r.violations.map(v => [v.id, v.impact, v.nodes.length]))")
+        bad = [v for v in found if v[1] in ("critical", "serious")]
+        assert bad == [], (where, language, bad)
+
+    check("lookup")
+    page.goto(link)
+    _draft(page, {"l1": (1, "defective", "torn"), "l2": (1, "changed_mind", "")})
+    check("quote")
+    page.click("#change")
+    page.wait_for_selector("#order:not([hidden])")
+    check("order")
+    page.click("#draft button[type=submit]")
+    page.wait_for_selector("#quote:not([hidden])")
+    page.click("#submit")
+    page.wait_for_selector("#case:not([hidden]) #case-state")
+    opened = _cases(tenant, order)[0]
+    approved = tenant.agent.post(f"/admin/v1/cases/{opened['id']}/approve",
+                                 json={"overrides": [{"rule": "photo_evidence", "reason": "seen at the counter"}]})
+    assert approved.status_code == 200, approved.text
+    page.reload()
+    page.wait_for_selector('form[data-action="return-shipment"]')
+    check("status")
+    page.goto(f"{link}&case={closed['id']}&do=survey&rating=5")
+    page.wait_for_selector('form[data-action="survey"]')
+    check("survey")
+    page.context.close()
