@@ -305,7 +305,6 @@ def test_the_one_click_rating_lands_on_the_survey_and_counts_in_csat(browser, te
     assert page.evaluate("document.activeElement.textContent") == "Send my rating"
     assert page.url.endswith(f"/portal#/cases/{case['id']}")
     assert "Refund sent" in page.text_content("#timeline") and "€16.95: sent" in page.text_content("#case-refunds")
-    _screenshot(page, "portal-phone-survey", full_page=True)
     page.fill("#survey-comment", "quick, thanks")
     page.click('form[data-action="survey"] button[type=submit]')
     page.wait_for_selector("#survey-thanks")
