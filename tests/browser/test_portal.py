@@ -68,7 +68,7 @@ def _page(browser, url: str, **options):  # noqa: ANN001, ANN202
 def _draft(page, picks: dict[str, tuple[int, str, str]], photos: int = 0) -> None:  # noqa: ANN001
     """On the order page: pick lines {line_id: (quantity, reason, note)}, add photos, continue to the quote."""
     page.wait_for_selector("#order:not([hidden]) #lines li")
-    page.wait_for_function("() => !document.querySelector('#lines .avail').textContent.endsWith('…')")
+    page.wait_for_function("() => [...document.querySelectorAll('#lines .avail')].every((e) => !e.textContent.endsWith('…'))")
     for line_id, (quantity, reason, note) in picks.items():
         item = f'#lines li[data-line="{line_id}"]'
         page.check(f"{item} input[name=pick]")
@@ -98,7 +98,7 @@ def test_a_return_of_two_of_three_lines_with_a_photo_from_a_storefront_link(
     assert "t=" not in page.url and page.url.endswith("/portal#/"), "the token left the address bar"
     assert page.evaluate("sessionStorage.getItem('portal_token')").startswith("pt1.")
     assert order["order_id"] in page.text_content("#order-title")
-    page.wait_for_function("() => document.querySelector('#lines li[data-line=\"l1\"] .avail').textContent.includes('Return')")
+    page.wait_for_function("() => document.querySelector('#lines li[data-line=\"l1\"] .avail')?.textContent.includes('Return')")
     assert "Possible: Return, Exchange, Repair" in page.text_content('#lines li[data-line="l3"] .avail')
     if device == "phone":
         assert page.evaluate(WIDER_THAN_PAGE) == []
@@ -370,4 +370,81 @@ def test_axe_finds_nothing_critical_or_serious_on_any_portal_page(
     page.goto(f"{link}&case={closed['id']}&do=survey&rating=5")
     page.wait_for_selector('form[data-action="survey"]')
     check("survey")
+    page.context.close()
+
+
+def test_each_line_says_what_it_allows_and_the_choices_show_their_money(browser, tenant: Tenant) -> None:  # noqa: ANN001
+    assert tenant.admin.put("/admin/v1/policy", json={"rules": {"store_credit_bonus": {"percent": 10}}}).status_code == 200
+    lines = [THREE_LINES[0], {**THREE_LINES[1], "final_sale": True}, THREE_LINES[2]]
+    order = _order(tenant, lines=lines)
+    tenant.open_case(order["order_id"], items=[{"line_id": "l3", "quantity": 1, "reason": "changed_mind"}])
+    page = _page(browser, _link(tenant, order))
+    page.wait_for_function("() => document.querySelector('#lines li[data-line=\"l2\"] .avail')?.textContent.includes('final sale')")
+    assert page.text_content('#lines li[data-line="l2"] .avail') == (
+        "Possible: Repair · Return: final sale, only if it is faulty or not what you ordered · "
+        "Exchange: final sale, only if it is faulty or not what you ordered")
+    assert page.text_content('#lines li[data-line="l3"] .avail') == "Already returned or in a request"
+    assert page.is_disabled('#lines li[data-line="l3"] input[name=pick]')
+    assert page.text_content("#bonus") == "includes a 10% bonus"
+
+    page.check('#draft input[name=resolution][value="store_credit"]')
+    _draft(page, {"l1": (1, "changed_mind", "")})
+    money = page.text_content("#quote-money")
+    # 19.99 less the 5.00 label the customer pays = 14.99, and 10% on top: 1.50
+    assert "You pay the €5.00 return label; it is deducted." in money and "€16.49 in store credit (with a €1.50 bonus)" in money, money
+    page.click("#change")
+    page.check('#draft input[name=type][value="exchange"]')
+    page.fill('#lines li[data-line="l1"] input[name=replacement_sku]', "TSHIRT-L")
+    page.click("#draft button[type=submit]")
+    page.wait_for_selector("#quote:not([hidden])")
+    assert "You pay €5.00 of the €10.00 shipping." in page.text_content("#quote-money")
+    assert "You pay €5.00 for the difference." in page.text_content("#quote-money")
+    sent: list[dict] = []
+    page.on("request", lambda r: sent.append(r.post_data_json) if r.method == "POST" and r.url.endswith("/v1/cases") else None)
+    page.click("#submit")
+    page.wait_for_selector("#case:not([hidden]) #case-state")
+    assert sent == [{"order_id": order["order_id"], "type": "exchange",
+                     "items": [{"line_id": "l1", "quantity": 1, "reason": "changed_mind", "replacement_sku": "TSHIRT-L"}]}]
+
+    page.click("#back-to-order")  # the final-sale mug can still go back when it is faulty
+    _draft(page, {"l2": (1, "changed_mind", "")})
+    assert "final sale" in page.text_content("#quote-blocked") and not page.is_visible("#submit")
+    page.click("#change")
+    page.select_option('#lines li[data-line="l2"] select[name=reason]', "defective")
+    page.click("#draft button[type=submit]")
+    page.wait_for_selector("#quote:not([hidden]) #submit:visible")
+    assert "A member of our team will look at your request" in page.text_content("#quote-notes")
+    page.context.close()
+
+
+def test_a_repair_quote_is_accepted_and_a_request_cancelled_with_a_second_tap(browser, tenant: Tenant) -> None:  # noqa: ANN001
+    from datetime import UTC, datetime, timedelta
+
+    delivered = datetime.now(UTC) - timedelta(days=400)
+    order = tenant.put_order(lines=THREE_LINES, placed_at=(delivered - timedelta(days=2)).isoformat(), delivered_at=delivered.isoformat(),
+                             customer={"id": "cus_repair", "email": "r@example.com"})
+    repair = tenant.open_case(order["order_id"], type="repair", resolution=None, issue_description="zip broken",
+                              items=[{"line_id": "l1", "quantity": 1, "reason": "defective"}]).json()
+    path = f"/admin/v1/cases/{repair['id']}"
+    tenant.agent.post(f"{path}/approve", json={"overrides": [{"rule": "photo_evidence", "reason": "seen at the counter"}]})
+    tenant.agent.post(f"{path}/receive", json={"items": [{"line_id": "l1", "quantity": 1, "condition": "defective"}]})
+    quoted = tenant.agent.post(f"{path}/repair/diagnose", json={"finding": "motor <b>worn</b>", "in_warranty": False, "quote_amount": 4500})
+    assert quoted.json()["state"] == "quote_pending", quoted.text
+    page = _page(browser, f"{_link(tenant, order)}&case={repair['id']}&do=status")
+    page.wait_for_selector('#case-state:text("A repair quote is waiting for your answer")')
+    assert "motor <b>worn</b>" in page.text_content("#next-actions") and "Repair quote: €45.00" in page.text_content("#next-actions")
+    page.click('button[data-action="quote/accept"]')
+    page.wait_for_selector('#case-state:text("Your item is being repaired")')
+    assert "You accepted the quote" in page.text_content("#timeline")
+
+    other = tenant.open_case(order["order_id"], type="repair", resolution=None, issue_description="button loose",
+                             items=[{"line_id": "l2", "quantity": 1, "reason": "defective"}]).json()
+    page.goto(f"{_link(tenant, order)}&case={other['id']}&do=status")
+    page.wait_for_selector("#cancel")
+    page.click("#cancel")
+    assert page.text_content("#cancel") == "Yes, cancel this request"
+    assert tenant.storefront.get(f"/v1/cases/{other['id']}").json()["state"] != "cancelled", "nothing before the second tap"
+    page.click("#cancel")
+    page.wait_for_selector('#case-state:text("Cancelled")')
+    assert tenant.storefront.get(f"/v1/cases/{other['id']}").json()["state"] == "cancelled"
     page.context.close()
