@@ -95,7 +95,11 @@ async function api(method, path, { body, form, headers = {} } = {}) {
     throw new SignedOut();
   }
   const payload = response.headers.get("content-type")?.includes("json") ? await response.json() : null;
-  if (!response.ok) throw new Problem(payload?.detail || payload?.title || `HTTP ${response.status}`, response.status, payload?.code);
+  if (!response.ok) {
+    // the service's words are English: the catalogue says the usual problems in the page's language
+    const said = payload?.code && messages.errors?.[payload.code] ? t(`errors.${payload.code}`) : payload?.detail || payload?.title;
+    throw new Problem(said || `HTTP ${response.status}`, response.status, payload?.code);
+  }
   return payload;
 }
 
@@ -144,6 +148,7 @@ async function route() {
   try {
     if (opened) return await showCase(decodeURIComponent(opened[1]));
     if (hash === "#/quote" && draft?.quote) return showQuote();
+    if (hash !== "#/") history.replaceState(null, "", `${location.pathname}${location.search}#/`);
     return await showOrder();
   } catch (error) {
     failed(error);

@@ -208,6 +208,10 @@ def test_the_chinese_portal_has_no_untranslated_text(browser, tenant: Tenant) ->
     assert _english_left(page) == []
     assert "年" in page.text_content("#timeline time")
     assert page.evaluate(WIDER_THAN_PAGE) == []
+    page.set_input_files("#more-photos", files=[{"name": "p.jpg", "mimeType": "image/jpeg", "buffer": b"not a picture"}])
+    page.click('form[data-action="photos"] button[type=submit]')
+    assert page.wait_for_selector('form[data-action="photos"] .result:not(:empty)').text_content() == "无法识别此文件，请换一张照片。"
+    assert _english_left(page) == []
     page.select_option("#language", "en")
     page.wait_for_selector('#case-state:text("We are looking at your request")')
     page.context.close()
