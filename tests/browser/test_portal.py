@@ -12,13 +12,21 @@ import base64
 import json
 import re
 import shutil
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
 
+from service.config import Settings
 from tests.browser.test_console import AXE, BROKEN_WORDS, WIDER_THAN_PAGE, _screenshot
+from tests.support.database import fresh_database
 from tests.support.images import encode, photo
+from tests.support.server import free_port, serve
+from tests.support.smtp import Inbox, smtp_server
 from tests.support.tenants import Tenant
 from tests.support.waiting import eventually
 
@@ -55,7 +63,7 @@ def _link(tenant: Tenant, order: dict, language: str = "en") -> str:
     return made.json()["url"]
 
 
-def _page(browser, url: str, **options):  # noqa: ANN001, ANN202
+def _page(browser, url: str, **options):
     context = browser.new_context(**options)
     page = context.new_page()
     alerts: list[str] = []
@@ -65,7 +73,7 @@ def _page(browser, url: str, **options):  # noqa: ANN001, ANN202
     return page
 
 
-def _draft(page, picks: dict[str, tuple[int, str, str]], photos: int = 0) -> None:  # noqa: ANN001
+def _draft(page, picks: dict[str, tuple[int, str, str]], photos: int = 0) -> None:
     """On the order page: pick lines {line_id: (quantity, reason, note)}, add photos, continue to the quote."""
     page.wait_for_selector("#order:not([hidden]) #lines li")
     page.wait_for_function("() => [...document.querySelectorAll('#lines .avail')].every((e) => !e.textContent.endsWith('…'))")
@@ -89,7 +97,7 @@ def _cases(tenant: Tenant, order: dict) -> list[dict]:
 
 @pytest.mark.parametrize("device", ["desktop", "phone"])
 def test_a_return_of_two_of_three_lines_with_a_photo_from_a_storefront_link(
-    browser, tenant: Tenant, device: str  # noqa: ANN001
+    browser, tenant: Tenant, device: str
 ) -> None:
     tenant.admin.put("/admin/v1/mail-settings", json={"return_address": RETURN_ADDRESS})
     order = _order(tenant)
@@ -147,14 +155,14 @@ def test_a_return_of_two_of_three_lines_with_a_photo_from_a_storefront_link(
     page.context.close()
 
 
-def test_a_double_tap_or_a_retry_after_a_lost_answer_opens_one_case(browser, tenant: Tenant) -> None:  # noqa: ANN001
+def test_a_double_tap_or_a_retry_after_a_lost_answer_opens_one_case(browser, tenant: Tenant) -> None:
     order = _order(tenant)
     page = _page(browser, _link(tenant, order))
     _draft(page, {"l3": (1, "changed_mind", "")})
     keys: list[str] = []
     page.on("request", lambda r: keys.append(r.headers.get("idempotency-key")) if r.method == "POST" and r.url.endswith("/v1/cases") else None)
 
-    def lose_the_first_answer(route) -> None:  # noqa: ANN001
+    def lose_the_first_answer(route) -> None:
         if len(keys) == 1:
             route.fetch()  # the service opens the case...
             route.abort("connectionreset")  # ...and its answer never reaches the phone
@@ -179,7 +187,7 @@ def test_a_double_tap_or_a_retry_after_a_lost_answer_opens_one_case(browser, ten
     page.context.close()
 
 
-def _english_left(page) -> list[str]:  # noqa: ANN001
+def _english_left(page) -> list[str]:
     """Latin words on screen, less what came from the shop or the customer (marked translate=no)."""
     return page.evaluate("""() => {
       const copy = document.body.cloneNode(true);
@@ -188,7 +196,7 @@ def _english_left(page) -> list[str]:  # noqa: ANN001
     }""")
 
 
-def test_the_chinese_portal_has_no_untranslated_text(browser, tenant: Tenant) -> None:  # noqa: ANN001
+def test_the_chinese_portal_has_no_untranslated_text(browser, tenant: Tenant) -> None:
     order = _order(tenant, language="zh-CN")
     page = _page(browser, _link(tenant, order, "zh-CN"), **PHONE)
     page.wait_for_selector('h1:text("退货服务")')
@@ -217,7 +225,7 @@ def test_the_chinese_portal_has_no_untranslated_text(browser, tenant: Tenant) ->
     page.context.close()
 
 
-def test_customer_text_is_shown_as_text_under_a_strict_policy(browser, tenant: Tenant, base_url: str) -> None:  # noqa: ANN001
+def test_customer_text_is_shown_as_text_under_a_strict_policy(browser, tenant: Tenant, base_url: str) -> None:
     lines = [dict(THREE_LINES[0]), {**THREE_LINES[1], "title": XSS_TITLE}]
     order = _order(tenant, lines=lines)
     page = _page(browser, _link(tenant, order))
@@ -255,7 +263,7 @@ def _token_with(token: str, **claims: object) -> str:
     return f"{prefix}.{key}.{changed}.{signature}"
 
 
-def test_an_expired_or_altered_link_offers_the_lookup_which_answers_alike(browser, tenant: Tenant, base_url: str) -> None:  # noqa: ANN001
+def test_an_expired_or_altered_link_offers_the_lookup_which_answers_alike(browser, tenant: Tenant, base_url: str) -> None:
     order = _order(tenant)
     token = _link(tenant, order).split("#t=")[1]
     page = _page(browser, f"{base_url}/portal#t={_token_with(token, exp=1_000_000_000)}")
@@ -301,7 +309,7 @@ def _closed_case(tenant: Tenant, order: dict) -> dict:
     return eventually(lambda: (c := tenant.storefront.get(f"/v1/cases/{case['id']}").json())["state"] == "closed" and c)
 
 
-def test_the_one_click_rating_lands_on_the_survey_and_counts_in_csat(browser, tenant: Tenant) -> None:  # noqa: ANN001
+def test_the_one_click_rating_lands_on_the_survey_and_counts_in_csat(browser, tenant: Tenant) -> None:
     order = _order(tenant)
     case = _closed_case(tenant, order)
     page = _page(browser, f"{_link(tenant, order)}&case={case['id']}&do=survey&rating=4", **PHONE)
@@ -318,7 +326,7 @@ def test_the_one_click_rating_lands_on_the_survey_and_counts_in_csat(browser, te
     page.context.close()
 
 
-def test_an_information_request_is_answered_from_its_link(browser, tenant: Tenant) -> None:  # noqa: ANN001
+def test_an_information_request_is_answered_from_its_link(browser, tenant: Tenant) -> None:
     order = _order(tenant)
     case = tenant.open_case(order["order_id"], items=[{"line_id": "l1", "quantity": 1, "reason": "defective"}]).json()
     asked = tenant.agent.post(f"/admin/v1/cases/{case['id']}/request-info", json={"message": "Which size is the <b>tear</b>?"})
@@ -336,7 +344,7 @@ def test_an_information_request_is_answered_from_its_link(browser, tenant: Tenan
 
 @pytest.mark.parametrize("language", ["en", "zh-CN"])
 def test_axe_finds_nothing_critical_or_serious_on_any_portal_page(
-    browser, tenant: Tenant, base_url: str, language: str  # noqa: ANN001
+    browser, tenant: Tenant, base_url: str, language: str
 ) -> None:
     tenant.admin.put("/admin/v1/mail-settings", json={"return_address": RETURN_ADDRESS})
     order = _order(tenant)
@@ -377,7 +385,7 @@ def test_axe_finds_nothing_critical_or_serious_on_any_portal_page(
     page.context.close()
 
 
-def test_each_line_says_what_it_allows_and_the_choices_show_their_money(browser, tenant: Tenant) -> None:  # noqa: ANN001
+def test_each_line_says_what_it_allows_and_the_choices_show_their_money(browser, tenant: Tenant) -> None:
     assert tenant.admin.put("/admin/v1/policy", json={"rules": {"store_credit_bonus": {"percent": 10}}}).status_code == 200
     lines = [THREE_LINES[0], {**THREE_LINES[1], "final_sale": True}, THREE_LINES[2]]
     order = _order(tenant, lines=lines)
@@ -421,9 +429,7 @@ def test_each_line_says_what_it_allows_and_the_choices_show_their_money(browser,
     page.context.close()
 
 
-def test_a_repair_quote_is_accepted_and_a_request_cancelled_with_a_second_tap(browser, tenant: Tenant) -> None:  # noqa: ANN001
-    from datetime import UTC, datetime, timedelta
-
+def test_a_repair_quote_is_accepted_and_a_request_cancelled_with_a_second_tap(browser, tenant: Tenant) -> None:
     delivered = datetime.now(UTC) - timedelta(days=400)
     order = tenant.put_order(lines=THREE_LINES, placed_at=(delivered - timedelta(days=2)).isoformat(), delivered_at=delivered.isoformat(),
                              customer={"id": "cus_repair", "email": "r@example.com"})
@@ -452,3 +458,90 @@ def test_a_repair_quote_is_accepted_and_a_request_cancelled_with_a_second_tap(br
     page.wait_for_selector('#case-state:text("Cancelled")')
     assert tenant.storefront.get(f"/v1/cases/{other['id']}").json()["state"] == "cancelled"
     page.context.close()
+
+
+# --------------------------------------------------------------------------- with the customer's e-mail
+
+
+@pytest.fixture(scope="module")
+def mail_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, Inbox]]:
+    """A service of its own whose worker mails a real SMTP server on 127.0.0.1, and whose links
+    point at itself (so the browser can open them)."""
+    from service.bootstrap import build_app
+
+    port = free_port()
+    with smtp_server() as (inbox, smtp_url), fresh_database() as database_url:
+        settings = Settings(
+            database_url=database_url, data_dir=tmp_path_factory.mktemp("portal-mail"), log_format="json",
+            smtp_url=smtp_url, public_url=f"http://127.0.0.1:{port}", worker_idle_seconds=0.05,
+            worker_poll_every_seconds=0.2, mail_first_backoff_seconds=0.2,
+        )
+        with serve(build_app(settings), port=port) as url:
+            yield url, database_url, inbox
+
+
+def _mail(inbox: Inbox, case_id: str, kind: str) -> EmailMessage:
+    return eventually(lambda: next((m for m in inbox.messages if m["X-Returns-Case"] == case_id and m["X-Returns-Kind"] == kind), None),
+                      timeout=30)
+
+
+def _links(mail: EmailMessage, base_url: str) -> list[str]:
+    return [word for word in mail.get_body(("plain",)).get_content().split() if word.startswith(f"{base_url}/portal#t=")]
+
+
+@pytest.mark.parametrize(("device", "language"), [("desktop", "en"), ("phone", "zh-CN")])
+def test_from_a_link_to_the_refund_with_every_e_mail_and_the_rating_in_csat(
+    browser, mail_service: tuple[str, str, Inbox], device: str, language: str
+) -> None:
+    base_url, database_url, inbox = mail_service
+    tenant = Tenant(base_url, database_url)
+    options = PHONE if device == "phone" else DESKTOP
+    try:
+        tenant.admin.put("/admin/v1/mail-settings", json={"return_address": RETURN_ADDRESS, "sender_name": "Shop"})
+        order = _order(tenant, language=language)
+        page = _page(browser, _link(tenant, order, language), **options)
+        _draft(page, {"l1": (1, "defective", "seam torn"), "l3": (1, "arrived_late", "")}, photos=1)
+        page.click("#submit")
+        page.wait_for_selector("#case:not([hidden]) #case-state")
+        [case] = _cases(tenant, order)
+        assert len(case["items"]) == 2 and len(case["photos"]) == 1
+        page.context.close()
+        received = _mail(inbox, case["id"], "received")
+        assert received["Content-Language"] == language and received["To"] == "c@example.com"
+
+        assert tenant.agent.post(f"/admin/v1/cases/{case['id']}/approve", json={}).status_code == 200
+        approved = _mail(inbox, case["id"], "approved")
+        assert approved["Content-Language"] == language
+        [status_link] = {link for link in _links(approved, base_url)}
+        page = _page(browser, status_link, **options)  # the link in the e-mail, opened in a new browser
+        page.wait_for_selector('form[data-action="return-shipment"]')
+        assert page.url == f"{base_url}/portal#/cases/{case['id']}"
+        assert page.text_content("#next-actions address") == RETURN_ADDRESS
+        page.fill('form[data-action="return-shipment"] input[name=carrier]', "DHL")
+        page.fill('form[data-action="return-shipment"] input[name=tracking_number]', "JD0002")
+        page.click('form[data-action="return-shipment"] button[type=submit]')
+        page.wait_for_function("() => !document.querySelector('form[data-action=\"return-shipment\"]')")
+        page.context.close()
+        assert tenant.storefront.get(f"/v1/cases/{case['id']}").json()["state"] == "in_transit"
+
+        receipt = [{"line_id": "l1", "quantity": 1, "condition": "defective"}, {"line_id": "l3", "quantity": 1, "condition": "as_new"}]
+        assert tenant.agent.post(f"/admin/v1/cases/{case['id']}/receive", json={"items": receipt}).status_code == 200
+        refund_sent = _mail(inbox, case["id"], "refund_sent")
+        survey = _mail(inbox, case["id"], "survey")
+        assert refund_sent["Content-Language"] == survey["Content-Language"] == language
+        ratings = {parse_qs(urlsplit(link).fragment).get("rating", [""])[0]: link for link in _links(survey, base_url)}
+        assert set(ratings) >= {"1", "2", "3", "4", "5"}, ratings
+
+        page = _page(browser, ratings["2"], **options)  # one click in the e-mail...
+        page.wait_for_selector('form[data-action="survey"] input[value="2"]:checked')
+        assert page.evaluate("document.activeElement.type") == "submit"
+        page.keyboard.press("Enter")  # ...and one to send it
+        page.wait_for_selector("#survey-thanks")
+        page.context.close()
+        assert tenant.storefront.get(f"/v1/cases/{case['id']}").json()["survey"]["rating"] == 2
+        csat = tenant.finance.get("/finance/v1/reports/reasons").json()["csat"]
+        assert csat == {"surveys": 1, "average_rating": 2.0, "satisfied_share": 0.0}
+        kinds = sorted(m["X-Returns-Kind"] for m in inbox.messages if m["X-Returns-Case"] == case["id"])
+        assert kinds == ["approved", "received", "refund_sent", "survey"], "one mail per step, none twice"
+    finally:
+        tenant.close()
