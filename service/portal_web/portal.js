@@ -26,28 +26,11 @@ let current = null; // the case on screen
 let intent = null; // {case, do, rating} from an e-mail's link, used once
 const caseBlobs = [];
 
-const $ = (selector) => document.querySelector(selector);
-const locale = () => (document.documentElement.lang === "zh-CN" ? "zh-CN" : "en");
-
-function t(key, vars = {}) {
-  const found = key.split(".").reduce((node, part) => (node && typeof node === "object" ? node[part] : undefined), messages);
-  const text = typeof found === "string" ? found : key.split(".").pop();
-  return text.replace(/\{(\w+)\}/g, (_, name) => String(vars[name] ?? ""));
-}
-
-function el(tag, text, attributes = {}) {
-  const node = document.createElement(tag);
-  if (text !== undefined && text !== null) node.textContent = String(text);
-  for (const [name, value] of Object.entries(attributes)) node.setAttribute(name, value);
-  return node;
-}
+const t = (key, vars) => translate(messages, key, vars); // $, el, money…: /console/ui.js, shared with the console
 
 /** Text that came from the shop or the customer: never translated, never HTML. */
 const data = (tag, text) => el(tag, text, { translate: "no", class: "data" });
 
-const digitsOf = (currency) => new Intl.NumberFormat("en", { style: "currency", currency }).resolvedOptions().maximumFractionDigits;
-const money = (amount, currency) =>
-  new Intl.NumberFormat(locale(), { style: "currency", currency }).format(amount / 10 ** digitsOf(currency));
 const when = (iso, style = { dateStyle: "medium", timeStyle: "short" }) => new Intl.DateTimeFormat(locale(), style).format(new Date(iso));
 
 function randomKey() {
