@@ -227,8 +227,8 @@ class CaseService:
     async def preview(self, principal: Principal, body: CaseIn) -> QuoteView:
         async with self.db.transaction() as repos:
             policy, facts = await self._facts(repos, principal, body)
-        verdict = policy.evaluate(facts)
-        return QuoteView(decision=verdict.decision, money=verdict.money)
+        verdict = policy.evaluate(facts)  # for the storefront or the customer
+        return QuoteView(decision=verdict.decision.without_agent_details(), money=verdict.money)
 
     async def open_case(
         self, principal: Principal, body: CaseIn, idempotency_key: str | None
@@ -382,7 +382,7 @@ class CaseService:
         self, principal: Principal, filters: CaseFilter, audience: Audience, *, sort: str, limit: int, cursor: str | None
     ) -> CaseList:
         if principal.order_id is not None:  # a customer's credential lists its own order's cases
-            if filters.order_id not in (None, principal.order_id):
+            if filters.order_id not in (None, principal.order_id) or filters.customer_id not in (None, principal.customer_id):
                 return CaseList(items=[], next_cursor=None)
             filters = msgspec.structs.replace(filters, order_id=principal.order_id, customer_id=principal.customer_id)
         async with self.db.reading() as repos:
@@ -409,7 +409,7 @@ class CaseService:
         photos: dict[str, list[PhotoView]] = {}
         with_photos = [case.id for case in cases if case.decision.photo_count]
         for photo in await repos.case_photos(merchant_id, with_photos) if with_photos else []:
-            photos.setdefault(photo.case_id, []).append(photo_view(photo))
+            photos.setdefault(photo.case_id, []).append(photo_view(photo, audience))
         return [case_view(case, audience, refunds.get(case.id, []), photos.get(case.id, [])) for case in cases]
 
     async def events(self, principal: Principal, case_id: str) -> EventList:

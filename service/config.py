@@ -56,6 +56,9 @@ class Settings(msgspec.Struct, frozen=True):
     # request's for a portal link made over HTTP, LOCAL_URL in e-mail
     portal_lookups_per_ip: int = 20  # order + e-mail lookups an hour per client address (per process)
     portal_lookups_per_email: int = 5  # ... and per merchant and e-mail
+    # proxies whose X-Forwarded-For / -Proto are believed (comma-separated addresses, as uvicorn's
+    # --forwarded-allow-ips); none: the connection's peer is the client, whatever headers say
+    trusted_proxies: str | None = None
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -101,7 +104,17 @@ class Settings(msgspec.Struct, frozen=True):
             public_url=env.get("RETURNS_PUBLIC_URL") or None,
             portal_lookups_per_ip=int(env.get("RETURNS_PORTAL_LOOKUPS_PER_IP", "20")),
             portal_lookups_per_email=int(env.get("RETURNS_PORTAL_LOOKUPS_PER_EMAIL", "5")),
+            trusted_proxies=env.get("RETURNS_TRUSTED_PROXIES") or None,
         )
+
+
+def http_server_options(trusted_proxies: str | None) -> dict[str, object]:
+    """What uvicorn is told about proxies, by ``returns serve`` and the tests alike. uvicorn's own
+    default believes X-Forwarded-For from 127.0.0.1, so anything on the loopback (a sidecar, a
+    proxy passing the header on) could pick its address, and a new lookup budget per request."""
+    if trusted_proxies:
+        return {"proxy_headers": True, "forwarded_allow_ips": trusted_proxies}
+    return {"proxy_headers": False}
 
 
 def _pairs(text: str) -> dict[str, float]:

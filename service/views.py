@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import msgspec
-
 from domain.cases import Case, CaseAction, CaseEvent
 from domain.orders import Order
 from domain.refunds import Refund
@@ -63,9 +61,6 @@ def case_view(
     """The case for ``audience``: the storefront's view says why (the agent's question, the
     rejection, an override's reason) but not what agents keep to themselves."""
     agent = audience == Audience.AGENT
-    photos = photos or []
-    if not agent:  # which other (another customer's) case a photo matched is the agents' business
-        photos = [msgspec.structs.replace(p, matches_case_id=None) for p in photos]
     override = case.money_override_record
     return CaseView(
         id=case.id,
@@ -91,10 +86,10 @@ def case_view(
             for item in case.items
         ],
         resolution=case.resolution,
-        decision=case.decision,
+        decision=case.decision if agent else case.decision.without_agent_details(),
         money=case.money,
         refunds=refunds or [],
-        photos=photos,
+        photos=photos or [],
         shipments=[
             ShipmentView(direction=s.direction, carrier=s.carrier, tracking_number=s.tracking_number, at=s.at)
             for s in case.shipments
@@ -170,7 +165,8 @@ def refund_view(refund: Refund) -> RefundView:
     )
 
 
-def photo_view(photo: Photo) -> PhotoView:
+def photo_view(photo: Photo, audience: Audience) -> PhotoView:
+    """Which other (another customer's) case a photo matched is the agents' business."""
     url = f"/v1/cases/{photo.case_id}/photos/{photo.id}"
     return PhotoView(
         id=photo.id,
@@ -182,5 +178,5 @@ def photo_view(photo: Photo) -> PhotoView:
         created_at=photo.created_at,
         url=url,
         thumbnail_url=url + "?size=thumb",
-        matches_case_id=photo.matches_case_id,
+        matches_case_id=photo.matches_case_id if audience == Audience.AGENT else None,
     )

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 import structlog
@@ -60,6 +61,17 @@ class Worker:
             done += closed
         return done
 
+    @staticmethod
+    async def _duty(name: str, work: Callable[[], Awaitable[object]]) -> int:
+        """One duty of a round, on its own: when it fails (the database or a receiver is down, a
+        bug in one message), it is logged and the other duties still run. Answers the work done."""
+        try:
+            done = await work()
+        except Exception:
+            log.exception("worker_duty_failed", duty=name)
+            return 0
+        return done if isinstance(done, int) else 0
+
     async def run(self, stop: asyncio.Event) -> None:
         """Until ``stop`` is set: refunds are dispatched side by side (see ``RefundService.dispatch``)
         while this loop delivers webhooks and, every ``poll_every_seconds``, polls unsettled
@@ -69,15 +81,11 @@ class Worker:
         last_poll = 0.0
         try:
             while not stop.is_set():
-                busy = False
-                try:
-                    busy = await self.notifications.deliver_due() + await self.mail() > 0
-                    if time.monotonic() - last_poll >= self.poll_every_seconds:
-                        last_poll = time.monotonic()
-                        await self.refunds.poll_unsettled()
-                        await self.close_idle()
-                except Exception:  # the database or the receiver is down: say so, wait, go on
-                    log.exception("worker_round_failed")
+                busy = await self._duty("webhooks", self.notifications.deliver_due) + await self._duty("mail", self.mail) > 0
+                if time.monotonic() - last_poll >= self.poll_every_seconds:
+                    last_poll = time.monotonic()
+                    await self._duty("refund_poll", self.refunds.poll_unsettled)
+                    await self._duty("auto_close", self.close_idle)
                 if not busy:
                     try:
                         await asyncio.wait_for(stop.wait(), timeout=self.idle_seconds)
