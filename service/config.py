@@ -56,6 +56,11 @@ class Settings(msgspec.Struct, frozen=True):
     # request's for a portal link made over HTTP, LOCAL_URL in e-mail
     portal_lookups_per_ip: int = 20  # order + e-mail lookups an hour per client address (per process)
     portal_lookups_per_email: int = 5  # ... and per merchant and e-mail
+    # the simulated carrier's scripted scans, in seconds after a label is bought
+    simulated_carrier_in_transit_seconds: float = 120.0
+    simulated_carrier_delivered_seconds: float = 600.0
+    tracking_poll_after_seconds: float = 300.0  # ask the carrier for scans of a label quiet this long
+    label_first_backoff_seconds: float = 5.0  # a carrier that is down: doubles per try, up to an hour
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -101,6 +106,10 @@ class Settings(msgspec.Struct, frozen=True):
             public_url=env.get("RETURNS_PUBLIC_URL") or None,
             portal_lookups_per_ip=int(env.get("RETURNS_PORTAL_LOOKUPS_PER_IP", "20")),
             portal_lookups_per_email=int(env.get("RETURNS_PORTAL_LOOKUPS_PER_EMAIL", "5")),
+            simulated_carrier_in_transit_seconds=float(env.get("RETURNS_SIMULATED_CARRIER_IN_TRANSIT_SECONDS", "120")),
+            simulated_carrier_delivered_seconds=float(env.get("RETURNS_SIMULATED_CARRIER_DELIVERED_SECONDS", "600")),
+            tracking_poll_after_seconds=float(env.get("RETURNS_TRACKING_POLL_AFTER_SECONDS", "300")),
+            label_first_backoff_seconds=float(env.get("RETURNS_LABEL_FIRST_BACKOFF_SECONDS", "5")),
         )
 
 
