@@ -472,7 +472,10 @@ class CustomerMailView(msgspec.Struct):
     (handed to the mail server), or ``gave_up``."""
 
     id: str
-    kind: Literal["received", "approved", "rejected", "info_requested", "refund_sent", "store_credit", "survey"]
+    kind: Literal[
+        "received", "approved", "rejected", "info_requested", "refund_sent", "store_credit", "survey", "label_ready",
+        "in_transit", "delivered",
+    ]
     recipient: str
     language: str
     status: Literal["pending", "sent", "gave_up"]

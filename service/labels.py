@@ -48,7 +48,6 @@ from service.ports import (
     Principal,
     Repositories,
     ReturnLabel,
-    ShippingAddress,
     ShippingSettings,
     VersionConflict,
 )
@@ -100,7 +99,7 @@ async def plan_label(repos: Repositories, case: Case, order: Order, carrier_name
         carrier_name=carrier_name,
         status="pending",
         request=LabelRequest(
-            from_address=msgspec.convert(msgspec.to_builtins(order.shipping_address), ShippingAddress),
+            from_address=order.shipping_address,
             to_address=settings.return_address,
             parcel=parcel_for(settings, order, case),
             preferences=settings.carrier_preferences,

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 import msgspec
 
 from domain.cases import Case, CaseEvent
-from domain.orders import Order
+from domain.orders import Address, Order
 from domain.refunds import Refund
 
 # --------------------------------------------------------------------------- persistence
@@ -585,18 +585,9 @@ class WebhookVerifier(Protocol):
 # --------------------------------------------------------------------------- carriers (return labels)
 
 
-class ShippingAddress(msgspec.Struct, frozen=True):
-    """A postal address as carriers want it (``country``: ISO 3166-1 alpha-2)."""
-
-    name: str
-    street1: str
-    city: str
-    zip: str
-    country: str
-    street2: str | None = None
-    state: str | None = None
-    phone: str | None = None
-    email: str | None = None
+# A postal address as carriers want it (``country``: ISO 3166-1 alpha-2): the domain's, which an
+# order carries for its customer.
+ShippingAddress = Address
 
 
 class Parcel(msgspec.Struct, frozen=True):

@@ -20,9 +20,8 @@ bought across restarts. It reads none of the service's tables. Its behaviour:
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -30,6 +29,7 @@ import asyncpg
 import msgspec
 
 from adapters.carriers.printing import label_pdf, label_png, qr_png
+from adapters.postgres.own_pool import OwnPool
 from service.ports import (
     BoughtLabel,
     CarrierError,
@@ -69,14 +69,11 @@ class SimulatedCarrier:
         self.in_transit_after = timedelta(seconds=in_transit_after)
         self.delivered_after = timedelta(seconds=max(delivered_after, in_transit_after))
         self.clock = clock
-        self._pool: asyncpg.Pool | None = None
-        self._opening = asyncio.Lock()
+        self._pool = OwnPool(dsn, POOL_SIZE, _unreachable)
         self._failures: list[CarrierError] = []
 
     async def close(self) -> None:
-        if self._pool is not None:
-            await self._pool.close()
-            self._pool = None
+        await self._pool.close()
 
     def fail_next(self, count: int = 1, *, retryable: bool = True) -> None:
         """The next ``count`` calls to this instance fail, doing nothing (in this process only)."""
@@ -187,17 +184,8 @@ class SimulatedCarrier:
             raise CarrierError(f"no shipment {shipment_id}", code="not_found")
         return row
 
-    @asynccontextmanager
-    async def _pooled(self) -> AsyncIterator[asyncpg.Connection]:
-        """A connection from the pool; an unreachable database is a carrier that cannot be reached."""
-        try:
-            async with self._opening:
-                if self._pool is None:
-                    self._pool = await asyncpg.create_pool(self.dsn, min_size=0, max_size=POOL_SIZE)
-            async with self._pool.acquire() as conn:
-                yield conn
-        except (OSError, asyncpg.PostgresConnectionError) as error:
-            raise CarrierError(f"simulated carrier unreachable: {error}", code="unreachable", retryable=True) from error
+    def _pooled(self) -> AbstractAsyncContextManager[asyncpg.Connection]:
+        return self._pool.connection()
 
     def _answer(self) -> None:
         if self._failures:
@@ -223,6 +211,10 @@ def quote(shipment_id: str, from_address: ShippingAddress, to_address: ShippingA
         )
         for service, (days, factor) in SERVICES.items()
     ]
+
+
+def _unreachable(error: Exception) -> CarrierError:
+    return CarrierError(f"simulated carrier unreachable: {error}", code="unreachable", retryable=True)
 
 
 def _json(value: Any) -> str:

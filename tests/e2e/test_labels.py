@@ -131,6 +131,13 @@ def test_approve_label_scans_receive_refund(shop: Tenant) -> None:
     refunded = eventually(lambda: (c := shop.storefront.get(f"/v1/cases/{case['id']}").json())["state"] == "closed" and c)
     assert [(r["amount"], r["status"]) for r in refunded["refunds"]] == [(1999 - 980, "succeeded")]
     assert purchases(shop.database_url, label_id(shop, case["id"])) == 1
+    told = {"label_ready", "in_transit", "delivered"}
+
+    def mails() -> list[str]:
+        return [m["kind"] for m in shop.agent.get(f"/admin/v1/cases/{case['id']}/mails").json()["items"]]
+
+    kinds = eventually(lambda: told <= set(kinds := mails()) and kinds)
+    assert sorted(kind for kind in kinds if kind in told) == sorted(told), "each once"
 
 
 def test_twenty_concurrent_approvals_buy_one_label(shop: Tenant) -> None:
