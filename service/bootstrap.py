@@ -90,6 +90,7 @@ async def carrier(settings: Settings) -> AsyncIterator[Carrier]:
         database_url(settings),
         in_transit_after=settings.simulated_carrier_in_transit_seconds,
         delivered_after=settings.simulated_carrier_delivered_seconds,
+        latency=settings.simulated_carrier_latency_ms / 1000,
     )
     try:
         yield simulated
@@ -169,7 +170,13 @@ def build_services(
     blobs = blob_store(settings)
     photos = PhotoService(db, blobs, PillowImageProcessor(), cases, utcnow, per_case=settings.photos_per_case)
     labels = LabelService(
-        db, shipping, blobs, cases, utcnow, first_backoff=timedelta(seconds=settings.label_first_backoff_seconds)
+        db,
+        shipping,
+        blobs,
+        cases,
+        utcnow,
+        lease=timedelta(seconds=settings.label_lease_seconds),
+        first_backoff=timedelta(seconds=settings.label_first_backoff_seconds),
     )
     tracking = Tracking(db, cases, shipping, utcnow, poll_after=timedelta(seconds=settings.tracking_poll_after_seconds))
     return Services(

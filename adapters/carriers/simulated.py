@@ -15,11 +15,15 @@ bought across restarts. It reads none of the service's tables. Its behaviour:
   ``track`` answers those whose time has come; each scan's id is the tracking code and status;
 - ``void`` is accepted while the parcel has no ``in_transit`` scan; a voided label is never scanned;
 - ``fail_next(n, retryable=...)``: this instance's next ``n`` calls fail, as a carrier that is
-  down (retryable) or refusing.
+  down (retryable) or refusing;
+- ``latency`` seconds are awaited on every call, half on the way there and half on the way back
+  (after the carrier acted), so a process killed mid-call may leave a shipment made or a label
+  bought that it never heard of.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime, timedelta
@@ -63,11 +67,13 @@ class SimulatedCarrier:
         *,
         in_transit_after: float = 120.0,
         delivered_after: float = 600.0,
+        latency: float = 0.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.dsn = dsn
         self.in_transit_after = timedelta(seconds=in_transit_after)
         self.delivered_after = timedelta(seconds=max(delivered_after, in_transit_after))
+        self.latency = latency
         self.clock = clock
         self._pool = OwnPool(dsn, POOL_SIZE, _unreachable)
         self._failures: list[CarrierError] = []
@@ -85,7 +91,7 @@ class SimulatedCarrier:
     async def create_shipment(
         self, *, from_address: ShippingAddress, to_address: ShippingAddress, parcel: Parcel, reference: str
     ) -> CarrierShipment:
-        self._answer()
+        await self._answer()
         async with self._pooled() as conn:
             number = await conn.fetchval("SELECT nextval('simulated_carrier_ids')")
             shipment_id = f"shp_sim_{number:08d}"
@@ -95,16 +101,17 @@ class SimulatedCarrier:
                 " VALUES ($1, $2, $3::jsonb, $4::jsonb, $5::jsonb, $6::jsonb, $7)",
                 shipment_id, reference, _json(from_address), _json(to_address), _json(parcel), _json(rates), self.clock(),
             )
+        await self._answer_back()
         return CarrierShipment(shipment_id=shipment_id, rates=rates)
 
     async def get_shipment(self, shipment_id: str) -> CarrierShipment:
-        self._answer()
+        await self._answer()
         async with self._pooled() as conn:
             row = await self._shipment(conn, shipment_id)
         return _shipment(row)
 
     async def buy(self, shipment_id: str, rate_id: str) -> BoughtLabel:
-        self._answer()
+        await self._answer()
         async with self._pooled() as conn, conn.transaction():
             row = await self._shipment(conn, shipment_id, lock=True)
             if row["rate_id"] is None:
@@ -123,12 +130,13 @@ class SimulatedCarrier:
                     " VALUES ($1, $2, $3, $4, $5)",
                     shipment_id, row["reference"], rate.amount, rate.currency, now,
                 )
+        await self._answer_back()
         label = _shipment(row).label
         assert label is not None
         return label
 
     async def void(self, shipment_id: str) -> bool:
-        self._answer()
+        await self._answer()
         async with self._pooled() as conn:
             changed = await conn.execute(
                 "UPDATE simulated_carrier_shipments SET voided_at = coalesce(voided_at, $2)"
@@ -138,7 +146,7 @@ class SimulatedCarrier:
         return changed == "UPDATE 1"
 
     async def track(self, tracking_code: str, carrier: str) -> list[TrackingEvent]:
-        self._answer()
+        await self._answer()
         async with self._pooled() as conn:
             row = await conn.fetchrow(
                 f"SELECT {_SHIPMENT_COLUMNS} FROM simulated_carrier_shipments WHERE tracking_code = $1", tracking_code
@@ -187,9 +195,16 @@ class SimulatedCarrier:
     def _pooled(self) -> AbstractAsyncContextManager[asyncpg.Connection]:
         return self._pool.connection()
 
-    def _answer(self) -> None:
+    async def _answer(self) -> None:
+        """The way there: half the latency, then any failure scripted for this call."""
+        if self.latency:
+            await asyncio.sleep(self.latency / 2)
         if self._failures:
             raise self._failures.pop(0)
+
+    async def _answer_back(self) -> None:
+        if self.latency:
+            await asyncio.sleep(self.latency / 2)
 
 
 def quote(shipment_id: str, from_address: ShippingAddress, to_address: ShippingAddress, parcel: Parcel) -> list[CarrierRate]:

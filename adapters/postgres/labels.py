@@ -76,7 +76,7 @@ class PgLabels:
             """,
             now, lease, limit,
         )
-        return [_label(row) for row in rows]
+        return [_label(row) for row in sorted(rows, key=lambda row: (row["created_at"], row["id"]))]  # oldest first
 
     async def set_label_shipment(self, merchant_id: str, label_id: str, shipment_id: str) -> None:
         await self.conn.execute(
