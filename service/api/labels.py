@@ -83,10 +83,11 @@ class ShippingSettingsController(Controller):
 async def easypost_webhook(request: Request[Any, Any, Any], services: Services) -> Response[Any]:
     """EasyPost's tracker events, verified on the raw body. A repeat answers 200 and changes
     nothing; a bad signature answers 400 ``invalid_signature`` (an unreadable signed body
-    ``invalid_event``) and changes nothing; 503 ``unavailable`` when EasyPost is not configured."""
+    ``invalid_event``) and changes nothing. Where EasyPost is not the carrier, there is no such
+    webhook: 404 ``not_found`` (not a 5xx, which EasyPost would keep retrying)."""
     webhook = services.carrier_webhook
     if webhook is None:
-        return problem(503, "unavailable", "EasyPost webhooks are not configured")
+        return problem(404, "not_found", "no EasyPost webhook here: EasyPost is not this service's carrier")
     try:
         events = webhook.verify(await request.body(), dict(request.headers), services.cases.clock())
     except InvalidWebhook as exc:

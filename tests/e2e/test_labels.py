@@ -231,3 +231,10 @@ def test_cancelled_before_the_first_scan_voids_the_label_and_gives_its_cost_back
         assert shop.storefront.get(f"/v1/cases/{case['id']}/label").json()["code"] == "label_not_ready"
     finally:
         shop.close()
+
+
+def test_the_easypost_webhook_is_not_found_where_easypost_is_not_the_carrier(label_service: tuple[str, str]) -> None:
+    url, _ = label_service
+    answer = httpx.post(f"{url}/webhooks/easypost", content=b'{"description": "tracker.updated"}',
+                        headers={"content-type": "application/json", "x-hmac-signature": "hmac-sha256-hex=00"})
+    assert answer.status_code == 404 and answer.json()["code"] == "not_found"
