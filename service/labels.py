@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 import msgspec
 import structlog
 
-from domain.cases import Actor, Case, CaseState
+from domain.cases import SYSTEM, Actor, Case, CaseState
 from domain.errors import InvalidRequest, LabelNotReady
 from domain.orders import Order
 from service.dto import ShippingSettingsIn
@@ -108,7 +108,7 @@ async def plan_label(repos: Repositories, case: Case, order: Order, carrier_name
     )
     if not await repos.add_label(label):
         return None
-    case.record("label_requested", carrier_actor(carrier_name), at, {"label_id": label.id})
+    case.record("label_requested", SYSTEM, at, {"label_id": label.id, "carrier": carrier_name})
     return label
 
 

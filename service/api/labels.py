@@ -33,14 +33,14 @@ async def _label(request: Request[Any, Any, Any], services: Services, case_id: s
 
 class StorefrontLabelController(Controller):
     path = "/v1/cases/{case_id:str}/label"
-    tags = ["labels"]
+    tags = ("labels",)
 
     @get(
         "/", operation_id="getLabel", guards=[roles("storefront")], opt={"customer": True}, media_type="application/pdf",
         operation_class=LABEL_ANSWER,
     )
     async def label(
-        self, request: Request[Any, Any, Any], services: Services, case_id: PathId, format: LabelFormat = "pdf"  # noqa: A002 - the contract's name
+        self, request: Request[Any, Any, Any], services: Services, case_id: PathId, format: LabelFormat = "pdf"
     ) -> Response[bytes]:
         """The case's return label to print (``pdf``, the default, or ``png``), or its QR code to
         show at a drop-off point (``qr``, a PNG). 404 ``label_not_ready`` while none is bought."""
@@ -49,12 +49,12 @@ class StorefrontLabelController(Controller):
 
 class AgentLabelController(Controller):
     path = "/admin/v1/cases/{case_id:str}/label"
-    guards = [roles("agent")]
-    tags = ["labels"]
+    guards = (roles("agent"),)
+    tags = ("labels",)
 
     @get("/", operation_id="agentGetLabel", media_type="application/pdf", operation_class=LABEL_ANSWER)
     async def label(
-        self, request: Request[Any, Any, Any], services: Services, case_id: PathId, format: LabelFormat = "pdf"  # noqa: A002 - the contract's name
+        self, request: Request[Any, Any, Any], services: Services, case_id: PathId, format: LabelFormat = "pdf"
     ) -> Response[bytes]:
         """The case's return label, as the storefront gets it."""
         return await _label(request, services, case_id, format)
@@ -62,7 +62,7 @@ class AgentLabelController(Controller):
 
 class ShippingSettingsController(Controller):
     path = "/admin/v1/shipping-settings"
-    tags = ["settings"]
+    tags = ("settings",)
 
     @get("/", operation_id="getShippingSettings", guards=[roles("agent")])
     async def settings(self, request: Request[Any, Any, Any], services: Services) -> ShippingSettingsIn:
