@@ -73,15 +73,13 @@ def carrier_actor(carrier_name: str) -> Actor:
 def parcel_for(settings: ShippingSettings, order: Order, case: Case) -> Parcel:
     """The box: the weight of every item coming back by its product category's parcel (else the
     default), in the size of the largest one."""
-    weight = 0
-    largest = settings.default_parcel
+    parcels = []
     for item in case.items:
         line = order.line(item.line_id)
-        parcel = settings.parcels.get(line.category or "", settings.default_parcel) if line else settings.default_parcel
-        weight += parcel.weight_g * item.quantity
-        if parcel.weight_g > largest.weight_g:
-            largest = parcel
-    return msgspec.structs.replace(largest, weight_g=max(weight, 1))
+        category = line.category if line else None
+        parcels.append((settings.parcels.get(category or "", settings.default_parcel), item.quantity))
+    largest = max((parcel for parcel, _ in parcels), key=lambda p: p.weight_g, default=settings.default_parcel)
+    return msgspec.structs.replace(largest, weight_g=max(sum(p.weight_g * n for p, n in parcels), 1))
 
 
 async def plan_label(repos: Repositories, case: Case, order: Order, carrier_name: str, at: datetime) -> ReturnLabel | None:
