@@ -228,7 +228,9 @@ class LabelService:
                 from_address=request.from_address, to_address=request.to_address, parcel=request.parcel, reference=label.id
             )
             async with self.db.transaction() as repos:
-                await repos.set_label_shipment(label.merchant_id, label.id, shipment.shipment_id)
+                stored = await repos.set_label_shipment(label.merchant_id, label.id, shipment.shipment_id)
+            if stored != shipment.shipment_id:  # a worker that took over our lease was first: its shipment
+                shipment = await self.carrier.get_shipment(stored)
         else:
             shipment = await self.carrier.get_shipment(label.shipment_id)
         bought = shipment.label

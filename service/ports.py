@@ -417,7 +417,10 @@ class Repositories(Protocol):
         live lease holds, leased to the caller; rows other workers are claiming are skipped."""
         ...
 
-    async def set_label_shipment(self, merchant_id: str, label_id: str, shipment_id: str) -> None: ...
+    async def set_label_shipment(self, merchant_id: str, label_id: str, shipment_id: str) -> str:
+        """The label's shipment: ``shipment_id``, unless another worker stored one first (then
+        that one, the only one ever bought)."""
+        ...
 
     async def update_label(self, label: ReturnLabel) -> None:
         """Store the label's status, purchase and scan columns as given; the lease ends."""

@@ -78,10 +78,13 @@ class PgLabels:
         )
         return [_label(row) for row in sorted(rows, key=lambda row: (row["created_at"], row["id"]))]  # oldest first
 
-    async def set_label_shipment(self, merchant_id: str, label_id: str, shipment_id: str) -> None:
-        await self.conn.execute(
-            "UPDATE return_labels SET shipment_id = $3 WHERE merchant_id = $1 AND id = $2", merchant_id, label_id, shipment_id
+    async def set_label_shipment(self, merchant_id: str, label_id: str, shipment_id: str) -> str:
+        stored = await self.conn.fetchval(
+            "UPDATE return_labels SET shipment_id = coalesce(shipment_id, $3) WHERE merchant_id = $1 AND id = $2"
+            " RETURNING shipment_id",
+            merchant_id, label_id, shipment_id,
         )
+        return stored
 
     async def update_label(self, label: ReturnLabel) -> None:
         await self.conn.execute(

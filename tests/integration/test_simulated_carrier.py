@@ -144,6 +144,37 @@ async def test_a_worker_killed_anywhere_leaves_one_purchase(world: World, where:
     assert await world.carrier.purchases(label.id) == 1
 
 
+class Slow:
+    """The simulated carrier, whose answer to ``create_shipment`` takes until the test says ``go``."""
+
+    def __init__(self, carrier: SimulatedCarrier) -> None:
+        self.carrier, self.name = carrier, carrier.name
+        self.made, self.go = asyncio.Event(), asyncio.Event()
+
+    async def create_shipment(self, **kwargs: Any) -> CarrierShipment:
+        shipment = await self.carrier.create_shipment(**kwargs)
+        self.made.set()
+        await self.go.wait()
+        return shipment
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.carrier, name)
+
+
+async def test_a_worker_whose_lease_ran_out_buys_nothing_more(world: World) -> None:
+    case_id = await _approved(world, "o_slow")
+    slow_carrier = Slow(world.carrier)
+    slow = asyncio.create_task(world.labels(slow_carrier).run_once())
+    await slow_carrier.made.wait()
+    world.clock.advance(seconds=LEASE + 1)
+    assert await world.labels().run_once() == 1, "the label is taken over and bought"
+    slow_carrier.go.set()
+    await slow  # its shipment is not the label's: it buys nothing
+    label = await _label(world, case_id)
+    assert label.status == "bought" and await world.carrier.purchases(label.id) == 1
+    assert await _shipments(world, label.id) == 2
+
+
 async def test_two_workers_side_by_side_buy_each_label_once(world: World) -> None:
     case_ids = [await _approved(world, f"o_pair_{index}") for index in range(10)]
     worked = await asyncio.gather(world.labels().run_once(limit=5), world.labels().run_once(limit=5),
