@@ -2,23 +2,30 @@
 buys them and whose carrier scans them within seconds: approve → the label bought once (also
 when 20 agents approve at once) → its PDF, PNG and QR code downloadable → scans → ``in_transit``
 → delivered (the receive queue) → received → the refund paid, the customer's share of the REAL
-rate deducted. Tenancy: another merchant's case and another order's customer see no label."""
+rate deducted. Tenancy: another merchant's case and another order's customer see no label. The
+carrier's webhook route: a signature moved onto another body is 400 and changes nothing, a
+replay is a duplicate, late scans never move a case back."""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import io
 import secrets
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+import msgspec
 import pypdf
 import pytest
 
 from adapters.carriers.simulated import SimulatedCarrier
 from service.config import Settings
+from service.ports import InvalidWebhook, TrackingEvent
 from tests.support.database import fresh_database
 from tests.support.server import serve
 from tests.support.tenants import Tenant
@@ -238,3 +245,71 @@ def test_the_easypost_webhook_is_not_found_where_easypost_is_not_the_carrier(lab
     answer = httpx.post(f"{url}/webhooks/easypost", content=b'{"description": "tracker.updated"}',
                         headers={"content-type": "application/json", "x-hmac-signature": "hmac-sha256-hex=00"})
     assert answer.status_code == 404 and answer.json()["code"] == "not_found"
+
+
+class SignedStub:
+    """A carrier webhook that signs like EasyPost does (HMAC-SHA256 of the raw body), with events
+    written plainly: what the route does with a verifier, whatever the carrier."""
+
+    def __init__(self, secret: bytes) -> None:
+        self.secret = secret
+
+    def sign(self, body: bytes) -> str:
+        return "hmac-sha256-hex=" + hmac.new(self.secret, body, hashlib.sha256).hexdigest()
+
+    def verify(self, payload: bytes, headers: dict[str, str], now: datetime) -> list[TrackingEvent]:
+        if not hmac.compare_digest(headers.get("x-hmac-signature", ""), self.sign(payload)):
+            raise InvalidWebhook("the signature does not match the body")
+        return msgspec.json.decode(payload, type=list[TrackingEvent])
+
+
+@pytest.fixture(scope="module")
+def webhook_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, SignedStub]]:
+    """A service whose carrier reports scans by webhook only (nobody polls within the test)."""
+    from service.bootstrap import build_app
+
+    with fresh_database() as database_url:
+        settings = Settings(
+            database_url=database_url, data_dir=tmp_path_factory.mktemp("webhook"), log_format="json",
+            worker_idle_seconds=0.05, tracking_poll_after_seconds=3600,
+        )
+        app = build_app(settings)
+        with serve(app) as url:
+            stub = SignedStub(b"whsec_stub")
+            app.state.services.carrier_webhook = stub
+            yield url, database_url, stub
+
+
+def test_the_carrier_webhook_verifies_dedupes_and_moves_forward_only(webhook_service: tuple[str, str, SignedStub]) -> None:
+    url, database_url, stub = webhook_service
+    shop = Tenant(url, database_url)
+    try:
+        assert shop.admin.put("/admin/v1/shipping-settings", json=SETTINGS).status_code == 200
+        case = bought(shop, shop.open_case(shop.put_order(shipping_address=CUSTOMER_ADDRESS)["order_id"]).json()["id"])
+        code = case["label"]["tracking_code"]
+
+        def scan(status: str) -> dict[str, str]:
+            return {"event_id": f"ev_{code}_{status}", "tracking_code": code, "status": status,
+                    "at": datetime.now(UTC).isoformat()}
+
+        def post(body: bytes, signature: str) -> httpx.Response:
+            return httpx.post(f"{url}/webhooks/easypost", content=body,
+                              headers={"content-type": "application/json", "x-hmac-signature": signature})
+
+        delivered = msgspec.json.encode([scan("delivered")])
+        forged = post(delivered, stub.sign(b"[]"))  # a signature moved onto another body
+        assert forged.status_code == 400 and forged.json()["code"] == "invalid_signature"
+        assert shop.storefront.get(f"/v1/cases/{case['id']}").json()["state"] == "approved", "nothing changed"
+
+        first = post(delivered, stub.sign(delivered))
+        assert first.status_code == 200 and first.json() == {"received": True, "duplicate": False}
+        again = post(delivered, stub.sign(delivered))  # replayed
+        assert again.status_code == 200 and again.json() == {"received": True, "duplicate": True}
+        late = msgspec.json.encode([scan("in_transit"), scan("pre_transit")])
+        assert post(late, stub.sign(late)).json() == {"received": True, "duplicate": False}
+        now = shop.agent.get(f"/admin/v1/cases/{case['id']}").json()
+        assert now["state"] == "in_transit" and now["delivered_at"] is not None
+        types = [e["type"] for e in shop.agent.get(f"/admin/v1/cases/{case['id']}/events").json()["items"]]
+        assert types.count("ship") == 1 and types.count("delivered") == 1
+    finally:
+        shop.close()
