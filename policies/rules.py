@@ -436,6 +436,9 @@ class Review(Rule):
 
 class AutoApproveParams(RuleParams, frozen=True):
     max_amount: Prices = msgspec.field(default_factory=lambda: default_prices(20))
+    # the carrier's delivery scan receives such a return (customer-responsible, within max_amount)
+    # as new, without an agent: for goods not worth an inspection
+    receive_on_delivery: bool = False
 
 
 class AutoApprove(Rule):

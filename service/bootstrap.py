@@ -23,6 +23,7 @@ from service.cases import CaseService, ReturnRateFlag, utcnow
 from service.config import LOCAL_URL, Settings
 from service.container import Services
 from service.finance import FinanceService
+from service.labels import LabelService
 from service.logging import configure_logging
 from service.mail import Mailer
 from service.notifications import Notifications
@@ -31,6 +32,7 @@ from service.policy import PolicyBook
 from service.portal import PortalService
 from service.ports import (
     BlobStore,
+    Carrier,
     Database,
     MailTransport,
     PaymentGateway,
@@ -38,6 +40,7 @@ from service.ports import (
     WebhookSender,
 )
 from service.refunds import RefundService
+from service.tracking import Tracking
 from service.worker import Worker
 
 
@@ -77,6 +80,24 @@ async def payment_gateway(settings: Settings) -> AsyncIterator[PaymentGateway]:
         await simulated.close()
 
 
+@asynccontextmanager
+async def carrier(settings: Settings) -> AsyncIterator[Carrier]:
+    """The simulated carrier (laptops, demos, tests): its state is in the database, its
+    connection pool closes with it, its scans follow the configured delays."""
+    from adapters.carriers.simulated import SimulatedCarrier
+
+    simulated = SimulatedCarrier(
+        database_url(settings),
+        in_transit_after=settings.simulated_carrier_in_transit_seconds,
+        delivered_after=settings.simulated_carrier_delivered_seconds,
+        latency=settings.simulated_carrier_latency_ms / 1000,
+    )
+    try:
+        yield simulated
+    finally:
+        await simulated.close()
+
+
 def sla_from(settings: Settings) -> dict[CaseState, timedelta]:
     """The default SLA per state with the configured hours laid over it."""
     sla = dict(DEFAULT_SLA)
@@ -108,8 +129,14 @@ def mail_transport(settings: Settings) -> MailTransport:
 
 
 def build_services(
-    settings: Settings, db: Database, gateway: PaymentGateway, sender: WebhookSender, resolver: Resolver | None = None
+    settings: Settings,
+    db: Database,
+    gateway: PaymentGateway,
+    sender: WebhookSender,
+    shipping: Carrier,
+    resolver: Resolver | None = None,
 ) -> Services:
+    """``shipping``: the carrier return labels are bought from."""
     policies = PolicyBook(RuleRegistry.discover())
     refunds = RefundService(
         db,
@@ -143,10 +170,19 @@ def build_services(
     )
     verifier = StripeWebhookVerifier(settings.stripe_webhook_secret) if settings.stripe_webhook_secret else None
     return_rate = ReturnRateFlag(settings.high_return_rate, settings.high_return_rate_min_items)
-    cases = CaseService(db, policies, refunds, utcnow, sla_from(settings), return_rate)
-    photos = PhotoService(
-        db, blob_store(settings), PillowImageProcessor(), cases, utcnow, per_case=settings.photos_per_case
+    cases = CaseService(db, policies, refunds, utcnow, sla_from(settings), return_rate, shipping.name)
+    blobs = blob_store(settings)
+    photos = PhotoService(db, blobs, PillowImageProcessor(), cases, utcnow, per_case=settings.photos_per_case)
+    labels = LabelService(
+        db,
+        shipping,
+        blobs,
+        cases,
+        utcnow,
+        lease=timedelta(seconds=settings.label_lease_seconds),
+        first_backoff=timedelta(seconds=settings.label_first_backoff_seconds),
     )
+    tracking = Tracking(db, cases, shipping, utcnow, poll_after=timedelta(seconds=settings.tracking_poll_after_seconds))
     return Services(
         settings=settings,
         db=db,
@@ -162,12 +198,16 @@ def build_services(
             notifications,
             cases,
             mailer,
+            labels,
+            tracking,
             idle_seconds=settings.worker_idle_seconds,
             poll_every_seconds=settings.worker_poll_every_seconds,
             auto_close_after=timedelta(days=settings.auto_close_days) if settings.auto_close_days > 0 else None,
         ),
         webhook_verifier=verifier,
         portal=portal,
+        labels=labels,
+        tracking=tracking,
     )
 
 
@@ -179,8 +219,11 @@ async def open_services(
     db = await open_database(settings)
     sender = HttpWebhookSender()
     try:
-        async with nullcontext(gateway) if gateway is not None else payment_gateway(settings) as chosen:
-            yield build_services(settings, db, chosen, sender, resolver)
+        async with (
+            nullcontext(gateway) if gateway is not None else payment_gateway(settings) as chosen,
+            carrier(settings) as shipping,
+        ):
+            yield build_services(settings, db, chosen, sender, shipping, resolver)
     finally:
         await sender.close()
         await db.close()

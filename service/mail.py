@@ -120,6 +120,22 @@ TEMPLATES: dict[str, dict[str, tuple[str, list[Block]]]] = {
             ["Hello,", ("we granted {amount} of store credit for your return {case_id}. "
              "You can use it on your next order."), ("See your return", "status", {})],
         ),
+        "label_ready": (
+            "Your return label for {case_id} is ready",
+            ["Hello,", ("your {carrier} return label for {case_id} is ready. Print it (or show its QR code at the "
+             "drop-off point), stick it on the parcel and hand it to {carrier}. Tracking number: {tracking_code}."),
+             ("Get your label", "status", {})],
+        ),
+        "in_transit": (
+            "Your return {case_id} is on its way",
+            ["Hello,", "your parcel for return {case_id} is on its way to us. We will tell you when it arrives.",
+             ("See your return", "status", {})],
+        ),
+        "delivered": (
+            "Your return {case_id} has arrived",
+            ["Hello,", "your parcel for return {case_id} was delivered to our warehouse. We will check it soon.",
+             ("See your return", "status", {})],
+        ),
         "survey": (
             "How did we do with your return {case_id}?",
             ["Hello,", ("your return {case_id} is complete. How satisfied are you? One click is enough "
@@ -165,6 +181,19 @@ TEMPLATES: dict[str, dict[str, tuple[str, list[Block]]]] = {
         "store_credit": (
             "您已获得 {amount} 的商店积分",
             ["您好，", "您的退货 {case_id} 已为您发放 {amount} 的商店积分，可用于下次购物。", ("查看退货进度", "status", {})],
+        ),
+        "label_ready": (
+            "您的退货 {case_id} 的运单已生成",
+            ["您好，", "您的退货 {case_id} 的 {carrier} 运单已生成。请打印运单（或在投递点出示二维码），贴在包裹上并交给 {carrier}。运单号：{tracking_code}。",
+             ("获取运单", "status", {})],
+        ),
+        "in_transit": (
+            "您的退货 {case_id} 正在寄回途中",
+            ["您好，", "您的退货 {case_id} 的包裹正在寄往我们的途中。包裹送达后我们会通知您。", ("查看退货进度", "status", {})],
+        ),
+        "delivered": (
+            "您的退货 {case_id} 已送达",
+            ["您好，", "您的退货 {case_id} 的包裹已送达我们的仓库，我们会尽快查验。", ("查看退货进度", "status", {})],
         ),
         "survey": (
             "您对退货 {case_id} 的处理满意吗？",
@@ -215,6 +244,8 @@ def mail_kind(message: OutboxMessage) -> str | None:
         return "survey"
     if message.topic == LINK_TOPIC:
         return "portal_link"
+    if message.topic in ("case.label_ready", "case.in_transit", "case.delivered"):
+        return message.topic.removeprefix("case.")
     if message.topic == "refund.succeeded":
         return "refund_sent" if payload.get("amount") else None
     if message.topic == "case.updated":
@@ -341,6 +372,11 @@ class Mailer:
             if not grants:
                 return None  # refunded through the gateway: ``refund.succeeded`` tells it
             values["amount"] = _money(sum(g.amount for g in grants), grants[0].currency)
+        elif kind == "label_ready":
+            label = await repos.get_case_label(merchant_id, case.id)
+            if label is None or label.status != "bought":
+                return None  # voided meanwhile
+            values |= {"carrier": label.carrier or "", "tracking_code": label.tracking_code or ""}
         template = "approved_keep" if kind == "approved" and case.decision.keep_item else kind
         expires_at = int(self.portal.expiry(MAIL_LINK_MINUTES).timestamp())
         token = unsigned_token(Claims(m=merchant_id, o=case.order_id, c=case.customer_id, lang=language, exp=expires_at))

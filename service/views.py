@@ -7,11 +7,13 @@ from domain.orders import Order
 from domain.refunds import Refund
 from service.actions import Audience, endpoint_actions
 from service.dto import (
+    AddressIn,
     CaseItemView,
     CaseView,
     CustomerIn,
     EventView,
     InfoRequestView,
+    LabelView,
     MoneyOverrideView,
     OrderLineView,
     OrderView,
@@ -22,7 +24,7 @@ from service.dto import (
     ShipmentView,
     TimelineEntryView,
 )
-from service.ports import OrderCommitments, Photo
+from service.ports import OrderCommitments, Photo, ReturnLabel
 
 
 def order_view(order: Order, commitments: OrderCommitments) -> OrderView:
@@ -52,11 +54,30 @@ def order_view(order: Order, commitments: OrderCommitments) -> OrderView:
             captured_amount=order.payment.captured_amount,
         ),
         refundable_amount=max(0, order.payment.captured_amount - commitments.promised_amount),
+        shipping_address=msgspec.convert(msgspec.to_builtins(order.shipping_address), AddressIn)
+        if order.shipping_address
+        else None,
+    )
+
+
+def label_view(label: ReturnLabel) -> LabelView:
+    return LabelView(
+        status=label.status,  # type: ignore[arg-type]  # the table's CHECK keeps it one of them
+        carrier=label.carrier,
+        service=label.service,
+        tracking_code=label.tracking_code,
+        amount=label.amount,
+        currency=label.currency,
+        created_at=label.created_at,
     )
 
 
 def case_view(
-    case: Case, audience: Audience, refunds: list[RefundView] | None = None, photos: list[PhotoView] | None = None
+    case: Case,
+    audience: Audience,
+    refunds: list[RefundView] | None = None,
+    photos: list[PhotoView] | None = None,
+    label: ReturnLabel | None = None,
 ) -> CaseView:
     """The case for ``audience``: the storefront's view says why (the agent's question, the
     rejection, an override's reason) but not what agents keep to themselves."""
@@ -111,6 +132,8 @@ def case_view(
         money_override=MoneyOverrideView(case.money_override, override.reason, override.by.role, override.at)
         if override is not None and case.money_override is not None
         else None,
+        label=label_view(label) if label else None,
+        delivered_at=case.delivered_at,
     )
 
 
