@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import msgspec
+
 from domain.cases import Case, CaseAction, CaseEvent
 from domain.orders import Order
 from domain.refunds import Refund
