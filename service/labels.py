@@ -190,7 +190,7 @@ class LabelService:
 
     async def label_file(self, principal: Principal, case_id: str, fmt: str) -> tuple[bytes, str]:
         """The label as PDF, PNG or its QR code, for whoever may see the case."""
-        from service.cases import case_for
+        from service.cases import case_for  # service.cases imports this module
 
         async with self.db.reading() as repos:
             case = await case_for(repos, principal, case_id)

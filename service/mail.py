@@ -372,10 +372,10 @@ class Mailer:
             if not grants:
                 return None  # refunded through the gateway: ``refund.succeeded`` tells it
             values["amount"] = _money(sum(g.amount for g in grants), grants[0].currency)
-        elif kind == "label_ready":
+        elif kind in ("label_ready", "in_transit"):
             label = await repos.get_case_label(merchant_id, case.id)
             if label is None or label.status != "bought":
-                return None  # voided meanwhile
+                return None  # voided meanwhile, or no label of ours: the customer reported the parcel
             values |= {"carrier": label.carrier or "", "tracking_code": label.tracking_code or ""}
         template = "approved_keep" if kind == "approved" and case.decision.keep_item else kind
         expires_at = int(self.portal.expiry(MAIL_LINK_MINUTES).timestamp())

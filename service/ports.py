@@ -429,7 +429,8 @@ class Repositories(Protocol):
     async def postpone_label(self, merchant_id: str, label_id: str, until: datetime, error: str) -> None: ...
 
     async def label_by_tracking(self, carrier_name: str, tracking_code: str) -> ReturnLabel | None:
-        """Across merchants: the carrier's scan names only its tracking code."""
+        """Across merchants (the carrier's scan names only its tracking code), locked until the
+        transaction ends, as every change of a label is."""
         ...
 
     async def record_carrier_event(self, carrier_name: str, event: TrackingEvent, at: datetime) -> bool:

@@ -23,9 +23,7 @@ bought across restarts. It reads none of the service's tables. Its behaviour:
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -33,7 +31,7 @@ import asyncpg
 import msgspec
 
 from adapters.carriers.printing import label_pdf, label_png, qr_png
-from adapters.postgres.own_pool import OwnPool
+from adapters.simulated_system import SimulatedSystem
 from service.ports import (
     BoughtLabel,
     CarrierError,
@@ -45,7 +43,6 @@ from service.ports import (
 )
 
 CARRIER = "Simulated Post"
-POOL_SIZE = 4
 # service → (delivery days, price per base price in hundredths)
 SERVICES = {"Ground": (5, 100), "Priority": (2, 160), "Express": (1, 250)}
 CURRENCIES = {
@@ -58,7 +55,7 @@ MINOR_UNITS_PER_CENT = {"JPY": 1.5, "CNY": 7.0, "CAD": 1.4, "AUD": 1.5}
 _SHIPMENT_COLUMNS = "id, reference, from_address::text, to_address::text, parcel::text, rates::text, rate_id, tracking_code, bought_at, voided_at"
 
 
-class SimulatedCarrier:
+class SimulatedCarrier(SimulatedSystem):
     name = "simulated"
 
     def __init__(
@@ -70,16 +67,10 @@ class SimulatedCarrier:
         latency: float = 0.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        self.dsn = dsn
+        super().__init__(dsn, latency, _unreachable)
         self.in_transit_after = timedelta(seconds=in_transit_after)
         self.delivered_after = timedelta(seconds=max(delivered_after, in_transit_after))
-        self.latency = latency
         self.clock = clock
-        self._pool = OwnPool(dsn, POOL_SIZE, _unreachable)
-        self._failures: list[CarrierError] = []
-
-    async def close(self) -> None:
-        await self._pool.close()
 
     def fail_next(self, count: int = 1, *, retryable: bool = True) -> None:
         """The next ``count`` calls to this instance fail, doing nothing (in this process only)."""
@@ -192,19 +183,6 @@ class SimulatedCarrier:
             raise CarrierError(f"no shipment {shipment_id}", code="not_found")
         return row
 
-    def _pooled(self) -> AbstractAsyncContextManager[asyncpg.Connection]:
-        return self._pool.connection()
-
-    async def _answer(self) -> None:
-        """The way there: half the latency, then any failure scripted for this call."""
-        if self.latency:
-            await asyncio.sleep(self.latency / 2)
-        if self._failures:
-            raise self._failures.pop(0)
-
-    async def _answer_back(self) -> None:
-        if self.latency:
-            await asyncio.sleep(self.latency / 2)
 
 
 def quote(shipment_id: str, from_address: ShippingAddress, to_address: ShippingAddress, parcel: Parcel) -> list[CarrierRate]:

@@ -32,19 +32,17 @@ them (``close()`` it there). The scripting helpers (``add_payment``, ``set_statu
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
-from adapters.postgres.own_pool import OwnPool
+from adapters.simulated_system import SimulatedSystem
 from service.ports import GatewayError, GatewayRefund
 
 FAILING_SUFFIX = 13  # amount % 100
 REQUIRES_ACTION_SUFFIX = 17
-POOL_SIZE = 4
 
 _COLUMNS = (
     "id AS gateway_refund_id, payment_reference, amount, currency, status, failure_reason, refund_id, created_at"
@@ -52,7 +50,7 @@ _COLUMNS = (
 _BY_KEY = f"SELECT {_COLUMNS} FROM simulated_gateway_refunds WHERE account = $1 AND idempotency_key = $2"
 
 
-class SimulatedGateway:
+class SimulatedGateway(SimulatedSystem):
     name = "simulated"
 
     def __init__(
@@ -63,15 +61,9 @@ class SimulatedGateway:
         settle_after: float = 0.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        self.dsn = dsn
-        self.latency = latency
+        super().__init__(dsn, latency, _unreachable)
         self.settle_after = timedelta(seconds=settle_after)
         self.clock = clock
-        self._pool = OwnPool(dsn, POOL_SIZE, _unreachable)
-        self._failures: list[GatewayError] = []  # in this process only
-
-    async def close(self) -> None:
-        await self._pool.close()
 
     # ----------------------------------------------------------------- scripting
 
@@ -222,9 +214,6 @@ class SimulatedGateway:
             account, now,
         )
 
-    def _pooled(self) -> AbstractAsyncContextManager[asyncpg.Connection]:
-        return self._pool.connection()
-
     @asynccontextmanager
     async def _own_connection(self) -> AsyncIterator[asyncpg.Connection]:
         conn = await asyncpg.connect(self.dsn)
@@ -232,17 +221,6 @@ class SimulatedGateway:
             yield conn
         finally:
             await conn.close()
-
-    async def _answer(self) -> None:
-        """The way there: half the latency, then any failure scripted for this call."""
-        if self.latency:
-            await asyncio.sleep(self.latency / 2)
-        if self._failures:
-            raise self._failures.pop(0)
-
-    async def _answer_back(self) -> None:
-        if self.latency:
-            await asyncio.sleep(self.latency / 2)
 
 
 def _unreachable(error: Exception) -> GatewayError:

@@ -109,7 +109,7 @@ class PgLabels:
 
     async def label_by_tracking(self, carrier_name: str, tracking_code: str) -> ReturnLabel | None:
         row = await self.conn.fetchrow(
-            f"SELECT {LABEL_COLUMNS} FROM return_labels WHERE carrier_name = $1 AND tracking_code = $2",
+            f"SELECT {LABEL_COLUMNS} FROM return_labels WHERE carrier_name = $1 AND tracking_code = $2 FOR UPDATE",
             carrier_name, tracking_code,
         )
         return _label(row) if row else None
