@@ -31,6 +31,8 @@ from service.policy import PolicyBook
 from service.portal import PortalService
 from service.ports import (
     BlobStore,
+    Carrier,
+    CarrierWebhook,
     Database,
     MailTransport,
     PaymentGateway,
@@ -77,6 +79,30 @@ async def payment_gateway(settings: Settings) -> AsyncIterator[PaymentGateway]:
         await simulated.close()
 
 
+@asynccontextmanager
+async def label_carrier(settings: Settings) -> AsyncIterator[Carrier | None]:
+    """EasyPost when a key is configured, else the simulated carrier."""
+    if settings.easypost_api_key:
+        from adapters.carriers.easypost import EasyPostCarrier
+
+        easypost = EasyPostCarrier(settings.easypost_api_key, api_base=settings.easypost_api_base)
+        try:
+            yield easypost
+        finally:
+            await easypost.close()
+        return
+    yield None  # the simulated carrier
+
+
+def carrier_webhook(settings: Settings) -> CarrierWebhook | None:
+    """EasyPost's signed tracking webhooks, once their secret is configured."""
+    if not settings.easypost_webhook_secrets:
+        return None
+    from adapters.carriers.easypost import EasyPostWebhook
+
+    return EasyPostWebhook(settings.easypost_webhook_secrets)
+
+
 def sla_from(settings: Settings) -> dict[CaseState, timedelta]:
     """The default SLA per state with the configured hours laid over it."""
     sla = dict(DEFAULT_SLA)
@@ -108,7 +134,12 @@ def mail_transport(settings: Settings) -> MailTransport:
 
 
 def build_services(
-    settings: Settings, db: Database, gateway: PaymentGateway, sender: WebhookSender, resolver: Resolver | None = None
+    settings: Settings,
+    db: Database,
+    gateway: PaymentGateway,
+    sender: WebhookSender,
+    resolver: Resolver | None = None,
+    carrier: Carrier | None = None,
 ) -> Services:
     policies = PolicyBook(RuleRegistry.discover())
     refunds = RefundService(
@@ -163,6 +194,8 @@ def build_services(
             auto_close_after=timedelta(days=settings.auto_close_days) if settings.auto_close_days > 0 else None,
         ),
         webhook_verifier=verifier,
+        carrier=carrier,
+        carrier_webhook=carrier_webhook(settings),
         portal=PortalService(
             db, utcnow, settings.portal_secrets, settings.portal_lookups_per_ip, settings.portal_lookups_per_email
         ),
@@ -177,8 +210,11 @@ async def open_services(
     db = await open_database(settings)
     sender = HttpWebhookSender()
     try:
-        async with nullcontext(gateway) if gateway is not None else payment_gateway(settings) as chosen:
-            yield build_services(settings, db, chosen, sender, resolver)
+        async with (
+            nullcontext(gateway) if gateway is not None else payment_gateway(settings) as chosen,
+            label_carrier(settings) as carrier,
+        ):
+            yield build_services(settings, db, chosen, sender, resolver, carrier)
     finally:
         await sender.close()
         await db.close()

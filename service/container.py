@@ -12,7 +12,7 @@ from service.notifications import Notifications
 from service.photos import PhotoService
 from service.policy import PolicyBook
 from service.portal import PortalService
-from service.ports import Database, WebhookVerifier
+from service.ports import Carrier, CarrierWebhook, Database, WebhookVerifier
 from service.refunds import RefundService
 from service.worker import Worker
 
@@ -31,3 +31,5 @@ class Services:
     worker: Worker
     portal: PortalService
     webhook_verifier: WebhookVerifier | None  # None: no STRIPE_WEBHOOK_SECRET configured
+    carrier: Carrier | None = None  # buys return labels: EasyPost with EASYPOST_API_KEY, else the simulated one
+    carrier_webhook: CarrierWebhook | None = None  # None: no EASYPOST_WEBHOOK_SECRET configured
