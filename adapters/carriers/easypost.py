@@ -84,10 +84,10 @@ STATUSES = {
 class EasyPostCarrier:
     name = "easypost"
 
-    def __init__(self, api_key: str, *, api_base: str | None = None, timeout: float = 30.0) -> None:
+    def __init__(self, api_key: str, *, api_base: str | None = None, timeout: int = 30) -> None:
         """``api_base``: another EasyPost-compatible server (the tests' fake), ``…/v2`` included."""
         self.api_base = api_base or DEFAULT_API_BASE
-        self.client = easypost.EasyPostClient(api_key, api_base=self.api_base, timeout=int(timeout))
+        self.client = easypost.EasyPostClient(api_key, api_base=self.api_base, timeout=timeout)
         self.files = httpx.AsyncClient(timeout=timeout, follow_redirects=False)
 
     async def close(self) -> None:

@@ -25,7 +25,6 @@ import hmac
 import io
 import itertools
 import json
-import socket
 import threading
 import time
 import unicodedata
@@ -33,14 +32,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from PIL import Image, ImageDraw
 
+from tests.fakes.http import FakeHandler, FakeService
+
 Answer = tuple[int, dict[str, Any]]
+LABEL_DATE = time.gmtime(1_767_225_600)  # 2026-01-01: a label's PDF is dated, the same for every copy
 DEFAULT_RATES = [  # carrier, service, rate (EasyPost's decimal string), currency, delivery days
     ("USPS", "Priority", "7.29", "USD", 2),
     ("UPS", "Ground", "11.10", "USD", 5),
@@ -55,10 +55,11 @@ class Fault:
     seconds: float = 0.0
 
 
-class FakeEasyPost:
+class FakeEasyPost(FakeService):
     """The fake's state and its HTTP server; a context manager that starts and stops it."""
 
     def __init__(self, rates: list[tuple[str, str, str, str, int | None]] | None = None) -> None:
+        super().__init__(_Handler, "fake EasyPost")
         self.rates = list(rates or DEFAULT_RATES)
         self.shipments: dict[str, dict[str, Any]] = {}
         self.trackers: dict[str, dict[str, Any]] = {}
@@ -68,38 +69,11 @@ class FakeEasyPost:
         self.lock = threading.RLock()
         self._faults: list[Fault] = []
         self._ids = itertools.count(1)
-        self._server: _Server | None = None
-
-    # ----------------------------------------------------------------- life cycle
-
-    @property
-    def url(self) -> str:
-        if self._server is None:
-            raise RuntimeError("the fake EasyPost server is not started")
-        return f"http://127.0.0.1:{self._server.server_port}"
 
     @property
     def api_base(self) -> str:
         """What ``EasyPostClient(api_base=…)`` and ``RETURNS_EASYPOST_API_BASE`` take."""
         return f"{self.url}/v2"
-
-    def start(self) -> Self:
-        server = _Server(self)
-        threading.Thread(target=server.serve_forever, args=(0.05,), name="fake-easypost", daemon=True).start()
-        self._server = server
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
-        self.stop()
 
     # ----------------------------------------------------------------- faults
 
@@ -327,10 +301,12 @@ class FakeEasyPost:
 
 
 def _drawn(text: str, kind: str, size: tuple[int, int]) -> bytes:
+    """The same file for the same label (a PDF's dates fixed), as EasyPost's stored files are."""
     image = Image.new("RGB", size, "white")
     ImageDraw.Draw(image).text((20, 20), text, fill="black")
     out = io.BytesIO()
-    image.save(out, format=kind)
+    dated = {"creationDate": LABEL_DATE, "modDate": LABEL_DATE} if kind == "PDF" else {}
+    image.save(out, format=kind, **dated)
     return out.getvalue()
 
 
@@ -343,27 +319,7 @@ def _error(status: int, code: str, message: str) -> Answer:
     return status, {"error": {"code": code, "message": message, "errors": []}}
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, fake: FakeEasyPost) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.fake = fake
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, as the SDK's requests session expects
-    server: _Server
-
-    def do_GET(self) -> None:
-        self._serve("GET")
-
-    def do_POST(self) -> None:
-        self._serve("POST")
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
+class _Handler(FakeHandler):
     def _serve(self, method: str) -> None:
         fake = self.server.fake
         split = urlsplit(self.path)
@@ -407,10 +363,6 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("X-Ep-Request-Uuid", f"fake-{time.monotonic_ns()}")
         self.end_headers()
         self.wfile.write(data)
-
-    def _drop(self) -> None:
-        self.close_connection = True
-        self.connection.shutdown(socket.SHUT_RDWR)
 
 
 @contextmanager

@@ -16,7 +16,13 @@ import pytest
 from PIL import Image
 
 from adapters.carriers.easypost import EasyPostCarrier, EasyPostWebhook, minor_units
-from service.ports import CarrierError, CarrierShipment, InvalidWebhook, Parcel, ShippingAddress
+from service.ports import (
+    CarrierError,
+    CarrierShipment,
+    InvalidWebhook,
+    Parcel,
+    ShippingAddress,
+)
 from tests.fakes.easypost_server import FakeEasyPost, signature, signed
 
 SECRET = "whsec-easypost-test"
@@ -35,7 +41,7 @@ def fake() -> Iterator[FakeEasyPost]:
 
 @pytest.fixture
 async def carrier(fake: FakeEasyPost) -> AsyncIterator[EasyPostCarrier]:
-    easypost_carrier = EasyPostCarrier("EZTK_test", api_base=fake.api_base, timeout=1)
+    easypost_carrier = EasyPostCarrier("EZTK_test", api_base=fake.api_base)
     yield easypost_carrier
     await easypost_carrier.close()
 
@@ -164,9 +170,11 @@ async def test_a_buy_whose_answer_is_lost_is_retryable_and_the_retry_buys_nothin
 
 async def test_a_buy_that_timed_out_is_retryable(fake: FakeEasyPost, carrier: EasyPostCarrier) -> None:
     shipment = await _shipment(carrier)
-    fake.delay_next(1.5)  # longer than the adapter's 1 s timeout; the buy goes through meanwhile
+    impatient = EasyPostCarrier("EZTK_test", api_base=fake.api_base, timeout=1)
+    fake.delay_next(1.5)  # longer than its 1 s timeout; the buy goes through meanwhile
     with pytest.raises(CarrierError) as slow:
-        await carrier.buy(shipment.shipment_id, _cheapest(shipment))
+        await impatient.buy(shipment.shipment_id, _cheapest(shipment))
+    await impatient.close()
     assert slow.value.retryable
     await asyncio.sleep(0.6)
     await carrier.buy(shipment.shipment_id, _cheapest(shipment))
@@ -335,8 +343,8 @@ def test_a_replayed_request_is_the_same_scans_with_the_same_event_ids(fake: Fake
 @pytest.mark.parametrize(
     "body",
     [b"not json", b"[]", b'{"description": 5}', b'{"description": "tracker.updated", "result": []}',
-     b'{"description": "tracker.updated", "result": {"id": "trk_1", "tracking_code": "EZ1",'
-     b' "tracking_details": [{"status": "in_transit", "datetime": "yesterday"}]}}',
+     (b'{"description": "tracker.updated", "result": {"id": "trk_1", "tracking_code": "EZ1",'
+     b' "tracking_details": [{"status": "in_transit", "datetime": "yesterday"}]}}'),
      b'{"description": "tracker.updated"}', b"[" * 100_000],
 )
 def test_a_signed_body_that_is_no_event_we_read_is_invalid_event(body: bytes) -> None:
