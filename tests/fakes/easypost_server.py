@@ -25,7 +25,6 @@ import hmac
 import io
 import itertools
 import json
-import threading
 import time
 import unicodedata
 from collections.abc import Iterator
@@ -66,8 +65,6 @@ class FakeEasyPost(FakeService):
         self.purchases: list[tuple[str, str]] = []  # (shipment id, rate id): every label paid for
         self.refunds: list[str] = []  # shipment ids whose postage refund was accepted
         self.requests: list[tuple[str, str]] = []  # (method, path)
-        self.lock = threading.RLock()
-        self._faults: list[Fault] = []
         self._ids = itertools.count(1)
 
     @property
@@ -89,14 +86,6 @@ class FakeEasyPost(FakeService):
     def delay_next(self, seconds: float, count: int = 1) -> None:
         """Hold the next ``count`` API requests for ``seconds`` before carrying them out."""
         self._add_faults(count, Fault("delay", seconds=seconds))
-
-    def _add_faults(self, count: int, fault: Fault) -> None:
-        with self.lock:
-            self._faults += [fault] * count
-
-    def _take_fault(self) -> Fault | None:
-        with self.lock:
-            return self._faults.pop(0) if self._faults else None
 
     # ----------------------------------------------------------------- tracking
 

@@ -44,11 +44,23 @@ class FakeHTTPServer(ThreadingHTTPServer):
 
 
 class FakeService:
-    """A fake API's life cycle: its server, serving requests with ``handler``, runs while it is started."""
+    """A fake API's life cycle: its server, serving requests with ``handler``, runs while it is
+    started. ``lock`` makes its requests atomic; faults wait in a queue, one per request."""
 
     def __init__(self, handler: type[FakeHandler], name: str) -> None:
         self.handler, self.name = handler, name
+        self.lock = threading.RLock()
+        self._faults: list[Any] = []
         self._server: FakeHTTPServer | None = None
+
+    def _add_faults(self, count: int, fault: Any) -> None:
+        with self.lock:
+            self._faults += [fault] * count
+
+    def _take_fault(self) -> Any:
+        """The next request's fault, or None."""
+        with self.lock:
+            return self._faults.pop(0) if self._faults else None
 
     @property
     def url(self) -> str:

@@ -24,7 +24,6 @@ import hashlib
 import hmac
 import itertools
 import json
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -73,8 +72,6 @@ class FakeStripe(FakeService):
         super().__init__(_Handler, "fake Stripe")
         self.accounts: dict[str | None, Account] = {}
         self.requests: list[tuple[str, str, str | None]] = []  # (method, path, idempotency key)
-        self.lock = threading.RLock()
-        self._faults: list[Fault] = []
         self._next_statuses: list[str] = []
         self._ids = itertools.count(1)
     # ----------------------------------------------------------------- set-up and inspection
@@ -269,14 +266,6 @@ class FakeStripe(FakeService):
         return 200, {"object": "list", "url": path, "has_more": len(rows) > len(page), "data": [dict(r) for r in page]}, {}
 
     # ----------------------------------------------------------------- faults
-
-    def _add_faults(self, count: int, fault: Fault) -> None:
-        with self.lock:
-            self._faults += [fault] * count
-
-    def _take_fault(self) -> Fault | None:
-        with self.lock:
-            return self._faults.pop(0) if self._faults else None
 
     @contextmanager
     def _running(self, headers: dict[str, str]) -> Iterator[bool]:
