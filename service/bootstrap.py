@@ -80,7 +80,7 @@ async def payment_gateway(settings: Settings) -> AsyncIterator[PaymentGateway]:
 
 
 @asynccontextmanager
-async def label_carrier(settings: Settings) -> AsyncIterator[Carrier | None]:
+async def carrier(settings: Settings) -> AsyncIterator[Carrier | None]:
     """EasyPost when a key is configured, else the simulated carrier."""
     if settings.easypost_api_key:
         from adapters.carriers.easypost import EasyPostCarrier
@@ -138,9 +138,10 @@ def build_services(
     db: Database,
     gateway: PaymentGateway,
     sender: WebhookSender,
+    shipping: Carrier | None,
     resolver: Resolver | None = None,
-    carrier: Carrier | None = None,
 ) -> Services:
+    """``shipping``: the carrier return labels are bought from."""
     policies = PolicyBook(RuleRegistry.discover())
     refunds = RefundService(
         db,
@@ -194,7 +195,7 @@ def build_services(
             auto_close_after=timedelta(days=settings.auto_close_days) if settings.auto_close_days > 0 else None,
         ),
         webhook_verifier=verifier,
-        carrier=carrier,
+        carrier=shipping,
         carrier_webhook=carrier_webhook(settings),
         portal=PortalService(
             db, utcnow, settings.portal_secrets, settings.portal_lookups_per_ip, settings.portal_lookups_per_email
@@ -212,9 +213,9 @@ async def open_services(
     try:
         async with (
             nullcontext(gateway) if gateway is not None else payment_gateway(settings) as chosen,
-            label_carrier(settings) as carrier,
+            carrier(settings) as shipping,
         ):
-            yield build_services(settings, db, chosen, sender, resolver, carrier)
+            yield build_services(settings, db, chosen, sender, shipping, resolver)
     finally:
         await sender.close()
         await db.close()
