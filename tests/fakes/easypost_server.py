@@ -52,6 +52,7 @@ class Fault:
     status: int = 503
     after_commit: bool = False
     seconds: float = 0.0
+    on: str | None = None  # only a request whose path ends so ("/buy"); None: the next request
 
 
 class FakeEasyPost(FakeService):
@@ -74,18 +75,21 @@ class FakeEasyPost(FakeService):
 
     # ----------------------------------------------------------------- faults
 
-    def fail_next(self, count: int = 1, *, status: int = 503) -> None:
-        """Answer the next ``count`` API requests with ``status`` and EasyPost's error body, doing nothing."""
-        self._add_faults(count, Fault("status", status=status))
+    def fail_next(self, count: int = 1, *, status: int = 503, on: str | None = None) -> None:
+        """Answer the next ``count`` API requests (whose path ends with ``on``, when given) with
+        ``status`` and EasyPost's error body, doing nothing."""
+        self._add_faults(count, Fault("status", status=status, on=on))
 
-    def drop_connection_next(self, count: int = 1, *, after_commit: bool = False) -> None:
+    def drop_connection_next(self, count: int = 1, *, after_commit: bool = False, on: str | None = None) -> None:
         """Close the next ``count`` connections without answering; with ``after_commit`` the request
         is carried out first (a label bought whose answer is lost)."""
-        self._add_faults(count, Fault("drop", after_commit=after_commit))
+        self._add_faults(count, Fault("drop", after_commit=after_commit, on=on))
 
-    def delay_next(self, seconds: float, count: int = 1) -> None:
-        """Hold the next ``count`` API requests for ``seconds`` before carrying them out."""
-        self._add_faults(count, Fault("delay", seconds=seconds))
+    def delay_next(self, seconds: float, count: int = 1, *, after_commit: bool = False, on: str | None = None) -> None:
+        """Hold the next ``count`` API requests for ``seconds`` before carrying them out, or with
+        ``after_commit`` after carrying them out and before answering (a client killed meanwhile
+        never hears of what was done)."""
+        self._add_faults(count, Fault("delay", seconds=seconds, after_commit=after_commit, on=on))
 
     # ----------------------------------------------------------------- tracking
 
@@ -326,8 +330,8 @@ class _Handler(FakeHandler):
         except ValueError:
             self._json(*_error(400, "BAD_REQUEST", "The request body is not JSON."))
             return
-        fault = fake._take_fault()
-        if fault is not None and fault.kind == "delay":
+        fault = fake._take_fault(split.path)
+        if fault is not None and fault.kind == "delay" and not fault.after_commit:
             time.sleep(fault.seconds)
         if fault is not None and fault.kind == "status":
             self._json(*_error(fault.status, "INTERNAL_SERVER_ERROR" if fault.status >= 500 else "RATE_LIMITED",
@@ -340,6 +344,8 @@ class _Handler(FakeHandler):
         if fault is not None and fault.kind == "drop":
             self._drop()
             return
+        if fault is not None and fault.kind == "delay":
+            time.sleep(fault.seconds)
         self._json(*answer)
 
     def _json(self, status: int, payload: dict[str, Any]) -> None:

@@ -57,10 +57,13 @@ class FakeService:
         with self.lock:
             self._faults += [fault] * count
 
-    def _take_fault(self) -> Any:
-        """The next request's fault, or None."""
+    def _take_fault(self, path: str = "") -> Any:
+        """The first fault waiting for this request: one whose ``on`` ends its path, or that has none."""
         with self.lock:
-            return self._faults.pop(0) if self._faults else None
+            for index, fault in enumerate(self._faults):
+                if path.endswith(getattr(fault, "on", None) or ""):
+                    return self._faults.pop(index)
+            return None
 
     @property
     def url(self) -> str:

@@ -192,6 +192,21 @@ async def test_server_errors_and_rate_limits_are_retryable_and_buy_nothing(
     assert failed.value.retryable and fake.purchases == []
 
 
+async def test_a_buy_answered_only_after_the_client_gave_up_is_bought_once(
+    fake: FakeEasyPost, carrier: EasyPostCarrier
+) -> None:
+    fake.delay_next(1.5, after_commit=True, on="/buy")  # aimed at the buy: the shipment is made at once
+    shipment = await _shipment(carrier)
+    impatient = EasyPostCarrier("EZTK_test", api_base=fake.api_base, timeout=1)
+    with pytest.raises(CarrierError) as slow:
+        await impatient.buy(shipment.shipment_id, _cheapest(shipment))
+    await impatient.close()
+    assert slow.value.retryable and len(fake.purchases) == 1  # bought before the answer was held back
+    assert (await carrier.get_shipment(shipment.shipment_id)).label is not None
+    await carrier.buy(shipment.shipment_id, _cheapest(shipment))
+    assert len(fake.purchases) == 1
+
+
 async def test_refusals_are_not_retryable(fake: FakeEasyPost, carrier: EasyPostCarrier) -> None:
     shipment = await _shipment(carrier)
     with pytest.raises(CarrierError) as unknown_rate:
