@@ -1,7 +1,8 @@
 """Return labels and tracking through EasyPost, with its official SDK (``EasyPostClient``).
 
-The SDK's calls block (it speaks ``requests``), so each one runs in a worker thread
-(``asyncio.to_thread``); the label files are fetched with httpx, asynchronously.
+The SDK's calls block (it speaks ``requests``), so each one runs in a thread of the adapter's own
+pool (``threads``: a slow EasyPost never holds the default executor's threads, which photos and
+blob files use); the label files are fetched with httpx, asynchronously.
 
 - Money: EasyPost prices a rate as a decimal string in major units (``"7.29"`` USD, ``"800"`` JPY);
   it becomes an integer of minor units with the currency's exponent (``domain.money.exponent``),
@@ -18,7 +19,8 @@ The SDK's calls block (it speaks ``requests``), so each one runs in a worker thr
   or from the API's own host (the tests' fake serves plain HTTP on 127.0.0.1), and only when they
   are what they claim to be (PDF and PNG signatures) and under ``MAX_FILE_BYTES``.
 - Errors: every SDK error becomes ``CarrierError``, retryable when no answer came (connection,
-  timeout), on 408, 429 and 5xx, and on ``SHIPMENT.PURCHASE.IN_PROGRESS``.
+  timeout), on 408, 429 and 5xx, and on ``SHIPMENT.PURCHASE.IN_PROGRESS``. Once a label is
+  bought, any failure to read it (its files included) is retryable: asking again buys nothing.
 
 ``EasyPostWebhook`` checks EasyPost's webhook signature and reads its tracker events; see its docstring.
 """
@@ -31,9 +33,11 @@ import hmac
 import json
 import unicodedata
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from decimal import ROUND_CEILING, Decimal, InvalidOperation
+from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -84,14 +88,16 @@ STATUSES = {
 class EasyPostCarrier:
     name = "easypost"
 
-    def __init__(self, api_key: str, *, api_base: str | None = None, timeout: int = 30) -> None:
+    def __init__(self, api_key: str, *, api_base: str | None = None, timeout: int = 30, threads: int = 8) -> None:
         """``api_base``: another EasyPost-compatible server (the tests' fake), ``…/v2`` included."""
         self.api_base = api_base or DEFAULT_API_BASE
         self.client = easypost.EasyPostClient(api_key, api_base=self.api_base, timeout=timeout)
+        self.threads = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="easypost")
         self.files = httpx.AsyncClient(timeout=timeout, follow_redirects=False)
 
     async def close(self) -> None:
         await self.files.aclose()
+        self.threads.shutdown(wait=False, cancel_futures=True)
 
     async def create_shipment(
         self, *, from_address: ShippingAddress, to_address: ShippingAddress, parcel: Parcel, reference: str
@@ -148,7 +154,7 @@ class EasyPostCarrier:
 
     async def _call(self, method: Callable[..., Any], *args: Any, **params: Any) -> dict[str, Any]:
         with _carrier_errors():
-            answer = await asyncio.to_thread(method, *args, **params)
+            answer = await asyncio.get_running_loop().run_in_executor(self.threads, partial(method, *args, **params))
         return answer.to_dict()
 
     async def _shipment(self, shipment: dict[str, Any]) -> CarrierShipment:
