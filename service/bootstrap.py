@@ -161,10 +161,14 @@ def build_services(
         resolver=resolver or LoopResolver(),
         secret_grace=timedelta(seconds=settings.webhook_secret_grace_seconds),
     )
+    portal = PortalService(
+        db, utcnow, settings.portal_secrets, settings.portal_lookups_per_ip, settings.portal_lookups_per_email
+    )
     mailer = Mailer(
         db,
         mail_transport(settings),
         utcnow,
+        portal,
         public_url=settings.public_url or LOCAL_URL,
         mail_from=settings.mail_from,
         first_backoff=timedelta(seconds=settings.mail_first_backoff_seconds),
@@ -197,9 +201,7 @@ def build_services(
         webhook_verifier=verifier,
         carrier=shipping,
         carrier_webhook=carrier_webhook(settings),
-        portal=PortalService(
-            db, utcnow, settings.portal_secrets, settings.portal_lookups_per_ip, settings.portal_lookups_per_email
-        ),
+        portal=portal,
     )
 
 

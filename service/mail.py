@@ -14,8 +14,9 @@ SMTP cannot be exactly-once: a worker killed after the server took the DATA but 
 says ``sent`` leaves the lease to run out, and the next worker sends it again. The Message-ID is
 derived from the row, so that copy carries the same Message-ID and mail clients can drop it.
 
-Links point to the portal through ``portal_url``; the portal's signed customer tokens are another
-slice (``service/portal.py``), which this function switches to when it lands."""
+Links land on the customer portal with a signed customer token for the case's order
+(``service/portal.py``, ``MAIL_LINK_MINUTES``): one token per mail, minted when the mail is
+composed, so a retry sends the same links."""
 
 from __future__ import annotations
 
@@ -27,14 +28,11 @@ from datetime import datetime, timedelta
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime
-from urllib.parse import urlencode
 
 import structlog
 from msgspec.structs import asdict, replace
 
-from domain.cases import Case
 from domain.money import to_major
-from domain.orders import Order
 from service.config import LOCAL_URL
 from service.dto import (
     CustomerMailList,
@@ -43,6 +41,13 @@ from service.dto import (
     MailSettingsView,
 )
 from service.metrics import MAIL_FAILURES
+from service.portal import (
+    LINK_TOPIC,
+    MAIL_LINK_MINUTES,
+    PortalService,
+    language_for,
+    portal_url,
+)
 from service.ports import (
     CustomerMail,
     Database,
@@ -56,28 +61,6 @@ from service.ports import (
 log = structlog.get_logger()
 
 RATINGS = range(1, 6)
-
-
-def language_for(order: Order, settings: MailSettings) -> str:
-    """The customer's language when we have templates for it, else the merchant's default, else en."""
-    for wanted in (order.customer.language, settings.default_language):
-        chosen = supported_language(wanted)
-        if chosen:
-            return chosen
-    return "en"
-
-
-def supported_language(tag: str | None) -> str | None:
-    """``zh``, ``zh-CN``, ``zh-Hans``… → ``zh-CN``; ``en-GB`` → ``en``; others → None."""
-    primary = (tag or "").split("-")[0].lower()
-    return {"en": "en", "zh": "zh-CN"}.get(primary)
-
-
-def portal_url(base: str, case: Case, purpose: str, **params: str) -> str:
-    """Where a link in the mail lands on the customer portal. The portal's signed token (merchant,
-    order, customer) replaces the bare ids here once ``service/portal.py`` offers it."""
-    fragment = urlencode({"case": case.id, "order": case.order_id, "do": purpose, **params})
-    return f"{base.rstrip('/')}/portal#{fragment}"
 
 
 # --------------------------------------------------------------------------- templates
@@ -129,7 +112,13 @@ TEMPLATES: dict[str, dict[str, tuple[str, list[Block]]]] = {
         "survey": (
             "How did we do with your return {case_id}?",
             ["Hello,", ("your return {case_id} is complete. How satisfied are you? One click is enough "
-             "(1 = very unhappy, 5 = very happy):"), *[(f"{n} of 5", "rate", {"rating": str(n)}) for n in RATINGS]],
+             "(1 = very unhappy, 5 = very happy):"), *[(f"{n} of 5", "survey", {"rating": str(n)}) for n in RATINGS]],
+        ),
+        "portal_link": (
+            "Your link to the returns of order {order_id}",
+            ["Hello,", ("you asked for a link to return or exchange items of order {order_id}. "
+             "It works for one hour; if you did not ask for it, you can ignore this e-mail."),
+             ("Open your order", "", {})],
         ),
     },
     "zh-CN": {
@@ -169,7 +158,12 @@ TEMPLATES: dict[str, dict[str, tuple[str, list[Block]]]] = {
         "survey": (
             "您对退货 {case_id} 的处理满意吗？",
             ["您好，", "您的退货 {case_id} 已处理完毕。请为我们的服务打分，点击一次即可（1 = 非常不满意，5 = 非常满意）：",
-             *[(f"{n} 分", "rate", {"rating": str(n)}) for n in RATINGS]],
+             *[(f"{n} 分", "survey", {"rating": str(n)}) for n in RATINGS]],
+        ),
+        "portal_link": (
+            "订单 {order_id} 的退货链接",
+            ["您好，", "您申请了订单 {order_id} 的退换货链接，一小时内有效。如果不是您本人申请，请忽略此邮件。",
+             ("打开您的订单", "", {})],
         ),
     },
 }
@@ -208,6 +202,8 @@ def mail_kind(message: OutboxMessage) -> str | None:
         return "received"
     if message.topic == "case.survey_requested":
         return "survey"
+    if message.topic == LINK_TOPIC:
+        return "portal_link"
     if message.topic == "refund.succeeded":
         return "refund_sent" if payload.get("amount") else None
     if message.topic == "case.updated":
@@ -228,6 +224,7 @@ class Mailer:
         db: Database,
         transport: MailTransport,
         clock: Callable[[], datetime],
+        portal: PortalService,
         *,
         public_url: str = LOCAL_URL,
         mail_from: str = "returns@localhost",
@@ -240,6 +237,7 @@ class Mailer:
         self.db = db
         self.transport = transport
         self.clock = clock
+        self.portal = portal
         self.public_url = public_url
         self.mail_from = mail_from
         self.lease = lease
@@ -282,6 +280,7 @@ class Mailer:
     async def plan_due(self, limit: int = 50) -> int:
         """One mail row per outbox message the customer hears of; answers the messages looked at."""
         now = self.clock()
+        await self.portal.secrets()  # known before the transaction: signing then needs no other
         async with self.db.transaction() as repos:
             messages = await repos.claim_unplanned_outbox(limit)
             for message in messages:
@@ -295,11 +294,16 @@ class Mailer:
     async def _compose(self, repos: Repositories, message: OutboxMessage, kind: str) -> CustomerMail | None:
         """The mail, or None when the customer gave no address or there is nothing to tell."""
         merchant_id = message.merchant_id
+        settings = await repos.mail_settings(merchant_id) or MailSettings()
+        if kind == "portal_link":  # the order lookup's link: no case yet, the link is made
+            payload = message.payload
+            link = payload["url"]
+            subject, text, page = render(payload["language"], kind, {"order_id": payload["order_id"]}, lambda *_: link)
+            return self._envelope(message, kind, payload["email"], "", payload["language"], (subject, text, page), settings)
         case = await repos.get_case(merchant_id, message.payload["case_id"])
         order = await repos.get_order(merchant_id, case.order_id)
         if order is None or not order.customer.email:
             return None
-        settings = await repos.mail_settings(merchant_id) or MailSettings()
         language = language_for(order, settings)
         values = {"case_id": case.id, "order_id": case.order_id}
         if kind == "approved":
@@ -316,19 +320,36 @@ class Mailer:
                 return None  # refunded through the gateway: ``refund.succeeded`` tells it
             values["amount"] = _money(sum(g.amount for g in grants), grants[0].currency)
         template = "approved_keep" if kind == "approved" and case.decision.keep_item else kind
-        subject, text, page = render(
-            language, template, values, lambda purpose, params: portal_url(self.public_url, case, purpose, **params)
-        )
-        recipient = order.customer.email
+        token, _ = await self.portal.token(merchant_id, case.order_id, case.customer_id, language, MAIL_LINK_MINUTES)
+
+        def link(purpose: str, params: dict[str, str]) -> str:
+            return portal_url(self.public_url, token, case=case.id, do=purpose, **params)
+
+        contents = render(language, template, values, link)
+        return self._envelope(message, kind, order.customer.email, case.id, language, contents, settings)
+
+    def _envelope(
+        self,
+        message: OutboxMessage,
+        kind: str,
+        recipient: str,
+        case_id: str,
+        language: str,
+        contents: tuple[str, str, str],
+        settings: MailSettings,
+    ) -> CustomerMail:
+        """The stored row with its RFC 5322 message (or given up when the address is no address)."""
+        merchant_id = message.merchant_id
+        subject, text, page = contents
         identifier = mail_id(merchant_id, message.id, recipient, kind)
         row = CustomerMail(
             merchant_id=merchant_id, id=identifier, event_id=message.id, recipient=recipient, kind=kind,
-            case_id=case.id, language=language, message="",
+            case_id=case_id, language=language, message="",
         )
         try:
             to = Address(addr_spec=recipient)
         except ValueError as exc:  # the storefront's data: recorded as given up, for the agent to see
-            log.warning("customer_mail_bad_address", case_id=case.id, kind=kind)
+            log.warning("customer_mail_bad_address", case_id=case_id, kind=kind)
             return replace(row, status="gave_up", last_error=f"not one e-mail address: {exc}"[:500])
         mail = EmailMessage()
         mail["Subject"] = subject
@@ -338,7 +359,8 @@ class Mailer:
             mail["Reply-To"] = settings.reply_to
         mail["Date"] = format_datetime(message.created_at)
         mail["Message-ID"] = f"<{identifier}@{_domain(self.mail_from)}>"
-        mail["X-Returns-Case"] = case.id
+        if case_id:
+            mail["X-Returns-Case"] = case_id
         mail["X-Returns-Kind"] = kind
         mail.set_content(text)
         mail.add_alternative(page, subtype="html")
@@ -352,8 +374,8 @@ class Mailer:
         async with self.db.transaction() as repos:
             mails = await repos.claim_due_mail(self.clock(), self.lease, limit)
         by_case: dict[str, list[CustomerMail]] = {}
-        for mail in mails:  # oldest event first
-            by_case.setdefault(mail.case_id, []).append(mail)
+        for mail in mails:  # oldest event first; a lookup's link (no case) on its own
+            by_case.setdefault(mail.case_id or mail.id, []).append(mail)
         await asyncio.gather(*(self._send_in_turn(case_mails) for case_mails in by_case.values()))
         return len(mails)
 

@@ -8,6 +8,9 @@ generated once and kept in the database, so every process agrees. The token itse
 customer's Bearer credential (no session table): it is revoked by expiry or by rotating the
 secret. Links put it in the URL's fragment (``/portal#t=…``), which browsers never send to a
 server, so it stays out of access logs and ``Referer`` headers.
+
+A link may say where to land after the token: ``&case=<case id>&do=status|info|survey`` and, for
+the survey e-mail's one-click ratings, ``&rating=1..5``.
 """
 
 from __future__ import annotations
@@ -20,21 +23,47 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Annotated, Literal
+from urllib.parse import urlencode
 
 import msgspec
 import structlog
 from msgspec import Meta
 
+from domain.orders import Order
 from service.dto import Id
-from service.ports import Database, NotFound, Principal
+from service.ports import Database, MailSettings, NotFound, Principal
 
 PREFIX = "pt1"
 CUSTOMER = "customer"
 LINK_TOPIC = "customer.portal_link"  # a looked-up order's link, for the e-mail to carry
 LOOKUP_LINK_MINUTES = 60  # a link asked for by order number and e-mail: the customer is there now
+# A link in a case's e-mail: as long as a storefront's longest, so the survey e-mail's ratings
+# still work weeks later; the token reaches only that order, as the e-mail's reader already does.
+MAIL_LINK_MINUTES = 43_200
 log = structlog.get_logger()
 
 Language = Literal["en", "zh-CN"]
+
+
+def supported_language(tag: str | None) -> str | None:
+    """``zh``, ``zh-CN``, ``zh-Hans``… → ``zh-CN``; ``en-GB`` → ``en``; others → None."""
+    primary = (tag or "").split("-")[0].lower()
+    return {"en": "en", "zh": "zh-CN"}.get(primary)
+
+
+def language_for(order: Order, settings: MailSettings) -> str:
+    """The customer's language when the portal and the e-mails speak it, else the merchant's
+    default, else en."""
+    for wanted in (order.customer.language, settings.default_language):
+        chosen = supported_language(wanted)
+        if chosen:
+            return chosen
+    return "en"
+
+
+def portal_url(base: str, token: str, **landing: str) -> str:
+    """The portal with the customer's token and, optionally, where to land (``case``, ``do``, ``rating``)."""
+    return f"{base.rstrip('/')}/portal#{urlencode({'t': token, **landing})}"
 
 
 class PortalLinkIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -156,11 +185,17 @@ class PortalService:
             key_id=f"customer:{claims.c}", merchant_id=claims.m, role=CUSTOMER, order_id=claims.o, customer_id=claims.c
         )
 
-    async def _link(self, merchant_id: str, order_id: str, customer_id: str, language: str, minutes: int, base: str) -> PortalLinkView:
+    async def token(
+        self, merchant_id: str, order_id: str, customer_id: str, language: str, minutes: int
+    ) -> tuple[str, datetime]:
+        """A customer token for that order, and when it expires."""
         expires_at = self.clock().replace(microsecond=0) + timedelta(minutes=minutes)
         claims = Claims(m=merchant_id, o=order_id, c=customer_id, lang=language, exp=int(expires_at.timestamp()))
-        token = sign((await self.secrets())[0], claims)
-        return PortalLinkView(url=f"{base.rstrip('/')}/portal#t={token}", token=token, expires_at=expires_at)
+        return sign((await self.secrets())[0], claims), expires_at
+
+    async def _link(self, merchant_id: str, order_id: str, customer_id: str, language: str, minutes: int, base: str) -> PortalLinkView:
+        token, expires_at = await self.token(merchant_id, order_id, customer_id, language, minutes)
+        return PortalLinkView(url=portal_url(base, token), token=token, expires_at=expires_at)
 
     async def make_link(self, principal: Principal, body: PortalLinkIn, base: str) -> PortalLinkView:
         """A link for the order's own customer; another customer's order is not found, as a
@@ -182,11 +217,13 @@ class PortalService:
             email = (order.customer.email or "") if order is not None else ""
             if order is None or not hmac.compare_digest(email.lower().encode(), body.email.lower().encode()):
                 return
-            link = await self._link(body.merchant, order.order_id, order.customer.id, "en", LOOKUP_LINK_MINUTES, base)
+            language = language_for(order, await repos.mail_settings(body.merchant) or MailSettings())
+            link = await self._link(body.merchant, order.order_id, order.customer.id, language, LOOKUP_LINK_MINUTES, base)
             payload = {
                 "order_id": order.order_id,
                 "customer_id": order.customer.id,
                 "email": email,
+                "language": language,
                 "url": link.url,
                 "expires_at": link.expires_at.isoformat(),
             }

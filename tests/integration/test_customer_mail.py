@@ -36,6 +36,7 @@ from service.mail import Mailer
 from service.metrics import MAIL_FAILURES
 from service.notifications import Notifications
 from service.policy import PolicyBook
+from service.portal import LINK_TOPIC, PortalService, PortalSessionIn, verify
 from service.ports import MailTransport, Principal
 from service.refunds import RefundService
 from service.worker import Worker
@@ -48,6 +49,7 @@ MERCHANT = "m_mail"
 STOREFRONT = Principal(key_id="k_sf", merchant_id=MERCHANT, role="storefront")
 AGENT = Principal(key_id="k_agent", merchant_id=MERCHANT, role="agent")
 PORTAL = "https://returns.example.com"
+PORTAL_SECRET = "mail-test-secret"
 SCRIPT = "<script>alert(1)</script>"
 RECEIPT = msgspec.convert({"items": [{"line_id": "l1", "quantity": 1, "condition": "as_new"}]}, ReceiveIn)
 
@@ -82,7 +84,8 @@ async def world(db: PostgresDatabase, own_database_url: str) -> AsyncIterator[Wo
 
 
 def mailer(world: World, transport: MailTransport) -> Mailer:
-    return Mailer(world.db, transport, world.clock, public_url=PORTAL, mail_from="returns@shop.example")
+    portal = PortalService(world.db, world.clock, (PORTAL_SECRET,), per_ip=10, per_email=10)
+    return Mailer(world.db, transport, world.clock, portal, public_url=PORTAL, mail_from="returns@shop.example")
 
 
 def worker(world: World, transport: MailTransport) -> Worker:
@@ -158,8 +161,14 @@ async def test_a_return_walked_to_its_close_mails_each_step_once_in_the_customer
     text, page = _parts(by_kind["survey"])
     ratings = _portal_links(text)
     assert [r["rating"] for r in ratings] == [["1"], ["2"], ["3"], ["4"], ["5"]]
-    assert all(r["case"] == [case_id] and r["do"] == ["rate"] for r in ratings)
+    assert all(r["case"] == [case_id] and r["do"] == ["survey"] for r in ratings)
     assert page.count('<a href="https://returns.example.com/portal#') == 5
+    for message in inbox.messages:  # every link carries a token for this order of this customer only
+        for link in _portal_links(_parts(message)[0]):
+            claims = verify((PORTAL_SECRET,), link["t"][0], world.clock().timestamp())
+            assert claims is not None and (claims.m, claims.o, claims.c, claims.lang) == (MERCHANT, "o_zh", "cus_o_zh", "zh-CN")
+            assert claims.exp - world.clock().timestamp() >= 29 * 86_400, "the survey's ratings still work weeks later"
+            assert verify(("another-secret",), link["t"][0], world.clock().timestamp()) is None
 
 
 async def test_rejection_and_information_request_carry_the_agents_words_escaped(
@@ -320,3 +329,29 @@ async def test_without_a_server_mails_are_eml_files_a_retry_overwrites(world: Wo
     credit = next(m for m in parsed if m["X-Returns-Kind"] == "store_credit")
     assert credit["Subject"].startswith("You received ") and credit["Subject"].endswith(" EUR in store credit")
     assert {f.stem for f in files} == {m.id for m in mails}
+
+
+async def test_the_order_lookups_link_is_mailed_in_the_customers_language(world: World, smtp: tuple[Inbox, str]) -> None:
+    """``POST /v1/portal-sessions`` records the link; the worker mails it to the order's customer
+    (once, though two workers run), in their language, from the merchant's sender."""
+    inbox, url = smtp
+    m = mailer(world, SmtpTransport(url))
+    await m.put_settings(MERCHANT, MailSettingsIn(sender_name="Shop Li", default_language="zh-CN"))
+    await _order(world, "o_lookup")  # no language of their own: the merchant's default
+    await m.portal.lookup(
+        msgspec.convert({"merchant": MERCHANT, "order_id": "o_lookup", "email": "O_LOOKUP@example.com"}, PortalSessionIn),
+        PORTAL,
+    )
+    await asyncio.gather(*(worker(world, SmtpTransport(url)).run_once() for _ in range(2)))
+
+    [message] = [m for m in inbox.messages if m["X-Returns-Kind"] == "portal_link"]
+    assert message["To"] == "o_lookup@example.com" and message["Content-Language"] == "zh-CN"
+    assert message["Subject"] == "订单 o_lookup 的退货链接"
+    assert message["From"].addresses[0].display_name == "Shop Li" and message["X-Returns-Case"] is None
+    [link] = _portal_links(_parts(message)[0])
+    claims = verify((PORTAL_SECRET,), link["t"][0], world.clock().timestamp())
+    assert claims is not None and (claims.o, claims.c, claims.lang) == ("o_lookup", "cus_o_lookup", "zh-CN")
+    assert claims.exp - int(world.clock().timestamp()) == 3600, "a looked-up link works for an hour"
+    async with world.db.reading() as repos:
+        payload = await repos.claim_unplanned_outbox(10)
+    assert not [p for p in payload if p.topic == LINK_TOPIC], "planned once"
