@@ -93,7 +93,14 @@ from service.ports import (
     VersionConflict,
 )
 from service.refunds import RefundService
-from service.views import case_view, event_view, order_view, photo_view, refund_view
+from service.views import (
+    case_view,
+    event_view,
+    order_view,
+    photo_view,
+    refund_view,
+    timeline_view,
+)
 
 HISTORY_WINDOW = timedelta(days=90)
 CHANGE_ATTEMPTS = 3
@@ -363,7 +370,13 @@ class CaseService:
     async def get_case(self, principal: Principal, case_id: str, audience: Audience) -> CaseView:
         async with self.db.reading() as repos:
             case = await case_for(repos, principal, case_id)
-            return await self._view(repos, case, audience)
+            view = await self._view(repos, case, audience)
+            if audience == Audience.STOREFRONT:  # what the customer reads on the portal's status page
+                view.timeline = timeline_view(await repos.case_events(case.merchant_id, case.id))
+                if "return-shipment" in view.allowed_actions:
+                    settings = await repos.mail_settings(case.merchant_id)
+                    view.return_address = settings.return_address if settings else None
+            return view
 
     async def list_cases(
         self, principal: Principal, filters: CaseFilter, audience: Audience, *, sort: str, limit: int, cursor: str | None

@@ -205,6 +205,15 @@ class MoneyOverrideView(msgspec.Struct):
     at: datetime
 
 
+class TimelineEntryView(msgspec.Struct):
+    """One step of a case as its customer may read it: what happened, when, and the state it left
+    the case in. No actor and no data: agents' words and ids stay out."""
+
+    event: str
+    at: datetime
+    state: CaseState | None
+
+
 class CaseView(msgspec.Struct):
     """One case. The storefront's view leaves out what is for agents only: internal ``notes``,
     the ``assignee``, ``flags`` and which other case a photo matched (empty or null there)."""
@@ -238,6 +247,12 @@ class CaseView(msgspec.Struct):
     info_request: InfoRequestView | None = None
     rejection: RejectionView | None = None
     money_override: MoneyOverrideView | None = None
+    # the customer's timeline: filled on GET /v1/cases/{id} (one case read through the storefront
+    # API), empty elsewhere, so lists and actions cost no extra query
+    timeline: list[TimelineEntryView] = []
+    # where the item goes back (the merchant's mail settings), on that same read while the
+    # customer is to send it (``return-shipment`` allowed); null when the merchant set none
+    return_address: str | None = None
 
 
 class CaseList(msgspec.Struct):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import msgspec
 
-from domain.cases import Case, CaseEvent
+from domain.cases import Case, CaseAction, CaseEvent
 from domain.orders import Order
 from domain.refunds import Refund
 from service.actions import Audience, endpoint_actions
@@ -22,6 +22,7 @@ from service.dto import (
     RefundView,
     RejectionView,
     ShipmentView,
+    TimelineEntryView,
 )
 from service.ports import OrderCommitments, Photo
 
@@ -116,6 +117,28 @@ def case_view(
         if override is not None and case.money_override is not None
         else None,
     )
+
+
+# What a customer's timeline shows: every change of state, and the steps that keep it but that the
+# customer sees happen. Notes, assignments, flags and refund retries are the agents' own.
+CUSTOMER_EVENTS = frozenset({"created", "photo_added", "refund_succeeded", "repair_completed", "survey_submitted"}) | {
+    str(action) for action in CaseAction
+}
+
+
+def timeline_view(events: list[CaseEvent]) -> list[TimelineEntryView]:
+    """The customer's timeline, oldest first: event types and states only (never an event's
+    data, which holds agents' notes and ids); a step recorded twice at one moment shows once."""
+    entries: list[TimelineEntryView] = []
+    for event in events:
+        if event.type not in CUSTOMER_EVENTS:
+            continue
+        entry = TimelineEntryView(event=event.type, at=event.at, state=event.to_state)
+        if entries and (entries[-1].event, entries[-1].at) == (entry.event, entry.at):
+            entries[-1] = entry
+        else:
+            entries.append(entry)
+    return entries
 
 
 def event_view(event: CaseEvent) -> EventView:

@@ -38,6 +38,7 @@ from service.api.http import case_etag, document_case_etags
 from service.api.links import document_links
 from service.api.photos import PhotoController
 from service.api.portal import create_portal_link, request_portal_link
+from service.api.portal_pages import portal_asset, portal_messages, portal_page
 from service.api.problems import (
     document_problems,
     document_public_operations,
@@ -175,6 +176,9 @@ def create_app(open_services: Callable[[], AbstractAsyncContextManager[Services]
             reports_page,
             console_asset,
             console_messages,
+            portal_page,
+            portal_asset,
+            portal_messages,
         ],
         dependencies={"services": Provide(provide_services, sync_to_thread=False)},
         middleware=[request_context, DefineMiddleware(ApiKeyMiddleware, exclude=PUBLIC_PATHS, exclude_http_methods=[])],

@@ -16,8 +16,10 @@ from service.portal import CUSTOMER, is_portal_token
 from service.ports import Principal
 
 # Paths that need no key: probes, metrics, the schema, the console's static page, Stripe's
-# webhooks (signed by Stripe instead), and the portal's lookup by order number and e-mail.
-PUBLIC_PATHS = ["^/$", "^/health", "^/metrics", "^/schema", "^/webhooks/", "^/console", "^/v1/portal-sessions$"]
+# webhooks (signed by Stripe instead), the portal's static page and its lookup by order number and e-mail.
+PUBLIC_PATHS = [
+    "^/$", "^/health", "^/metrics", "^/schema", "^/webhooks/", "^/console", "^/portal(/|$)", "^/v1/portal-sessions$",
+]
 
 
 class ApiKeyMiddleware(AbstractAuthenticationMiddleware):

@@ -36,7 +36,7 @@ async def reports_page() -> Response[bytes]:
 
 
 @get("/console/{name:str}", include_in_schema=False)
-async def console_asset(name: Literal["app.js", "app.css", "reports.js", "reports.css"]) -> Response[bytes]:
+async def console_asset(name: Literal["ui.js", "app.js", "app.css", "reports.js", "reports.css"]) -> Response[bytes]:
     return Response((CONSOLE / name).read_bytes(), media_type=_TYPES[name.rsplit(".", 1)[1]], headers=SAFE_HEADERS)
 
 

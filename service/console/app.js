@@ -25,28 +25,7 @@ let current = null; // the case on screen
 let nextCursor = null;
 const blobUrls = [];
 
-const $ = (selector) => document.querySelector(selector);
-const locale = () => (document.documentElement.lang === "zh-CN" ? "zh-CN" : "en");
-
-function t(key, vars = {}) {
-  const found = key.split(".").reduce((node, part) => (node && typeof node === "object" ? node[part] : undefined), messages);
-  const text = typeof found === "string" ? found : key.split(".").pop();
-  return text.replace(/\{(\w+)\}/g, (_, name) => String(vars[name] ?? ""));
-}
-
-function el(tag, text, attributes = {}) {
-  const node = document.createElement(tag);
-  if (text !== undefined && text !== null) node.textContent = String(text);
-  for (const [name, value] of Object.entries(attributes)) node.setAttribute(name, value);
-  return node;
-}
-
-const digitsOf = (currency) => new Intl.NumberFormat("en", { style: "currency", currency }).resolvedOptions().maximumFractionDigits;
-
-function money(amount, currency) {
-  if (amount === null || amount === undefined) return "";
-  return new Intl.NumberFormat(locale(), { style: "currency", currency }).format(amount / 10 ** digitsOf(currency));
-}
+const t = (key, vars) => translate(messages, key, vars); // $, el, money…: ui.js
 
 /** A typed amount in major units ("12.50") as minor units, with the currency's digits; null if empty. */
 function toMinor(text, currency) {

@@ -378,3 +378,35 @@ def test_a_customer_who_returns_much_gets_a_flagged_case(tenant: Tenant) -> None
         )
     )
     assert _ok(tenant.agent.get(f"/admin/v1/cases/{calm['id']}"))["flags"] == []
+
+
+# --------------------------------------------------------------------------- the customer's timeline
+
+
+def test_the_storefront_reads_a_timeline_in_steps_and_where_to_send_the_item(tenant: Tenant) -> None:
+    """One case read through the storefront API carries its timeline: event types and states only
+    (no actor, no data: the agents' notes, assignment and flags stay out), and while the item is
+    to be sent back, the merchant's return address."""
+    _ok(tenant.admin.put("/admin/v1/mail-settings", json={"return_address": "Lager 3, Berlin"}))
+    order = tenant.put_order()
+    case = _ok(tenant.open_case(order["order_id"], items=OTHER))
+    path = f"/admin/v1/cases/{case['id']}"
+    _ok(tenant.agent.post(f"{path}/notes", json={"text": "secret: a regular"}))
+    _ok(tenant.agent.post(f"{path}/assign", json={"assignee": "agent-7"}))
+    _ok(tenant.agent.post(f"{path}/approve", json={"note": "ok by the lead"}))
+
+    seen = _ok(tenant.storefront.get(f"/v1/cases/{case['id']}"))
+    assert [(e["event"], e["state"]) for e in seen["timeline"]] == [
+        ("created", "requested"), ("submit_for_review", "pending_review"), ("approve", "approved")]
+    assert all(set(e) == {"event", "at", "state"} for e in seen["timeline"])
+    assert "secret" not in str(seen) and "agent-7" not in str(seen) and "ok by the lead" not in str(seen["timeline"])
+    assert seen["return_address"] == "Lager 3, Berlin"
+    listed = _ok(tenant.storefront.get("/v1/cases", params={"order_id": order["order_id"]}))["items"][0]
+    assert listed["timeline"] == [] and listed["return_address"] is None, "lists cost no extra queries"
+    agents = _ok(tenant.agent.get(path))
+    assert agents["timeline"] == [] and agents["return_address"] is None, "agents read the audit trail instead"
+
+    shipped = _ok(tenant.storefront.post(f"/v1/cases/{case['id']}/return-shipment", json=SHIP))
+    assert shipped["state"] == "in_transit"
+    after = _ok(tenant.storefront.get(f"/v1/cases/{case['id']}"))
+    assert after["timeline"][-1]["event"] == "ship" and after["return_address"] is None

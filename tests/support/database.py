@@ -8,6 +8,7 @@ import os
 import secrets
 import tempfile
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -28,6 +29,13 @@ async def _admin(url: str, statement: str) -> None:
         await conn.close()
 
 
+def _run_admin(url: str, statement: str) -> None:
+    """``statement`` in an event loop of a thread of its own: whatever loop runs in this thread
+    (a browser test's Playwright) is left alone."""
+    with ThreadPoolExecutor(1) as thread:
+        thread.submit(asyncio.run, _admin(url, statement)).result()
+
+
 @contextmanager
 def server_url() -> Iterator[str]:
     """A PostgreSQL server's URL (to its maintenance database)."""
@@ -46,8 +54,8 @@ def fresh_database() -> Iterator[str]:
     """A new empty database on the test server, dropped afterwards."""
     with server_url() as url:
         name = f"returns_test_{os.getpid()}_{secrets.token_hex(4)}"
-        asyncio.run(_admin(url, f'CREATE DATABASE "{name}"'))
+        _run_admin(url, f'CREATE DATABASE "{name}"')
         try:
             yield _with_database(url, name)
         finally:
-            asyncio.run(_admin(url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            _run_admin(url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -3,7 +3,6 @@ refusals first (``"451 …"``, ``"550 …"``)."""
 
 from __future__ import annotations
 
-import socket
 import ssl
 import subprocess
 import threading
@@ -15,6 +14,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from aiosmtpd.controller import Controller
+
+from tests.support.server import free_port
 
 
 class Inbox:
@@ -31,12 +32,6 @@ class Inbox:
                 return self.refusals.pop(0)
             self.messages.append(message_from_bytes(envelope.content, policy=policy.default))  # type: ignore[arg-type]
         return "250 OK"
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def self_signed(folder: Path) -> tuple[Path, Path]:
@@ -56,7 +51,7 @@ def smtp_server(tls: Literal["starttls", "implicit"] | None = None, cert: tuple[
     """The inbox and the URL the transport reaches it at. ``starttls``: the server offers STARTTLS
     and refuses mail before it; ``implicit``: TLS from the first byte (``smtps://``)."""
     inbox = Inbox()
-    port = _free_port()
+    port = free_port()
     options: dict[str, Any] = {}
     if tls:
         assert cert is not None
