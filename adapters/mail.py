@@ -30,10 +30,14 @@ class SmtpTransport:
 
     async def send(self, mail_id: str, sender: str, recipients: list[str], message: bytes) -> None:
         try:
+            envelope = [_ascii_address(recipient) for recipient in recipients]
+        except UnicodeError as exc:
+            raise MailSendError(f"the address cannot be sent to over SMTP: {exc}", permanent=True) from None
+        try:
             await aiosmtplib.send(
                 message,
                 sender=sender,
-                recipients=recipients,
+                recipients=envelope,
                 hostname=self.host,
                 port=self.port,
                 username=self.username,
@@ -49,6 +53,14 @@ class SmtpTransport:
             raise MailSendError(f"SMTP {exc.code}: {exc.message}", permanent=exc.code >= 500) from None
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
             raise MailSendError(f"mail server unreachable: {exc}") from None
+
+
+def _ascii_address(address: str) -> str:
+    """The envelope's form of an address: an internationalised domain in its ASCII (IDNA) form; a
+    non-ASCII local part needs SMTPUTF8, which we do not ask for (UnicodeError)."""
+    local, _, domain = address.strip().rpartition("@")
+    local.encode("ascii")
+    return f"{local}@{domain.encode('idna').decode('ascii')}"
 
 
 class EmlFolderTransport:

@@ -314,6 +314,8 @@ class Case(msgspec.Struct):
     rejection: Rejection | None = None
     # refund without return: an agent let the customer keep the item on approval (a return only)
     kept_by_agent: bool = False
+    # the carrier scanned the parcel delivered to the warehouse: it waits in the agents' receive queue
+    delivered_at: datetime | None = None
     version: int = 1
     pending_events: list[CaseEvent] = []
 

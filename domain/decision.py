@@ -21,6 +21,9 @@ class RuleOutcome(msgspec.Struct, frozen=True):
     detail: str
     overridden_by: str | None = None  # the agent who overrode this outcome, if any
     override_reason: str | None = None
+    # the fuller reason only agents read (the customer's history, a flag): ``detail`` is what
+    # everyone reads; storefront and customer views leave this out
+    agent_detail: str | None = None
 
 
 class Decision(msgspec.Struct, frozen=True):
@@ -37,6 +40,11 @@ class Decision(msgspec.Struct, frozen=True):
     # again these stand, not the policy's tables (which may since price the currency otherwise, or
     # not at all). Empty on a decision recorded before amounts were per currency.
     prices: dict[str, int] = msgspec.field(default_factory=dict)
+
+    def without_agent_details(self) -> Decision:
+        """The decision as the storefront and the customer read it."""
+        outcomes = [msgspec.structs.replace(o, agent_detail=None) for o in self.outcomes]
+        return msgspec.structs.replace(self, outcomes=outcomes)
 
 
 class Payer(StrEnum):

@@ -121,3 +121,10 @@ class PolicyCurrencyUnpriced(DomainError):
             currency=currency,
         )
         self.errors = errors
+
+
+class LabelNotReady(DomainError):
+    """The case has no return label to hand out: none was bought for it (yet), or it was voided."""
+
+    code = "label_not_ready"
+    status = 404

@@ -32,6 +32,21 @@ class Payment(msgspec.Struct, frozen=True):
     captured_amount: int
 
 
+class Address(msgspec.Struct, frozen=True):
+    """A postal address (``country``: ISO 3166-1 alpha-2): the customer's, where a return label
+    is from, or the merchant's, where it goes."""
+
+    name: str
+    street1: str
+    city: str
+    zip: str
+    country: str
+    street2: str | None = None
+    state: str | None = None
+    phone: str | None = None
+    email: str | None = None
+
+
 class Order(msgspec.Struct, frozen=True):
     merchant_id: str
     order_id: str
@@ -42,6 +57,7 @@ class Order(msgspec.Struct, frozen=True):
     lines: list[OrderLine]
     shipping_total: int
     payment: Payment
+    shipping_address: Address | None = None  # the customer's: a return label's "from"
 
     def line(self, line_id: str) -> OrderLine | None:
         return next((line for line in self.lines if line.line_id == line_id), None)

@@ -66,8 +66,8 @@ class Rule:
     def evaluate(self, facts: Facts, money: MoneyDraft) -> RuleOutcome:
         raise NotImplementedError
 
-    def outcome(self, result: RuleResult, detail: str) -> RuleOutcome:
-        return RuleOutcome(rule=self.name, result=result, detail=detail)
+    def outcome(self, result: RuleResult, detail: str, agent_detail: str | None = None) -> RuleOutcome:
+        return RuleOutcome(rule=self.name, result=result, detail=detail, agent_detail=agent_detail)
 
     def price(self, parameter: str, currency: str) -> int:
         """A ``Prices`` parameter in the order's currency; an unpriced currency is refused, never
@@ -396,6 +396,9 @@ class StoreCreditBonus(Rule):
 # --------------------------------------------------------------------------- workflow
 
 
+AN_AGENT_REVIEWS = "an agent reviews this case"
+
+
 class ReviewParams(RuleParams, frozen=True):
     reasons: list[Reason] = msgspec.field(default_factory=lambda: [Reason.OTHER])
     max_return_rate: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.5  # items returned / bought, 90 days
@@ -408,26 +411,34 @@ class Review(Rule):
     Params = ReviewParams
 
     def evaluate(self, facts: Facts, money: MoneyDraft) -> RuleOutcome:
-        why = []
+        """What the customer's history says (return rate, a flag) is told to agents only: the
+        customer reads that an agent reviews the case."""
+        told = []
         reasons = sorted({i.reason.value for i in facts.items if i.reason in self.params.reasons})
         if reasons:
-            why.append(f"reason {', '.join(reasons)} needs an agent")
+            told.append(f"reason {', '.join(reasons)} needs an agent")
+        private = []
         history = facts.customer
         if history.items_purchased_90d >= self.params.min_items_for_rate:
             rate = history.items_returned_90d / history.items_purchased_90d
             if rate > self.params.max_return_rate:
-                why.append(
+                private.append(
                     f"customer returned {history.items_returned_90d} of {history.items_purchased_90d} items in 90 days"
                 )
         if self.params.flagged_customers and history.flagged:
-            why.append("customer is flagged")
-        if why:
-            return self.outcome(REVIEW, "; ".join(why))
+            private.append("customer is flagged")
+        if private:
+            return self.outcome(REVIEW, "; ".join(told) or AN_AGENT_REVIEWS, agent_detail="; ".join(told + private))
+        if told:
+            return self.outcome(REVIEW, "; ".join(told))
         return self.outcome(PASS, "nothing needs an agent's eye")
 
 
 class AutoApproveParams(RuleParams, frozen=True):
     max_amount: Prices = msgspec.field(default_factory=lambda: default_prices(20))
+    # the carrier's delivery scan receives such a return (customer-responsible, within max_amount)
+    # as new, without an agent: for goods not worth an inspection
+    receive_on_delivery: bool = False
 
 
 class AutoApprove(Rule):
@@ -443,7 +454,7 @@ class AutoApprove(Rule):
         if not facts.customer_responsible:
             return self.outcome(INFO, "not every reason is the customer's: an agent approves")
         if facts.customer.flagged:
-            return self.outcome(INFO, "flagged customer: an agent approves")
+            return self.outcome(INFO, "an agent approves", agent_detail="flagged customer: an agent approves")
         limit = self.price("max_amount", money.currency)
         if money.items_total > limit:
             return self.outcome(INFO, f"{money.show(money.items_total)} is over the {money.show(limit)} auto-approval limit")

@@ -23,6 +23,7 @@ from service.cases import CaseService, ReturnRateFlag, utcnow
 from service.config import LOCAL_URL, Settings
 from service.container import Services
 from service.finance import FinanceService
+from service.labels import LabelService
 from service.logging import configure_logging
 from service.mail import Mailer
 from service.notifications import Notifications
@@ -40,6 +41,7 @@ from service.ports import (
     WebhookSender,
 )
 from service.refunds import RefundService
+from service.tracking import Tracking
 from service.worker import Worker
 
 
@@ -80,8 +82,9 @@ async def payment_gateway(settings: Settings) -> AsyncIterator[PaymentGateway]:
 
 
 @asynccontextmanager
-async def carrier(settings: Settings) -> AsyncIterator[Carrier | None]:
-    """EasyPost when a key is configured, else the simulated carrier."""
+async def carrier(settings: Settings) -> AsyncIterator[Carrier]:
+    """EasyPost when a key is configured, else the simulated carrier (laptops, demos, tests): its
+    state is in the database, its connection pool closes with it, its scans follow the configured delays."""
     if settings.easypost_api_key:
         from adapters.carriers.easypost import EasyPostCarrier
 
@@ -91,7 +94,18 @@ async def carrier(settings: Settings) -> AsyncIterator[Carrier | None]:
         finally:
             await easypost.close()
         return
-    yield None  # the simulated carrier
+    from adapters.carriers.simulated import SimulatedCarrier
+
+    simulated = SimulatedCarrier(
+        database_url(settings),
+        in_transit_after=settings.simulated_carrier_in_transit_seconds,
+        delivered_after=settings.simulated_carrier_delivered_seconds,
+        latency=settings.simulated_carrier_latency_ms / 1000,
+    )
+    try:
+        yield simulated
+    finally:
+        await simulated.close()
 
 
 def carrier_webhook(settings: Settings) -> CarrierWebhook | None:
@@ -138,7 +152,7 @@ def build_services(
     db: Database,
     gateway: PaymentGateway,
     sender: WebhookSender,
-    shipping: Carrier | None,
+    shipping: Carrier,
     resolver: Resolver | None = None,
 ) -> Services:
     """``shipping``: the carrier return labels are bought from."""
@@ -175,10 +189,19 @@ def build_services(
     )
     verifier = StripeWebhookVerifier(settings.stripe_webhook_secret) if settings.stripe_webhook_secret else None
     return_rate = ReturnRateFlag(settings.high_return_rate, settings.high_return_rate_min_items)
-    cases = CaseService(db, policies, refunds, utcnow, sla_from(settings), return_rate)
-    photos = PhotoService(
-        db, blob_store(settings), PillowImageProcessor(), cases, utcnow, per_case=settings.photos_per_case
+    cases = CaseService(db, policies, refunds, utcnow, sla_from(settings), return_rate, shipping.name)
+    blobs = blob_store(settings)
+    photos = PhotoService(db, blobs, PillowImageProcessor(), cases, utcnow, per_case=settings.photos_per_case)
+    labels = LabelService(
+        db,
+        shipping,
+        blobs,
+        cases,
+        utcnow,
+        lease=timedelta(seconds=settings.label_lease_seconds),
+        first_backoff=timedelta(seconds=settings.label_first_backoff_seconds),
     )
+    tracking = Tracking(db, cases, shipping, utcnow, poll_after=timedelta(seconds=settings.tracking_poll_after_seconds))
     return Services(
         settings=settings,
         db=db,
@@ -194,14 +217,17 @@ def build_services(
             notifications,
             cases,
             mailer,
+            labels,
+            tracking,
             idle_seconds=settings.worker_idle_seconds,
             poll_every_seconds=settings.worker_poll_every_seconds,
             auto_close_after=timedelta(days=settings.auto_close_days) if settings.auto_close_days > 0 else None,
         ),
         webhook_verifier=verifier,
-        carrier=shipping,
         carrier_webhook=carrier_webhook(settings),
         portal=portal,
+        labels=labels,
+        tracking=tracking,
     )
 
 

@@ -45,7 +45,7 @@ from domain.errors import (
     SurveyAlreadyAnswered,
 )
 from domain.money import check_currency, to_major
-from domain.orders import Customer, Order, OrderHold, OrderLine, Payment, locked_changes
+from domain.orders import Address, Customer, Order, OrderHold, OrderLine, Payment, locked_changes
 from policies.engine import CAPTURED_LIMIT, Policy
 from policies.facts import CustomerHistory, Facts, ItemFacts
 from service.actions import Audience
@@ -81,6 +81,7 @@ from service.dto import (
     time_zone_errors,
 )
 from service.ids import new_id
+from service.labels import plan_label, release_label
 from service.policy import PolicyBook
 from service.ports import (
     CaseFilter,
@@ -119,6 +120,8 @@ NO_REFUNDS_YET = frozenset(
         CaseState.CANCELLED,
     }
 )
+# Before approval a case has no return label (nor after a rejection, which only comes before it).
+NO_LABEL_YET = frozenset({CaseState.REQUESTED, CaseState.PENDING_REVIEW, CaseState.INFO_REQUESTED, CaseState.REJECTED})
 
 
 def utcnow() -> datetime:
@@ -172,15 +175,17 @@ class CaseService:
         clock: Callable[[], datetime] = utcnow,
         sla: Mapping[CaseState, timedelta] = DEFAULT_SLA,
         return_rate: ReturnRateFlag = DEFAULT_RETURN_RATE,
+        carrier_name: str | None = None,
     ) -> None:
         self.db = db
+        self.carrier_name = carrier_name  # return labels are bought from this carrier; None: none
         self.policies = policies
         self.refunds = refunds
         self.clock = clock
         self.sla = sla
         self.return_rate = return_rate
 
-    def _restart_sla(self, case: Case, at: datetime) -> None:
+    def restart_sla(self, case: Case, at: datetime) -> None:
         """The configured time the case's (new) state may take before it is overdue."""
         allowed = self.sla.get(case.state)
         case.sla_due_at = at + allowed if allowed else None
@@ -227,8 +232,8 @@ class CaseService:
     async def preview(self, principal: Principal, body: CaseIn) -> QuoteView:
         async with self.db.transaction() as repos:
             policy, facts = await self._facts(repos, principal, body)
-        verdict = policy.evaluate(facts)
-        return QuoteView(decision=verdict.decision, money=verdict.money)
+        verdict = policy.evaluate(facts)  # for the storefront or the customer
+        return QuoteView(decision=verdict.decision.without_agent_details(), money=verdict.money)
 
     async def open_case(
         self, principal: Principal, body: CaseIn, idempotency_key: str | None
@@ -283,7 +288,8 @@ class CaseService:
             case.apply(first_step, actor_of(principal), now, {"policy_version": decision.policy_version})
             if case.state == CaseState.APPROVED:
                 await self._refund_if_kept(repos, case, actor_of(principal), now)
-            self._restart_sla(case, now)
+                await self._plan_label(repos, case, order, now)
+            self.restart_sla(case, now)
             await repos.add_case(case)
             return await self._view(repos, case, Audience.STOREFRONT), False
 
@@ -382,7 +388,7 @@ class CaseService:
         self, principal: Principal, filters: CaseFilter, audience: Audience, *, sort: str, limit: int, cursor: str | None
     ) -> CaseList:
         if principal.order_id is not None:  # a customer's credential lists its own order's cases
-            if filters.order_id not in (None, principal.order_id):
+            if filters.order_id not in (None, principal.order_id) or filters.customer_id not in (None, principal.customer_id):
                 return CaseList(items=[], next_cursor=None)
             filters = msgspec.structs.replace(filters, order_id=principal.order_id, customer_id=principal.customer_id)
         async with self.db.reading() as repos:
@@ -400,8 +406,8 @@ class CaseService:
     async def _views(
         self, repos: Repositories, merchant_id: str, cases: list[Case], audience: Audience
     ) -> list[CaseView]:
-        """Cases with their refunds and photos, in at most two queries however many cases there
-        are, and none for cases that cannot have any (the hot paths: opening, reading, approving)."""
+        """Cases with their refunds, photos and labels, in at most three queries however many cases
+        there are, and none for cases that cannot have any (the hot paths: opening, reading)."""
         refunds: dict[str, list[RefundView]] = {}
         with_refunds = [case.id for case in cases if case.state not in NO_REFUNDS_YET]
         for refund in await repos.case_refunds(merchant_id, with_refunds) if with_refunds else []:
@@ -409,8 +415,13 @@ class CaseService:
         photos: dict[str, list[PhotoView]] = {}
         with_photos = [case.id for case in cases if case.decision.photo_count]
         for photo in await repos.case_photos(merchant_id, with_photos) if with_photos else []:
-            photos.setdefault(photo.case_id, []).append(photo_view(photo))
-        return [case_view(case, audience, refunds.get(case.id, []), photos.get(case.id, [])) for case in cases]
+            photos.setdefault(photo.case_id, []).append(photo_view(photo, audience))
+        with_labels = [case.id for case in cases if case.state not in NO_LABEL_YET] if self.carrier_name else []
+        labels = {label.case_id: label for label in await repos.case_labels(merchant_id, with_labels)} if with_labels else {}
+        return [
+            case_view(case, audience, refunds.get(case.id, []), photos.get(case.id, []), labels.get(case.id))
+            for case in cases
+        ]
 
     async def events(self, principal: Principal, case_id: str) -> EventList:
         async with self.db.reading() as repos:
@@ -442,7 +453,7 @@ class CaseService:
                     at = self.clock()
                     await step(repos, case, actor_of(principal), at)
                     if case.state != loaded_state:
-                        self._restart_sla(case, at)
+                        self.restart_sla(case, at)
                     await repos.save_case(case, loaded_version)
                     return await self._view(repos, case, audience)
             except VersionConflict:
@@ -462,12 +473,16 @@ class CaseService:
             for case in cases:
                 loaded_version = case.version
                 case.apply(CaseAction.CLOSE, SYSTEM, at, why)
-                self._restart_sla(case, at)
+                self.restart_sla(case, at)
                 await repos.save_case(case, loaded_version)
         return len(cases)
 
     async def cancel(self, principal: Principal, case_id: str, if_match: frozenset[int] | None) -> CaseView:
-        return await self.change(principal, case_id, if_match, transition(CaseAction.CANCEL))
+        async def cancel(repos: Repositories, case: Case, actor: Actor, at: datetime) -> None:
+            case.apply(CaseAction.CANCEL, actor, at)
+            await release_label(repos, case, at)
+
+        return await self.change(principal, case_id, if_match, cancel)
 
     async def report_return_shipment(
         self, principal: Principal, case_id: str, if_match: frozenset[int] | None, body: ShipmentIn
@@ -551,6 +566,7 @@ class CaseService:
                 },
             )
             await self._refund_if_kept(repos, case, actor, at)
+            await self._plan_label(repos, case, order, at)
 
         return await self.change(principal, case_id, if_match, approve, Audience.AGENT)
 
@@ -574,6 +590,51 @@ class CaseService:
             case.info_request = InfoRequest(message=body.message, at=at)
 
         return await self.change(principal, case_id, if_match, ask, Audience.AGENT)
+
+    async def _plan_label(self, repos: Repositories, case: Case, order: Order | None, at: datetime) -> None:
+        """A return label for the approved case, bought by the worker (see ``service.labels``)."""
+        if self.carrier_name is None or case.state != CaseState.APPROVED:
+            return
+        if order is None:
+            order = await repos.get_order(case.merchant_id, case.order_id)
+            assert order is not None  # a case keeps its order
+        await plan_label(repos, case, order, self.carrier_name, at)
+
+    async def price_label(
+        self, repos: Repositories, case: Case, amount: int, currency: str, actor: Actor, at: datetime,
+        event: str, data: dict[str, Any],
+    ) -> None:
+        """What the return label really cost (0 once voided) in place of the policy's flat
+        ``label_cost``: the case's money worked out again under its decision, the policy still
+        deciding who pays, and the change audited as ``event``. A label in another currency than
+        the order's, or on an exchange or repair (whose shipping the policy prices as a whole),
+        leaves the money as it was; the event says so."""
+        field = "rules.return_shipping.label_cost"
+        before = case.money
+        repriced = case.type == CaseType.RETURN and currency == case.money.currency and not case.decision.keep_item
+        if repriced:
+            order = await _lock_order(repos, case)
+            policy, facts = await self._case_facts(repos, case, order)
+            prices = {**policy.decided_prices(case.decision, case.money.currency), field: amount}
+            verdict = policy.recompute_money(msgspec.structs.replace(case.decision, prices=prices), facts)
+            # the item comes back whatever the label cost: the label is bought
+            case.decision = msgspec.structs.replace(verdict.decision, keep_item=False)
+            case.money = verdict.money
+            if case.money_override is not None:
+                _lay_override(case, await self._left_for(repos, case, order))
+        case.record(
+            event,
+            actor,
+            at,
+            {
+                **data,
+                "amount": amount,
+                "currency": currency,
+                "money_reworked": repriced,
+                "customer_share": {"before": before.return_shipping.customer_share, "after": case.money.return_shipping.customer_share},
+                "refund_total": {"before": before.refund_total, "after": case.money.refund_total},
+            },
+        )
 
     async def _left_for(self, repos: Repositories, case: Case, order: Order) -> int:
         """What ``order`` (held by the caller, so no other case takes it meanwhile) has left to pay
@@ -717,6 +778,10 @@ class CaseService:
         """Record what arrived and in what condition, settle the money on what arrived (under the
         case's policy version), then move on: a return pays out, an exchange waits for its
         replacement (refunding a cheaper one), a repair goes to diagnosis."""
+        return await self.change(principal, case_id, if_match, self.receive_step(body), Audience.AGENT)
+
+    def receive_step(self, body: ReceiveIn) -> Step:
+        """The receipt as a step: an agent's, or the carrier's where the policy lets it receive."""
 
         async def receive(repos: Repositories, case: Case, actor: Actor, at: datetime) -> None:
             arrived = _arrivals(case, body)
@@ -763,7 +828,7 @@ class CaseService:
             )
             await self._after_receipt(repos, case, order, actor, at)
 
-        return await self.change(principal, case_id, if_match, receive, Audience.AGENT)
+        return receive
 
     async def _override_at_receipt(self, repos: Repositories, case: Case, order: Order, short: bool) -> str:
         """The agent's approved figure was for everything the case asked for: it stands when all of
@@ -974,6 +1039,9 @@ def _order_from(merchant_id: str, order_id: str, body: OrderIn) -> Order:
             reference=body.payment.reference,
             captured_amount=body.payment.captured_amount,
         ),
+        shipping_address=msgspec.convert(msgspec.to_builtins(body.shipping_address), Address)
+        if body.shipping_address
+        else None,
     )
 
 

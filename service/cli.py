@@ -9,7 +9,7 @@ import sys
 
 import msgspec
 
-from service.config import Settings
+from service.config import Settings, http_server_options
 from service.keys import ROLES, create_api_key, revoke_api_key
 
 
@@ -31,9 +31,13 @@ def _serve(args: argparse.Namespace, settings: Settings) -> None:
         uvicorn.run(
             "service.bootstrap:build_app", factory=True, workers=args.workers,
             host=args.host, port=args.port, log_level="warning", access_log=False,
+            **http_server_options(settings.trusted_proxies),
         )
         return
-    uvicorn.run(build_app(settings), host=args.host, port=args.port, log_level="warning", access_log=False)
+    uvicorn.run(
+        build_app(settings), host=args.host, port=args.port, log_level="warning", access_log=False,
+        **http_server_options(settings.trusted_proxies),
+    )
 
 
 async def _migrate(settings: Settings) -> None:

@@ -60,6 +60,16 @@ class Settings(msgspec.Struct, frozen=True):
     # request's for a portal link made over HTTP, LOCAL_URL in e-mail
     portal_lookups_per_ip: int = 20  # order + e-mail lookups an hour per client address (per process)
     portal_lookups_per_email: int = 5  # ... and per merchant and e-mail
+    # proxies whose X-Forwarded-For / -Proto are believed (comma-separated addresses, as uvicorn's
+    # --forwarded-allow-ips); none: the connection's peer is the client, whatever headers say
+    trusted_proxies: str | None = None
+    # the simulated carrier's scripted scans, in seconds after a label is bought
+    simulated_carrier_in_transit_seconds: float = 120.0
+    simulated_carrier_delivered_seconds: float = 600.0
+    simulated_carrier_latency_ms: int = 0  # the simulated carrier's delay per call (demos, crash tests)
+    label_lease_seconds: float = 60.0  # a killed worker's labels are taken over after this
+    tracking_poll_after_seconds: float = 300.0  # ask the carrier for scans of a label quiet this long
+    label_first_backoff_seconds: float = 5.0  # a carrier that is down: doubles per try, up to an hour
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -108,12 +118,28 @@ class Settings(msgspec.Struct, frozen=True):
             public_url=env.get("RETURNS_PUBLIC_URL") or None,
             portal_lookups_per_ip=int(env.get("RETURNS_PORTAL_LOOKUPS_PER_IP", "20")),
             portal_lookups_per_email=int(env.get("RETURNS_PORTAL_LOOKUPS_PER_EMAIL", "5")),
+            trusted_proxies=env.get("RETURNS_TRUSTED_PROXIES") or None,
+            simulated_carrier_in_transit_seconds=float(env.get("RETURNS_SIMULATED_CARRIER_IN_TRANSIT_SECONDS", "120")),
+            simulated_carrier_delivered_seconds=float(env.get("RETURNS_SIMULATED_CARRIER_DELIVERED_SECONDS", "600")),
+            simulated_carrier_latency_ms=int(env.get("RETURNS_SIMULATED_CARRIER_LATENCY_MS", "0")),
+            label_lease_seconds=float(env.get("RETURNS_LABEL_LEASE_SECONDS", "60")),
+            tracking_poll_after_seconds=float(env.get("RETURNS_TRACKING_POLL_AFTER_SECONDS", "300")),
+            label_first_backoff_seconds=float(env.get("RETURNS_LABEL_FIRST_BACKOFF_SECONDS", "5")),
         )
 
 
 def _list(text: str) -> tuple[str, ...]:
     """``"a, b,"`` → ``("a", "b")``."""
     return tuple(filter(None, (part.strip() for part in text.split(","))))
+
+
+def http_server_options(trusted_proxies: str | None) -> dict[str, object]:
+    """What uvicorn is told about proxies, by ``returns serve`` and the tests alike. uvicorn's own
+    default believes X-Forwarded-For from 127.0.0.1, so anything on the loopback (a sidecar, a
+    proxy passing the header on) could pick its address, and a new lookup budget per request."""
+    if trusted_proxies:
+        return {"proxy_headers": True, "forwarded_allow_ips": trusted_proxies}
+    return {"proxy_headers": False}
 
 
 def _pairs(text: str) -> dict[str, float]:

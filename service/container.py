@@ -7,13 +7,15 @@ from dataclasses import dataclass
 from service.cases import CaseService
 from service.config import Settings
 from service.finance import FinanceService
+from service.labels import LabelService
 from service.mail import Mailer
 from service.notifications import Notifications
 from service.photos import PhotoService
 from service.policy import PolicyBook
 from service.portal import PortalService
-from service.ports import Carrier, CarrierWebhook, Database, WebhookVerifier
+from service.ports import CarrierWebhook, Database, WebhookVerifier
 from service.refunds import RefundService
+from service.tracking import Tracking
 from service.worker import Worker
 
 
@@ -31,5 +33,6 @@ class Services:
     worker: Worker
     portal: PortalService
     webhook_verifier: WebhookVerifier | None  # None: no STRIPE_WEBHOOK_SECRET configured
-    carrier: Carrier | None = None  # buys return labels: EasyPost with EASYPOST_API_KEY, else the simulated one
-    carrier_webhook: CarrierWebhook | None = None  # None: no EASYPOST_WEBHOOK_SECRET configured
+    labels: LabelService
+    tracking: Tracking
+    carrier_webhook: CarrierWebhook | None = None  # None: no EASYPOST_WEBHOOK_SECRET (the simulated carrier sends none)

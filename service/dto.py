@@ -77,6 +77,23 @@ class PaymentIn(Body):
     captured_amount: Amount
 
 
+AddressLine = Annotated[str, Meta(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")]
+
+
+class AddressIn(Body):
+    """A postal address as carriers take it; ``country`` is ISO 3166-1 alpha-2 (``DE``, ``US``)."""
+
+    name: AddressLine
+    street1: AddressLine
+    city: AddressLine
+    zip: Annotated[str, Meta(min_length=1, max_length=20, pattern=r"^[A-Za-z0-9 \-]+$")]
+    country: Annotated[str, Meta(pattern=r"^[A-Z]{2}$")]
+    street2: AddressLine | None = None
+    state: Annotated[str, Meta(min_length=1, max_length=50, pattern=r"^[^\x00-\x1f\x7f]+$")] | None = None
+    phone: Annotated[str, Meta(min_length=3, max_length=30, pattern=r"^[0-9+()./ \-]+$")] | None = None
+    email: Annotated[str, Meta(max_length=320, pattern=r"^[^@\s<>,;\"]+@[^@\s<>,;\"]+\.[^@\s<>,;\"]+$")] | None = None
+
+
 class OrderIn(Body):
     currency: Currency
     placed_at: Timestamp
@@ -85,6 +102,7 @@ class OrderIn(Body):
     payment: PaymentIn
     delivered_at: Timestamp | None = None
     shipping_total: Amount = 0
+    shipping_address: AddressIn | None = None  # the customer's: where a return label is from
 
 
 class OrderLineView(msgspec.Struct):
@@ -108,6 +126,7 @@ class OrderView(msgspec.Struct):
     shipping_total: int
     payment: PaymentIn
     refundable_amount: int
+    shipping_address: AddressIn | None = None
 
 
 # --------------------------------------------------------------------------- cases
@@ -214,6 +233,20 @@ class TimelineEntryView(msgspec.Struct):
     state: CaseState | None
 
 
+class LabelView(msgspec.Struct):
+    """The case's return label: ``pending`` (being bought), ``bought`` (download it from
+    ``/label``), ``failed`` (the carrier refused: the customer ships it themselves),
+    ``cancelled`` (not needed before it was bought), ``void_requested`` or ``voided``."""
+
+    status: Literal["pending", "bought", "failed", "cancelled", "void_requested", "voided"]
+    carrier: str | None
+    service: str | None
+    tracking_code: str | None
+    amount: int | None  # what it cost, minor units of ``currency``
+    currency: str | None
+    created_at: datetime
+
+
 class CaseView(msgspec.Struct):
     """One case. The storefront's view leaves out what is for agents only: internal ``notes``,
     the ``assignee``, ``flags`` and which other case a photo matched (empty or null there)."""
@@ -253,6 +286,8 @@ class CaseView(msgspec.Struct):
     # where the item goes back (the merchant's mail settings), on that same read while the
     # customer is to send it (``return-shipment`` allowed); null when the merchant set none
     return_address: str | None = None
+    label: LabelView | None = None
+    delivered_at: datetime | None = None  # the carrier's delivery scan: the parcel is at the warehouse
 
 
 class CaseList(msgspec.Struct):
@@ -415,12 +450,47 @@ class MailSettingsView(msgspec.Struct):
     return_address: str | None
 
 
+Grams = Annotated[int, Meta(ge=1, le=1_000_000)]
+Millimetres = Annotated[int, Meta(ge=1, le=10_000)]
+
+
+class ParcelIn(Body):
+    """A parcel: its weight, and its size when known (all three, or none)."""
+
+    weight_g: Grams
+    length_mm: Millimetres | None = None
+    width_mm: Millimetres | None = None
+    height_mm: Millimetres | None = None
+
+
+class CarrierPreferencesIn(Body):
+    carriers: Annotated[list[ShortText], Meta(max_length=20)] = []  # as the carrier prints its name; empty: any
+    services: Annotated[list[ShortText], Meta(max_length=50)] = []  # empty: any
+    prefer: Literal["cheapest", "fastest"] = "cheapest"
+
+
+class ShippingSettingsIn(Body):
+    """A merchant's return shipping. ``label_buyer``: ``merchant`` buys a label for every approved
+    case whose item comes back, from the order's ``shipping_address`` to ``return_address``
+    (required then); ``customer_ships`` buys none. Parcels per product category (an order line's
+    ``category``), else ``default_parcel``. Replaced whole by PUT."""
+
+    label_buyer: Literal["merchant", "customer_ships"] = "merchant"
+    return_address: AddressIn | None = None
+    default_parcel: ParcelIn = msgspec.field(default_factory=lambda: ParcelIn(weight_g=1000))
+    parcels: Annotated[dict[ShortText, ParcelIn], Meta(max_length=200)] = {}
+    carrier_preferences: CarrierPreferencesIn = msgspec.field(default_factory=CarrierPreferencesIn)
+
+
 class CustomerMailView(msgspec.Struct):
     """One e-mail to the customer: ``pending`` (``last_error`` says why it waits), ``sent``
     (handed to the mail server), or ``gave_up``."""
 
     id: str
-    kind: Literal["received", "approved", "rejected", "info_requested", "refund_sent", "store_credit", "survey"]
+    kind: Literal[
+        "received", "approved", "rejected", "info_requested", "refund_sent", "store_credit", "survey", "label_ready",
+        "in_transit", "delivered",
+    ]
     recipient: str
     language: str
     status: Literal["pending", "sent", "gave_up"]

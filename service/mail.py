@@ -14,13 +14,21 @@ SMTP cannot be exactly-once: a worker killed after the server took the DATA but 
 says ``sent`` leaves the lease to run out, and the next worker sends it again. The Message-ID is
 derived from the row, so that copy carries the same Message-ID and mail clients can drop it.
 
-Links land on the customer portal with a signed customer token for the case's order
-(``service/portal.py``, ``MAIL_LINK_MINUTES``): one token per mail, minted when the mail is
-composed, so a retry sends the same links."""
+Links land on the customer portal with a customer token for the case's order (``service/portal.py``,
+``MAIL_LINK_MINUTES``). The stored message carries the token's claims unsigned (no live credential
+at rest, not even for the agents who read the mail log); the token is signed as the mail is handed
+over, deterministically, so a retry sends the same bytes.
+
+A mail that cannot be composed or sent (an address the mail library or the SMTP client cannot
+read, a mail server answering nonsense) is recorded on its own row; it never holds up another
+mail, case or merchant."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import email
+import email.policy
 import hashlib
 import html
 from collections.abc import Callable
@@ -32,6 +40,7 @@ from email.utils import format_datetime
 import structlog
 from msgspec.structs import asdict, replace
 
+from domain.errors import InvalidRequest
 from domain.money import to_major
 from service.config import LOCAL_URL
 from service.dto import (
@@ -44,9 +53,11 @@ from service.metrics import MAIL_FAILURES
 from service.portal import (
     LINK_TOPIC,
     MAIL_LINK_MINUTES,
+    Claims,
     PortalService,
     language_for,
     portal_url,
+    unsigned_token,
 )
 from service.ports import (
     CustomerMail,
@@ -109,6 +120,22 @@ TEMPLATES: dict[str, dict[str, tuple[str, list[Block]]]] = {
             ["Hello,", ("we granted {amount} of store credit for your return {case_id}. "
              "You can use it on your next order."), ("See your return", "status", {})],
         ),
+        "label_ready": (
+            "Your return label for {case_id} is ready",
+            ["Hello,", ("your {carrier} return label for {case_id} is ready. Print it (or show its QR code at the "
+             "drop-off point), stick it on the parcel and hand it to {carrier}. Tracking number: {tracking_code}."),
+             ("Get your label", "status", {})],
+        ),
+        "in_transit": (
+            "Your return {case_id} is on its way",
+            ["Hello,", "your parcel for return {case_id} is on its way to us. We will tell you when it arrives.",
+             ("See your return", "status", {})],
+        ),
+        "delivered": (
+            "Your return {case_id} has arrived",
+            ["Hello,", "your parcel for return {case_id} was delivered to our warehouse. We will check it soon.",
+             ("See your return", "status", {})],
+        ),
         "survey": (
             "How did we do with your return {case_id}?",
             ["Hello,", ("your return {case_id} is complete. How satisfied are you? One click is enough "
@@ -154,6 +181,19 @@ TEMPLATES: dict[str, dict[str, tuple[str, list[Block]]]] = {
         "store_credit": (
             "您已获得 {amount} 的商店积分",
             ["您好，", "您的退货 {case_id} 已为您发放 {amount} 的商店积分，可用于下次购物。", ("查看退货进度", "status", {})],
+        ),
+        "label_ready": (
+            "您的退货 {case_id} 的运单已生成",
+            ["您好，", "您的退货 {case_id} 的 {carrier} 运单已生成。请打印运单（或在投递点出示二维码），贴在包裹上并交给 {carrier}。运单号：{tracking_code}。",
+             ("获取运单", "status", {})],
+        ),
+        "in_transit": (
+            "您的退货 {case_id} 正在寄回途中",
+            ["您好，", "您的退货 {case_id} 的包裹正在寄往我们的途中。包裹送达后我们会通知您。", ("查看退货进度", "status", {})],
+        ),
+        "delivered": (
+            "您的退货 {case_id} 已送达",
+            ["您好，", "您的退货 {case_id} 的包裹已送达我们的仓库，我们会尽快查验。", ("查看退货进度", "status", {})],
         ),
         "survey": (
             "您对退货 {case_id} 的处理满意吗？",
@@ -204,6 +244,8 @@ def mail_kind(message: OutboxMessage) -> str | None:
         return "survey"
     if message.topic == LINK_TOPIC:
         return "portal_link"
+    if message.topic in ("case.label_ready", "case.in_transit", "case.delivered"):
+        return message.topic.removeprefix("case.")
     if message.topic == "refund.succeeded":
         return "refund_sent" if payload.get("amount") else None
     if message.topic == "case.updated":
@@ -254,6 +296,11 @@ class Mailer:
         return MailSettingsView(**asdict(current))
 
     async def put_settings(self, merchant_id: str, body: MailSettingsIn) -> MailSettingsView:
+        if body.reply_to is not None:
+            try:
+                mail_address(body.reply_to)
+            except ValueError as exc:
+                raise InvalidRequest(str(exc), [{"field": "reply_to", "message": "not one e-mail address"}]) from None
         settings = MailSettings(**asdict(body))
         async with self.db.transaction() as repos:
             await repos.put_mail_settings(merchant_id, settings, self.clock())
@@ -285,7 +332,11 @@ class Mailer:
             messages = await repos.claim_unplanned_outbox(limit)
             for message in messages:
                 kind = mail_kind(message)
-                mail = await self._compose(repos, message, kind) if kind else None
+                try:
+                    mail = await self._compose(repos, message, kind) if kind else None
+                except Exception:  # a bug or odd data in one message: logged, the others go on
+                    log.exception("customer_mail_not_composed", outbox_id=message.id, kind=kind)
+                    mail = None
                 if mail is not None:
                     await repos.add_customer_mail(mail, now)
                 await repos.mark_mail_planned(message.merchant_id, message.id, now)
@@ -295,11 +346,13 @@ class Mailer:
         """The mail, or None when the customer gave no address or there is nothing to tell."""
         merchant_id = message.merchant_id
         settings = await repos.mail_settings(merchant_id) or MailSettings()
-        if kind == "portal_link":  # the order lookup's link: no case yet, the link is made
+        if kind == "portal_link":  # the order lookup's link: no case yet
             payload = message.payload
-            link = payload["url"]
-            subject, text, page = render(payload["language"], kind, {"order_id": payload["order_id"]}, lambda *_: link)
-            return self._envelope(message, kind, payload["email"], "", payload["language"], (subject, text, page), settings)
+            expires_at = int(datetime.fromisoformat(payload["expires_at"]).timestamp())
+            claims = Claims(m=merchant_id, o=payload["order_id"], c=payload["customer_id"], lang=payload["language"], exp=expires_at)
+            link = portal_url(self.public_url, unsigned_token(claims))
+            contents = render(payload["language"], kind, {"order_id": payload["order_id"]}, lambda *_: link)
+            return self._envelope(message, kind, payload["email"], "", payload["language"], contents, settings)
         case = await repos.get_case(merchant_id, message.payload["case_id"])
         order = await repos.get_order(merchant_id, case.order_id)
         if order is None or not order.customer.email:
@@ -319,8 +372,14 @@ class Mailer:
             if not grants:
                 return None  # refunded through the gateway: ``refund.succeeded`` tells it
             values["amount"] = _money(sum(g.amount for g in grants), grants[0].currency)
+        elif kind == "label_ready":
+            label = await repos.get_case_label(merchant_id, case.id)
+            if label is None or label.status != "bought":
+                return None  # voided meanwhile
+            values |= {"carrier": label.carrier or "", "tracking_code": label.tracking_code or ""}
         template = "approved_keep" if kind == "approved" and case.decision.keep_item else kind
-        token, _ = await self.portal.token(merchant_id, case.order_id, case.customer_id, language, MAIL_LINK_MINUTES)
+        expires_at = int(self.portal.expiry(MAIL_LINK_MINUTES).timestamp())
+        token = unsigned_token(Claims(m=merchant_id, o=case.order_id, c=case.customer_id, lang=language, exp=expires_at))
 
         def link(purpose: str, params: dict[str, str]) -> str:
             return portal_url(self.public_url, token, case=case.id, do=purpose, **params)
@@ -347,7 +406,7 @@ class Mailer:
             case_id=case_id, language=language, message="",
         )
         try:
-            to = Address(addr_spec=recipient)
+            to = mail_address(recipient)
         except ValueError as exc:  # the storefront's data: recorded as given up, for the agent to see
             log.warning("customer_mail_bad_address", case_id=case_id, kind=kind)
             return replace(row, status="gave_up", last_error=f"not one e-mail address: {exc}"[:500])
@@ -355,8 +414,9 @@ class Mailer:
         mail["Subject"] = subject
         mail["From"] = Address(settings.sender_name or "", addr_spec=self.mail_from)
         mail["To"] = to
-        if settings.reply_to:
-            mail["Reply-To"] = settings.reply_to
+        if settings.reply_to:  # checked when saved; one saved before that check is left out
+            with contextlib.suppress(ValueError):
+                mail["Reply-To"] = mail_address(settings.reply_to)
         mail["Date"] = format_datetime(message.created_at)
         mail["Message-ID"] = f"<{identifier}@{_domain(self.mail_from)}>"
         if case_id:
@@ -365,7 +425,7 @@ class Mailer:
         mail.set_content(text)
         mail.add_alternative(page, subtype="html")
         mail["Content-Language"] = language  # after the parts: set_content drops Content-* headers
-        return replace(row, message=mail.as_string())
+        return replace(row, recipient=to.addr_spec, message=mail.as_string())
 
     async def send_due(self, limit: int = 20) -> int:
         """Due mails sent side by side, one case's in the order things happened: a mail server
@@ -385,12 +445,29 @@ class Mailer:
 
     async def _send(self, mail: CustomerMail) -> None:
         try:
-            await self.transport.send(mail.id, self.mail_from, [mail.recipient], mail.message.encode())
+            message = await self._signed(mail.message)
+            await self.transport.send(mail.id, self.mail_from, [mail.recipient], message)
         except MailSendError as exc:
             await self._failed(mail, str(exc)[:500], exc.permanent)
             return
+        except Exception as exc:  # no answer we know: recorded and retried, never left leased
+            log.exception("customer_mail_send_failed", mail_id=mail.id)
+            await self._failed(mail, f"{type(exc).__name__}: {exc}"[:500], permanent=True)
+            return
         async with self.db.transaction() as repos:
             await repos.finish_mail(mail.merchant_id, mail.id, "sent", None, self.clock())
+
+    async def _signed(self, message: str) -> bytes:
+        """The stored message with its links' tokens signed, each text part re-encoded: the same
+        stored message gives the same bytes every time."""
+        parsed = email.message_from_string(message, policy=email.policy.default)
+        for part in parsed.walk():
+            if part.get_content_maintype() == "text":
+                content = part.get_content()
+                signed = await self.portal.sign_pending(content)
+                if signed != content:
+                    part.set_content(signed, subtype=part.get_content_subtype())
+        return parsed.as_bytes()
 
     async def _failed(self, mail: CustomerMail, error: str, permanent: bool) -> None:
         now = self.clock()
@@ -405,6 +482,19 @@ class Mailer:
                 log.info("customer_mail_retry", mail_id=mail.id, attempt=mail.attempts, error=error)
                 delay = min(self.max_backoff, self.first_backoff * 2 ** (mail.attempts - 1))
                 await repos.postpone_mail(mail.merchant_id, mail.id, now + delay, error, permanent=permanent)
+
+
+def mail_address(text: str) -> Address:
+    """One e-mail address as the mail library writes it in a header; ValueError otherwise (the
+    library raises several kinds for text it cannot read, some only when the header is set)."""
+    try:
+        address = Address(addr_spec=text)
+        EmailMessage()["To"] = address
+    except Exception as exc:
+        raise ValueError(f"{text!r} is not one e-mail address") from exc
+    if not address.username or not address.domain or address.domain.endswith("."):
+        raise ValueError(f"{text!r} is not one e-mail address")
+    return address
 
 
 def _money(amount: int, currency: str) -> str:

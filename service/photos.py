@@ -16,6 +16,7 @@ import structlog
 from domain.cases import Actor, Case, CaseState
 from domain.errors import InvalidRequest, InvalidTransition
 from domain.photos import SAME_PHOTO_MAX_DISTANCE
+from service.actions import Audience
 from service.cases import CaseService, case_for
 from service.dto import PhotoView
 from service.ids import new_id
@@ -56,7 +57,8 @@ class PhotoService:
         self.per_case = per_case
 
     async def upload(self, principal: Principal, case_id: str, data: bytes) -> tuple[PhotoView, bool]:
-        """The photo, and whether it is new (False: this case already had the same file)."""
+        """The photo as the storefront or customer who sent it reads it, and whether it is new
+        (False: this case already had the same file)."""
         merchant_id = principal.merchant_id
         async with self.db.transaction() as repos:
             case = await case_for(repos, principal, case_id)
@@ -65,7 +67,7 @@ class PhotoService:
         async with self.db.transaction() as repos:
             earlier = await repos.find_photo_by_sha(merchant_id, case_id, processed.original_sha256)
         if earlier is not None:
-            return photo_view(earlier), False
+            return photo_view(earlier, Audience.STOREFRONT), False
 
         photo_id = new_id("ph")
         photo = Photo(
@@ -91,8 +93,8 @@ class PhotoService:
             raise
         if stored.id != photo.id:  # the same file won a race from another request
             await self._forget_blobs(photo)
-            return photo_view(stored), False
-        return photo_view(stored), True
+            return photo_view(stored, Audience.STOREFRONT), False
+        return photo_view(stored, Audience.STOREFRONT), True
 
     def _check_room(self, case: Case, count: int) -> None:
         if case.state in _CLOSED:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 import secrets
 import time
 from collections.abc import Callable
@@ -34,6 +35,8 @@ from service.dto import Id
 from service.ports import Database, MailSettings, NotFound, Principal
 
 PREFIX = "pt1"
+UNSIGNED = "pt1-unsigned"
+_UNSIGNED_TOKEN = re.compile(r"pt1-unsigned\.([A-Za-z0-9_-]+)")
 CUSTOMER = "customer"
 LINK_TOPIC = "customer.portal_link"  # a looked-up order's link, for the e-mail to carry
 LOOKUP_LINK_MINUTES = 60  # a link asked for by order number and e-mail: the customer is there now
@@ -99,12 +102,22 @@ class Claims(msgspec.Struct, frozen=True):
     exp: int  # seconds since the epoch
 
 
+_B64URL = re.compile(r"[A-Za-z0-9_-]*")
+
+
 def _b64(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 
 def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    """Strict: only the text ``_b64`` writes for those bytes decodes (no padding, no ``+/``, no
+    junk), so a token altered in any character is refused."""
+    if not _B64URL.fullmatch(text):
+        raise ValueError("not unpadded base64url")
+    raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    if _b64(raw) != text:  # stray bits in the last character
+        raise ValueError("not the canonical encoding")
+    return raw
 
 
 def key_id(secret: str) -> str:
@@ -134,23 +147,38 @@ def verify(secrets_: tuple[str, ...], token: str, now: float) -> Claims | None:
     return claims if claims.exp > now else None
 
 
+def unsigned_token(claims: Claims) -> str:
+    """The claims of a token still to be signed: what a stored e-mail carries in its links, so a
+    copy of the database holds no live credential (the mailer signs just before sending)."""
+    return f"{UNSIGNED}.{_b64(msgspec.json.encode(claims))}"
+
+
 def is_portal_token(credential: str) -> bool:
     return credential.startswith(PREFIX + ".")
 
 
 class RateLimiter:
-    """A token bucket per key: ``per_hour`` calls in a burst, refilled evenly over the hour.
+    """A token bucket per key: ``per_hour`` calls in a burst, refilled evenly over the hour
+    (``0`` refuses every call). A bucket untouched for an hour is full again, the same as none:
+    such buckets are dropped once a minute, so memory follows the last hour's callers.
     In-process: with N processes a client gets up to N times the limit."""
+
+    REFILL_SECONDS = 3600.0
+    SWEEP_EVERY_SECONDS = 60.0
 
     def __init__(self, per_hour: int, clock: Callable[[], float] = time.monotonic) -> None:
         self.capacity = float(per_hour)
-        self.rate = per_hour / 3600.0
+        self.rate = per_hour / self.REFILL_SECONDS
         self.clock = clock
         self._buckets: dict[str, tuple[float, float]] = {}
+        self._swept = clock()
 
     def take(self, key: str) -> int | None:
         """None when the call may go ahead, else the seconds until it may (for ``Retry-After``)."""
         now = self.clock()
+        if self.rate <= 0:
+            return int(self.REFILL_SECONDS)
+        self._sweep(now)
         tokens, updated = self._buckets.get(key, (self.capacity, now))
         tokens = min(self.capacity, tokens + (now - updated) * self.rate)
         if tokens < 1:
@@ -158,6 +186,13 @@ class RateLimiter:
             return max(1, int((1 - tokens) / self.rate + 0.999))
         self._buckets[key] = (tokens - 1, now)
         return None
+
+    def _sweep(self, now: float) -> None:
+        if now - self._swept < self.SWEEP_EVERY_SECONDS:
+            return
+        self._swept = now
+        full_since = now - self.REFILL_SECONDS
+        self._buckets = {key: bucket for key, bucket in self._buckets.items() if bucket[1] > full_since}
 
 
 class PortalService:
@@ -185,17 +220,20 @@ class PortalService:
             key_id=f"customer:{claims.c}", merchant_id=claims.m, role=CUSTOMER, order_id=claims.o, customer_id=claims.c
         )
 
-    async def token(
-        self, merchant_id: str, order_id: str, customer_id: str, language: str, minutes: int
-    ) -> tuple[str, datetime]:
-        """A customer token for that order, and when it expires."""
-        expires_at = self.clock().replace(microsecond=0) + timedelta(minutes=minutes)
-        claims = Claims(m=merchant_id, o=order_id, c=customer_id, lang=language, exp=int(expires_at.timestamp()))
-        return sign((await self.secrets())[0], claims), expires_at
+    def expiry(self, minutes: int) -> datetime:
+        return self.clock().replace(microsecond=0) + timedelta(minutes=minutes)
 
     async def _link(self, merchant_id: str, order_id: str, customer_id: str, language: str, minutes: int, base: str) -> PortalLinkView:
-        token, expires_at = await self.token(merchant_id, order_id, customer_id, language, minutes)
+        expires_at = self.expiry(minutes)
+        claims = Claims(m=merchant_id, o=order_id, c=customer_id, lang=language, exp=int(expires_at.timestamp()))
+        token = sign((await self.secrets())[0], claims)
         return PortalLinkView(url=portal_url(base, token), token=token, expires_at=expires_at)
+
+    async def sign_pending(self, text: str) -> str:
+        """``text`` with each unsigned token signed. Signing is deterministic, so the same stored
+        text sends the same bytes on every retry (while the signing secret stays)."""
+        secret = (await self.secrets())[0]
+        return _UNSIGNED_TOKEN.sub(lambda found: sign(secret, msgspec.json.decode(_unb64(found[1]), type=Claims)), text)
 
     async def make_link(self, principal: Principal, body: PortalLinkIn, base: str) -> PortalLinkView:
         """A link for the order's own customer; another customer's order is not found, as a
@@ -208,23 +246,21 @@ class PortalService:
             principal.merchant_id, body.order_id, body.customer_id, body.language, body.expires_in_minutes, base
         )
 
-    async def lookup(self, body: PortalSessionIn, base: str) -> None:
+    async def lookup(self, body: PortalSessionIn) -> None:
         """When the order exists and its customer's e-mail is ``body.email`` (in any case), record
-        a link for the e-mail to carry (outbox topic ``customer.portal_link``). Runs after the
-        answer was sent, so the answer says nothing either way, not even by its timing."""
+        that its customer is to be mailed a link (outbox topic ``customer.portal_link``; the
+        mailer makes the link on the configured public URL, never on the caller's ``Host``). Runs
+        after the answer was sent, so the answer says nothing either way, not even by its timing."""
         async with self.db.transaction() as repos:
             order = await repos.get_order(body.merchant, body.order_id)
             email = (order.customer.email or "") if order is not None else ""
             if order is None or not hmac.compare_digest(email.lower().encode(), body.email.lower().encode()):
                 return
-            language = language_for(order, await repos.mail_settings(body.merchant) or MailSettings())
-            link = await self._link(body.merchant, order.order_id, order.customer.id, language, LOOKUP_LINK_MINUTES, base)
             payload = {
                 "order_id": order.order_id,
                 "customer_id": order.customer.id,
                 "email": email,
-                "language": language,
-                "url": link.url,
-                "expires_at": link.expires_at.isoformat(),
+                "language": language_for(order, await repos.mail_settings(body.merchant) or MailSettings()),
+                "expires_at": self.expiry(LOOKUP_LINK_MINUTES).isoformat(),
             }
             await repos.add_outbox(body.merchant, LINK_TOPIC, payload, self.clock())

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 import msgspec
 
 from domain.cases import Case, CaseEvent
-from domain.orders import Order
+from domain.orders import Address, Order
 from domain.refunds import Refund
 
 # --------------------------------------------------------------------------- persistence
@@ -56,6 +56,7 @@ class CaseFilter(msgspec.Struct, frozen=True):
     flagged: bool | None = None
     q: str | None = None  # the agent's search box: a case id, order id, customer id or e-mail
     attention: bool | None = None  # a refund failed or waits for the customer, not yet retried
+    delivered: bool | None = None  # the carrier delivered the parcel and nobody received it yet
 
 
 class Page(msgspec.Struct, frozen=True):
@@ -398,6 +399,48 @@ class Repositories(Protocol):
         self, merchant_id: str, customer_id: str, phash: str, max_distance: int
     ) -> PhotoMatch | None: ...
 
+    # return labels and tracking
+    async def shipping_settings(self, merchant_id: str) -> ShippingSettings | None: ...
+
+    async def put_shipping_settings(self, merchant_id: str, settings: ShippingSettings, at: datetime) -> None: ...
+
+    async def add_label(self, label: ReturnLabel) -> bool:
+        """False when the case has a label already (one per case)."""
+        ...
+
+    async def case_labels(self, merchant_id: str, case_ids: list[str]) -> list[ReturnLabel]: ...
+
+    async def get_case_label(self, merchant_id: str, case_id: str, *, for_update: bool = False) -> ReturnLabel | None: ...
+
+    async def claim_due_labels(self, now: datetime, lease: timedelta, limit: int) -> list[ReturnLabel]:
+        """Labels to buy (``pending``) or void (``void_requested``) whose time has come and that no
+        live lease holds, leased to the caller; rows other workers are claiming are skipped."""
+        ...
+
+    async def set_label_shipment(self, merchant_id: str, label_id: str, shipment_id: str) -> str:
+        """The label's shipment: ``shipment_id``, unless another worker stored one first (then
+        that one, the only one ever bought)."""
+        ...
+
+    async def update_label(self, label: ReturnLabel) -> None:
+        """Store the label's status, purchase and scan columns as given; the lease ends."""
+        ...
+
+    async def postpone_label(self, merchant_id: str, label_id: str, until: datetime, error: str) -> None: ...
+
+    async def label_by_tracking(self, carrier_name: str, tracking_code: str) -> ReturnLabel | None:
+        """Across merchants: the carrier's scan names only its tracking code."""
+        ...
+
+    async def record_carrier_event(self, carrier_name: str, event: TrackingEvent, at: datetime) -> bool:
+        """False when that scan was taken in before."""
+        ...
+
+    async def claim_quiet_labels(self, carrier_name: str, quiet_since: datetime, now: datetime, limit: int) -> list[ReturnLabel]:
+        """Bought labels not delivered yet whose carrier was last asked before ``quiet_since``,
+        marked asked ``now`` (rows another worker holds are skipped)."""
+        ...
+
 
 class WebhookSendError(Exception):
     """The receiver could not be reached (connection refused, timeout)."""
@@ -545,18 +588,9 @@ class WebhookVerifier(Protocol):
 # --------------------------------------------------------------------------- carriers (return labels)
 
 
-class ShippingAddress(msgspec.Struct, frozen=True):
-    """A postal address as carriers want it (``country``: ISO 3166-1 alpha-2)."""
-
-    name: str
-    street1: str
-    city: str
-    zip: str
-    country: str
-    street2: str | None = None
-    state: str | None = None
-    phone: str | None = None
-    email: str | None = None
+# A postal address as carriers want it (``country``: ISO 3166-1 alpha-2): the domain's, which an
+# order carries for its customer.
+ShippingAddress = Address
 
 
 class Parcel(msgspec.Struct, frozen=True):
@@ -609,6 +643,65 @@ class TrackingEvent(msgspec.Struct, frozen=True):
     status: str
     at: datetime
     detail: str | None = None
+
+
+class CarrierPreferences(msgspec.Struct, frozen=True):
+    """Which rates a merchant's labels may be bought at: carriers and services (empty: any), the
+    cheapest of them or the fastest (then the cheapest of the fastest)."""
+
+    carriers: list[str] = []
+    services: list[str] = []
+    prefer: str = "cheapest"  # cheapest | fastest
+
+
+class ShippingSettings(msgspec.Struct, frozen=True):
+    """A merchant's return shipping: ``label_buyer`` ``merchant`` buys a label for every approved
+    case whose item comes back (to ``return_address``), ``customer_ships`` buys none."""
+
+    label_buyer: str = "merchant"  # merchant | customer_ships
+    return_address: ShippingAddress | None = None
+    default_parcel: Parcel = Parcel(weight_g=1000)
+    parcels: dict[str, Parcel] = {}  # per product category
+    carrier_preferences: CarrierPreferences = CarrierPreferences()
+
+
+class LabelRequest(msgspec.Struct, frozen=True):
+    """What a label is bought for, fixed on approval."""
+
+    from_address: ShippingAddress
+    to_address: ShippingAddress
+    parcel: Parcel
+    preferences: CarrierPreferences
+
+
+class ReturnLabel(msgspec.Struct, frozen=True):
+    """A case's return label: ``pending`` (the worker buys it), ``bought``, ``failed`` (the carrier
+    refused; the case goes on without one), ``cancelled`` (not needed any more before it was
+    bought), ``void_requested`` (bought, not needed: the worker voids it), ``voided``."""
+
+    merchant_id: str
+    id: str
+    case_id: str
+    carrier_name: str  # the adapter's name: simulated | easypost
+    status: str
+    request: LabelRequest
+    created_at: datetime
+    shipment_id: str | None = None
+    carrier: str | None = None
+    service: str | None = None
+    tracking_code: str | None = None
+    tracker_id: str | None = None
+    amount: int | None = None
+    currency: str | None = None
+    pdf_key: str | None = None
+    png_key: str | None = None
+    qr_key: str | None = None
+    attempts: int = 0
+    last_error: str | None = None
+    scan_status: str | None = None  # the furthest scan so far
+    last_scan_at: datetime | None = None
+    bought_at: datetime | None = None
+    voided_at: datetime | None = None
 
 
 class CarrierError(Exception):

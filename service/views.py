@@ -9,11 +9,13 @@ from domain.orders import Order
 from domain.refunds import Refund
 from service.actions import Audience, endpoint_actions
 from service.dto import (
+    AddressIn,
     CaseItemView,
     CaseView,
     CustomerIn,
     EventView,
     InfoRequestView,
+    LabelView,
     MoneyOverrideView,
     OrderLineView,
     OrderView,
@@ -24,7 +26,7 @@ from service.dto import (
     ShipmentView,
     TimelineEntryView,
 )
-from service.ports import OrderCommitments, Photo
+from service.ports import OrderCommitments, Photo, ReturnLabel
 
 
 def order_view(order: Order, commitments: OrderCommitments) -> OrderView:
@@ -54,18 +56,34 @@ def order_view(order: Order, commitments: OrderCommitments) -> OrderView:
             captured_amount=order.payment.captured_amount,
         ),
         refundable_amount=max(0, order.payment.captured_amount - commitments.promised_amount),
+        shipping_address=msgspec.convert(msgspec.to_builtins(order.shipping_address), AddressIn)
+        if order.shipping_address
+        else None,
+    )
+
+
+def label_view(label: ReturnLabel) -> LabelView:
+    return LabelView(
+        status=label.status,  # type: ignore[arg-type]  # the table's CHECK keeps it one of them
+        carrier=label.carrier,
+        service=label.service,
+        tracking_code=label.tracking_code,
+        amount=label.amount,
+        currency=label.currency,
+        created_at=label.created_at,
     )
 
 
 def case_view(
-    case: Case, audience: Audience, refunds: list[RefundView] | None = None, photos: list[PhotoView] | None = None
+    case: Case,
+    audience: Audience,
+    refunds: list[RefundView] | None = None,
+    photos: list[PhotoView] | None = None,
+    label: ReturnLabel | None = None,
 ) -> CaseView:
     """The case for ``audience``: the storefront's view says why (the agent's question, the
     rejection, an override's reason) but not what agents keep to themselves."""
     agent = audience == Audience.AGENT
-    photos = photos or []
-    if not agent:  # which other (another customer's) case a photo matched is the agents' business
-        photos = [msgspec.structs.replace(p, matches_case_id=None) for p in photos]
     override = case.money_override_record
     return CaseView(
         id=case.id,
@@ -91,10 +109,10 @@ def case_view(
             for item in case.items
         ],
         resolution=case.resolution,
-        decision=case.decision,
+        decision=case.decision if agent else case.decision.without_agent_details(),
         money=case.money,
         refunds=refunds or [],
-        photos=photos,
+        photos=photos or [],
         shipments=[
             ShipmentView(direction=s.direction, carrier=s.carrier, tracking_number=s.tracking_number, at=s.at)
             for s in case.shipments
@@ -116,6 +134,8 @@ def case_view(
         money_override=MoneyOverrideView(case.money_override, override.reason, override.by.role, override.at)
         if override is not None and case.money_override is not None
         else None,
+        label=label_view(label) if label else None,
+        delivered_at=case.delivered_at,
     )
 
 
@@ -170,7 +190,8 @@ def refund_view(refund: Refund) -> RefundView:
     )
 
 
-def photo_view(photo: Photo) -> PhotoView:
+def photo_view(photo: Photo, audience: Audience) -> PhotoView:
+    """Which other (another customer's) case a photo matched is the agents' business."""
     url = f"/v1/cases/{photo.case_id}/photos/{photo.id}"
     return PhotoView(
         id=photo.id,
@@ -182,5 +203,5 @@ def photo_view(photo: Photo) -> PhotoView:
         created_at=photo.created_at,
         url=url,
         thumbnail_url=url + "?size=thumb",
-        matches_case_id=photo.matches_case_id,
+        matches_case_id=photo.matches_case_id if audience == Audience.AGENT else None,
     )

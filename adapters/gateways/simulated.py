@@ -34,11 +34,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
+from adapters.postgres.own_pool import OwnPool
 from service.ports import GatewayError, GatewayRefund
 
 FAILING_SUFFIX = 13  # amount % 100
@@ -66,14 +67,11 @@ class SimulatedGateway:
         self.latency = latency
         self.settle_after = timedelta(seconds=settle_after)
         self.clock = clock
-        self._pool: asyncpg.Pool | None = None
-        self._opening = asyncio.Lock()
+        self._pool = OwnPool(dsn, POOL_SIZE, _unreachable)
         self._failures: list[GatewayError] = []  # in this process only
 
     async def close(self) -> None:
-        if self._pool is not None:
-            await self._pool.close()
-            self._pool = None
+        await self._pool.close()
 
     # ----------------------------------------------------------------- scripting
 
@@ -224,17 +222,8 @@ class SimulatedGateway:
             account, now,
         )
 
-    @asynccontextmanager
-    async def _pooled(self) -> AsyncIterator[asyncpg.Connection]:
-        """A connection from the pool; an unreachable database is a gateway that cannot be reached."""
-        try:
-            async with self._opening:
-                if self._pool is None:
-                    self._pool = await asyncpg.create_pool(self.dsn, min_size=0, max_size=POOL_SIZE)
-            async with self._pool.acquire() as conn:
-                yield conn
-        except (OSError, asyncpg.PostgresConnectionError) as error:
-            raise GatewayError(f"simulated gateway unreachable: {error}", code="api_connection_error", retryable=True) from error
+    def _pooled(self) -> AbstractAsyncContextManager[asyncpg.Connection]:
+        return self._pool.connection()
 
     @asynccontextmanager
     async def _own_connection(self) -> AsyncIterator[asyncpg.Connection]:
@@ -254,6 +243,10 @@ class SimulatedGateway:
     async def _answer_back(self) -> None:
         if self.latency:
             await asyncio.sleep(self.latency / 2)
+
+
+def _unreachable(error: Exception) -> GatewayError:
+    return GatewayError(f"simulated gateway unreachable: {error}", code="api_connection_error", retryable=True)
 
 
 async def _check_left(conn: asyncpg.Connection, account: str, payment_reference: str, captured: int, amount: int) -> None:

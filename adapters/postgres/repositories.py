@@ -11,6 +11,7 @@ import msgspec
 
 from adapters.postgres.cursors import decode_cursor, encode_cursor
 from adapters.postgres.finance import PgFinance
+from adapters.postgres.labels import PgLabels
 from adapters.postgres.mail import PgMail
 from adapters.postgres.photos import PgPhotos
 from adapters.postgres.refunds import PgRefunds
@@ -32,14 +33,23 @@ _NO_DUE = datetime(9999, 12, 31, tzinfo=UTC)  # the queue's sort key for cases w
 _RELEASED = ("cancelled", "rejected")  # cases in these states hold nothing against the order
 
 
+# Changes that keep the state but that a storefront acts on: the label to hand to the customer,
+# the parcel at the warehouse.
+_RECORDED_TOPICS = {"label_ready": "case.label_ready", "delivered": "case.delivered"}
+
+
 def _topics(event: CaseEvent) -> list[str]:
     """The storefront hears of a case's creation and of every change of state; a closed case
-    also asks it to request the customer's survey."""
+    also asks it to request the customer's survey, a case on its way back says so by name."""
     if event.type == "created":
         return ["case.created"]
     if event.from_state == event.to_state:
-        return []
-    return ["case.updated", *(["case.survey_requested"] if event.to_state == "closed" else [])]
+        return [_RECORDED_TOPICS[event.type]] if event.type in _RECORDED_TOPICS else []
+    return [
+        "case.updated",
+        *(["case.in_transit"] if event.to_state == "in_transit" else []),
+        *(["case.survey_requested"] if event.to_state == "closed" else []),
+    ]
 
 
 def _encode_case(case: Case) -> str:
@@ -54,7 +64,7 @@ def _decode_case(row: asyncpg.Record) -> Case:
     return case
 
 
-class PgRepositories(PgRefunds, PgWorkflows, PgPhotos, PgFinance, PgMail):
+class PgRepositories(PgRefunds, PgWorkflows, PgPhotos, PgFinance, PgMail, PgLabels):
     def __init__(self, conn: asyncpg.Connection) -> None:
         self.conn = conn
 
@@ -352,6 +362,9 @@ class PgRepositories(PgRefunds, PgWorkflows, PgPhotos, PgFinance, PgMail):
                 " AND r.retried_by IS NULL)",
                 filters.attention,
             )
+
+        if filters.delivered is not None:
+            add("${n} = (state = 'in_transit' AND doc->>'delivered_at' IS NOT NULL)", filters.delivered)
 
         if sort == "sla_due_at":
             key, order = "COALESCE(sla_due_at, '9999-12-31 00:00:00+00')", "ASC"

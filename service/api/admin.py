@@ -76,6 +76,7 @@ class AgentController(Controller):
         flagged: bool | None = None,
         q: Annotated[str | None, Parameter(max_length=200)] = None,
         attention: bool | None = None,
+        delivered: bool | None = None,
         sort: Literal["sla_due_at", "created_at"] = "sla_due_at",
         limit: Limit = 20,
         cursor: str | None = None,
@@ -83,9 +84,11 @@ class AgentController(Controller):
         """The work queue, soonest SLA first by default. ``q`` finds a case by its id, its order id,
         its customer's id or e-mail (exact, e-mail in any case); ``attention=true`` keeps the cases
         whose refund failed, was canceled or waits for the customer and was not retried yet (the
-        console lists them first)."""
+        console lists them first); ``delivered=true`` the cases whose parcel the carrier delivered
+        to the warehouse and nobody received yet (the receive queue)."""
         filters = CaseFilter(
-            state=case_state, type=type, assignee=assignee, reason=reason, flagged=flagged, q=q, attention=attention
+            state=case_state, type=type, assignee=assignee, reason=reason, flagged=flagged, q=q, attention=attention,
+            delivered=delivered,
         )
         sort_key = "sla_due_at" if sort == "sla_due_at" else "created"
         return await services.cases.list_cases(

@@ -36,6 +36,12 @@ from service.api.finance import FinanceController
 from service.api.health import live, metrics, ready
 from service.api.http import case_etag, document_case_etags
 from service.api.links import document_links
+from service.api.labels import (
+    AgentLabelController,
+    ShippingSettingsController,
+    StorefrontLabelController,
+    easypost_webhook,
+)
 from service.api.photos import PhotoController
 from service.api.portal import create_portal_link, request_portal_link
 from service.api.portal_pages import portal_asset, portal_messages, portal_page
@@ -165,7 +171,11 @@ def create_app(open_services: Callable[[], AbstractAsyncContextManager[Services]
             RefundController,
             WebhookController,
             FinanceController,
+            StorefrontLabelController,
+            AgentLabelController,
+            ShippingSettingsController,
             stripe_webhook,
+            easypost_webhook,
             create_portal_link,
             request_portal_link,
             root,

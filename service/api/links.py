@@ -47,6 +47,8 @@ OTHER_LINKS = {  # (source, status) → target → parameters
 }
 
 
+# operations on what only some cases have (a bought return label): a link never leads to a 404
+NOT_ON_EVERY_CASE = frozenset({"getLabel", "agentGetLabel"})
 # lists whose first item is a case or a refund
 LIST_SOURCES = {"listCases": "case", "agentQueue": "case", "listRefunds": "refund"}
 
@@ -66,7 +68,7 @@ def document_links(document: OpenAPI) -> None:
     """Add the links above to the document's responses (only where both operations exist)."""
     operations = _operations(document)
     case_actions = {op_id: {"case_id": CASE_ID} for op_id, (path, _) in operations.items()
-                    if path.count("{") == 1 and "{case_id}" in path}
+                    if path.count("{") == 1 and "{case_id}" in path and op_id not in NOT_ON_EVERY_CASE}
     links: dict[tuple[str, str], dict[str, dict[str, str]]] = dict(OTHER_LINKS)
     for source, status in CASE_SOURCES.items():
         links[(source, status)] = {**case_actions, **CASE_CHILDREN}

@@ -3,6 +3,7 @@ number and e-mail (public, rate-limited, answering the same whether or not the o
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any
 
 from litestar import Request, Response, post
@@ -28,6 +29,16 @@ def _base(request: Request[Any, Any, Any], services: Services) -> str:
     return services.settings.public_url or str(request.base_url)
 
 
+def _client_key(request: Request[Any, Any, Any]) -> str:
+    """The caller's address for the limit: an IPv6 caller's /64, which one subscriber holds whole."""
+    host = request.client.host if request.client else "unknown"
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    return str(ipaddress.ip_network(f"{address}/64", strict=False)) if address.version == 6 else host
+
+
 @post("/v1/portal-links", operation_id="createPortalLink", guards=[roles("storefront")], tags=["storefront"])
 async def create_portal_link(request: Request[Any, Any, Any], services: Services, data: PortalLinkIn) -> PortalLinkView:
     """A signed, expiring link to the returns portal for one order of its customer; the token is
@@ -42,10 +53,9 @@ async def request_portal_link(
     """Public: e-mail the order's customer a portal link. The same 202 whether or not the order
     exists or the e-mail matches; the lookup runs after the answer. 429 ``rate_limited`` past the
     limits per client address and per merchant and e-mail."""
-    client = request.client.host if request.client else "unknown"
-    wait = services.portal.by_ip.take(client) or services.portal.by_email.take(f"{data.merchant}\n{data.email.lower()}")
+    wait = services.portal.by_ip.take(_client_key(request)) or services.portal.by_email.take(f"{data.merchant}\n{data.email.lower()}")
     if wait is not None:
         limited = problem(429, "rate_limited", "too many lookups; try again later", headers={"Retry-After": str(wait)})
         return limited  # type: ignore[return-value]  # a problem+json answer, documented as the 429
-    task = BackgroundTask(services.portal.lookup, data, _base(request, services))
+    task = BackgroundTask(services.portal.lookup, data)
     return Response(ACCEPTED, status_code=202, background=task)

@@ -179,10 +179,10 @@ def document_public_operations(document: OpenAPI, public_paths: list[str]) -> No
 
 # What each error status means, as the document says it (every one is a problem+json answer)
 ERROR_STATUSES = {
-    400: "`invalid_signature` or `invalid_event`: a Stripe event that does not verify or cannot be read",
+    400: "`invalid_signature` or `invalid_event`: a Stripe or EasyPost event that does not verify or cannot be read",
     401: "`unauthorized`: no API key, or one that is unknown or revoked (or a portal link's token that expired or was altered)",
     403: "`forbidden`: the key's role may not do this (or the setting is the operator's)",
-    404: "`not_found`: no such thing for this merchant",
+    404: "`not_found`: no such thing for this merchant; `label_not_ready`: the case has no return label (yet)",
     409: "a conflict with what is stored: `invalid_transition` (the case's state does not allow the action), "
     "`idempotency_conflict`, `order_locked`, `refund_already_retried`, `gateway_account_taken`",
     412: "`version_conflict`: the case is no longer at the version `If-Match` names; nothing changed",
@@ -204,6 +204,7 @@ EXTRA_STATUSES = {
     "rotateWebhookSecret": {404},  # no endpoint yet
     "uploadPhoto": {415},  # not a photo, or not multipart
     "stripeWebhook": {400, 413, 503},  # bad signature or event; webhooks not configured
+    "easypostWebhook": {400, 404, 413},  # bad signature or event; EasyPost not configured
     "reconcile": {502},  # gateway_error (its 503 is every keyed operation's)
     "createPortalLink": {404},  # no such order of that customer
     "requestPortalLink": {429},  # rate_limited

@@ -350,8 +350,9 @@ function outcome(o) {
   const item = el("li", null, { "data-rule": o.rule });
   item.append(el("strong", t(`rules.${o.rule}`)), " ",
     el("span", o.overridden_by ? t("results.overridden") : t(`results.${o.result}`), { class: `result-${o.overridden_by ? "pass" : o.result}` }));
-  if (o.detail) {
-    const [text, language] = ruleDetail(o.detail);
+  const detail = o.agent_detail || o.detail;  // agents read the fuller reason (the customer's history)
+  if (detail) {
+    const [text, language] = ruleDetail(detail);
     item.append(" — ", el("span", text, { lang: language, class: "detail" }));
   }
   if (o.override_reason) item.append(" — ", el("em", o.override_reason));

@@ -216,6 +216,13 @@ EXAMPLES: dict[str, Any] = {
     "putWebhookEndpoint": {"url": "https://shop.example/hooks", "secret": "s" * 32, "enabled": True},
     "putGatewayAccount": {"account": "acct_123"},
     "putMailSettings": {"sender_name": "Shop", "reply_to": "help@shop.example", "default_language": "zh-CN", "return_address": "1 Return Rd"},
+    "putShippingSettings": {
+        "label_buyer": "merchant",
+        "return_address": {"name": "Shop", "street1": "Dock 1", "city": "Hamburg", "zip": "20095", "country": "DE"},
+        "default_parcel": {"weight_g": 900, "length_mm": 300, "width_mm": 200, "height_mm": 100},
+        "parcels": {"apparel": {"weight_g": 400}},
+        "carrier_preferences": {"carriers": ["Simulated Post"], "services": ["Ground"], "prefer": "cheapest"},
+    },
     "reconcile": {"from": AT, "to": datetime.now(UTC).isoformat()},
     "createPortalLink": {"order_id": "{order_id}", "customer_id": "cus_1", "language": "en", "expires_in_minutes": 60},
     "requestPortalLink": {"merchant": "m_1", "order_id": "{order_id}", "email": "a@example.com"},

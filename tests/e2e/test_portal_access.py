@@ -8,16 +8,18 @@ import asyncio
 import statistics
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import asyncpg
 import httpx
 import pytest
 
-from service.config import Settings
+from service.config import LOCAL_URL, Settings
 from service.portal import Claims, sign
 from tests.support.database import fresh_database
 from tests.support.images import encode, photo
+from tests.support.mails import eml_mails, link_token, portal_links
 from tests.support.server import serve
 from tests.support.tenants import Tenant, order_body
 from tests.support.waiting import eventually
@@ -28,29 +30,31 @@ PER_IP = 8
 
 
 @pytest.fixture(scope="module")
-def portal_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+def portal_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, Path]]:
+    """The service's URL, its database's and its data folder (where its e-mails are written)."""
     from service.bootstrap import build_app
 
+    data_dir = tmp_path_factory.mktemp("portal")
     with fresh_database() as database_url:
         settings = Settings(
-            database_url=database_url, data_dir=tmp_path_factory.mktemp("portal"), log_format="json",
+            database_url=database_url, data_dir=data_dir, log_format="json",
             worker_idle_seconds=0.05, portal_secrets=(SECRET, "an-older-secret"),
             portal_lookups_per_ip=PER_IP, portal_lookups_per_email=PER_EMAIL,
         )
         with serve(build_app(settings)) as url:
-            yield url, database_url
+            yield url, database_url, data_dir
 
 
 @pytest.fixture
-def shop(portal_service: tuple[str, str]) -> Iterator[Tenant]:
-    tenant = Tenant(*portal_service)
+def shop(portal_service: tuple[str, str, Path]) -> Iterator[Tenant]:
+    tenant = Tenant(*portal_service[:2])
     yield tenant
     tenant.close()
 
 
 @pytest.fixture
-def other_shop(portal_service: tuple[str, str]) -> Iterator[Tenant]:
-    tenant = Tenant(*portal_service)
+def other_shop(portal_service: tuple[str, str, Path]) -> Iterator[Tenant]:
+    tenant = Tenant(*portal_service[:2])
     yield tenant
     tenant.close()
 
@@ -211,7 +215,7 @@ def _outbox_links(database_url: str, merchant_id: str) -> list[dict[str, Any]]:
     return asyncio.run(read())
 
 
-def test_lookup_answers_alike_and_records_a_link(shop: Tenant, portal_service: tuple[str, str]) -> None:
+def test_lookup_answers_alike_and_records_a_link(shop: Tenant, portal_service: tuple[str, str, Path]) -> None:
     order_id = _order(shop, email="Lookup@Example.com")
     public = _public(shop.base_url, "127.0.0.2")
     asks = {
@@ -230,7 +234,12 @@ def test_lookup_answers_alike_and_records_a_link(shop: Tenant, portal_service: t
     assert max(timings.values()) < 0.5  # the lookup runs after the answer
     links = eventually(lambda: _outbox_links(portal_service[1], shop.merchant_id))
     assert len(links) == 1 and links[0]["order_id"] == order_id and links[0]["email"] == "Lookup@Example.com"
-    token = links[0]["url"].split("#t=")[1]
+    assert "url" not in links[0], "no live credential at rest, nor in the merchant's webhook"
+    [mail] = eventually(lambda: eml_mails(portal_service[2], "portal_link"))
+    assert mail["To"] == "Lookup@Example.com"
+    [link] = portal_links(mail)
+    assert link.startswith(LOCAL_URL + "/portal#t=")  # the configured public URL (here the default)
+    token = link_token(link)
     with _customer(shop, token) as customer:
         assert customer.get(f"/v1/orders/{order_id}").status_code == 200
     public.close()
@@ -250,7 +259,7 @@ def test_lookup_timing_does_not_tell(shop: Tenant) -> None:
     assert abs(statistics.median(samples["exists"]) - statistics.median(samples["missing"])) < 0.05
 
 
-def test_lookup_is_rate_limited(portal_service: tuple[str, str]) -> None:
+def test_lookup_is_rate_limited(portal_service: tuple[str, str, Path]) -> None:
     public = _public(portal_service[0], "127.0.0.4")
     body = {"merchant": "m_any", "order_id": "o_any", "email": "same@example.com"}
     answers = [public.post("/v1/portal-sessions", json=body) for _ in range(PER_EMAIL + 1)]

@@ -339,8 +339,7 @@ async def test_the_order_lookups_link_is_mailed_in_the_customers_language(world:
     await m.put_settings(MERCHANT, MailSettingsIn(sender_name="Shop Li", default_language="zh-CN"))
     await _order(world, "o_lookup")  # no language of their own: the merchant's default
     await m.portal.lookup(
-        msgspec.convert({"merchant": MERCHANT, "order_id": "o_lookup", "email": "O_LOOKUP@example.com"}, PortalSessionIn),
-        PORTAL,
+        msgspec.convert({"merchant": MERCHANT, "order_id": "o_lookup", "email": "O_LOOKUP@example.com"}, PortalSessionIn)
     )
     await asyncio.gather(*(worker(world, SmtpTransport(url)).run_once() for _ in range(2)))
 

@@ -12,6 +12,8 @@ from contextlib import contextmanager
 import uvicorn
 from litestar import Litestar
 
+from service.config import http_server_options
+
 
 def free_port() -> int:
     """A port nothing listens on now: for a service that must know its own address before it
@@ -23,7 +25,8 @@ def free_port() -> int:
 
 @contextmanager
 def serve(app: Litestar, port: int = 0) -> Iterator[str]:
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    options = http_server_options(None)  # as `returns serve` without RETURNS_TRUSTED_PROXIES
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", **options))
     thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
     thread.start()
     deadline = time.monotonic() + 30

@@ -1,0 +1,97 @@
+"""Return labels over HTTP: the label's file for the storefront, the customer's portal and the
+console; the merchant's shipping settings; the carrier's tracking webhook."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import structlog
+from litestar import Controller, Request, Response, get, post, put
+
+from service.api.auth import roles
+from service.api.http import BINARY, PathId, documented, principal_of
+from service.api.problems import problem
+from service.container import Services
+from service.dto import ShippingSettingsIn
+from service.ports import InvalidWebhook
+
+log = structlog.get_logger()
+
+LabelFormat = Literal["pdf", "png", "qr"]
+LABEL_ANSWER = documented(answers={"200": {"application/pdf": BINARY, "image/png": BINARY}})
+
+
+async def _label(request: Request[Any, Any, Any], services: Services, case_id: str, fmt: LabelFormat) -> Response[bytes]:
+    data, media_type = await services.labels.label_file(principal_of(request), case_id, fmt)
+    name = f"{case_id}-label{'-qr' if fmt == 'qr' else ''}.{'pdf' if fmt == 'pdf' else 'png'}"
+    return Response(
+        data,
+        media_type=media_type,
+        headers={"Cache-Control": "private, max-age=3600", "Content-Disposition": f'inline; filename="{name}"'},
+    )
+
+
+class StorefrontLabelController(Controller):
+    path = "/v1/cases/{case_id:str}/label"
+    tags = ("labels",)
+
+    @get(
+        "/", operation_id="getLabel", guards=[roles("storefront")], opt={"customer": True}, media_type="application/pdf",
+        operation_class=LABEL_ANSWER,
+    )
+    async def label(
+        self, request: Request[Any, Any, Any], services: Services, case_id: PathId, format: LabelFormat = "pdf"
+    ) -> Response[bytes]:
+        """The case's return label to print (``pdf``, the default, or ``png``), or its QR code to
+        show at a drop-off point (``qr``, a PNG). 404 ``label_not_ready`` while none is bought."""
+        return await _label(request, services, case_id, format)
+
+
+class AgentLabelController(Controller):
+    path = "/admin/v1/cases/{case_id:str}/label"
+    guards = (roles("agent"),)
+    tags = ("labels",)
+
+    @get("/", operation_id="agentGetLabel", media_type="application/pdf", operation_class=LABEL_ANSWER)
+    async def label(
+        self, request: Request[Any, Any, Any], services: Services, case_id: PathId, format: LabelFormat = "pdf"
+    ) -> Response[bytes]:
+        """The case's return label, as the storefront gets it."""
+        return await _label(request, services, case_id, format)
+
+
+class ShippingSettingsController(Controller):
+    path = "/admin/v1/shipping-settings"
+    tags = ("settings",)
+
+    @get("/", operation_id="getShippingSettings", guards=[roles("agent")])
+    async def settings(self, request: Request[Any, Any, Any], services: Services) -> ShippingSettingsIn:
+        """The merchant's return shipping (defaults until set: no return address, so no labels)."""
+        return await services.labels.settings(principal_of(request).merchant_id)
+
+    @put("/", operation_id="putShippingSettings", guards=[roles("admin")], status_code=200)
+    async def put_settings(
+        self, request: Request[Any, Any, Any], services: Services, data: ShippingSettingsIn
+    ) -> ShippingSettingsIn:
+        """Who buys return labels, the address they go to, parcels per product category, and the
+        carriers and services allowed (the cheapest or the fastest of them is bought). Replaces
+        the whole settings. Labels already bought or pending keep what they were planned with."""
+        return await services.labels.put_settings(principal_of(request).merchant_id, data)
+
+
+@post("/webhooks/easypost", operation_id="easypostWebhook", tags=["webhooks"], status_code=200)
+async def easypost_webhook(request: Request[Any, Any, Any], services: Services) -> Response[Any]:
+    """EasyPost's tracker events, verified on the raw body. A repeat answers 200 and changes
+    nothing; a bad signature answers 400 ``invalid_signature`` (an unreadable signed body
+    ``invalid_event``) and changes nothing. Where EasyPost is not the carrier, there is no such
+    webhook: 404 ``not_found`` (not a 5xx, which EasyPost would keep retrying)."""
+    webhook = services.carrier_webhook
+    if webhook is None:
+        return problem(404, "not_found", "no EasyPost webhook here: EasyPost is not this service's carrier")
+    try:
+        events = webhook.verify(await request.body(), dict(request.headers), services.cases.clock())
+    except InvalidWebhook as exc:
+        log.warning("carrier_webhook_refused", code=exc.code, reason=str(exc))
+        return problem(400, exc.code, str(exc))
+    new = await services.tracking.ingest(events)
+    return Response({"received": True, "duplicate": bool(events) and new == 0}, status_code=200)

@@ -1,0 +1,365 @@
+"""Return labels: planned on approval, bought once by the worker, served to the customer.
+
+- **Planned in the approval's transaction** (``plan_label``): a case whose item comes back (not
+  kept, the merchant buys labels, a return address is set and the order carries the customer's
+  address) gets one ``pending`` label row (unique per case), with what it is for fixed then:
+  from, to, the parcel (``parcel_for``) and the carrier preferences. No settings, or no address:
+  no label, and the case goes on as before (the customer ships it and reports the parcel).
+- **Bought once by the worker** (``LabelService.run_once``): labels are claimed with a lease
+  (``FOR UPDATE SKIP LOCKED``), so any number of workers may run. The carrier's shipment id is
+  stored before buying; a label claimed again (the worker died, the answer was lost) asks the
+  carrier for that shipment, which says whether it was bought, so nothing is bought twice. A
+  carrier that is down is tried again with backoff; one that refuses fails the label, and the
+  case goes on without one.
+- **Only while the case waits for the item**: a label is bought only for a case still
+  ``approved``. A case received, reported shipped or cancelled before that gets none
+  (``cancelled``), and its money keeps the policy's flat ``label_cost``.
+- **The real cost in the money**: once bought, the label's amount replaces the policy's
+  ``label_cost`` (``CaseService.price_label``); the policy still decides who pays it.
+- **Voided when not used**: cancelling a case with a label not yet scanned asks for a void
+  (``release_label``); the worker voids it at the carrier and the cost is given back (the
+  label's cost in the money becomes 0). A label bought while its case was cancelled is voided too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+import msgspec
+import structlog
+
+from domain.cases import SYSTEM, Actor, Case, CaseState
+from domain.errors import InvalidRequest, LabelNotReady
+from domain.orders import Order
+from service.dto import ShippingSettingsIn
+from service.ids import new_id
+from service.ports import (
+    BlobStore,
+    BoughtLabel,
+    Carrier,
+    CarrierError,
+    CarrierPreferences,
+    CarrierRate,
+    Database,
+    LabelRequest,
+    Parcel,
+    Principal,
+    Repositories,
+    ReturnLabel,
+    ShippingSettings,
+    VersionConflict,
+)
+
+if TYPE_CHECKING:
+    from service.cases import CaseService
+
+log = structlog.get_logger()
+
+LABEL_FORMATS = {"pdf": "application/pdf", "png": "image/png", "qr": "image/png"}
+# a case past these no longer waits for its parcel: a label not bought by then is not needed
+WAITING_FOR_ITEM = frozenset({CaseState.APPROVED})
+# a label bought for a case in these states is used (or may be): it stays bought
+LABEL_IN_USE = frozenset({CaseState.APPROVED, CaseState.IN_TRANSIT})
+UNSCANNED = (None, "pre_transit")
+
+
+def carrier_actor(carrier_name: str) -> Actor:
+    """Who the audit trail names for what a carrier did (bought, scanned, delivered)."""
+    return Actor(id=f"carrier:{carrier_name}", role="carrier")
+
+
+def parcel_for(settings: ShippingSettings, order: Order, case: Case) -> Parcel:
+    """The box: the weight of every item coming back by its product category's parcel (else the
+    default), in the size of the largest one."""
+    parcels = []
+    for item in case.items:
+        line = order.line(item.line_id)
+        category = line.category if line else None
+        parcels.append((settings.parcels.get(category or "", settings.default_parcel), item.quantity))
+    largest = max((parcel for parcel, _ in parcels), key=lambda p: p.weight_g, default=settings.default_parcel)
+    return msgspec.structs.replace(largest, weight_g=max(sum(p.weight_g * n for p, n in parcels), 1))
+
+
+async def plan_label(repos: Repositories, case: Case, order: Order, carrier_name: str, at: datetime) -> ReturnLabel | None:
+    """A ``pending`` label for an approved case whose item comes back, in the approval's
+    transaction; None when no label is bought for it (see the module's docstring)."""
+    if case.state != CaseState.APPROVED or case.decision.keep_item or order.shipping_address is None:
+        return None
+    settings = await repos.shipping_settings(case.merchant_id)
+    if settings is None or settings.label_buyer != "merchant" or settings.return_address is None:
+        return None
+    label = ReturnLabel(
+        merchant_id=case.merchant_id,
+        id=new_id("lbl"),
+        case_id=case.id,
+        carrier_name=carrier_name,
+        status="pending",
+        request=LabelRequest(
+            from_address=order.shipping_address,
+            to_address=settings.return_address,
+            parcel=parcel_for(settings, order, case),
+            preferences=settings.carrier_preferences,
+        ),
+        created_at=at,
+    )
+    if not await repos.add_label(label):
+        return None
+    case.record("label_requested", SYSTEM, at, {"label_id": label.id, "carrier": carrier_name})
+    return label
+
+
+async def release_label(repos: Repositories, case: Case, at: datetime) -> None:
+    """The case no longer needs its label (cancelled): one not bought is dropped, one bought and
+    not scanned is voided by the worker. One already on its way stays: it is in use."""
+    label = await repos.get_case_label(case.merchant_id, case.id, for_update=True)
+    if label is None or label.status not in ("pending", "bought") or label.scan_status not in UNSCANNED:
+        return
+    # a shipment may have been bought by a worker that has not recorded it yet: the void finds out
+    unbought = label.status == "pending" and label.shipment_id is None
+    await repos.update_label(msgspec.structs.replace(label, status="cancelled" if unbought else "void_requested"))
+
+
+def choose_rate(rates: list[CarrierRate], preferences: CarrierPreferences) -> CarrierRate | None:
+    """The rate the merchant's preferences pick: of the allowed carriers and services, the
+    cheapest, or the fastest (the cheapest of those); None when none is allowed."""
+    allowed = [
+        rate
+        for rate in rates
+        if (not preferences.carriers or rate.carrier in preferences.carriers)
+        and (not preferences.services or rate.service in preferences.services)
+    ]
+    if not allowed:
+        return None
+    if preferences.prefer == "fastest":
+        return min(allowed, key=lambda r: (r.delivery_days if r.delivery_days is not None else 999, r.amount, r.rate_id))
+    return min(allowed, key=lambda r: (r.amount, r.rate_id))
+
+
+class LabelService:
+    def __init__(
+        self,
+        db: Database,
+        carrier: Carrier,
+        blobs: BlobStore,
+        cases: CaseService,
+        clock: Callable[[], datetime],
+        *,
+        lease: timedelta = timedelta(seconds=60),
+        first_backoff: timedelta = timedelta(seconds=5),
+        max_backoff: timedelta = timedelta(hours=1),
+        max_attempts: int = 20,
+    ) -> None:
+        self.db = db
+        self.carrier = carrier
+        self.blobs = blobs
+        self.cases = cases
+        self.clock = clock
+        self.lease = lease
+        self.first_backoff = first_backoff
+        self.max_backoff = max_backoff
+        self.max_attempts = max_attempts
+
+    # ----------------------------------------------------------------- settings
+
+    async def settings(self, merchant_id: str) -> ShippingSettingsIn:
+        """The merchant's shipping settings; the defaults (no return address: no labels) until set."""
+        async with self.db.reading() as repos:
+            stored = await repos.shipping_settings(merchant_id)
+        return msgspec.convert(msgspec.to_builtins(stored), ShippingSettingsIn) if stored else ShippingSettingsIn()
+
+    async def put_settings(self, merchant_id: str, body: ShippingSettingsIn) -> ShippingSettingsIn:
+        errors = []
+        if body.label_buyer == "merchant" and body.return_address is None:
+            errors.append({"field": "return_address", "message": "required when the merchant buys the labels"})
+        parcels = {"default_parcel": body.default_parcel, **{f"parcels.{c}": p for c, p in body.parcels.items()}}
+        for field, parcel in parcels.items():
+            sizes = (parcel.length_mm, parcel.width_mm, parcel.height_mm)
+            if any(size is None for size in sizes) and any(size is not None for size in sizes):
+                errors.append({"field": field, "message": "give length_mm, width_mm and height_mm, or none of them"})
+        if errors:
+            raise InvalidRequest("the shipping settings are not valid", errors)
+        async with self.db.transaction() as repos:
+            await repos.put_shipping_settings(
+                merchant_id, msgspec.convert(msgspec.to_builtins(body), ShippingSettings), self.clock()
+            )
+        return body
+
+    # ----------------------------------------------------------------- serving
+
+    async def label_file(self, principal: Principal, case_id: str, fmt: str) -> tuple[bytes, str]:
+        """The label as PDF, PNG or its QR code, for whoever may see the case."""
+        from service.cases import case_for
+
+        async with self.db.reading() as repos:
+            case = await case_for(repos, principal, case_id)
+            label = await repos.get_case_label(case.merchant_id, case.id)
+        key = {"pdf": label.pdf_key, "png": label.png_key, "qr": label.qr_key}[fmt] if label else None
+        if label is None or label.status != "bought" or key is None:
+            raise LabelNotReady(f"case {case_id} has no {fmt} label" + (f" ({label.status})" if label else ""))
+        return await self.blobs.get(key), LABEL_FORMATS[fmt]
+
+    # ----------------------------------------------------------------- the worker
+
+    async def run_once(self, limit: int = 20) -> int:
+        """Due labels bought or voided; answers how many were worked on."""
+        async with self.db.transaction() as repos:
+            labels = await repos.claim_due_labels(self.clock(), self.lease, limit)
+        for label in labels:
+            try:
+                if label.status == "void_requested":
+                    await self._void(label)
+                else:
+                    await self._buy(label)
+            except CarrierError as error:
+                await self._carrier_failed(label, error)
+            except Exception as error:  # one label's surprise never stops the others
+                log.exception("label_failed", label_id=label.id, case_id=label.case_id, merchant_id=label.merchant_id)
+                await self._postpone(label, f"{type(error).__name__}: {error}")
+        return len(labels)
+
+    async def _buy(self, label: ReturnLabel) -> None:
+        if label.shipment_id is None:
+            if not await self._still_wanted(label):
+                return
+            request = label.request
+            shipment = await self.carrier.create_shipment(
+                from_address=request.from_address, to_address=request.to_address, parcel=request.parcel, reference=label.id
+            )
+            async with self.db.transaction() as repos:
+                stored = await repos.set_label_shipment(label.merchant_id, label.id, shipment.shipment_id)
+            if stored != shipment.shipment_id:  # a worker that took over our lease was first: its shipment
+                shipment = await self.carrier.get_shipment(stored)
+        else:
+            shipment = await self.carrier.get_shipment(label.shipment_id)
+        bought = shipment.label
+        if bought is None:
+            if not await self._still_wanted(label):
+                return
+            rate = choose_rate(shipment.rates, label.request.preferences)
+            if rate is None:
+                await self._give_up(label, "no rate fits the merchant's carrier preferences")
+                return
+            bought = await self.carrier.buy(shipment.shipment_id, rate.rate_id)
+        await self._record_purchase(label, bought)
+
+    async def _still_wanted(self, label: ReturnLabel) -> bool:
+        """Before anything is bought: the label is still pending and its case still waits for the
+        item. Otherwise the label is dropped (``cancelled``) and False."""
+        async with self.db.transaction() as repos:
+            current = await repos.get_case_label(label.merchant_id, label.case_id, for_update=True)
+            case = await repos.get_case(label.merchant_id, label.case_id)
+            if current is not None and current.status == "pending" and case.state in WAITING_FOR_ITEM:
+                return True
+            if current is not None and current.status in ("pending", "void_requested"):
+                await repos.update_label(msgspec.structs.replace(current, status="cancelled"))
+            return False
+
+    async def _record_purchase(self, label: ReturnLabel, bought: BoughtLabel) -> None:
+        """The label's files stored, then the purchase and its cost recorded on the case in one
+        transaction. A case that stopped waiting for the item meanwhile gets it voided instead."""
+        keys = await self._store_files(label, bought)
+        for attempt in range(3):
+            try:
+                async with self.db.transaction() as repos:
+                    current = await repos.get_case_label(label.merchant_id, label.case_id, for_update=True)
+                    if current is None or current.status == "bought" or current.bought_at is not None:
+                        return  # recorded by another worker
+                    case = await repos.get_case(label.merchant_id, label.case_id)
+                    loaded_version = case.version
+                    in_use = current.status == "pending" and case.state in LABEL_IN_USE
+                    at = self.clock()
+                    recorded = msgspec.structs.replace(
+                        current,
+                        status="bought" if in_use else "void_requested",
+                        shipment_id=bought.shipment_id,
+                        carrier=bought.carrier,
+                        service=bought.service,
+                        tracking_code=bought.tracking_code,
+                        tracker_id=bought.tracker_id,
+                        amount=bought.amount,
+                        currency=bought.currency,
+                        last_error=None,
+                        bought_at=at,
+                        **keys,
+                    )
+                    await repos.update_label(recorded)
+                    if in_use:
+                        await self.cases.price_label(
+                            repos, case, bought.amount, bought.currency, carrier_actor(label.carrier_name), at,
+                            "label_ready",
+                            {"label_id": label.id, "carrier": bought.carrier, "service": bought.service,
+                             "tracking_code": bought.tracking_code},
+                        )
+                        await repos.save_case(case, loaded_version)
+                return
+            except VersionConflict:
+                if attempt == 2:
+                    raise
+
+    async def _store_files(self, label: ReturnLabel, bought: BoughtLabel) -> dict[str, str | None]:
+        """Under keys made from the label's id: storing again (a retry) writes the same blobs."""
+        base = f"labels/{label.merchant_id}/{label.id}"
+        await self.blobs.put(f"{base}.pdf", bought.pdf, LABEL_FORMATS["pdf"])
+        await self.blobs.put(f"{base}.png", bought.png, LABEL_FORMATS["png"])
+        if bought.qr_png is not None:
+            await self.blobs.put(f"{base}.qr.png", bought.qr_png, LABEL_FORMATS["qr"])
+        return {"pdf_key": f"{base}.pdf", "png_key": f"{base}.png", "qr_key": f"{base}.qr.png" if bought.qr_png else None}
+
+    async def _void(self, label: ReturnLabel) -> None:
+        """Void at the carrier what was bought; a voided label's cost is given back on its case."""
+        shipment = await self.carrier.get_shipment(label.shipment_id) if label.shipment_id else None
+        if shipment is None or shipment.label is None:
+            async with self.db.transaction() as repos:
+                await repos.update_label(msgspec.structs.replace(label, status="cancelled"))
+            return
+        accepted = await self.carrier.void(shipment.shipment_id)
+        for attempt in range(3):
+            try:
+                async with self.db.transaction() as repos:
+                    current = await repos.get_case_label(label.merchant_id, label.case_id, for_update=True)
+                    if current is None or current.status != "void_requested":
+                        return
+                    at = self.clock()
+                    if not accepted:
+                        refused = "the carrier would not void the label (already scanned?)"
+                        await repos.update_label(msgspec.structs.replace(current, status="bought", last_error=refused))
+                        return
+                    await repos.update_label(msgspec.structs.replace(current, status="voided", voided_at=at))
+                    if current.amount is not None and current.currency is not None:
+                        case = await repos.get_case(label.merchant_id, label.case_id)
+                        loaded_version = case.version
+                        await self.cases.price_label(
+                            repos, case, 0, current.currency, carrier_actor(label.carrier_name), at,
+                            "label_voided", {"label_id": label.id, "refunded_amount": current.amount},
+                        )
+                        await repos.save_case(case, loaded_version)
+                return
+            except VersionConflict:
+                if attempt == 2:
+                    raise
+
+    async def _carrier_failed(self, label: ReturnLabel, error: CarrierError) -> None:
+        log.warning("label_carrier_error", label_id=label.id, merchant_id=label.merchant_id, code=error.code,
+                    retryable=error.retryable)
+        if error.retryable:
+            await self._postpone(label, f"{error.code or 'carrier_error'}: {error}")
+        else:
+            await self._give_up(label, f"{error.code or 'carrier_error'}: {error}")
+
+    async def _postpone(self, label: ReturnLabel, error: str) -> None:
+        if label.attempts >= self.max_attempts:
+            await self._give_up(label, f"gave up after {label.attempts} attempts; last: {error}")
+            return
+        wait = min(self.first_backoff * 2 ** max(label.attempts - 1, 0), self.max_backoff)
+        async with self.db.transaction() as repos:
+            await repos.postpone_label(label.merchant_id, label.id, self.clock() + wait, error)
+
+    async def _give_up(self, label: ReturnLabel, error: str) -> None:
+        """No label for this case (a void that cannot be done leaves the label bought)."""
+        status = "bought" if label.status == "void_requested" else "failed"
+        async with self.db.transaction() as repos:
+            current = await repos.get_case_label(label.merchant_id, label.case_id, for_update=True)
+            if current is not None and current.status == label.status:
+                await repos.update_label(msgspec.structs.replace(current, status=status, last_error=error[:1000]))

@@ -1,0 +1,315 @@
+"""Return labels with the simulated carrier, over HTTP against a running service whose worker
+buys them and whose carrier scans them within seconds: approve → the label bought once (also
+when 20 agents approve at once) → its PDF, PNG and QR code downloadable → scans → ``in_transit``
+→ delivered (the receive queue) → received → the refund paid, the customer's share of the REAL
+rate deducted. Tenancy: another merchant's case and another order's customer see no label. The
+carrier's webhook route: a signature moved onto another body is 400 and changes nothing, a
+replay is a duplicate, late scans never move a case back."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import io
+import secrets
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import msgspec
+import pypdf
+import pytest
+
+from adapters.carriers.simulated import SimulatedCarrier
+from service.config import Settings
+from service.ports import InvalidWebhook, TrackingEvent
+from tests.support.database import fresh_database
+from tests.support.server import serve
+from tests.support.tenants import Tenant
+from tests.support.waiting import eventually
+
+RETURN_ADDRESS = {"name": "Shop Returns", "street1": "Lagerstr. 1", "city": "Hamburg", "zip": "20095", "country": "DE"}
+CUSTOMER_ADDRESS = {"name": "Ann Lee", "street1": "Rue de Rivoli 5", "city": "Paris", "zip": "75001", "country": "FR"}
+SETTINGS = {
+    "label_buyer": "merchant",
+    "return_address": RETURN_ADDRESS,
+    "default_parcel": {"weight_g": 800},
+    "parcels": {"apparel": {"weight_g": 400, "length_mm": 300, "width_mm": 200, "height_mm": 50}},
+    "carrier_preferences": {"prefer": "cheapest"},
+}
+
+
+@pytest.fixture(scope="module")
+def label_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    from service.bootstrap import build_app
+
+    with fresh_database() as database_url:
+        settings = Settings(
+            database_url=database_url, data_dir=tmp_path_factory.mktemp("labels"), log_format="json",
+            worker_idle_seconds=0.05, simulated_carrier_in_transit_seconds=1, simulated_carrier_delivered_seconds=2,
+            tracking_poll_after_seconds=0.2, label_first_backoff_seconds=0.2,
+        )
+        with serve(build_app(settings)) as url:
+            yield url, database_url
+
+
+@pytest.fixture
+def shop(label_service: tuple[str, str]) -> Iterator[Tenant]:
+    tenant = Tenant(*label_service)
+    assert tenant.admin.put("/admin/v1/shipping-settings", json=SETTINGS).status_code == 200
+    yield tenant
+    tenant.close()
+
+
+@pytest.fixture
+def other_shop(label_service: tuple[str, str]) -> Iterator[Tenant]:
+    tenant = Tenant(*label_service)
+    yield tenant
+    tenant.close()
+
+
+def purchases(database_url: str, reference: str) -> int:
+    async def count() -> int:
+        carrier = SimulatedCarrier(database_url)
+        try:
+            return await carrier.purchases(reference)
+        finally:
+            await carrier.close()
+
+    return asyncio.run(count())
+
+
+def label_id(shop: Tenant, case_id: str) -> str:
+    events = shop.agent.get(f"/admin/v1/cases/{case_id}/events").json()["items"]
+    return next(e["data"]["label_id"] for e in events if e["type"] == "label_requested")
+
+
+def bought(shop: Tenant, case_id: str) -> dict[str, Any]:
+    def probe() -> dict[str, Any] | None:
+        case = shop.storefront.get(f"/v1/cases/{case_id}").json()
+        return case if (case["label"] or {}).get("status") == "bought" else None
+
+    return eventually(probe)
+
+
+def test_approve_label_scans_receive_refund(shop: Tenant) -> None:
+    order = shop.put_order(shipping_address=CUSTOMER_ADDRESS)
+    case = shop.open_case(order["order_id"]).json()
+    assert case["state"] == "approved" and case["label"]["status"] == "pending"
+    flat = case["money"]["return_shipping"]["customer_share"]
+
+    case = bought(shop, case["id"])
+    label = case["label"]
+    # one t-shirt (apparel: 400 g, 30×20×5 cm, volume weight 600 g) FR → DE: abroad, Ground is the cheapest
+    assert (label["carrier"], label["service"], label["amount"], label["currency"]) == ("Simulated Post", "Ground", 980, "EUR")
+    assert case["money"]["return_shipping"]["customer_share"] == 980 != flat
+    assert case["money"]["refund_total"] == 1999 - 980
+    ready = [e for e in shop.agent.get(f"/admin/v1/cases/{case['id']}/events").json()["items"] if e["type"] == "label_ready"]
+    assert ready and ready[0]["actor_role"] == "carrier" and ready[0]["data"]["refund_total"] == {"before": 1999 - flat, "after": 1019}
+
+    pdf = shop.storefront.get(f"/v1/cases/{case['id']}/label")
+    assert pdf.status_code == 200 and pdf.headers["content-type"] == "application/pdf" and pdf.content.startswith(b"%PDF")
+    text = pypdf.PdfReader(io.BytesIO(pdf.content)).pages[0].extract_text()
+    assert label["tracking_code"] in text and "Shop Returns" in text and "Ann Lee" in text
+    png = shop.agent.get(f"/admin/v1/cases/{case['id']}/label", params={"format": "png"})
+    assert png.status_code == 200 and png.content.startswith(b"\x89PNG")
+    qr = shop.storefront.get(f"/v1/cases/{case['id']}/label", params={"format": "qr"})
+    assert qr.status_code == 200 and qr.content.startswith(b"\x89PNG") and qr.content != png.content
+    assert shop.storefront.get(f"/v1/cases/{case['id']}/label", params={"format": "gif"}).status_code == 422
+
+    in_transit = eventually(lambda: (c := shop.storefront.get(f"/v1/cases/{case['id']}").json())["state"] == "in_transit" and c)
+    assert in_transit["shipments"][0]["tracking_number"] == label["tracking_code"]
+    delivered = eventually(lambda: (c := shop.agent.get(f"/admin/v1/cases/{case['id']}").json())["delivered_at"] and c)
+    assert delivered["state"] == "in_transit", "delivered waits for an agent unless the policy lets the carrier receive"
+    queue = shop.agent.get("/admin/v1/cases", params={"delivered": "true"}).json()["items"]
+    assert [c["id"] for c in queue] == [case["id"]]
+    events = shop.agent.get(f"/admin/v1/cases/{case['id']}/events").json()["items"]
+    moved = [(e["type"], e["actor_role"]) for e in events if e["type"] in ("ship", "delivered")]
+    assert moved == [("ship", "carrier"), ("delivered", "carrier")]
+
+    received = shop.agent.post(
+        f"/admin/v1/cases/{case['id']}/receive", json={"items": [{"line_id": "l1", "quantity": 1, "condition": "as_new"}]}
+    )
+    assert received.status_code == 200, received.text
+    assert shop.agent.get("/admin/v1/cases", params={"delivered": "true"}).json()["items"] == []
+    refunded = eventually(lambda: (c := shop.storefront.get(f"/v1/cases/{case['id']}").json())["state"] == "closed" and c)
+    assert [(r["amount"], r["status"]) for r in refunded["refunds"]] == [(1999 - 980, "succeeded")]
+    assert purchases(shop.database_url, label_id(shop, case["id"])) == 1
+    told = {"label_ready", "in_transit", "delivered"}
+
+    def mails() -> list[str]:
+        return [m["kind"] for m in shop.agent.get(f"/admin/v1/cases/{case['id']}/mails").json()["items"]]
+
+    kinds = eventually(lambda: told <= set(kinds := mails()) and kinds)
+    assert sorted(kind for kind in kinds if kind in told) == sorted(told), "each once"
+
+
+def test_twenty_concurrent_approvals_buy_one_label(shop: Tenant) -> None:
+    # over the auto-approval amount: an agent approves; the customer is responsible, so pays the label
+    order = shop.put_order(
+        shipping_address=CUSTOMER_ADDRESS,
+        lines=[{"line_id": "l1", "sku": "TV", "title": "TV", "quantity": 1, "unit_price": 30000, "category": "tv"}],
+        payment={"gateway": "stripe", "reference": "pi_tv", "captured_amount": 30000},
+    )
+    case = shop.open_case(order["order_id"]).json()
+    assert case["state"] == "pending_review"
+
+    def approve(_: int) -> int:
+        with httpx.Client(base_url=shop.base_url, headers=shop.agent.headers, timeout=30) as client:
+            return client.post(f"/admin/v1/cases/{case['id']}/approve", json={}).status_code
+
+    with ThreadPoolExecutor(20) as pool:
+        statuses = sorted(pool.map(approve, range(20)))
+    assert statuses == [200] + [409] * 19
+    case = bought(shop, case["id"])
+    # 800 g (the default parcel) abroad: (4.00 + 0.90) × 2
+    assert case["label"]["amount"] == 980 and case["money"]["refund_total"] == 30000 - 980
+    assert purchases(shop.database_url, label_id(shop, case["id"])) == 1
+
+
+def test_no_label_without_addresses_or_when_the_customer_ships(shop: Tenant, other_shop: Tenant) -> None:
+    without_address = shop.open_case(shop.put_order()["order_id"]).json()
+    assert without_address["state"] == "approved" and without_address["label"] is None
+    unset = other_shop.open_case(other_shop.put_order(shipping_address=CUSTOMER_ADDRESS)["order_id"]).json()
+    assert unset["state"] == "approved" and unset["label"] is None
+    assert other_shop.agent.get("/admin/v1/shipping-settings").json()["return_address"] is None
+    assert other_shop.admin.put("/admin/v1/shipping-settings", json={"label_buyer": "customer_ships"}).status_code == 200
+    ships = other_shop.open_case(other_shop.put_order(shipping_address=CUSTOMER_ADDRESS)["order_id"]).json()
+    assert ships["label"] is None
+    answer = shop.storefront.get(f"/v1/cases/{without_address['id']}/label")
+    assert answer.status_code == 404 and answer.json()["code"] == "label_not_ready"
+    # the case goes on as before: the customer reports the parcel
+    shipped = shop.storefront.post(
+        f"/v1/cases/{without_address['id']}/return-shipment", json={"carrier": "dhl", "tracking_number": "T1"}
+    )
+    assert shipped.status_code == 200 and shipped.json()["state"] == "in_transit"
+
+
+def test_settings_are_validated_and_for_admins(shop: Tenant) -> None:
+    bad = shop.admin.put("/admin/v1/shipping-settings", json={"label_buyer": "merchant", "default_parcel": {"weight_g": 10, "length_mm": 5}})
+    assert bad.status_code == 422
+    assert {e["field"] for e in bad.json()["errors"]} == {"return_address", "default_parcel"}
+    wrong = shop.admin.put("/admin/v1/shipping-settings", json={**SETTINGS, "return_address": {**RETURN_ADDRESS, "country": "Germany"}})
+    assert wrong.status_code == 422 and wrong.json()["errors"][0]["field"] == "return_address.country"
+    assert shop.agent.put("/admin/v1/shipping-settings", json=SETTINGS).status_code == 403
+    assert shop.storefront.get("/admin/v1/shipping-settings").status_code == 403
+    assert shop.agent.get("/admin/v1/shipping-settings").json()["return_address"] == {
+        **RETURN_ADDRESS, "street2": None, "state": None, "phone": None, "email": None
+    }
+
+
+def test_another_merchant_or_order_sees_no_label(shop: Tenant, other_shop: Tenant) -> None:
+    order = shop.put_order(shipping_address=CUSTOMER_ADDRESS)
+    case = bought(shop, shop.open_case(order["order_id"]).json()["id"])
+    for client in (other_shop.storefront, other_shop.agent):
+        prefix = "/admin" if client is other_shop.agent else ""
+        answer = client.get(f"{prefix}/v1/cases/{case['id']}/label")
+        assert answer.status_code == 404 and answer.json()["code"] == "not_found", answer.text
+
+    other_order = shop.put_order(customer={"id": "cus_other", "email": "o@example.com"})
+    link = shop.storefront.post("/v1/portal-links", json={"order_id": other_order["order_id"], "customer_id": "cus_other"})
+    own = shop.storefront.post("/v1/portal-links", json={"order_id": order["order_id"], "customer_id": case["customer_id"]})
+    with (
+        httpx.Client(base_url=shop.base_url, headers={"Authorization": f"Bearer {link.json()['token']}"}) as stranger,
+        httpx.Client(base_url=shop.base_url, headers={"Authorization": f"Bearer {own.json()['token']}"}) as customer,
+    ):
+        answer = stranger.get(f"/v1/cases/{case['id']}/label")
+        assert answer.status_code == 404 and answer.json()["code"] == "not_found"
+        mine = customer.get(f"/v1/cases/{case['id']}/label")
+        assert mine.status_code == 200 and mine.content.startswith(b"%PDF")
+
+
+def test_cancelled_before_the_first_scan_voids_the_label_and_gives_its_cost_back(label_service: tuple[str, str]) -> None:
+    # scans come after 1 s: cancel at once after the purchase
+    shop = Tenant(*label_service)
+    try:
+        assert shop.admin.put("/admin/v1/shipping-settings", json=SETTINGS).status_code == 200
+        order = shop.put_order(shipping_address=CUSTOMER_ADDRESS, customer={"id": f"cus_{secrets.token_hex(3)}"})
+        case = bought(shop, shop.open_case(order["order_id"]).json()["id"])
+        cancelled = shop.storefront.post(f"/v1/cases/{case['id']}/cancel")
+        assert cancelled.status_code == 200, cancelled.text
+        voided = eventually(lambda: (c := shop.agent.get(f"/admin/v1/cases/{case['id']}").json())["label"]["status"] == "voided" and c)
+        assert voided["money"]["return_shipping"]["customer_share"] == 0
+        events = [e for e in shop.agent.get(f"/admin/v1/cases/{case['id']}/events").json()["items"] if e["type"] == "label_voided"]
+        assert events and events[0]["data"]["refunded_amount"] == 980
+        assert shop.storefront.get(f"/v1/cases/{case['id']}/label").json()["code"] == "label_not_ready"
+    finally:
+        shop.close()
+
+
+def test_the_easypost_webhook_is_not_found_where_easypost_is_not_the_carrier(label_service: tuple[str, str]) -> None:
+    url, _ = label_service
+    answer = httpx.post(f"{url}/webhooks/easypost", content=b'{"description": "tracker.updated"}',
+                        headers={"content-type": "application/json", "x-hmac-signature": "hmac-sha256-hex=00"})
+    assert answer.status_code == 404 and answer.json()["code"] == "not_found"
+
+
+class SignedStub:
+    """A carrier webhook that signs like EasyPost does (HMAC-SHA256 of the raw body), with events
+    written plainly: what the route does with a verifier, whatever the carrier."""
+
+    def __init__(self, secret: bytes) -> None:
+        self.secret = secret
+
+    def sign(self, body: bytes) -> str:
+        return "hmac-sha256-hex=" + hmac.new(self.secret, body, hashlib.sha256).hexdigest()
+
+    def verify(self, payload: bytes, headers: dict[str, str], now: datetime) -> list[TrackingEvent]:
+        if not hmac.compare_digest(headers.get("x-hmac-signature", ""), self.sign(payload)):
+            raise InvalidWebhook("the signature does not match the body")
+        return msgspec.json.decode(payload, type=list[TrackingEvent])
+
+
+@pytest.fixture(scope="module")
+def webhook_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, SignedStub]]:
+    """A service whose carrier reports scans by webhook only (nobody polls within the test)."""
+    from service.bootstrap import build_app
+
+    with fresh_database() as database_url:
+        settings = Settings(
+            database_url=database_url, data_dir=tmp_path_factory.mktemp("webhook"), log_format="json",
+            worker_idle_seconds=0.05, tracking_poll_after_seconds=3600,
+        )
+        app = build_app(settings)
+        with serve(app) as url:
+            stub = SignedStub(b"whsec_stub")
+            app.state.services.carrier_webhook = stub
+            yield url, database_url, stub
+
+
+def test_the_carrier_webhook_verifies_dedupes_and_moves_forward_only(webhook_service: tuple[str, str, SignedStub]) -> None:
+    url, database_url, stub = webhook_service
+    shop = Tenant(url, database_url)
+    try:
+        assert shop.admin.put("/admin/v1/shipping-settings", json=SETTINGS).status_code == 200
+        case = bought(shop, shop.open_case(shop.put_order(shipping_address=CUSTOMER_ADDRESS)["order_id"]).json()["id"])
+        code = case["label"]["tracking_code"]
+
+        def scan(status: str) -> dict[str, str]:
+            return {"event_id": f"ev_{code}_{status}", "tracking_code": code, "status": status,
+                    "at": datetime.now(UTC).isoformat()}
+
+        def post(body: bytes, signature: str) -> httpx.Response:
+            return httpx.post(f"{url}/webhooks/easypost", content=body,
+                              headers={"content-type": "application/json", "x-hmac-signature": signature})
+
+        delivered = msgspec.json.encode([scan("delivered")])
+        forged = post(delivered, stub.sign(b"[]"))  # a signature moved onto another body
+        assert forged.status_code == 400 and forged.json()["code"] == "invalid_signature"
+        assert shop.storefront.get(f"/v1/cases/{case['id']}").json()["state"] == "approved", "nothing changed"
+
+        first = post(delivered, stub.sign(delivered))
+        assert first.status_code == 200 and first.json() == {"received": True, "duplicate": False}
+        again = post(delivered, stub.sign(delivered))  # replayed
+        assert again.status_code == 200 and again.json() == {"received": True, "duplicate": True}
+        late = msgspec.json.encode([scan("in_transit"), scan("pre_transit")])
+        assert post(late, stub.sign(late)).json() == {"received": True, "duplicate": False}
+        now = shop.agent.get(f"/admin/v1/cases/{case['id']}").json()
+        assert now["state"] == "in_transit" and now["delivered_at"] is not None
+        types = [e["type"] for e in shop.agent.get(f"/admin/v1/cases/{case['id']}/events").json()["items"]]
+        assert types.count("ship") == 1 and types.count("delivered") == 1
+    finally:
+        shop.close()
