@@ -109,8 +109,8 @@ async def carrier(settings: Settings) -> AsyncIterator[Carrier]:
 
 
 def carrier_webhook(settings: Settings) -> CarrierWebhook | None:
-    """EasyPost's signed tracking webhooks, once their secret is configured."""
-    if not settings.easypost_webhook_secrets:
+    """EasyPost's signed tracking webhooks, where EasyPost is the carrier and their secret is configured."""
+    if not (settings.easypost_api_key and settings.easypost_webhook_secrets):
         return None
     from adapters.carriers.easypost import EasyPostWebhook
 

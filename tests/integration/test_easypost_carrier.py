@@ -377,3 +377,16 @@ def test_events_about_other_things_give_no_scans() -> None:
 def test_a_webhook_needs_a_secret() -> None:
     with pytest.raises(ValueError, match="secret"):
         EasyPostWebhook([])
+
+
+def test_easypost_is_configured_from_the_environment_and_its_webhook_only_where_it_is_the_carrier() -> None:
+    from service.bootstrap import carrier_webhook
+    from service.config import Settings
+
+    settings = Settings.from_env({"EASYPOST_API_KEY": "EZAK_live", "EASYPOST_WEBHOOK_SECRET": " new, old ,",
+                                  "RETURNS_EASYPOST_API_BASE": "http://127.0.0.1:9/v2"})
+    assert (settings.easypost_api_key, settings.easypost_api_base) == ("EZAK_live", "http://127.0.0.1:9/v2")
+    assert settings.easypost_webhook_secrets == ("new", "old")
+    assert isinstance(carrier_webhook(settings), EasyPostWebhook)
+    assert carrier_webhook(Settings.from_env({"EASYPOST_WEBHOOK_SECRET": "s"})) is None  # the simulated carrier's
+    assert carrier_webhook(Settings.from_env({"EASYPOST_API_KEY": "EZAK_live"})) is None  # no secret: nothing verifies
