@@ -12,9 +12,7 @@ import os
 import random
 import signal
 import subprocess
-import sys
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -26,6 +24,13 @@ import pytest
 from service.config import Settings
 from tests.fakes.easypost_server import FakeEasyPost, signature, signed
 from tests.support.database import fresh_database
+from tests.support.labels import (
+    approve_at_once,
+    bought,
+    case_for_review,
+    label_id,
+    worker_process,
+)
 from tests.support.server import serve
 from tests.support.tenants import Tenant
 from tests.support.waiting import eventually
@@ -88,24 +93,11 @@ def shop(easypost_service: tuple[str, str]) -> Iterator[Tenant]:
     tenant.close()
 
 
-def _label_id(shop: Tenant, case_id: str) -> str:
-    events = shop.agent.get(f"/admin/v1/cases/{case_id}/events").json()["items"]
-    return next(e["data"]["label_id"] for e in events if e["type"] == "label_requested")
-
-
 def _purchases(fake: FakeEasyPost, reference: str) -> int:
     """Labels EasyPost sold for our label (its id is the shipment's reference)."""
     with fake.lock:
         ours = {s["id"] for s in fake.shipments.values() if s["reference"] == reference}
         return sum(1 for shipment_id, _ in fake.purchases if shipment_id in ours)
-
-
-def _bought(shop: Tenant, case_id: str, timeout: float = 15.0) -> dict[str, Any]:
-    def probe() -> dict[str, Any] | None:
-        case = shop.storefront.get(f"/v1/cases/{case_id}").json()
-        return case if (case["label"] or {}).get("status") == "bought" else None
-
-    return eventually(probe, timeout=timeout)
 
 
 def _approved_case(shop: Tenant) -> dict[str, Any]:
@@ -120,12 +112,12 @@ def _approved_case(shop: Tenant) -> dict[str, Any]:
 def test_approval_buys_one_label_at_easypost_and_its_rate_is_in_the_money(shop: Tenant, fake: FakeEasyPost) -> None:
     case = _approved_case(shop)
     flat = case["money"]["return_shipping"]["customer_share"]
-    case = _bought(shop, case["id"])
+    case = bought(shop, case["id"])
     label = case["label"]
     assert (label["carrier"], label["service"], label["amount"], label["currency"]) == ("USPS", "Priority", 729, "EUR")
     assert case["money"]["return_shipping"]["customer_share"] == 729 != flat
     assert case["money"]["refund_total"] == 1999 - 729
-    reference = _label_id(shop, case["id"])
+    reference = label_id(shop, case["id"])
     assert _purchases(fake, reference) == 1
     [shipment] = [s for s in fake.shipments.values() if s["reference"] == reference]
     assert label["tracking_code"] == shipment["tracking_code"]
@@ -141,30 +133,18 @@ def test_approval_buys_one_label_at_easypost_and_its_rate_is_in_the_money(shop: 
 
 
 def test_twenty_concurrent_approvals_buy_one_label(shop: Tenant, fake: FakeEasyPost) -> None:
-    order = shop.put_order(
-        shipping_address=CUSTOMER_ADDRESS,
-        lines=[{"line_id": "l1", "sku": "TV", "title": "TV", "quantity": 1, "unit_price": 30000, "category": "tv"}],
-        payment={"gateway": "stripe", "reference": "pi_tv", "captured_amount": 30000},
-    )
-    case = shop.open_case(order["order_id"]).json()
-    assert case["state"] == "pending_review"
-
-    def approve(_: int) -> int:
-        with httpx.Client(base_url=shop.base_url, headers=shop.agent.headers, timeout=30) as client:
-            return client.post(f"/admin/v1/cases/{case['id']}/approve", json={}).status_code
-
-    with ThreadPoolExecutor(20) as pool:
-        assert sorted(pool.map(approve, range(20))) == [200] + [409] * 19
-    case = _bought(shop, case["id"])
+    case = case_for_review(shop, CUSTOMER_ADDRESS)
+    assert approve_at_once(shop, case["id"]) == [200] + [409] * 19
+    case = bought(shop, case["id"])
     assert case["label"]["amount"] == 729 and case["money"]["refund_total"] == 30000 - 729
-    assert _purchases(fake, _label_id(shop, case["id"])) == 1
+    assert _purchases(fake, label_id(shop, case["id"])) == 1
 
 
 def test_a_lost_answer_and_a_failing_easypost_buy_once(shop: Tenant, fake: FakeEasyPost) -> None:
     fake.fail_next(2, status=503, on="/buy")  # EasyPost down twice: nothing bought, tried again later
     fake.drop_connection_next(after_commit=True, on="/buy")  # then bought, and the answer lost
-    case = _bought(shop, _approved_case(shop)["id"])
-    assert _purchases(fake, _label_id(shop, case["id"])) == 1
+    case = bought(shop, _approved_case(shop)["id"])
+    assert _purchases(fake, label_id(shop, case["id"])) == 1
     assert case["label"]["amount"] == 729
 
 
@@ -172,14 +152,12 @@ def test_a_lost_answer_and_a_failing_easypost_buy_once(shop: Tenant, fake: FakeE
 
 
 def _worker(fake: FakeEasyPost, database_url: str) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RETURNS_", "STRIPE_", "EASYPOST_"))}
-    env.update(
-        RETURNS_DATABASE_URL=database_url, RETURNS_LOG_FORMAT="json", RETURNS_WORKER_IDLE_SECONDS="0.05",
-        EASYPOST_API_KEY="EZTK_e2e", RETURNS_EASYPOST_API_BASE=fake.api_base,
-        RETURNS_TRACKING_POLL_AFTER_SECONDS="3600", RETURNS_LABEL_LEASE_SECONDS=str(LEASE_SECONDS),
+    return worker_process(
+        database_url, RETURNS_WORKER_IDLE_SECONDS="0.05", EASYPOST_API_KEY="EZTK_e2e",
+        RETURNS_EASYPOST_API_BASE=fake.api_base, RETURNS_TRACKING_POLL_AFTER_SECONDS="3600",
+        RETURNS_LABEL_LEASE_SECONDS=str(LEASE_SECONDS),
     )
-    return subprocess.Popen([sys.executable, "-m", "service.cli", "worker"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
 
 
 def test_kill_9_while_easypost_buys_then_a_new_worker_buys_nothing_more(
@@ -187,7 +165,7 @@ def test_kill_9_while_easypost_buys_then_a_new_worker_buys_nothing_more(
 ) -> None:
     with _own_service(fake, tmp_path_factory.mktemp("restart"), run_worker=False) as shop:
         case = _approved_case(shop)
-        reference = _label_id(shop, case["id"])
+        reference = label_id(shop, case["id"])
         fake.delay_next(30, after_commit=True, on="/buy")  # bought at EasyPost, the answer held back
         doomed = _worker(fake, shop.database_url)
         try:
@@ -200,12 +178,12 @@ def test_kill_9_while_easypost_buys_then_a_new_worker_buys_nothing_more(
         assert shop.storefront.get(f"/v1/cases/{case['id']}").json()["label"]["status"] == "pending"
         successor = _worker(fake, shop.database_url)
         try:
-            bought = _bought(shop, case["id"], timeout=30)
+            taken_over = bought(shop, case["id"], timeout=30)
         finally:
             successor.send_signal(signal.SIGTERM)
             successor.wait(timeout=15)
         assert _purchases(fake, reference) == 1
-        assert bought["label"]["amount"] == 729 and bought["money"]["refund_total"] == 1999 - 729
+        assert taken_over["label"]["amount"] == 729 and taken_over["money"]["refund_total"] == 1999 - 729
 
 
 # --------------------------------------------------------------------------- tracking webhooks
@@ -228,7 +206,7 @@ def _history(shop: Tenant, case_id: str) -> list[tuple[str, str]]:
 
 
 def test_scans_in_any_order_and_repeated_move_the_case_forward_only(shop: Tenant, fake: FakeEasyPost) -> None:
-    case = _bought(shop, _approved_case(shop)["id"])
+    case = bought(shop, _approved_case(shop)["id"])
     code = case["label"]["tracking_code"]
     start = datetime.now(UTC) - timedelta(hours=3)
     moving, out, delivered = (
@@ -256,7 +234,7 @@ def test_scans_in_any_order_and_repeated_move_the_case_forward_only(shop: Tenant
 
 
 def test_a_full_history_event_as_easypost_sends_it_moves_the_case_in_order(shop: Tenant, fake: FakeEasyPost) -> None:
-    case = _bought(shop, _approved_case(shop)["id"])
+    case = bought(shop, _approved_case(shop)["id"])
     code = case["label"]["tracking_code"]
     fake.scan(code, "in_transit", at=datetime.now(UTC) - timedelta(hours=1))
     event = fake.scan(code, "delivered")  # every earlier scan rides along
@@ -267,7 +245,7 @@ def test_a_full_history_event_as_easypost_sends_it_moves_the_case_in_order(shop:
 
 
 def test_bad_moved_or_re_signed_signatures_are_400_and_change_nothing(shop: Tenant, fake: FakeEasyPost) -> None:
-    case = _bought(shop, _approved_case(shop)["id"])
+    case = bought(shop, _approved_case(shop)["id"])
     code = case["label"]["tracking_code"]
     payload, headers = signed(fake.scan(code, "in_transit"), SECRET)
     other_payload, _ = signed(fake.scan(code, "delivered"), SECRET)
@@ -298,7 +276,7 @@ def test_a_scan_polled_from_a_quiet_tracker_and_its_webhook_later_are_one_scan(
     fake: FakeEasyPost, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     with _own_service(fake, tmp_path_factory.mktemp("poll"), tracking_poll_after_seconds=0.2) as shop:
-        case = _bought(shop, _approved_case(shop)["id"])
+        case = bought(shop, _approved_case(shop)["id"])
         event = fake.scan(case["label"]["tracking_code"], "in_transit")  # its webhook is late
         moved = eventually(
             lambda: (c := shop.agent.get(f"/admin/v1/cases/{case['id']}").json())["state"] == "in_transit" and c
