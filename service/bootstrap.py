@@ -33,6 +33,7 @@ from service.portal import PortalService
 from service.ports import (
     BlobStore,
     Carrier,
+    CarrierWebhook,
     Database,
     MailTransport,
     PaymentGateway,
@@ -82,8 +83,17 @@ async def payment_gateway(settings: Settings) -> AsyncIterator[PaymentGateway]:
 
 @asynccontextmanager
 async def carrier(settings: Settings) -> AsyncIterator[Carrier]:
-    """The simulated carrier (laptops, demos, tests): its state is in the database, its
-    connection pool closes with it, its scans follow the configured delays."""
+    """EasyPost when a key is configured, else the simulated carrier (laptops, demos, tests): its
+    state is in the database, its connection pool closes with it, its scans follow the configured delays."""
+    if settings.easypost_api_key:
+        from adapters.carriers.easypost import EasyPostCarrier
+
+        easypost = EasyPostCarrier(settings.easypost_api_key, api_base=settings.easypost_api_base)
+        try:
+            yield easypost
+        finally:
+            await easypost.close()
+        return
     from adapters.carriers.simulated import SimulatedCarrier
 
     simulated = SimulatedCarrier(
@@ -96,6 +106,15 @@ async def carrier(settings: Settings) -> AsyncIterator[Carrier]:
         yield simulated
     finally:
         await simulated.close()
+
+
+def carrier_webhook(settings: Settings) -> CarrierWebhook | None:
+    """EasyPost's signed tracking webhooks, where EasyPost is the carrier and their secret is configured."""
+    if not (settings.easypost_api_key and settings.easypost_webhook_secrets):
+        return None
+    from adapters.carriers.easypost import EasyPostWebhook
+
+    return EasyPostWebhook(settings.easypost_webhook_secrets)
 
 
 def sla_from(settings: Settings) -> dict[CaseState, timedelta]:
@@ -205,6 +224,7 @@ def build_services(
             auto_close_after=timedelta(days=settings.auto_close_days) if settings.auto_close_days > 0 else None,
         ),
         webhook_verifier=verifier,
+        carrier_webhook=carrier_webhook(settings),
         portal=portal,
         labels=labels,
         tracking=tracking,

@@ -18,6 +18,10 @@ class Settings(msgspec.Struct, frozen=True):
     stripe_api_key: str | None = None
     stripe_webhook_secret: str | None = None
     stripe_api_base: str | None = None  # a Stripe-compatible server (tests, proxies)
+    easypost_api_key: str | None = None  # return labels through EasyPost; unset: the simulated carrier
+    easypost_api_base: str | None = None  # an EasyPost-compatible server, ".../v2" included; default EasyPost's
+    # verify EasyPost's webhooks; comma-separated while one is rotated (any verifies)
+    easypost_webhook_secrets: tuple[str, ...] = ()
     simulated_latency_ms: int = 0  # the simulated gateway's delay per call (demos, benchmarks)
     log_format: str = "auto"  # auto | json | console
     run_worker: bool = True
@@ -76,6 +80,9 @@ class Settings(msgspec.Struct, frozen=True):
             stripe_api_key=env.get("STRIPE_API_KEY") or None,
             stripe_webhook_secret=env.get("STRIPE_WEBHOOK_SECRET") or None,
             stripe_api_base=env.get("STRIPE_API_BASE") or None,
+            easypost_api_key=env.get("EASYPOST_API_KEY") or None,
+            easypost_api_base=env.get("RETURNS_EASYPOST_API_BASE") or None,
+            easypost_webhook_secrets=_list(env.get("EASYPOST_WEBHOOK_SECRET", "")),
             simulated_latency_ms=int(env.get("RETURNS_SIMULATED_LATENCY_MS", "0")),
             log_format=env.get("RETURNS_LOG_FORMAT", "auto"),
             run_worker=env.get("RETURNS_RUN_WORKER", "1") not in ("0", "false", "no"),
@@ -107,7 +114,7 @@ class Settings(msgspec.Struct, frozen=True):
             smtp_url=env.get("RETURNS_SMTP_URL") or None,
             mail_from=env.get("RETURNS_MAIL_FROM") or "returns@localhost",
             mail_first_backoff_seconds=float(env.get("RETURNS_MAIL_FIRST_BACKOFF_SECONDS", "30")),
-            portal_secrets=tuple(filter(None, (s.strip() for s in env.get("RETURNS_PORTAL_SECRET", "").split(",")))),
+            portal_secrets=_list(env.get("RETURNS_PORTAL_SECRET", "")),
             public_url=env.get("RETURNS_PUBLIC_URL") or None,
             portal_lookups_per_ip=int(env.get("RETURNS_PORTAL_LOOKUPS_PER_IP", "20")),
             portal_lookups_per_email=int(env.get("RETURNS_PORTAL_LOOKUPS_PER_EMAIL", "5")),
@@ -119,6 +126,11 @@ class Settings(msgspec.Struct, frozen=True):
             tracking_poll_after_seconds=float(env.get("RETURNS_TRACKING_POLL_AFTER_SECONDS", "300")),
             label_first_backoff_seconds=float(env.get("RETURNS_LABEL_FIRST_BACKOFF_SECONDS", "5")),
         )
+
+
+def _list(text: str) -> tuple[str, ...]:
+    """``"a, b,"`` → ``("a", "b")``."""
+    return tuple(filter(None, (part.strip() for part in text.split(","))))
 
 
 def http_server_options(trusted_proxies: str | None) -> dict[str, object]:

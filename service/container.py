@@ -35,4 +35,4 @@ class Services:
     webhook_verifier: WebhookVerifier | None  # None: no STRIPE_WEBHOOK_SECRET configured
     labels: LabelService
     tracking: Tracking
-    carrier_webhook: CarrierWebhook | None = None  # None: the carrier sends no webhooks (the simulated one)
+    carrier_webhook: CarrierWebhook | None = None  # None: no EASYPOST_WEBHOOK_SECRET (the simulated carrier sends none)

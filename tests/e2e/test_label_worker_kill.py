@@ -9,7 +9,6 @@ import asyncio
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 
@@ -22,6 +21,7 @@ from service.config import Settings
 from service.dto import CaseIn, OrderIn, ShippingSettingsIn
 from service.ports import Principal
 from tests.support.database import fresh_database
+from tests.support.labels import worker_process
 from tests.support.tenants import order_body
 
 MERCHANT = "m_label_kill"
@@ -39,13 +39,9 @@ def kill_database_url() -> Iterator[str]:
 
 
 def _worker(database_url: str, latency_ms: int) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RETURNS_", "STRIPE_", "EASYPOST_"))}
-    env.update(
-        RETURNS_DATABASE_URL=database_url, RETURNS_LOG_FORMAT="json", RETURNS_WORKER_IDLE_SECONDS="0.1",
-        RETURNS_SIMULATED_CARRIER_LATENCY_MS=str(latency_ms), RETURNS_LABEL_LEASE_SECONDS=str(LEASE_SECONDS),
-    )
-    return subprocess.Popen(
-        [sys.executable, "-m", "service.cli", "worker"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    return worker_process(
+        database_url, RETURNS_WORKER_IDLE_SECONDS="0.1", RETURNS_SIMULATED_CARRIER_LATENCY_MS=str(latency_ms),
+        RETURNS_LABEL_LEASE_SECONDS=str(LEASE_SECONDS),
     )
 
 

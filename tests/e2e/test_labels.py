@@ -14,9 +14,7 @@ import hmac
 import io
 import secrets
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import Any
 
 import httpx
 import msgspec
@@ -27,6 +25,7 @@ from adapters.carriers.simulated import SimulatedCarrier
 from service.config import Settings
 from service.ports import InvalidWebhook, TrackingEvent
 from tests.support.database import fresh_database
+from tests.support.labels import approve_at_once, bought, case_for_review, label_id
 from tests.support.server import serve
 from tests.support.tenants import Tenant
 from tests.support.waiting import eventually
@@ -82,19 +81,6 @@ def purchases(database_url: str, reference: str) -> int:
     return asyncio.run(count())
 
 
-def label_id(shop: Tenant, case_id: str) -> str:
-    events = shop.agent.get(f"/admin/v1/cases/{case_id}/events").json()["items"]
-    return next(e["data"]["label_id"] for e in events if e["type"] == "label_requested")
-
-
-def bought(shop: Tenant, case_id: str) -> dict[str, Any]:
-    def probe() -> dict[str, Any] | None:
-        case = shop.storefront.get(f"/v1/cases/{case_id}").json()
-        return case if (case["label"] or {}).get("status") == "bought" else None
-
-    return eventually(probe)
-
-
 def test_approve_label_scans_receive_refund(shop: Tenant) -> None:
     order = shop.put_order(shipping_address=CUSTOMER_ADDRESS)
     case = shop.open_case(order["order_id"]).json()
@@ -148,22 +134,8 @@ def test_approve_label_scans_receive_refund(shop: Tenant) -> None:
 
 
 def test_twenty_concurrent_approvals_buy_one_label(shop: Tenant) -> None:
-    # over the auto-approval amount: an agent approves; the customer is responsible, so pays the label
-    order = shop.put_order(
-        shipping_address=CUSTOMER_ADDRESS,
-        lines=[{"line_id": "l1", "sku": "TV", "title": "TV", "quantity": 1, "unit_price": 30000, "category": "tv"}],
-        payment={"gateway": "stripe", "reference": "pi_tv", "captured_amount": 30000},
-    )
-    case = shop.open_case(order["order_id"]).json()
-    assert case["state"] == "pending_review"
-
-    def approve(_: int) -> int:
-        with httpx.Client(base_url=shop.base_url, headers=shop.agent.headers, timeout=30) as client:
-            return client.post(f"/admin/v1/cases/{case['id']}/approve", json={}).status_code
-
-    with ThreadPoolExecutor(20) as pool:
-        statuses = sorted(pool.map(approve, range(20)))
-    assert statuses == [200] + [409] * 19
+    case = case_for_review(shop, CUSTOMER_ADDRESS)
+    assert approve_at_once(shop, case["id"]) == [200] + [409] * 19
     case = bought(shop, case["id"])
     # 800 g (the default parcel) abroad: (4.00 + 0.90) × 2
     assert case["label"]["amount"] == 980 and case["money"]["refund_total"] == 30000 - 980

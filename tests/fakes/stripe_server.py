@@ -24,16 +24,14 @@ import hashlib
 import hmac
 import itertools
 import json
-import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
+
+from tests.fakes.http import FakeHandler, FakeService
 
 if TYPE_CHECKING:
     from adapters.gateways.stripe_gateway import StripeGateway
@@ -67,44 +65,15 @@ class Account:
     in_flight: set[str] = field(default_factory=set)
 
 
-class FakeStripe:
+class FakeStripe(FakeService):
     """The fake's state and its HTTP server; a context manager that starts and stops it."""
 
     def __init__(self) -> None:
+        super().__init__(_Handler, "fake Stripe")
         self.accounts: dict[str | None, Account] = {}
         self.requests: list[tuple[str, str, str | None]] = []  # (method, path, idempotency key)
-        self.lock = threading.RLock()
-        self._faults: list[Fault] = []
         self._next_statuses: list[str] = []
         self._ids = itertools.count(1)
-        self._server: _Server | None = None
-
-    # ----------------------------------------------------------------- life cycle
-
-    @property
-    def url(self) -> str:
-        if self._server is None:
-            raise RuntimeError("the fake Stripe server is not started")
-        return f"http://127.0.0.1:{self._server.server_port}"
-
-    def start(self) -> Self:
-        server = _Server(self)
-        threading.Thread(target=server.serve_forever, args=(0.05,), name="fake-stripe", daemon=True).start()
-        self._server = server
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
-        self.stop()
-
     # ----------------------------------------------------------------- set-up and inspection
 
     def account(self, account: str | None = None) -> Account:
@@ -298,14 +267,6 @@ class FakeStripe:
 
     # ----------------------------------------------------------------- faults
 
-    def _add_faults(self, count: int, fault: Fault) -> None:
-        with self.lock:
-            self._faults += [fault] * count
-
-    def _take_fault(self) -> Fault | None:
-        with self.lock:
-            return self._faults.pop(0) if self._faults else None
-
     @contextmanager
     def _running(self, headers: dict[str, str]) -> Iterator[bool]:
         """Marks a keyed request as running while it is served; yields False when a request with
@@ -326,27 +287,7 @@ class FakeStripe:
                     running.discard(key)
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, fake: FakeStripe) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.fake = fake
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, as the SDK's connection pool expects
-    server: _Server
-
-    def do_GET(self) -> None:
-        self._serve("GET")
-
-    def do_POST(self) -> None:
-        self._serve("POST")
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
+class _Handler(FakeHandler):
     def _serve(self, method: str) -> None:
         """Carry the request out, then answer it or drop the connection. Its idempotency key is
         released before the client hears anything (an answer or a dropped connection), as at
@@ -393,10 +334,6 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         self.end_headers()
         self.wfile.write(data)
-
-    def _drop(self) -> None:
-        self.close_connection = True
-        self.connection.shutdown(socket.SHUT_RDWR)
 
 
 def _error(status: int, kind: str, code: str | None, message: str, param: str | None = None) -> Answer:
