@@ -15,7 +15,7 @@ from adapters.postgres.labels import PgLabels
 from service.bootstrap import open_services
 from service.config import Settings
 from service.container import Services
-from service.dto import CaseIn, OrderIn, ReceiveIn, ShippingSettingsIn
+from service.dto import ApproveIn, CaseIn, OrderIn, ReceiveIn, ShippingSettingsIn
 from service.labels import choose_rate
 from service.ports import Principal, TrackingEvent
 from tests.support.database import fresh_database
@@ -52,7 +52,7 @@ async def approved_case(services: Services, order_id: str) -> str:
     return view.id
 
 
-async def label_of(services: Services, case_id: str):  # noqa: ANN201 - a ReturnLabel
+async def label_of(services: Services, case_id: str):
     async with services.db.reading() as repos:
         return await repos.get_case_label(MERCHANT, case_id)
 
@@ -103,7 +103,7 @@ async def test_a_label_voided_after_the_refund_leaves_the_money_as_paid(services
     )
 
 
-def _agent_audience():  # noqa: ANN202
+def _agent_audience():
     from service.actions import Audience
 
     return Audience.AGENT
@@ -124,7 +124,7 @@ async def test_a_scan_racing_a_cancel_never_undoes_the_void(services: Services, 
     read, go_on = asyncio.Event(), asyncio.Event()
     original = PgLabels.label_by_tracking
 
-    async def paused(self: PgLabels, carrier_name: str, tracking_code: str):  # noqa: ANN202
+    async def paused(self: PgLabels, carrier_name: str, tracking_code: str):
         found = await original(self, carrier_name, tracking_code)
         read.set()
         await go_on.wait()
@@ -146,3 +146,41 @@ async def test_a_scan_racing_a_cancel_never_undoes_the_void(services: Services, 
         await services.labels.run_once()
     label = await label_of(services, case_id)
     assert label.status == "voided", f"the cancelled case's label is {label.status}: never voided, paid for nothing"
+
+
+def delivered_scan(label) -> TrackingEvent:
+    return TrackingEvent(event_id=f"{label.tracking_code}:delivered", tracking_code=label.tracking_code,
+                         status="delivered", at=label.bought_at)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="Tracking._carrier_receives takes the auto_approve rule's PASS for 'auto-approvable': a case the "
+    "policy sent to an agent (review) is received unseen on delivery, paying the agent's override",
+)
+async def test_the_carrier_never_receives_a_case_the_policy_sent_to_an_agent(services: Services) -> None:
+    # the merchant wants an agent to look at every 'changed_mind' return; cheap ones the carrier may receive
+    async with services.db.transaction() as repos:
+        await repos.add_policy(
+            MERCHANT,
+            {"rules": {"auto_approve": {"receive_on_delivery": True}, "review": {"reasons": ["changed_mind", "other"]}}},
+            services.cases.clock(), "k_admin",
+        )
+    await services.cases.put_order(STOREFRONT, "o_review", msgspec.convert(order_body(shipping_address=ADDRESS), OrderIn))
+    body = {"order_id": "o_review", "type": "return", "resolution": "refund",
+            "items": [{"line_id": "l1", "quantity": 1, "reason": "changed_mind"}]}
+    view, _ = await services.cases.open_case(STOREFRONT, msgspec.convert(body, CaseIn), None)
+    assert view.state == "pending_review"
+    # the agent approves a goodwill figure well over the auto-approval limit, expecting to see the item
+    approve = {"money_override": {"refund_total": 5000, "reason": "goodwill, check the parcel"}}
+    await services.cases.approve(AGENT, view.id, None, msgspec.convert(approve, ApproveIn))
+    await services.labels.run_once()
+    label = await label_of(services, view.id)
+    assert label.status == "bought"
+
+    await services.tracking.ingest([delivered_scan(label)])
+    case = await services.cases.get_case(AGENT, view.id, _agent_audience())
+    assert case.delivered_at is not None
+    assert case.state == "in_transit", (
+        f"received by the carrier as {case.items[0].condition}, {[r.amount for r in case.refunds]} refunded unseen"
+    )
