@@ -3,11 +3,11 @@ carrier: bad shipping settings and addresses, labels for unusual addresses and c
 that come late or for a cancelled case. Findings are strict xfails naming the bug; attacks the
 service withstands stay as plain regression tests."""
 
+# ruff: noqa: F811 - the fixtures of test_labels, imported by name
+
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-
 import httpx
 import pytest
 
@@ -120,16 +120,9 @@ def test_a_cancelled_case_is_never_moved_by_its_labels_scans(shop: Tenant) -> No
     assert shop.agent.get("/admin/v1/cases", params={"delivered": "true"}).json()["items"] == []
 
 
-@pytest.fixture
-def stranger(label_service: tuple[str, str]) -> Iterator[Tenant]:  # noqa: F811
-    tenant = Tenant(*label_service)
-    yield tenant
-    tenant.close()
-
-
-def test_another_merchants_label_is_not_found_on_every_route(shop: Tenant, stranger: Tenant) -> None:
+def test_another_merchants_label_is_not_found_on_every_route(shop: Tenant, other_shop: Tenant) -> None:
     case = bought(shop, shop.open_case(shop.put_order(shipping_address=CUSTOMER_ADDRESS)["order_id"]).json()["id"])
-    for client, prefix in ((stranger.storefront, ""), (stranger.agent, "/admin"), (stranger.admin, "/admin")):
+    for client, prefix in ((other_shop.storefront, ""), (other_shop.agent, "/admin"), (other_shop.admin, "/admin")):
         for fmt in ("pdf", "png", "qr"):
             answer = client.get(f"{prefix}/v1/cases/{case['id']}/label", params={"format": fmt})
             assert answer.status_code == 404 and answer.json()["code"] == "not_found", (prefix, fmt, answer.text)
