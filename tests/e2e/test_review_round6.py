@@ -8,6 +8,7 @@ service withstands stay as plain regression tests."""
 from __future__ import annotations
 
 import json
+
 import httpx
 import pytest
 

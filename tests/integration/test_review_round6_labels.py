@@ -15,7 +15,14 @@ from adapters.postgres.labels import PgLabels
 from service.bootstrap import open_services
 from service.config import Settings
 from service.container import Services
-from service.dto import ApproveIn, CaseIn, OrderIn, ReceiveIn, ShipmentIn, ShippingSettingsIn
+from service.dto import (
+    ApproveIn,
+    CaseIn,
+    OrderIn,
+    ReceiveIn,
+    ShipmentIn,
+    ShippingSettingsIn,
+)
 from service.labels import choose_rate
 from service.ports import Principal, TrackingEvent
 from tests.support.database import fresh_database
