@@ -262,3 +262,38 @@ async def test_keep_item_and_customer_ships_buy_no_label(services: Services) -> 
     assert ships.state == "approved" and ships.label is None
     assert await services.labels.run_once() == 0
     assert await services.labels.carrier.purchases() == 0
+
+
+async def test_workers_whose_leases_run_out_mid_call_buy_each_label_once(services: Services) -> None:
+    """Regression: three workers with a lease far shorter than the carrier's answer take each
+    other's labels over again and again; each label is still paid for once, priced in once."""
+    from datetime import timedelta
+
+    from service.labels import LabelService
+
+    case_ids = [await approved_case(services, f"o_lease_{index}") for index in range(6)]
+    own = services.labels
+    carrier = own.carrier
+    carrier.latency = 0.3
+    workers = [
+        LabelService(own.db, carrier, own.blobs, own.cases, own.clock, lease=timedelta(milliseconds=50))
+        for _ in range(3)
+    ]
+
+    async def work(worker: LabelService) -> None:
+        for _ in range(40):
+            await worker.run_once()
+            await asyncio.sleep(0.02)
+
+    try:
+        await asyncio.wait_for(asyncio.gather(*(work(worker) for worker in workers)), timeout=60)
+    finally:
+        carrier.latency = 0
+    for case_id in case_ids:
+        label = await label_of(services, case_id)
+        assert label.status == "bought", label
+        assert await carrier.purchases(label.id) == 1
+        case = await services.cases.get_case(AGENT, case_id, _agent_audience())
+        assert case.money.return_shipping.customer_share == label.amount == 980
+        ready = [e for e in (await services.cases.events(AGENT, case_id)).items if e.type == "label_ready"]
+        assert len(ready) == 1
