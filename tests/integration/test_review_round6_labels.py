@@ -297,3 +297,25 @@ async def test_workers_whose_leases_run_out_mid_call_buy_each_label_once(service
         assert case.money.return_shipping.customer_share == label.amount == 980
         ready = [e for e in (await services.cases.events(AGENT, case_id)).items if e.type == "label_ready"]
         assert len(ready) == 1
+
+
+@pytest.mark.parametrize(("decided", "share", "refund"), [("customer", 980, 1999 - 980), ("merchant", 0, 1999 + 495)])
+async def test_reason_other_decided_on_approval_then_the_real_label(
+    services: Services, decided: str, share: int, refund: int
+) -> None:
+    """Regression: who pays is decided by the agent, what is paid is the real rate, and the
+    refund actually opened on receipt is that figure."""
+    order_id = f"o_other_{decided}"
+    await services.cases.put_order(STOREFRONT, order_id, msgspec.convert(order_body(shipping_address=ADDRESS), OrderIn))
+    body = {"order_id": order_id, "type": "return", "resolution": "refund",
+            "items": [{"line_id": "l1", "quantity": 1, "reason": "other", "note": "it smells"}]}
+    view, _ = await services.cases.open_case(STOREFRONT, msgspec.convert(body, CaseIn), None)
+    assert view.state == "pending_review"
+    approve = {"responsibility": [{"line_id": "l1", "responsibility": decided}]}
+    await services.cases.approve(AGENT, view.id, None, msgspec.convert(approve, ApproveIn))
+    await services.labels.run_once()
+    case = await services.cases.get_case(AGENT, view.id, _agent_audience())
+    assert case.label is not None and case.label.amount == 980
+    assert (case.money.return_shipping.customer_share, case.money.refund_total) == (share, refund)
+    received = await services.cases.receive(AGENT, view.id, None, msgspec.convert(AS_NEW, ReceiveIn))
+    assert [r.amount for r in received.refunds] == [refund]
