@@ -127,3 +127,15 @@ def test_another_merchants_label_is_not_found_on_every_route(shop: Tenant, other
         for fmt in ("pdf", "png", "qr"):
             answer = client.get(f"{prefix}/v1/cases/{case['id']}/label", params={"format": fmt})
             assert answer.status_code == 404 and answer.json()["code"] == "not_found", (prefix, fmt, answer.text)
+
+
+def test_a_portal_credential_for_another_order_of_the_same_customer_sees_no_label(shop: Tenant) -> None:
+    first = shop.put_order(shipping_address=CUSTOMER_ADDRESS, customer={"id": "cus_same", "email": "s@example.com"})
+    second = shop.put_order(shipping_address=CUSTOMER_ADDRESS, customer={"id": "cus_same", "email": "s@example.com"})
+    case = bought(shop, shop.open_case(first["order_id"]).json()["id"])
+    link = shop.storefront.post("/v1/portal-links", json={"order_id": second["order_id"], "customer_id": "cus_same"})
+    assert link.status_code in (200, 201), link.text
+    with httpx.Client(base_url=shop.base_url, headers={"Authorization": f"Bearer {link.json()['token']}"}) as other_order:
+        for fmt in ("pdf", "png", "qr"):
+            answer = other_order.get(f"/v1/cases/{case['id']}/label", params={"format": fmt})
+            assert answer.status_code == 404 and answer.json()["code"] == "not_found", (fmt, answer.text)
