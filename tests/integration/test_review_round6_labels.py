@@ -18,6 +18,7 @@ from service.container import Services
 from service.dto import (
     ApproveIn,
     CaseIn,
+    CaseView,
     OrderIn,
     ReceiveIn,
     ShipmentIn,
@@ -49,12 +50,18 @@ async def services(tmp_path: Path) -> AsyncIterator[Services]:
             yield opened
 
 
-async def approved_case(services: Services, order_id: str) -> str:
-    """An auto-approved return of one t-shirt (1999), the customer's reason: a label pending."""
+async def open_return(services: Services, order_id: str, quantity: int = 1, **item: str) -> CaseView:
+    """A return of t-shirts (1999 each) on an order of its own, for ``changed_mind`` unless told."""
     await services.cases.put_order(STOREFRONT, order_id, msgspec.convert(order_body(shipping_address=ADDRESS), OrderIn))
     body = {"order_id": order_id, "type": "return", "resolution": "refund",
-            "items": [{"line_id": "l1", "quantity": 1, "reason": "changed_mind"}]}
+            "items": [{"line_id": "l1", "quantity": quantity, "reason": "changed_mind", **item}]}
     view, _ = await services.cases.open_case(STOREFRONT, msgspec.convert(body, CaseIn), None)
+    return view
+
+
+async def approved_case(services: Services, order_id: str) -> str:
+    """An auto-approved return of one t-shirt, the customer's reason: a label pending."""
+    view = await open_return(services, order_id)
     assert view.state == "approved" and view.label is not None and view.label.status == "pending"
     return view.id
 
@@ -180,10 +187,7 @@ async def test_the_carrier_never_receives_a_case_the_policy_sent_to_an_agent(ser
             {"rules": {"auto_approve": {"receive_on_delivery": True}, "review": {"reasons": ["changed_mind", "other"]}}},
             services.cases.clock(), "k_admin",
         )
-    await services.cases.put_order(STOREFRONT, "o_review", msgspec.convert(order_body(shipping_address=ADDRESS), OrderIn))
-    body = {"order_id": "o_review", "type": "return", "resolution": "refund",
-            "items": [{"line_id": "l1", "quantity": 1, "reason": "changed_mind"}]}
-    view, _ = await services.cases.open_case(STOREFRONT, msgspec.convert(body, CaseIn), None)
+    view = await open_return(services, "o_review")
     assert view.state == "pending_review"
     # the agent approves a goodwill figure well over the auto-approval limit, expecting to see the item
     approve = {"money_override": {"refund_total": 5000, "reason": "goodwill, check the parcel"}}
@@ -231,10 +235,7 @@ async def agents_review_changed_minds(services: Services) -> None:
 async def test_an_agents_override_survives_the_labels_price(services: Services) -> None:
     """Regression: the agent's approved figure stands when the real label is priced in and when it is voided."""
     await agents_review_changed_minds(services)
-    await services.cases.put_order(STOREFRONT, "o_override", msgspec.convert(order_body(shipping_address=ADDRESS), OrderIn))
-    body = {"order_id": "o_override", "type": "return", "resolution": "refund",
-            "items": [{"line_id": "l1", "quantity": 2, "reason": "changed_mind"}]}
-    view, _ = await services.cases.open_case(STOREFRONT, msgspec.convert(body, CaseIn), None)
+    view = await open_return(services, "o_override", 2)
     assert view.state == "pending_review"
     approve = {"money_override": {"refund_total": 3000, "reason": "goodwill"}}
     await services.cases.approve(AGENT, view.id, None, msgspec.convert(approve, ApproveIn))
@@ -253,18 +254,13 @@ async def test_an_agents_override_survives_the_labels_price(services: Services) 
 async def test_keep_item_and_customer_ships_buy_no_label(services: Services) -> None:
     """Regression: an agent's keep-the-item approval, and a merchant whose customers ship, buy nothing."""
     await agents_review_changed_minds(services)
-    await services.cases.put_order(STOREFRONT, "o_keep", msgspec.convert(order_body(shipping_address=ADDRESS), OrderIn))
-    body = {"order_id": "o_keep", "type": "return", "resolution": "refund",
-            "items": [{"line_id": "l1", "quantity": 2, "reason": "changed_mind"}]}
-    view, _ = await services.cases.open_case(STOREFRONT, msgspec.convert(body, CaseIn), None)
+    view = await open_return(services, "o_keep", 2)
     kept = await services.cases.approve(AGENT, view.id, None, msgspec.convert({"keep_item": True}, ApproveIn))
     assert kept.label is None
     await services.labels.put_settings(
         MERCHANT, msgspec.convert({"label_buyer": "customer_ships", "return_address": RETURN_ADDRESS}, ShippingSettingsIn)
     )
-    await services.cases.put_order(STOREFRONT, "o_ships", msgspec.convert(order_body(shipping_address=ADDRESS), OrderIn))
-    body = {**body, "order_id": "o_ships", "items": [{"line_id": "l1", "quantity": 1, "reason": "changed_mind"}]}
-    ships, _ = await services.cases.open_case(STOREFRONT, msgspec.convert(body, CaseIn), None)
+    ships = await open_return(services, "o_ships")
     ships = await services.cases.approve(AGENT, ships.id, None, msgspec.convert({}, ApproveIn))
     assert ships.state == "approved" and ships.label is None
     assert await services.labels.run_once() == 0
@@ -313,10 +309,7 @@ async def test_reason_other_decided_on_approval_then_the_real_label(
     """Regression: who pays is decided by the agent, what is paid is the real rate, and the
     refund actually opened on receipt is that figure."""
     order_id = f"o_other_{decided}"
-    await services.cases.put_order(STOREFRONT, order_id, msgspec.convert(order_body(shipping_address=ADDRESS), OrderIn))
-    body = {"order_id": order_id, "type": "return", "resolution": "refund",
-            "items": [{"line_id": "l1", "quantity": 1, "reason": "other", "note": "it smells"}]}
-    view, _ = await services.cases.open_case(STOREFRONT, msgspec.convert(body, CaseIn), None)
+    view = await open_return(services, order_id, reason="other", note="it smells")
     assert view.state == "pending_review"
     approve = {"responsibility": [{"line_id": "l1", "responsibility": decided}]}
     await services.cases.approve(AGENT, view.id, None, msgspec.convert(approve, ApproveIn))
