@@ -58,10 +58,12 @@ if TYPE_CHECKING:
 log = structlog.get_logger()
 
 LABEL_FORMATS = {"pdf": "application/pdf", "png": "image/png", "qr": "image/png"}
-# a case past these no longer waits for its parcel: a label not bought by then is not needed
+# a case past these no longer waits for its parcel: a label not bought, or not recorded, by then
+# is not needed (the customer reported a parcel of their own, an agent received it, it was
+# cancelled) and is voided
 WAITING_FOR_ITEM = frozenset({CaseState.APPROVED})
-# a label bought for a case in these states is used (or may be): it stays bought
-LABEL_IN_USE = frozenset({CaseState.APPROVED, CaseState.IN_TRANSIT})
+# a voided label gives its cost back only while the refund is still to be worked out
+MONEY_OPEN = frozenset({CaseState.APPROVED, CaseState.IN_TRANSIT, CaseState.CANCELLED, CaseState.REJECTED})
 UNSCANNED = (None, "pre_transit")
 
 
@@ -268,7 +270,7 @@ class LabelService:
                         return  # recorded by another worker
                     case = await repos.get_case(label.merchant_id, label.case_id)
                     loaded_version = case.version
-                    in_use = current.status == "pending" and case.state in LABEL_IN_USE
+                    in_use = current.status == "pending" and case.state in WAITING_FOR_ITEM
                     at = self.clock()
                     recorded = msgspec.structs.replace(
                         current,
@@ -327,8 +329,8 @@ class LabelService:
                         await repos.update_label(msgspec.structs.replace(current, status="bought", last_error=refused))
                         return
                     await repos.update_label(msgspec.structs.replace(current, status="voided", voided_at=at))
-                    if current.amount is not None and current.currency is not None:
-                        case = await repos.get_case(label.merchant_id, label.case_id)
+                    case = await repos.get_case(label.merchant_id, label.case_id)
+                    if await self._gives_cost_back(repos, case, current):
                         loaded_version = case.version
                         await self.cases.price_label(
                             repos, case, 0, current.currency, carrier_actor(label.carrier_name), at,
@@ -339,6 +341,16 @@ class LabelService:
             except VersionConflict:
                 if attempt == 2:
                     raise
+
+    @staticmethod
+    async def _gives_cost_back(repos: Repositories, case: Case, label: ReturnLabel) -> bool:
+        """Only a cost that was priced into the case (its ``label_ready``), and only while the
+        refund is still to be worked out: a label recorded after the case stopped waiting never
+        changed the money, and a case received has been (or is being) paid what it was owed."""
+        if label.amount is None or label.currency is None or case.state not in MONEY_OPEN:
+            return False
+        events = await repos.case_events(case.merchant_id, case.id)
+        return any(e.type == "label_ready" and e.data.get("label_id") == label.id for e in events)
 
     async def _carrier_failed(self, label: ReturnLabel, error: CarrierError) -> None:
         log.warning("label_carrier_error", label_id=label.id, merchant_id=label.merchant_id, code=error.code,

@@ -32,7 +32,6 @@ from domain.cases import (
     Responsibility,
     Shipment,
 )
-from domain.decision import RuleResult
 from service.cases import CaseService
 from service.dto import ReceivedItemIn, ReceiveIn
 from service.labels import carrier_actor
@@ -136,11 +135,12 @@ class Tracking:
 
     async def _carrier_receives(self, repos: Repositories, case: Case) -> bool:
         """The case's policy lets the carrier's delivery receive it: a return, every item the
-        customer's, and auto-approvable when decided (so within the auto-approval amount)."""
+        customer's, auto-approved when decided (within the auto-approval amount, nothing for an
+        agent to review) and no money an agent set by hand: a case an agent looked at is received
+        by an agent."""
         if case.type != CaseType.RETURN or any(i.responsibility != Responsibility.CUSTOMER for i in case.items):
             return False
         policy = await self.cases.policies.at_version(repos, case.merchant_id, case.decision.policy_version)
         allowed = policy.document["rules"].get("auto_approve", {}).get("receive_on_delivery", False)
-        auto_approvable = any(o.rule == "auto_approve" and o.result == RuleResult.PASS for o in case.decision.outcomes)
-        return bool(allowed) and auto_approvable
+        return bool(allowed) and case.decision.auto_approve and case.money_override is None
 

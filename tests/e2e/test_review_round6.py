@@ -1,7 +1,7 @@
 """Review round 6 (#17, return labels) over HTTP against a running service with the simulated
 carrier: bad shipping settings and addresses, labels for unusual addresses and currencies, scans
-that come late or for a cancelled case. Findings are strict xfails naming the bug; attacks the
-service withstands stay as plain regression tests."""
+that come late or for a cancelled case: the attacks the service withstood, kept as regression
+tests."""
 
 # ruff: noqa: F811 - the fixtures of test_labels, imported by name
 

@@ -1,6 +1,7 @@
 """Review round 6 (#17, return labels): attacks driven below HTTP, with the worker's steps run by
-the test so that a crash or an interleaving lands exactly where it hurts. Each finding is a
-strict xfail naming the bug; attacks the service withstands stay as plain regression tests."""
+the test so that a crash or an interleaving lands exactly where it hurts. The four findings
+(failing on the main of their day, fixed since) and the attacks the service withstood are kept as
+regression tests."""
 
 from __future__ import annotations
 
@@ -90,11 +91,6 @@ async def bought_by_a_worker_that_died(services: Services, case_id: str) -> None
 AS_NEW = {"items": [{"line_id": "l1", "quantity": 1, "condition": "as_new"}]}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a label recorded after the case was received is voided and its 'cost given back' re-prices a case "
-    "whose refund was already opened: case money no longer matches the refund paid",
-)
 async def test_a_label_voided_after_the_refund_leaves_the_money_as_paid(services: Services) -> None:
     case_id = await approved_case(services, "o_void_after_refund")
     await bought_by_a_worker_that_died(services, case_id)
@@ -129,11 +125,6 @@ def _agent_audience():
     return Audience.AGENT
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Tracking._move writes the whole label row from an unlocked read: a scan racing a cancel "
-    "overwrites void_requested with bought, so the label is never voided",
-)
 async def test_a_scan_racing_a_cancel_never_undoes_the_void(services: Services, monkeypatch: pytest.MonkeyPatch) -> None:
     case_id = await approved_case(services, "o_scan_vs_cancel")
     await services.labels.run_once()
@@ -174,11 +165,6 @@ def delivered_scan(label) -> TrackingEvent:
                          status="delivered", at=label.bought_at)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Tracking._carrier_receives takes the auto_approve rule's PASS for 'auto-approvable': a case the "
-    "policy sent to an agent (review) is received unseen on delivery, paying the agent's override",
-)
 async def test_the_carrier_never_receives_a_case_the_policy_sent_to_an_agent(services: Services) -> None:
     # the merchant wants an agent to look at every 'changed_mind' return; cheap ones the carrier may receive
     async with services.db.transaction() as repos:
@@ -204,11 +190,6 @@ async def test_the_carrier_never_receives_a_case_the_policy_sent_to_an_agent(ser
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="LabelService._record_purchase keeps (and charges) a label a dead worker bought after the customer "
-    "reported shipping the parcel themselves: LABEL_IN_USE counts in_transit, the docs say such a case gets none",
-)
 async def test_a_case_reported_shipped_before_the_label_was_recorded_keeps_no_label(services: Services) -> None:
     case_id = await approved_case(services, "o_shipped_first")
     flat = (await services.cases.get_case(AGENT, case_id, _agent_audience())).money
