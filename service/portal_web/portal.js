@@ -544,6 +544,41 @@ function renderCase() {
   renderCasePhotos(c);
 }
 
+/** The return label the service bought: its carrier and tracking number, and the PDF, fetched
+ * with the customer's token (a plain link could not carry it) and handed over as a download. */
+function labelPart(c) {
+  const box = el("section", null, { class: "label", "aria-labelledby": "label-title" });
+  const line = el("p");
+  line.append(`${t("carrier")}: `, data("span", c.label.carrier || ""), ` · ${t("tracking_number")}: `,
+    data("span", c.label.tracking_code || ""));
+  const button = el("button", t("label_download"), { type: "button", id: "label-download" });
+  const said = el("p", null, { role: "status" });
+  button.addEventListener("click", () => downloadLabel(c.id, button, said));
+  box.append(el("h4", t("label_title"), { id: "label-title" }), el("p", t("label_hint")), line, button, said);
+  return box;
+}
+
+async function downloadLabel(caseId, button, said) {
+  button.disabled = true;
+  said.textContent = "";
+  try {
+    const response = await fetch(`/v1/cases/${encodeURIComponent(caseId)}/label?format=pdf`,
+      { headers: { Authorization: `Bearer ${token()}` } });
+    if (response.status === 401) return showLookup(true);
+    if (!response.ok) throw new Error(`HTTP ${response.status}`);
+    const url = URL.createObjectURL(await response.blob());
+    const link = el("a", null, { href: url, download: `return-label-${caseId}.pdf` });
+    document.body.append(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 60_000);
+  } catch {
+    said.textContent = t("network");
+  } finally {
+    button.disabled = false;
+  }
+}
+
 function nextActions(c, allowed) {
   const parts = [];
   if (c.rejection) {
@@ -552,6 +587,7 @@ function nextActions(c, allowed) {
     parts.push(why);
     if (c.rejection.note) parts.push(data("p", c.rejection.note));
   }
+  if (c.label?.status === "bought" && ["approved", "in_transit"].includes(c.state)) parts.push(labelPart(c));
   if (allowed.has("return-shipment")) {
     parts.push(el("h4", t("send_to")));
     parts.push(c.return_address ? data("address", c.return_address) : el("p", t("send_to_missing")));

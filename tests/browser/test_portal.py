@@ -25,6 +25,7 @@ from service.config import Settings
 from tests.browser.test_console import AXE, BROKEN_WORDS, WIDER_THAN_PAGE, _screenshot
 from tests.support.database import fresh_database
 from tests.support.images import encode, photo
+from tests.support.labels import bought
 from tests.support.server import free_port, serve
 from tests.support.smtp import Inbox, smtp_server
 from tests.support.tenants import Tenant
@@ -48,6 +49,12 @@ THREE_LINES = [
     {"line_id": "l3", "sku": "CAP", "title": "Cap", "quantity": 1, "unit_price": 1200},
 ]
 RETURN_ADDRESS = "Returns dept.\nHauptstraße 1\n10115 Berlin"
+CUSTOMER_ADDRESS = {"name": "Ann Lee", "street1": "Rue de Rivoli 5", "city": "Paris", "zip": "75001", "country": "FR"}
+LABEL_SETTINGS = {
+    "label_buyer": "merchant",
+    "return_address": {"name": "Shop Returns", "street1": "Lagerstr. 1", "city": "Hamburg", "zip": "20095", "country": "DE"},
+    "default_parcel": {"weight_g": 800},
+}
 
 
 def _order(tenant: Tenant, lines: list[dict] | None = None, language: str | None = None) -> dict:
@@ -335,6 +342,33 @@ def test_an_information_request_is_answered_from_its_link(browser, tenant: Tenan
     page.wait_for_selector('#case-state:text("We are looking at your request")')
     assert tenant.agent.get(f"/admin/v1/cases/{case['id']}").json()["state"] == "pending_review"
     assert "You answered" in page.text_content("#timeline")
+    page.context.close()
+
+
+def test_the_return_label_is_downloaded_from_the_status_page(browser, tenant: Tenant) -> None:
+    assert tenant.admin.put("/admin/v1/shipping-settings", json=LABEL_SETTINGS).status_code == 200
+    order = tenant.put_order(
+        lines=THREE_LINES, shipping_address=CUSTOMER_ADDRESS, customer={"id": f"cus_{tenant.merchant_id}", "email": "c@example.com"},
+        payment={"gateway": "stripe", "reference": "pi_label", "captured_amount": 8693},
+    )
+    case = tenant.open_case(order["order_id"], items=[{"line_id": "l1", "quantity": 1, "reason": "changed_mind"}]).json()
+    if case["state"] != "approved":
+        assert tenant.agent.post(f"/admin/v1/cases/{case['id']}/approve", json={}).status_code == 200
+    label = bought(tenant, case["id"])["label"]
+    link = f"{_link(tenant, order)}&case={case['id']}&do=status"
+    page = _page(browser, link, accept_downloads=True, **PHONE)  # under the page's own CSP
+    page.wait_for_selector("#label-download")
+    assert label["tracking_code"] in page.text_content(".label")
+    with page.expect_download() as download:
+        page.click("#label-download")
+    pdf = Path(download.value.path()).read_bytes()
+    assert pdf.startswith(b"%PDF") and pdf == tenant.storefront.get(f"/v1/cases/{case['id']}/label").content
+    page.context.close()
+    page = _page(browser, link, bypass_csp=True, **PHONE)  # the CSP set aside for axe's script only
+    page.wait_for_selector("#label-download")
+    page.add_script_tag(path=str(AXE))
+    found = page.evaluate("axe.run(document).then(r => r.violations.map(v => [v.id, v.impact]))")
+    assert [v for v in found if v[1] in ("critical", "serious")] == []
     page.context.close()
 
 
