@@ -748,6 +748,11 @@ class CarrierWebhook(Protocol):
         out; raises ``InvalidWebhook`` (400) otherwise."""
         ...
 
+    def delivery_id(self, payload: bytes) -> str | None:
+        """The carrier's id of the event a verified body carries (EasyPost's ``evt_…``), by which
+        a request sent again is told from a new event; None when it names none."""
+        ...
+
 
 # --------------------------------------------------------------------------- blobs and images
 

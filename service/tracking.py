@@ -75,6 +75,11 @@ class Tracking:
             new += await self._take(event)
         return new
 
+    async def first_delivery(self, delivery_id: str) -> bool:
+        """Record a carrier webhook's event id; False when it was recorded before (a replay)."""
+        async with self.db.transaction() as repos:
+            return await repos.record_gateway_event(f"carrier:{self.carrier.name}", delivery_id, "webhook", self.clock())
+
     async def poll_quiet(self, limit: int = 50) -> int:
         """Ask the carrier for the scans of bought labels it has not been asked about for
         ``poll_after`` (how the simulated carrier's scans arrive, and a webhook lost is caught up)."""

@@ -367,6 +367,15 @@ class EasyPostWebhook:
             raise ValueError("an EasyPost webhook needs its secret")
         self.keys = [unicodedata.normalize("NFKD", secret).encode() for secret in secrets]
 
+    def delivery_id(self, payload: bytes) -> str | None:
+        """The event's ``id`` (``evt_…``): EasyPost signs only the body, so a captured request sent
+        again is told by it (the service refuses an id it has taken in before)."""
+        try:
+            found = json.loads(payload).get("id")
+        except (ValueError, AttributeError, RecursionError):
+            return None
+        return found if isinstance(found, str) and found else None
+
     def verify(self, payload: bytes, headers: Mapping[str, str], now: datetime) -> list[TrackingEvent]:
         signature = next((value for name, value in headers.items() if name.lower() == "x-hmac-signature"), None)
         if not signature:

@@ -81,9 +81,12 @@ class ShippingSettingsController(Controller):
 
 @post("/webhooks/easypost", operation_id="easypostWebhook", tags=["webhooks"], status_code=200)
 async def easypost_webhook(request: Request[Any, Any, Any], services: Services) -> Response[Any]:
-    """EasyPost's tracker events, verified on the raw body. A repeat answers 200 and changes
-    nothing; a bad signature answers 400 ``invalid_signature`` (an unreadable signed body
-    ``invalid_event``) and changes nothing. Where EasyPost is not the carrier, there is no such
+    """EasyPost's tracker events, verified on the raw body. A new event repeating scans already
+    known answers 200 (``duplicate``) and changes nothing; the same event sent again (a replayed
+    request: EasyPost's signature has no timestamp) answers 400 ``replayed_event``, a bad signature
+    400 ``invalid_signature`` (an unreadable signed body ``invalid_event``), and change nothing.
+    The event's id is recorded after its scans are taken in, so a delivery that failed half way is
+    taken when EasyPost sends it again. Where EasyPost is not the carrier, there is no such
     webhook: 404 ``not_found`` (not a 5xx, which EasyPost would keep retrying)."""
     webhook = services.carrier_webhook
     if webhook is None:
@@ -93,5 +96,10 @@ async def easypost_webhook(request: Request[Any, Any, Any], services: Services) 
     except InvalidWebhook as exc:
         log.warning("carrier_webhook_refused", code=exc.code, reason=str(exc))
         return problem(400, exc.code, str(exc))
-    new = await services.tracking.ingest(events)
+    body = await request.body()
+    new = await services.tracking.ingest(events)  # a replay's scans are all known: nothing changes
+    delivery = webhook.delivery_id(body)
+    if delivery is not None and not await services.tracking.first_delivery(delivery):
+        log.warning("carrier_webhook_replayed", delivery_id=delivery)
+        return problem(400, "replayed_event", f"event {delivery} was taken in before: this request is a replay")
     return Response({"received": True, "duplicate": bool(events) and new == 0}, status_code=200)

@@ -222,9 +222,14 @@ def test_scans_in_any_order_and_repeated_move_the_case_forward_only(shop: Tenant
 
     late = [moving, out, delivered, moving]
     random.Random(17).shuffle(late)
-    for payload, headers in late:
-        assert _post(shop, payload, headers).status_code == 200
-    assert _post(shop, *delivered).json() == {"received": True, "duplicate": True}  # a replay: the same scan
+    seen = {delivered[0]}
+    for payload, headers in late:  # an event not seen yet is taken (200), one seen before is a replay (400)
+        answer = _post(shop, payload, headers)
+        expected = (400, "replayed_event") if payload in seen else (200, None)
+        assert (answer.status_code, answer.json().get("code")) == expected, answer.text
+        seen.add(payload)
+    replayed = _post(shop, *delivered)  # the very request again: refused, though it changes nothing anyway
+    assert replayed.status_code == 400 and replayed.json()["code"] == "replayed_event", replayed.text
     now = shop.agent.get(f"/admin/v1/cases/{case['id']}").json()
     assert (now["state"], now["version"], now["delivered_at"]) == (
         "in_transit", after_delivery["version"], after_delivery["delivered_at"])
