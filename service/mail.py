@@ -94,6 +94,13 @@ TEMPLATES: dict[str, dict[str, tuple[str, list[Block]]]] = {
              "Pack it safely and keep the shipping receipt. No shipping label is needed from us yet.",
              ("See your return", "status", {})],
         ),
+        "approved_label": (
+            "Your return {case_id} is approved",
+            ["Hello,", "your return {case_id} for order {order_id} is approved.",
+             ("We are buying your return label: it comes in a separate e-mail in a few minutes, and your "
+              "return's page has it too. Pack the item safely and stick the label on the parcel."),
+             ("See your return", "status", {})],
+        ),
         "approved_keep": (
             "Your return {case_id} is approved: keep the item",
             ["Hello,", ("your return {case_id} for order {order_id} is approved. You do not need to send "
@@ -158,6 +165,12 @@ TEMPLATES: dict[str, dict[str, tuple[str, list[Block]]]] = {
             "您的退货申请 {case_id} 已批准",
             ["您好，", "您针对订单 {order_id} 的退货申请 {case_id} 已批准。", "请将商品寄回：{return_address}",
              "请妥善包装并保留寄件凭证。目前无需我们提供的运单。", ("查看退货进度", "status", {})],
+        ),
+        "approved_label": (
+            "您的退货申请 {case_id} 已批准",
+            ["您好，", "您针对订单 {order_id} 的退货申请 {case_id} 已批准。",
+             "我们正在为您购买退货运单，几分钟后会另发邮件给您，您也可以在退货页面下载。请妥善包装商品，并将运单贴在包裹上。",
+             ("查看退货进度", "status", {})],
         ),
         "approved_keep": (
             "您的退货申请 {case_id} 已批准：商品无需寄回",
@@ -377,7 +390,11 @@ class Mailer:
             if label is None or label.status != "bought":
                 return None  # voided meanwhile, or no label of ours: the customer reported the parcel
             values |= {"carrier": label.carrier or "", "tracking_code": label.tracking_code or ""}
-        template = "approved_keep" if kind == "approved" and case.decision.keep_item else kind
+        template = kind
+        if kind == "approved" and case.decision.keep_item:
+            template = "approved_keep"
+        elif kind == "approved" and await repos.get_case_label(merchant_id, case.id) is not None:
+            template = "approved_label"  # planned with the approval: the label's own mail follows
         expires_at = int(self.portal.expiry(MAIL_LINK_MINUTES).timestamp())
         token = unsigned_token(Claims(m=merchant_id, o=case.order_id, c=case.customer_id, lang=language, exp=expires_at))
 

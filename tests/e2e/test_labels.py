@@ -15,6 +15,7 @@ import io
 import secrets
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import httpx
 import msgspec
@@ -26,6 +27,7 @@ from service.config import Settings
 from service.ports import InvalidWebhook, TrackingEvent
 from tests.support.database import fresh_database
 from tests.support.labels import approve_at_once, bought, case_for_review, label_id
+from tests.support.mails import eml_mails
 from tests.support.server import serve
 from tests.support.tenants import Tenant
 from tests.support.waiting import eventually
@@ -42,12 +44,18 @@ SETTINGS = {
 
 
 @pytest.fixture(scope="module")
-def label_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+def label_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The label service's data folder: its customer e-mails are written there."""
+    return tmp_path_factory.mktemp("labels")
+
+
+@pytest.fixture(scope="module")
+def label_service(label_data: Path) -> Iterator[tuple[str, str]]:
     from service.bootstrap import build_app
 
     with fresh_database() as database_url:
         settings = Settings(
-            database_url=database_url, data_dir=tmp_path_factory.mktemp("labels"), log_format="json",
+            database_url=database_url, data_dir=label_data, log_format="json",
             worker_idle_seconds=0.05, simulated_carrier_in_transit_seconds=1, simulated_carrier_delivered_seconds=2,
             tracking_poll_after_seconds=0.2, label_first_backoff_seconds=0.2,
         )
@@ -81,7 +89,7 @@ def purchases(database_url: str, reference: str) -> int:
     return asyncio.run(count())
 
 
-def test_approve_label_scans_receive_refund(shop: Tenant) -> None:
+def test_approve_label_scans_receive_refund(shop: Tenant, label_data: Path) -> None:
     order = shop.put_order(shipping_address=CUSTOMER_ADDRESS)
     case = shop.open_case(order["order_id"]).json()
     assert case["state"] == "approved" and case["label"]["status"] == "pending"
@@ -131,6 +139,9 @@ def test_approve_label_scans_receive_refund(shop: Tenant) -> None:
 
     kinds = eventually(lambda: told <= set(kinds := mails()) and kinds)
     assert sorted(kind for kind in kinds if kind in told) == sorted(told), "each once"
+    [approval] = [m for m in eml_mails(label_data, "approved") if m["X-Returns-Case"] == case["id"]]
+    text = approval.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert "We are buying your return label" in text and "No shipping label" not in text
 
 
 def test_twenty_concurrent_approvals_buy_one_label(shop: Tenant) -> None:

@@ -17,6 +17,7 @@ from tests.e2e.test_labels import (  # noqa: F401 - the running service and its 
     SETTINGS,
     bought,
     label_id,
+    label_data,
     label_service,
     other_shop,
     purchases,
