@@ -288,6 +288,7 @@ function renderCase(item, events, order, fresh) {
   $("#shipments").replaceChildren(...(item.shipments.length ? item.shipments.map((s) => el("li",
     `${date(s.at)} · ${t(s.direction === "outbound" || s.direction === "inbound" ? s.direction : "shipments")} · ${s.carrier} ${s.tracking_number}`))
     : [el("li", t("none"), { class: "muted" })]));
+  renderLabel(item);
   $("#order-summary").replaceChildren(...pairs([["order", order.order_id], ["placed", date(order.placed_at)],
     ["delivered", date(order.delivered_at)], ["email", order.customer.email], ["captured", money(order.payment.captured_amount, order.currency)],
     ["refundable", money(order.refundable_amount, order.currency)]]));
@@ -411,9 +412,9 @@ async function showPhotos(item) {
   if (!item.photos.length) holder.append(el("span", t("none"), { class: "muted" }));
   for (const [index, photo] of item.photos.entries()) {
     const button = el("button", null, { type: "button", class: "thumb" });
-    button.append(el("img", null, { src: await fetchImage(photo.thumbnail_url), alt: `${t("photos")} ${index + 1}`, "data-photo": photo.id }));
+    button.append(el("img", null, { src: await fetchBlob(photo.thumbnail_url), alt: `${t("photos")} ${index + 1}`, "data-photo": photo.id }));
     button.addEventListener("click", async () => {
-      $("#viewer-image").src = await fetchImage(photo.url);
+      $("#viewer-image").src = await fetchBlob(photo.url);
       $("#viewer-image").alt = `${t("photos")} ${index + 1}`;
       $("#viewer").showModal();
     });
@@ -422,7 +423,28 @@ async function showPhotos(item) {
   }
 }
 
-async function fetchImage(path) {
+/** The return label the service bought: its state, carrier, tracking code and cost, the carrier's
+ * delivery scan, and its PDF (fetched with the key, as photos are). */
+function renderLabel(item) {
+  const label = item.label;
+  if (!label) return $("#label").replaceChildren(el("span", t("none"), { class: "muted" }));
+  const parts = [t(`label_status.${label.status}`), [label.carrier, label.service].filter(Boolean).join(" "),
+    label.tracking_code, label.amount != null ? money(label.amount, label.currency) : null,
+    item.delivered_at ? t("label_delivered", { at: date(item.delivered_at) }) : null].filter(Boolean);
+  $("#label").replaceChildren(el("span", parts.join(" · "), { "data-label": label.status }));
+  if (label.status !== "bought") return;
+  const button = el("button", t("label_download"), { type: "button", id: "label-download", class: "secondary" });
+  button.addEventListener("click", async () => {
+    const link = el("a", null, { href: await fetchBlob(`/admin/v1/cases/${encodeURIComponent(item.id)}/label?format=pdf`),
+      download: `return-label-${item.id}.pdf` });
+    document.body.append(link);
+    link.click();
+    link.remove();
+  });
+  $("#label").append(" ", button);
+}
+
+async function fetchBlob(path) {
   const response = await fetch(path, { headers: { Authorization: `Bearer ${sessionStorage.getItem("key")}` } });
   const url = URL.createObjectURL(await response.blob());
   blobUrls.push(url);

@@ -18,6 +18,7 @@ import pytest
 
 from tests.support.flows import failed_refund
 from tests.support.images import encode, photo
+from tests.support.labels import CUSTOMER_ADDRESS, MERCHANT_BUYS_LABELS, bought
 from tests.support.tenants import Tenant
 
 pytestmark = pytest.mark.skipif(
@@ -55,7 +56,7 @@ WIDER_THAN_PAGE = """() => [...document.querySelectorAll('body *')].filter((e) =
   e.getBoundingClientRect().right > document.documentElement.clientWidth + 1).map((e) => e.tagName + '#' + e.id + '.' + e.className)"""
 
 
-def _signed_in(browser, base_url: str, key: str, **options):  # noqa: ANN001, ANN202
+def _signed_in(browser, base_url: str, key: str, **options):
     context = browser.new_context(**options)
     page = context.new_page()
     alerts: list[str] = []
@@ -68,7 +69,7 @@ def _signed_in(browser, base_url: str, key: str, **options):  # noqa: ANN001, AN
 
 
 @pytest.fixture
-def page(browser, base_url: str, tenant: Tenant):  # noqa: ANN001, ANN201
+def page(browser, base_url: str, tenant: Tenant):
     page = _signed_in(browser, base_url, tenant.keys["agent"])
     page.wait_for_selector("#queue:not([hidden]) #queue-table tbody tr, #queue-status:has-text('No cases')")
     yield page
@@ -88,7 +89,7 @@ def _defect_case(tenant: Tenant, quantity: int = 1) -> dict:
     return case
 
 
-def _open(page, case_id: str) -> None:  # noqa: ANN001
+def _open(page, case_id: str) -> None:
     """From wherever the page is: the queue, then the case's row link."""
     page.goto(page.url.split("#")[0] + "#/")
     page.wait_for_selector(f'tr[data-case="{case_id}"] a')
@@ -114,13 +115,13 @@ def _make_overdue(database_url: str, merchant_id: str, case_id: str, hours: floa
         thread.submit(asyncio.run, run()).result()
 
 
-def _screenshot(page, name: str, *, full_page: bool = True) -> None:  # noqa: ANN001
+def _screenshot(page, name: str, *, full_page: bool = True) -> None:
     if os.environ.get("RETURNS_SCREENSHOTS"):
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=full_page)
 
 
-def test_sign_in_find_open_see_decision_and_photo_then_approve(page, tenant: Tenant) -> None:  # noqa: ANN001
+def test_sign_in_find_open_see_decision_and_photo_then_approve(page, tenant: Tenant) -> None:
     case = _defect_case(tenant)
     _open(page, case["id"])
     assert page.text_content("#case-state") == "Pending review"
@@ -146,7 +147,7 @@ def test_sign_in_find_open_see_decision_and_photo_then_approve(page, tenant: Ten
     assert "Approved" in timeline and "“looks defective”" in timeline and "{" not in timeline
 
 
-def test_the_whole_flow_with_the_keyboard_only(page, tenant: Tenant) -> None:  # noqa: ANN001
+def test_the_whole_flow_with_the_keyboard_only(page, tenant: Tenant) -> None:
     case = _defect_case(tenant)
     page.press("#filters button", "Enter")  # the queue again, now with the new case
     page.wait_for_selector(f'tr[data-case="{case["id"]}"] a')
@@ -172,7 +173,7 @@ def test_the_whole_flow_with_the_keyboard_only(page, tenant: Tenant) -> None:  #
     assert tenant.agent.get(f"/admin/v1/cases/{case['id']}").json()["state"] == "approved"
 
 
-def test_reload_and_back_on_a_case_page(page, tenant: Tenant, base_url: str) -> None:  # noqa: ANN001
+def test_reload_and_back_on_a_case_page(page, tenant: Tenant, base_url: str) -> None:
     case = _defect_case(tenant)
     _open(page, case["id"])
     page.reload()
@@ -189,7 +190,7 @@ def test_reload_and_back_on_a_case_page(page, tenant: Tenant, base_url: str) -> 
     other.context.close()
 
 
-def test_customer_text_is_shown_as_text_and_runs_nothing(page, tenant: Tenant) -> None:  # noqa: ANN001
+def test_customer_text_is_shown_as_text_and_runs_nothing(page, tenant: Tenant) -> None:
     case = _defect_case(tenant)
     _open(page, case["id"])
     assert page.text_content("#customer-note") == f"it broke {XSS}"
@@ -201,7 +202,7 @@ def test_customer_text_is_shown_as_text_and_runs_nothing(page, tenant: Tenant) -
     assert "script-src 'self'" in csp and "unsafe-inline" not in csp
 
 
-def test_receive_a_short_shipment_after_confirming(page, tenant: Tenant) -> None:  # noqa: ANN001
+def test_receive_a_short_shipment_after_confirming(page, tenant: Tenant) -> None:
     case = _defect_case(tenant, quantity=2)
     tenant.agent.post(f"/admin/v1/cases/{case['id']}/approve", json={})
     _open(page, case["id"])
@@ -220,7 +221,7 @@ def test_receive_a_short_shipment_after_confirming(page, tenant: Tenant) -> None
     assert after["refunds"][0]["amount"] == 1999 + 495
 
 
-def test_a_stale_edit_is_told_beside_its_action(page, tenant: Tenant) -> None:  # noqa: ANN001
+def test_a_stale_edit_is_told_beside_its_action(page, tenant: Tenant) -> None:
     case = _defect_case(tenant)
     _open(page, case["id"])
     tenant.agent.post(f"/admin/v1/cases/{case['id']}/notes", json={"text": "someone else was here"})
@@ -240,7 +241,7 @@ def test_a_stale_edit_is_told_beside_its_action(page, tenant: Tenant) -> None:  
     assert tenant.agent.get(f"/admin/v1/cases/{case['id']}").json()["state"] == "pending_review"
 
 
-def test_done_stays_until_the_next_action(page, tenant: Tenant) -> None:  # noqa: ANN001
+def test_done_stays_until_the_next_action(page, tenant: Tenant) -> None:
     case = _defect_case(tenant)
     _open(page, case["id"])
     page.fill('form[data-action="notes"] input[name="text"]', "called the customer")
@@ -255,7 +256,23 @@ def test_done_stays_until_the_next_action(page, tenant: Tenant) -> None:  # noqa
     assert page.text_content('#details dd[data-field="assignee"]').startswith("me")
 
 
-def test_a_failed_refund_is_badged_and_first_in_the_queue(page, tenant: Tenant, database_url: str) -> None:  # noqa: ANN001
+def test_the_return_label_is_on_the_case_page_and_downloads(page, tenant: Tenant) -> None:
+    assert tenant.admin.put("/admin/v1/shipping-settings", json=MERCHANT_BUYS_LABELS).status_code == 200
+    order = tenant.put_order(shipping_address=CUSTOMER_ADDRESS)
+    case = tenant.open_case(order["order_id"], items=[{"line_id": "l1", "quantity": 1, "reason": "changed_mind"}]).json()
+    if case["state"] != "approved":
+        assert tenant.agent.post(f"/admin/v1/cases/{case['id']}/approve", json={}).status_code == 200
+    label = bought(tenant, case["id"])["label"]
+    _open(page, case["id"])
+    shown = page.wait_for_selector('#label [data-label="bought"]').text_content()
+    assert label["tracking_code"] in shown and label["carrier"] in shown and shown.startswith("bought")
+    with page.expect_download() as download:
+        page.click("#label-download")
+    pdf = Path(download.value.path()).read_bytes()
+    assert pdf.startswith(b"%PDF") and pdf == tenant.agent.get(f"/admin/v1/cases/{case['id']}/label").content
+
+
+def test_a_failed_refund_is_badged_and_first_in_the_queue(page, tenant: Tenant, database_url: str) -> None:
     old = _defect_case(tenant)
     _make_overdue(database_url, tenant.merchant_id, old["id"], hours=3)
     failed = failed_refund(tenant)
@@ -280,7 +297,7 @@ def test_a_failed_refund_is_badged_and_first_in_the_queue(page, tenant: Tenant, 
     assert any(r["retried_by"] for r in tenant.agent.get(f"/admin/v1/cases/{failed['id']}").json()["refunds"])
 
 
-def test_chinese_pages_have_no_english_state_reason_rule_or_date(page, tenant: Tenant, database_url: str) -> None:  # noqa: ANN001
+def test_chinese_pages_have_no_english_state_reason_rule_or_date(page, tenant: Tenant, database_url: str) -> None:
     case = _defect_case(tenant)
     _make_overdue(database_url, tenant.merchant_id, case["id"], hours=5)
     tenant.agent.post(f"/admin/v1/cases/{case['id']}/notes", json={"text": "看过了"})
@@ -303,7 +320,7 @@ def test_chinese_pages_have_no_english_state_reason_rule_or_date(page, tenant: T
     page.wait_for_selector('header h1 a:text("Returns console")')
 
 
-def _scan_for_english(page) -> None:  # noqa: ANN001
+def _scan_for_english(page) -> None:
     """The text an agent reads, less what people typed and the server's rule explanations (marked lang=en)."""
     text = page.evaluate("""() => {
       const copy = document.body.cloneNode(true);
@@ -318,7 +335,7 @@ def _scan_for_english(page) -> None:  # noqa: ANN001
     assert re.search(MONTHS, text) is None, re.search(MONTHS, text)
 
 
-def test_a_phone_shows_cards_with_whole_words(browser, base_url: str, tenant: Tenant) -> None:  # noqa: ANN001
+def test_a_phone_shows_cards_with_whole_words(browser, base_url: str, tenant: Tenant) -> None:
     case = _defect_case(tenant)
     phone = _signed_in(browser, base_url, tenant.keys["agent"], viewport={"width": 390, "height": 844},
                        device_scale_factor=2, is_mobile=True, has_touch=True)
@@ -342,7 +359,7 @@ def test_a_phone_shows_cards_with_whole_words(browser, base_url: str, tenant: Te
 
 
 @pytest.mark.parametrize("language", ["en", "zh"])
-def test_axe_finds_nothing_critical_or_serious(browser, base_url: str, tenant: Tenant, language: str) -> None:  # noqa: ANN001
+def test_axe_finds_nothing_critical_or_serious(browser, base_url: str, tenant: Tenant, language: str) -> None:
     case = _defect_case(tenant)
     tenant.agent.post(f"/admin/v1/cases/{case['id']}/notes", json={"text": "a note"})
     axe = _signed_in(browser, base_url, tenant.keys["agent"], bypass_csp=True)
@@ -360,7 +377,7 @@ def test_axe_finds_nothing_critical_or_serious(browser, base_url: str, tenant: T
     axe.context.close()
 
 
-def test_a_storefront_key_is_signed_out_with_a_reason(browser, base_url: str, tenant: Tenant) -> None:  # noqa: ANN001
+def test_a_storefront_key_is_signed_out_with_a_reason(browser, base_url: str, tenant: Tenant) -> None:
     page = _signed_in(browser, base_url, tenant.keys["storefront"])
     # the sign-in form shows before the key is tried too: wait for the answer, not the form
     page.wait_for_selector('#notice:has-text("agent")')
@@ -369,7 +386,7 @@ def test_a_storefront_key_is_signed_out_with_a_reason(browser, base_url: str, te
     page.context.close()
 
 
-def test_search_then_sign_out_forgets_the_key_and_reports_is_linked(page, tenant: Tenant) -> None:  # noqa: ANN001
+def test_search_then_sign_out_forgets_the_key_and_reports_is_linked(page, tenant: Tenant) -> None:
     case = _defect_case(tenant)
     _defect_case(tenant)
     page.fill("#search", case["order_id"])
@@ -390,7 +407,7 @@ def test_search_then_sign_out_forgets_the_key_and_reports_is_linked(page, tenant
     assert page.evaluate("sessionStorage.getItem('key')") is None
 
 
-def test_a_network_error_is_said_where_the_list_was(page, tenant: Tenant) -> None:  # noqa: ANN001
+def test_a_network_error_is_said_where_the_list_was(page, tenant: Tenant) -> None:
     page.context.set_offline(True)
     page.click("#filters button")
     page.wait_for_selector("#queue-status.error")
@@ -409,7 +426,7 @@ def test_console_files_are_served_with_one_charset_and_the_policy(base_url: str)
     assert httpx.get(base_url + "/console/../service/api/console.py").status_code == 404
 
 
-def test_a_quote_is_typed_in_major_units_and_the_repair_is_described(page, tenant: Tenant) -> None:  # noqa: ANN001
+def test_a_quote_is_typed_in_major_units_and_the_repair_is_described(page, tenant: Tenant) -> None:
     delivered = datetime.now(UTC) - timedelta(days=400)
     order = tenant.put_order(placed_at=(delivered - timedelta(days=2)).isoformat(), delivered_at=delivered.isoformat())
     case = tenant.open_case(order["order_id"], type="repair", resolution=None, issue_description="zip broken",
@@ -434,7 +451,7 @@ def test_a_quote_is_typed_in_major_units_and_the_repair_is_described(page, tenan
     assert "€45.00" in page.text_content('#details dd[data-field="diagnosis"]')
 
 
-def test_an_exchange_shows_its_replacement_and_approve_sends_a_money_override(page, tenant: Tenant) -> None:  # noqa: ANN001
+def test_an_exchange_shows_its_replacement_and_approve_sends_a_money_override(page, tenant: Tenant) -> None:
     order = tenant.put_order()
     exchange = tenant.open_case(order["order_id"], type="exchange", resolution=None, items=[
         {"line_id": "l1", "quantity": 1, "reason": "wrong_size", "replacement_sku": "TSHIRT-L", "replacement_unit_price": 2199}]).json()
@@ -456,7 +473,7 @@ def test_an_exchange_shows_its_replacement_and_approve_sends_a_money_override(pa
     assert sent == [{"note": None, "overrides": [], "money_override": {"refund_total": 1000, "reason": "goodwill, agreed by phone"}}]
 
 
-def test_refund_without_return_and_who_is_responsible_are_decided_on_approval(page, tenant: Tenant) -> None:  # noqa: ANN001
+def test_refund_without_return_and_who_is_responsible_are_decided_on_approval(page, tenant: Tenant) -> None:
     order = tenant.put_order()
     case = tenant.open_case(order["order_id"], items=[
         {"line_id": "l1", "quantity": 1, "reason": "other", "note": "not what the picture showed"}]).json()

@@ -25,7 +25,7 @@ from service.config import Settings
 from tests.browser.test_console import AXE, BROKEN_WORDS, WIDER_THAN_PAGE, _screenshot
 from tests.support.database import fresh_database
 from tests.support.images import encode, photo
-from tests.support.labels import bought
+from tests.support.labels import CUSTOMER_ADDRESS, MERCHANT_BUYS_LABELS, bought
 from tests.support.server import free_port, serve
 from tests.support.smtp import Inbox, smtp_server
 from tests.support.tenants import Tenant
@@ -49,12 +49,6 @@ THREE_LINES = [
     {"line_id": "l3", "sku": "CAP", "title": "Cap", "quantity": 1, "unit_price": 1200},
 ]
 RETURN_ADDRESS = "Returns dept.\nHauptstraße 1\n10115 Berlin"
-CUSTOMER_ADDRESS = {"name": "Ann Lee", "street1": "Rue de Rivoli 5", "city": "Paris", "zip": "75001", "country": "FR"}
-LABEL_SETTINGS = {
-    "label_buyer": "merchant",
-    "return_address": {"name": "Shop Returns", "street1": "Lagerstr. 1", "city": "Hamburg", "zip": "20095", "country": "DE"},
-    "default_parcel": {"weight_g": 800},
-}
 
 
 def _order(tenant: Tenant, lines: list[dict] | None = None, language: str | None = None) -> dict:
@@ -346,7 +340,7 @@ def test_an_information_request_is_answered_from_its_link(browser, tenant: Tenan
 
 
 def test_the_return_label_is_downloaded_from_the_status_page(browser, tenant: Tenant) -> None:
-    assert tenant.admin.put("/admin/v1/shipping-settings", json=LABEL_SETTINGS).status_code == 200
+    assert tenant.admin.put("/admin/v1/shipping-settings", json=MERCHANT_BUYS_LABELS).status_code == 200
     order = tenant.put_order(
         lines=THREE_LINES, shipping_address=CUSTOMER_ADDRESS, customer={"id": f"cus_{tenant.merchant_id}", "email": "c@example.com"},
         payment={"gateway": "stripe", "reference": "pi_label", "captured_amount": 8693},

@@ -15,6 +15,14 @@ import httpx
 from tests.support.tenants import Tenant
 from tests.support.waiting import eventually
 
+CUSTOMER_ADDRESS = {"name": "Ann Lee", "street1": "Rue de Rivoli 5", "city": "Paris", "zip": "75001", "country": "FR"}
+# the fewest settings that make the service buy labels (the browser tests')
+MERCHANT_BUYS_LABELS = {
+    "label_buyer": "merchant",
+    "return_address": {"name": "Shop Returns", "street1": "Lagerstr. 1", "city": "Hamburg", "zip": "20095", "country": "DE"},
+    "default_parcel": {"weight_g": 800},
+}
+
 
 def label_id(shop: Tenant, case_id: str) -> str:
     """Our id of the case's label: the carrier's shipment carries it as its reference."""
