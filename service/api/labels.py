@@ -91,12 +91,12 @@ async def easypost_webhook(request: Request[Any, Any, Any], services: Services) 
     webhook = services.carrier_webhook
     if webhook is None:
         return problem(404, "not_found", "no EasyPost webhook here: EasyPost is not this service's carrier")
+    body = await request.body()
     try:
-        events = webhook.verify(await request.body(), dict(request.headers), services.cases.clock())
+        events = webhook.verify(body, dict(request.headers), services.cases.clock())
     except InvalidWebhook as exc:
         log.warning("carrier_webhook_refused", code=exc.code, reason=str(exc))
         return problem(400, exc.code, str(exc))
-    body = await request.body()
     new = await services.tracking.ingest(events)  # a replay's scans are all known: nothing changes
     delivery = webhook.delivery_id(body)
     if delivery is not None and not await services.tracking.first_delivery(delivery):

@@ -434,13 +434,8 @@ function renderLabel(item) {
   $("#label").replaceChildren(el("span", parts.join(" · "), { "data-label": label.status }));
   if (label.status !== "bought") return;
   const button = el("button", t("label_download"), { type: "button", id: "label-download", class: "secondary" });
-  button.addEventListener("click", async () => {
-    const link = el("a", null, { href: await fetchBlob(`/admin/v1/cases/${encodeURIComponent(item.id)}/label?format=pdf`),
-      download: `return-label-${item.id}.pdf` });
-    document.body.append(link);
-    link.click();
-    link.remove();
-  });
+  button.addEventListener("click", async () => offerDownload(
+    await fetchBlob(`/admin/v1/cases/${encodeURIComponent(item.id)}/label?format=pdf`), `return-label-${item.id}.pdf`));
   $("#label").append(" ", button);
 }
 

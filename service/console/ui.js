@@ -27,3 +27,11 @@ function money(amount, currency) {
   if (amount === null || amount === undefined) return "";
   return new Intl.NumberFormat(locale(), { style: "currency", currency }).format(amount / 10 ** digitsOf(currency));
 }
+
+/** Hand a fetched file (a blob: URL) to the browser as a download named ``filename``. */
+function offerDownload(url, filename) {
+  const link = el("a", null, { href: url, download: filename });
+  document.body.append(link);
+  link.click();
+  link.remove();
+}

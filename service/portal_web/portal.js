@@ -567,10 +567,7 @@ async function downloadLabel(caseId, button, said) {
     if (response.status === 401) return showLookup(true);
     if (!response.ok) throw new Error(`HTTP ${response.status}`);
     const url = URL.createObjectURL(await response.blob());
-    const link = el("a", null, { href: url, download: `return-label-${caseId}.pdf` });
-    document.body.append(link);
-    link.click();
-    link.remove();
+    offerDownload(url, `return-label-${caseId}.pdf`);
     setTimeout(() => URL.revokeObjectURL(url), 60_000);
   } catch {
     said.textContent = t("network");
