@@ -297,6 +297,7 @@ class CaseService:
         self, repos: Repositories, principal: Principal, body: CaseIn, *, lock_order: bool = False
     ) -> tuple[Policy, Facts]:
         """The facts of a would-be case, from the request."""
+        _refuse_customer_prices(principal, body)
         order = await repos.get_order(principal.merchant_id, body.order_id, for_update=lock_order)
         if order is None or not principal.may_see(order.order_id, order.customer.id):
             raise InvalidRequest(
@@ -1043,6 +1044,21 @@ def _order_from(merchant_id: str, order_id: str, body: OrderIn) -> Order:
         if body.shipping_address
         else None,
     )
+
+
+def _refuse_customer_prices(principal: Principal, body: CaseIn) -> None:
+    """Prices are the merchant's: a customer's portal credential names a replacement but never
+    its price (the storefront's key does; without one, the replacement costs what the item did).
+    ``replacement_unit_price`` is the only amount a customer's request could carry."""
+    if principal.order_id is None:  # a merchant's key
+        return
+    errors = [
+        {"field": f"items[{index}].replacement_unit_price", "message": "a customer may not set a price; the storefront does"}
+        for index, item in enumerate(body.items)
+        if item.replacement_unit_price is not None
+    ]
+    if errors:
+        raise InvalidRequest("a customer's request may not set prices", errors)
 
 
 def _check_case_request(order: Order, body: CaseIn) -> None:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 import sys
 
 import msgspec
 
-from service.config import Settings, http_server_options
+from service.config import LOCAL_URL, Settings, http_server_options
 from service.keys import ROLES, create_api_key, revoke_api_key
 
 
@@ -21,6 +22,11 @@ def _serve(args: argparse.Namespace, settings: Settings) -> None:
     if settings.database_url is None:
         print(f"No RETURNS_DATABASE_URL: using the embedded PostgreSQL in {settings.data_dir}/pg", file=sys.stderr)
     print(f"Serving on http://{args.host}:{args.port}  (OpenAPI: /schema/openapi.json)", file=sys.stderr)
+    if settings.public_url is None:  # customers' links go where this service listens
+        url = listening_url(args.host, args.port)
+        print(f"No RETURNS_PUBLIC_URL: customers' links point at {url}", file=sys.stderr)
+        os.environ["RETURNS_PUBLIC_URL"] = url  # for --workers, which read the environment
+        settings = msgspec.structs.replace(settings, public_url=url)
     if args.workers > 1:  # separate processes, each building the app from the environment
         if settings.database_url is None:
             # This supervising process holds the embedded server too: it outlives its workers,
@@ -38,6 +44,13 @@ def _serve(args: argparse.Namespace, settings: Settings) -> None:
         build_app(settings), host=args.host, port=args.port, log_level="warning", access_log=False,
         **http_server_options(settings.trusted_proxies),
     )
+
+
+def listening_url(host: str, port: int) -> str:
+    """The URL of ``host``:``port``; a wildcard address (every interface) is reached on loopback."""
+    if host in ("0.0.0.0", "::", ""):
+        host = "127.0.0.1"
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 async def _migrate(settings: Settings) -> None:
@@ -73,6 +86,8 @@ async def _worker(settings: Settings) -> None:
         loop.add_signal_handler(signum, stop.set)
     async with open_services(settings) as services:
         print("worker running; SIGTERM stops it after the current round", file=sys.stderr)
+        if settings.public_url is None:
+            print(f"No RETURNS_PUBLIC_URL: customers' e-mail links point at {LOCAL_URL}", file=sys.stderr)
         await services.worker.run(stop)
 
 

@@ -57,7 +57,8 @@ class Settings(msgspec.Struct, frozen=True):
     # unset: a secret generated once and stored in the database
     portal_secrets: tuple[str, ...] = ()
     public_url: str | None = None  # where customers reach the service (portal and e-mail links); default: the
-    # request's for a portal link made over HTTP, LOCAL_URL in e-mail
+    # request's for a portal link made over HTTP; in e-mail, where `returns serve` listens (LOCAL_URL for
+    # a `returns worker` on its own, which knows no address: set it there)
     portal_lookups_per_ip: int = 20  # order + e-mail lookups an hour per client address (per process)
     portal_lookups_per_email: int = 5  # ... and per merchant and e-mail
     # proxies whose X-Forwarded-For / -Proto are believed (comma-separated addresses, as uvicorn's

@@ -107,7 +107,7 @@ class FinanceService:
         writer = csv.writer(buffer, lineterminator="\r\n")
         writer.writerow(CSV_COLUMNS)
         yield buffer.getvalue().encode()
-        async with self.db.transaction() as repos:
+        async with self.db.reading() as repos:  # one snapshot: the rows of one moment
             async for batch in repos.stream_ledger(principal.merchant_id, filters):
                 buffer.seek(0)
                 buffer.truncate()

@@ -15,9 +15,12 @@ says ``sent`` leaves the lease to run out, and the next worker sends it again. T
 derived from the row, so that copy carries the same Message-ID and mail clients can drop it.
 
 Links land on the customer portal with a customer token for the case's order (``service/portal.py``,
-``MAIL_LINK_MINUTES``). The stored message carries the token's claims unsigned (no live credential
-at rest, not even for the agents who read the mail log); the token is signed as the mail is handed
-over, deterministically, so a retry sends the same bytes.
+``MAIL_LINK_MINUTES``). The stored message carries no token (no live credential at rest, not even
+for the agents who read the mail log): its links hold a random slot, and the row keeps the link's
+claims as the mailer decided them from the mail's own merchant, case or lookup (``MailLink``). As
+the mail is handed over, the token is signed from those claims and put in the slot only,
+deterministically, so a retry sends the same bytes. Text that merchants, agents or customers wrote
+(ids, notes, addresses) is never read for claims: nothing in it can become a credential.
 
 A mail that cannot be composed or sent (an address the mail library or the SMTP client cannot
 read, a mail server answering nonsense) is recorded on its own row; it never holds up another
@@ -53,15 +56,15 @@ from service.metrics import MAIL_FAILURES
 from service.portal import (
     LINK_TOPIC,
     MAIL_LINK_MINUTES,
-    Claims,
     PortalService,
     language_for,
+    link_slot,
     portal_url,
-    unsigned_token,
 )
 from service.ports import (
     CustomerMail,
     Database,
+    MailLink,
     MailSendError,
     MailSettings,
     MailTransport,
@@ -362,10 +365,10 @@ class Mailer:
         if kind == "portal_link":  # the order lookup's link: no case yet
             payload = message.payload
             expires_at = int(datetime.fromisoformat(payload["expires_at"]).timestamp())
-            claims = Claims(m=merchant_id, o=payload["order_id"], c=payload["customer_id"], lang=payload["language"], exp=expires_at)
-            link = portal_url(self.public_url, unsigned_token(claims))
-            contents = render(payload["language"], kind, {"order_id": payload["order_id"]}, lambda *_: link)
-            return self._envelope(message, kind, payload["email"], "", payload["language"], contents, settings)
+            link = MailLink(payload["order_id"], payload["customer_id"], payload["language"], expires_at, link_slot())
+            url = portal_url(self.public_url, link.slot)
+            contents = render(payload["language"], kind, {"order_id": payload["order_id"]}, lambda *_: url)
+            return self._envelope(message, kind, payload["email"], "", payload["language"], contents, settings, link)
         case = await repos.get_case(merchant_id, message.payload["case_id"])
         order = await repos.get_order(merchant_id, case.order_id)
         if order is None or not order.customer.email:
@@ -396,13 +399,13 @@ class Mailer:
         elif kind == "approved" and await repos.get_case_label(merchant_id, case.id) is not None:
             template = "approved_label"  # planned with the approval: the label's own mail follows
         expires_at = int(self.portal.expiry(MAIL_LINK_MINUTES).timestamp())
-        token = unsigned_token(Claims(m=merchant_id, o=case.order_id, c=case.customer_id, lang=language, exp=expires_at))
+        link = MailLink(case.order_id, case.customer_id, language, expires_at, link_slot())
 
-        def link(purpose: str, params: dict[str, str]) -> str:
-            return portal_url(self.public_url, token, case=case.id, do=purpose, **params)
+        def url(purpose: str, params: dict[str, str]) -> str:
+            return portal_url(self.public_url, link.slot, case=case.id, do=purpose, **params)
 
-        contents = render(language, template, values, link)
-        return self._envelope(message, kind, order.customer.email, case.id, language, contents, settings)
+        contents = render(language, template, values, url)
+        return self._envelope(message, kind, order.customer.email, case.id, language, contents, settings, link)
 
     def _envelope(
         self,
@@ -413,6 +416,7 @@ class Mailer:
         language: str,
         contents: tuple[str, str, str],
         settings: MailSettings,
+        link: MailLink,
     ) -> CustomerMail:
         """The stored row with its RFC 5322 message (or given up when the address is no address)."""
         merchant_id = message.merchant_id
@@ -420,7 +424,7 @@ class Mailer:
         identifier = mail_id(merchant_id, message.id, recipient, kind)
         row = CustomerMail(
             merchant_id=merchant_id, id=identifier, event_id=message.id, recipient=recipient, kind=kind,
-            case_id=case_id, language=language, message="",
+            case_id=case_id, language=language, message="", link=link,
         )
         try:
             to = mail_address(recipient)
@@ -439,6 +443,9 @@ class Mailer:
         if case_id:
             mail["X-Returns-Case"] = case_id
         mail["X-Returns-Kind"] = kind
+        # RFC 3834: a machine's mail, so out-of-office and other auto-responders leave it be
+        mail["Auto-Submitted"] = "auto-generated"
+        mail["X-Auto-Response-Suppress"] = "All"  # the same said to Exchange and Outlook
         mail.set_content(text)
         mail.add_alternative(page, subtype="html")
         mail["Content-Language"] = language  # after the parts: set_content drops Content-* headers
@@ -462,7 +469,7 @@ class Mailer:
 
     async def _send(self, mail: CustomerMail) -> None:
         try:
-            message = await self._signed(mail.message)
+            message = await self._signed(mail)
             await self.transport.send(mail.id, self.mail_from, [mail.recipient], message)
         except MailSendError as exc:
             await self._failed(mail, str(exc)[:500], exc.permanent)
@@ -474,16 +481,18 @@ class Mailer:
         async with self.db.transaction() as repos:
             await repos.finish_mail(mail.merchant_id, mail.id, "sent", None, self.clock())
 
-    async def _signed(self, message: str) -> bytes:
-        """The stored message with its links' tokens signed, each text part re-encoded: the same
-        stored message gives the same bytes every time."""
-        parsed = email.message_from_string(message, policy=email.policy.default)
-        for part in parsed.walk():
-            if part.get_content_maintype() == "text":
-                content = part.get_content()
-                signed = await self.portal.sign_pending(content)
-                if signed != content:
-                    part.set_content(signed, subtype=part.get_content_subtype())
+    async def _signed(self, mail: CustomerMail) -> bytes:
+        """The stored message with the token of its own link put in its slot, each text part
+        re-encoded: the same stored mail gives the same bytes every time. Only the link the mailer
+        composed is signed; nothing else in the text becomes a credential."""
+        parsed = email.message_from_string(mail.message, policy=email.policy.default)
+        if mail.link is not None:
+            token = await self.portal.sign_link(mail.merchant_id, mail.link)
+            for part in parsed.walk():
+                if part.get_content_maintype() == "text":
+                    content = part.get_content()
+                    if mail.link.slot in content:
+                        part.set_content(content.replace(mail.link.slot, token), subtype=part.get_content_subtype())
         return parsed.as_bytes()
 
     async def _failed(self, mail: CustomerMail, error: str, permanent: bool) -> None:

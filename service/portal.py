@@ -32,17 +32,19 @@ from msgspec import Meta
 
 from domain.orders import Order
 from service.dto import Id
-from service.ports import Database, MailSettings, NotFound, Principal
+from service.ports import Database, MailLink, MailSettings, NotFound, Principal
 
 PREFIX = "pt1"
-UNSIGNED = "pt1-unsigned"
-_UNSIGNED_TOKEN = re.compile(r"pt1-unsigned\.([A-Za-z0-9_-]+)")
 CUSTOMER = "customer"
 LINK_TOPIC = "customer.portal_link"  # a looked-up order's link, for the e-mail to carry
 LOOKUP_LINK_MINUTES = 60  # a link asked for by order number and e-mail: the customer is there now
 # A link in a case's e-mail: as long as a storefront's longest, so the survey e-mail's ratings
 # still work weeks later; the token reaches only that order, as the e-mail's reader already does.
 MAIL_LINK_MINUTES = 43_200
+# The longest a token may live, checked when it is presented (not only when it is made): a token
+# signed with a far expiry (a bug, an old secret's leak) is refused all the same. A minute of
+# leeway covers a clock that signs a little ahead of the one that checks.
+MAX_LIFETIME_SECONDS = MAIL_LINK_MINUTES * 60 + 60
 log = structlog.get_logger()
 
 Language = Literal["en", "zh-CN"]
@@ -130,7 +132,8 @@ def sign(secret: str, claims: Claims) -> str:
 
 
 def verify(secrets_: tuple[str, ...], token: str, now: float) -> Claims | None:
-    """The token's claims when one of ``secrets_`` signed it and it has not expired; else None."""
+    """The token's claims when one of ``secrets_`` signed it, it has not expired and its expiry is
+    within ``MAX_LIFETIME_SECONDS`` of ``now``; else None."""
     parts = token.split(".")
     if len(parts) != 4 or parts[0] != PREFIX:
         return None
@@ -144,13 +147,13 @@ def verify(secrets_: tuple[str, ...], token: str, now: float) -> Claims | None:
         claims = msgspec.json.decode(_unb64(parts[2]), type=Claims)
     except (ValueError, msgspec.DecodeError):
         return None
-    return claims if claims.exp > now else None
+    return claims if now < claims.exp <= now + MAX_LIFETIME_SECONDS else None
 
 
-def unsigned_token(claims: Claims) -> str:
-    """The claims of a token still to be signed: what a stored e-mail carries in its links, so a
-    copy of the database holds no live credential (the mailer signs just before sending)."""
-    return f"{UNSIGNED}.{_b64(msgspec.json.encode(claims))}"
+def link_slot() -> str:
+    """A fresh random marker for a mail's link, where its token goes when the mail is sent: made
+    after every text the mail carries was written, so none of that text can contain it."""
+    return f"portal-link-{secrets.token_urlsafe(24)}"
 
 
 def is_portal_token(credential: str) -> bool:
@@ -229,11 +232,11 @@ class PortalService:
         token = sign((await self.secrets())[0], claims)
         return PortalLinkView(url=portal_url(base, token), token=token, expires_at=expires_at)
 
-    async def sign_pending(self, text: str) -> str:
-        """``text`` with each unsigned token signed. Signing is deterministic, so the same stored
-        text sends the same bytes on every retry (while the signing secret stays)."""
-        secret = (await self.secrets())[0]
-        return _UNSIGNED_TOKEN.sub(lambda found: sign(secret, msgspec.json.decode(_unb64(found[1]), type=Claims)), text)
+    async def sign_link(self, merchant_id: str, link: MailLink) -> str:
+        """The token of a mail's link: the claims the mailer decided, for the mail's own merchant.
+        Signing is deterministic, so a retried mail sends the same bytes (while the secret stays)."""
+        claims = Claims(m=merchant_id, o=link.order_id, c=link.customer_id, lang=link.language, exp=link.expires_at)
+        return sign((await self.secrets())[0], claims)
 
     async def make_link(self, principal: Principal, body: PortalLinkIn, base: str) -> PortalLinkView:
         """A link for the order's own customer; another customer's order is not found, as a

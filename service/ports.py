@@ -135,6 +135,19 @@ class MailSettings(msgspec.Struct, frozen=True):
     return_address: str | None = None
 
 
+class MailLink(msgspec.Struct, frozen=True):
+    """The portal link of one mail, as the mailer decided it from the mail's own case or lookup:
+    the token's claims (the merchant is the mail's) and the random ``slot`` the message was composed
+    with where the token goes. The mailer signs this and nothing else, only where ``slot`` stands:
+    no text written before the mail was composed (a note, an address, an id) can hold the slot."""
+
+    order_id: str
+    customer_id: str
+    language: str
+    expires_at: int  # seconds since the epoch
+    slot: str
+
+
 class CustomerMail(msgspec.Struct, frozen=True):
     """One e-mail to a customer, planned once per (outbox event, recipient, kind)."""
 
@@ -152,6 +165,7 @@ class CustomerMail(msgspec.Struct, frozen=True):
     last_error: str | None = None
     created_at: datetime | None = None  # set by the database
     sent_at: datetime | None = None
+    link: MailLink | None = None  # signed into the message as it is handed over
 
 
 class StoreCreditGrant(msgspec.Struct, frozen=True):
@@ -483,7 +497,11 @@ class Database(Protocol):
     def transaction(self) -> AbstractAsyncContextManager[Repositories]: ...
 
     def reading(self) -> AbstractAsyncContextManager[Repositories]:
-        """For reads only: no transaction around the statements."""
+        """For reads only, all in one snapshot (read-only): an answer never mixes two commits."""
+        ...
+
+    def reading_one(self) -> AbstractAsyncContextManager[Repositories]:
+        """For a read that is one statement: no transaction around it (two round trips saved)."""
         ...
 
     async def ping(self) -> bool: ...

@@ -50,18 +50,29 @@ class PostgresDatabase:
     async def transaction(self) -> AsyncIterator[PgRepositories]:
         """One unit of work. A database that is down, restarting or out of free connections
         is ``DatabaseUnavailable`` (503), never a hang: acquiring waits ``acquire_timeout``."""
-        async with self._connection(transactional=True) as repos:
+        async with self._connection() as repos:
             yield repos
 
     @asynccontextmanager
     async def reading(self) -> AsyncIterator[PgRepositories]:
-        """Reads that need no transaction of their own: each statement stands alone, which
-        saves the BEGIN and COMMIT round trips on the hottest paths (authentication, reads)."""
-        async with self._connection(transactional=False) as repos:
+        """Reads that see one moment: a read-only ``REPEATABLE READ`` transaction, so an answer
+        put together from several statements (a case, then its refunds, photos and label; a
+        report's totals and its rows) never mixes two commits."""
+        async with self._connection(mode="snapshot") as repos:
             yield repos
 
     @asynccontextmanager
-    async def _connection(self, *, transactional: bool) -> AsyncIterator[PgRepositories]:
+    async def reading_one(self) -> AsyncIterator[PgRepositories]:
+        """One statement alone, outside a transaction: it sees one moment by itself, and the
+        BEGIN and COMMIT round trips are saved on the hottest path (the API key of every request).
+        A second statement here would see another moment: use ``reading``."""
+        async with self._connection(mode="statement") as repos:
+            yield repos
+
+    @asynccontextmanager
+    async def _connection(self, *, mode: str = "write") -> AsyncIterator[PgRepositories]:
+        """``write``: a transaction at the server's isolation; ``snapshot``: a read-only
+        ``REPEATABLE READ`` one; ``statement``: none."""
         try:
             conn = await self.pool.acquire(timeout=self.acquire_timeout)
         except TimeoutError as exc:
@@ -69,11 +80,12 @@ class PostgresDatabase:
         except CONNECTION_ERRORS as exc:
             raise DatabaseUnavailable("the database cannot be reached") from exc
         try:
-            if transactional:
-                async with conn.transaction():
-                    yield PgRepositories(conn)
-            else:
+            if mode == "statement":
                 yield PgRepositories(conn)
+            else:
+                snapshot = mode == "snapshot"
+                async with conn.transaction(isolation="repeatable_read" if snapshot else None, readonly=snapshot):
+                    yield PgRepositories(conn)
         except CONNECTION_ERRORS as exc:
             raise DatabaseUnavailable("the database connection was lost; nothing was saved") from exc
         except UNSTORABLE_INPUT as exc:  # the client's input, not our fault: nothing was stored

@@ -6,18 +6,21 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 import asyncpg
+import msgspec
 
 from adapters.postgres.workflows import outbox_message
-from service.ports import CustomerMail, MailSettings, OutboxMessage
+from service.ports import CustomerMail, MailLink, MailSettings, OutboxMessage
 
 MAIL_COLUMNS = (
     "merchant_id, id, event_id, recipient, kind, case_id, language, message, status, attempts,"
-    " permanent_failures, last_error, created_at, sent_at"
+    " permanent_failures, last_error, created_at, sent_at, link::text AS link"
 )
 
 
 def _mail(row: asyncpg.Record) -> CustomerMail:
-    return CustomerMail(**dict(row))
+    fields = dict(row)
+    link = fields.pop("link")
+    return CustomerMail(**fields, link=msgspec.json.decode(link, type=MailLink) if link else None)
 
 
 class PgMail:
@@ -42,8 +45,8 @@ class PgMail:
         status = await self.conn.execute(
             """
             INSERT INTO customer_mail (merchant_id, id, event_id, recipient, kind, case_id, language, message,
-                                       status, last_error, created_at, available_at)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $10, $11, $9, $9) ON CONFLICT DO NOTHING
+                                       status, last_error, created_at, available_at, link)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $10, $11, $9, $9, $12::jsonb) ON CONFLICT DO NOTHING
             """,
             mail.merchant_id,
             mail.id,
@@ -56,6 +59,7 @@ class PgMail:
             at,
             mail.status,
             mail.last_error,
+            msgspec.json.encode(mail.link).decode() if mail.link else None,
         )
         return status.endswith(" 1")
 

@@ -1,21 +1,26 @@
 """What the portal's "send" rests on, over real HTTP with a customer's portal token: twenty
 concurrent sends of one draft (one Idempotency-Key) open one case, and its photo sent twenty
-times at once (a retry of the same step) is stored once."""
+times at once (a retry of the same step) is stored once; what a customer may not send (a price)."""
 
 from __future__ import annotations
 
+import asyncio
+import secrets
 from concurrent.futures import ThreadPoolExecutor
+
+from typing import Any
 
 import httpx
 
+from adapters.gateways.simulated import SimulatedGateway
 from tests.support.images import encode, photo
 from tests.support.tenants import Tenant
 
 CALLS = 20
 
 
-def _customer(tenant: Tenant) -> tuple[httpx.Client, str]:
-    order = tenant.put_order(customer={"id": "cus_portal", "email": "p@example.com"})
+def _customer(tenant: Tenant, **order_fields: Any) -> tuple[httpx.Client, str]:
+    order = tenant.put_order(customer={"id": "cus_portal", "email": "p@example.com"}, **order_fields)
     made = tenant.storefront.post("/v1/portal-links", json={"order_id": order["order_id"], "customer_id": "cus_portal"})
     assert made.status_code == 201, made.text
     client = httpx.Client(base_url=tenant.base_url, headers={"Authorization": f"Bearer {made.json()['token']}"}, timeout=30)
@@ -43,3 +48,34 @@ def test_twenty_concurrent_sends_of_one_draft_open_one_case_and_store_its_photo_
     assert len(cases[0]["photos"]) == 1 and cases[0]["decision"]["photo_count"] == 1
     order = tenant.storefront.get(f"/v1/orders/{order_id}").json()
     assert [line["returnable_quantity"] for line in order["lines"]] == [0, 0], "claimed once, not twenty times"
+
+
+def test_a_customer_never_sets_a_price_and_the_storefront_still_does(tenant: Tenant, gateway: SimulatedGateway) -> None:
+    """Origin: the outside review of issue #23 (a customer exchanged a 50.00 item for a
+    "replacement" at 0.01 and the gateway paid the difference back on the agent's receive)."""
+    reference = f"pi_{secrets.token_hex(6)}"
+    customer, order_id = _customer(tenant, payment={"gateway": "stripe", "reference": reference, "captured_amount": 5993})
+    priced = {"order_id": order_id, "type": "exchange",
+              "items": [{"line_id": "l1", "quantity": 1, "reason": "wrong_size", "replacement_sku": "TSHIRT-L",
+                         "replacement_unit_price": 1}]}
+    with customer:
+        for path in ("/v1/cases/preview", "/v1/cases"):
+            refused = customer.post(path, json=priced, headers={"Idempotency-Key": "draft-priced"})
+            assert refused.status_code == 422, refused.text
+            assert refused.headers["content-type"].startswith("application/problem+json")
+            assert refused.json()["code"] == "validation_error"
+            assert [e["field"] for e in refused.json()["errors"]] == ["items[0].replacement_unit_price"]
+        assert tenant.storefront.get("/v1/cases", params={"order_id": order_id}).json()["items"] == [], "nothing stored"
+        unpriced = {**priced, "items": [{k: v for k, v in priced["items"][0].items() if k != "replacement_unit_price"}]}
+        opened = customer.post("/v1/cases", json=unpriced, headers={"Idempotency-Key": "draft-priced"})  # the key is free
+        assert opened.status_code == 201, opened.text
+    case = opened.json()
+    assert case["state"] == "approved" and case["items"][0]["replacement_unit_price"] is None
+    received = tenant.agent.post(f"/admin/v1/cases/{case['id']}/receive",
+                                 json={"items": [{"line_id": "l1", "quantity": 1, "condition": "as_new"}]})
+    assert received.status_code == 200, received.text
+    assert received.json()["refunds"] == [] and received.json()["money"]["refund_total"] == 0
+    assert asyncio.run(gateway.refunds(payment_reference=reference)) == [], "the gateway paid nothing"
+    by_storefront = tenant.storefront.post("/v1/cases", json={**priced, "items": [{**priced["items"][0], "line_id": "l2"}]})
+    assert by_storefront.status_code == 201, by_storefront.text
+    assert by_storefront.json()["items"][0]["replacement_unit_price"] == 1

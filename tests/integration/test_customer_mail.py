@@ -351,6 +351,6 @@ async def test_the_order_lookups_link_is_mailed_in_the_customers_language(world:
     claims = verify((PORTAL_SECRET,), link["t"][0], world.clock().timestamp())
     assert claims is not None and (claims.o, claims.c, claims.lang) == ("o_lookup", "cus_o_lookup", "zh-CN")
     assert claims.exp - int(world.clock().timestamp()) == 3600, "a looked-up link works for an hour"
-    async with world.db.reading() as repos:
+    async with world.db.transaction() as repos:
         payload = await repos.claim_unplanned_outbox(10)
     assert not [p for p in payload if p.topic == LINK_TOPIC], "planned once"
