@@ -22,6 +22,7 @@ import pytest
 
 from adapters.postgres.embedded import embedded_database_url, postgres_processes, release_embedded
 
+from tests.support.mails import eml_mails, portal_links
 from tests.support.tenants import order_body
 from tests.support.waiting import eventually
 
@@ -83,6 +84,7 @@ def _serving(data_dir: Path, *args: str, stop: int = signal.SIGTERM, output: lis
 
 
 def test_serve_on_the_embedded_database_keeps_data_across_restarts(tmp_path: Path) -> None:
+    """... and, with no RETURNS_PUBLIC_URL, links its customers' mail to the port it listens on."""
     assert "schema up to date" in _returns(tmp_path, "migrate")
     key = _returns(tmp_path, "keys", "create", "--merchant", "shop_1", "--role", "storefront").strip().splitlines()[-1]
     agent_key = _returns(tmp_path, "keys", "create", "--merchant", "shop_1", "--role", "agent").strip().splitlines()[-1]
@@ -98,6 +100,10 @@ def test_serve_on_the_embedded_database_keeps_data_across_restarts(tmp_path: Pat
             f"{url}/admin/v1/cases/{case['id']}/approve", json={}, headers={"Authorization": f"Bearer {agent_key}"}
         )
         assert approved.json()["state"] == "approved"
+        # no RETURNS_PUBLIC_URL: the customer's mail links to where this serve listens
+        received = eventually(lambda: eml_mails(tmp_path, "received"), timeout=30)
+        links = portal_links(received[0])
+        assert links and all(link.startswith(f"{url}/portal#") for link in links), links
     assert (tmp_path / "pg").is_dir()
     with _serving(tmp_path) as url:
         again = httpx.get(f"{url}/v1/cases/{case['id']}", headers={"Authorization": f"Bearer {key}"})

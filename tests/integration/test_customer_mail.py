@@ -150,6 +150,7 @@ async def test_a_return_walked_to_its_close_mails_each_step_once_in_the_customer
         assert message["From"].addresses[0].addr_spec == "returns@shop.example"
         assert message["Content-Language"] == "zh-CN"
         assert message["Message-ID"].endswith("@shop.example>")
+        assert message["Auto-Submitted"] == "auto-generated", "RFC 3834: auto-responders leave it be"
     assert by_kind["received"]["Subject"] == f"我们已收到您的退货申请 {case_id}"
     text, page = _parts(by_kind["approved"])
     assert "请将商品寄回：1 Return Rd" in text and "1 Return Rd" in page
