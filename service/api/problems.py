@@ -31,10 +31,10 @@ from domain.errors import (
 )
 from policies.engine import PolicyInvalid
 from service.cases import IdempotencyConflict
-from service.finance import GatewayUnreadable
 from service.ports import (
     BlobNotFound,
     DatabaseUnavailable,
+    GatewayUnreadable,
     ImageRejected,
     NotFound,
     VersionConflict,

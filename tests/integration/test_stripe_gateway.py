@@ -13,7 +13,7 @@ import httpx
 import pytest
 import stripe
 
-from adapters.gateways.stripe_gateway import StripeGateway
+from adapters.gateways.stripe_gateway import PAGE_SIZE, StripeGateway
 from adapters.gateways.stripe_webhooks import StripeWebhookVerifier
 from service.ports import GatewayError, GatewayRefund, InvalidWebhook
 from tests.fakes.stripe_server import FakeStripe, sign_webhook, signed_event
@@ -304,6 +304,22 @@ def test_webhook_signatures_verify_with_the_sdk_and_the_service() -> None:
     with pytest.raises(InvalidWebhook):
         StripeWebhookVerifier("whsec_test").verify(payload, old, datetime.now(UTC))
     assert json.loads(payload)["data"]["object"] == refund
+
+
+async def test_a_charges_refunds_are_listed_on_its_account_every_page(fake: FakeStripe) -> None:
+    made = [fake.add_external_refund("pi_1", 1, created=1_700_000_000 + i) for i in range(PAGE_SIZE + 5)]
+    fake.add_external_refund("pi_2", 1)  # another charge
+    fake.add_payment_intent("pi_1", amount=CAPTURED, account="acct_other")
+    theirs = fake.add_external_refund("pi_1", 1, account="acct_other")
+    gateway = _gateway(fake)
+
+    listed = [r.gateway_refund_id async for r in gateway.charge_refunds("ch_1")]
+    assert listed == [r["id"] for r in made[::-1]], "every page, newest first"
+    assert [path for method, path, _ in fake.requests if method == "GET"] == ["/v1/refunds"] * 2
+    assert [r.gateway_refund_id async for r in gateway.charge_refunds("ch_1", account="acct_other")] == [theirs["id"]]
+    with pytest.raises(GatewayError) as missing:
+        [r async for r in gateway.charge_refunds("ch_1", account="acct_elsewhere")]
+    assert missing.value.code == "resource_missing" and not missing.value.retryable
 
 
 def test_the_fake_cancels_only_refunds_that_require_action() -> None:
