@@ -595,6 +595,8 @@ class GatewayEvent(msgspec.Struct, frozen=True):
     type: str
     refunds: list[GatewayRefund]
     account: str | None = None
+    # charges it reports refunded without listing (all) their refunds: those are asked of the gateway
+    unlisted_charges: list[str] = []
 
 
 class InvalidWebhook(Exception):
