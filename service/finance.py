@@ -37,6 +37,7 @@ from service.ports import (
     Database,
     GatewayError,
     GatewayRefund,
+    GatewayUnreadable,
     LedgerFilter,
     NotFound,
     PaymentGateway,
@@ -53,23 +54,6 @@ DEFAULT_PERIOD = timedelta(days=30)
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 # What the gateway's status is called in ours ("pending" there means accepted, not yet settled).
 _OURS = {"pending": RefundStatus.SUBMITTED}
-
-
-class GatewayUnreadable(Exception):
-    """The gateway could not give a reconciliation what it needs, so none is made (half a report
-    would call refunds missing that the gateway has): 503 ``gateway_unavailable`` with
-    ``Retry-After`` when it is unreachable or failing on its side (no connection, 5xx, 429),
-    502 ``gateway_error`` when it answered, but with a refusal (4xx: a revoked key, a lost
-    account) or with something that is no refund list; trying again will not help until the
-    merchant's gateway set-up is fixed."""
-
-    def __init__(self, error: GatewayError) -> None:
-        super().__init__(f"the payment gateway could not list refunds: {error}")
-        self.detail = str(self)
-        down = error.retryable and error.code != "malformed_answer"
-        self.status = 503 if down else 502
-        self.code = "gateway_unavailable" if down else "gateway_error"
-        self.retry_after = max(1, round(error.retry_after or 30)) if down else None
 
 
 def ledger_view(refund: Refund) -> LedgerRefundView:

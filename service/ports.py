@@ -549,6 +549,24 @@ class GatewayError(Exception):
         self.retry_after = retry_after
 
 
+class GatewayUnreadable(Exception):
+    """The gateway could not list the refunds a reconciliation or a webhook event needs, so
+    nothing is made or recorded (half a report would call refunds missing that the gateway has;
+    an event not recorded is applied when the gateway sends it again): 503
+    ``gateway_unavailable`` with ``Retry-After`` when it is unreachable or failing on its side
+    (no connection, 5xx, 429), 502 ``gateway_error`` when it answered, but with a refusal (4xx:
+    a revoked key, a lost account) or with something that is no refund list; trying again will
+    not help until the merchant's gateway set-up is fixed."""
+
+    def __init__(self, error: GatewayError) -> None:
+        super().__init__(f"the payment gateway could not list refunds: {error}")
+        self.detail = str(self)
+        down = error.retryable and error.code != "malformed_answer"
+        self.status = 503 if down else 502
+        self.code = "gateway_unavailable" if down else "gateway_error"
+        self.retry_after = max(1, round(error.retry_after or 30)) if down else None
+
+
 class PaymentGateway(Protocol):
     name: str
 
@@ -580,6 +598,12 @@ class PaymentGateway(Protocol):
         """Refunds created in ``[created_from, created_to)``, as the ledger's periods are."""
         ...
 
+    def charge_refunds(self, charge: str, *, account: str | None = None) -> AsyncIterator[GatewayRefund]:
+        """Every refund of the gateway's ``charge`` on ``account``: what an event says was
+        refunded without listing the refunds. A charge the account does not have has none, or
+        raises ``GatewayError`` ``resource_missing`` (as Stripe answers)."""
+        ...
+
 
 class GatewayEvent(msgspec.Struct, frozen=True):
     """A verified webhook event from the gateway, reduced to the refunds it reports, and the
@@ -589,6 +613,8 @@ class GatewayEvent(msgspec.Struct, frozen=True):
     type: str
     refunds: list[GatewayRefund]
     account: str | None = None
+    # charges it reports refunded without listing (all) their refunds: those are asked of the gateway
+    unlisted_charges: list[str] = []
 
 
 class InvalidWebhook(Exception):

@@ -47,6 +47,7 @@ from service.ports import (
     GatewayError,
     GatewayEvent,
     GatewayRefund,
+    GatewayUnreadable,
     NotFound,
     PaymentGateway,
     Repositories,
@@ -442,11 +443,20 @@ class RefundService:
     async def apply_gateway_event(self, event: GatewayEvent) -> bool:
         """Apply a verified gateway event once; False when it was seen before. Each refund it
         reports is looked up on the event's account only and must pass ``report_mismatch``; a
-        refund we do not know (made in the gateway's dashboard) is left to reconciliation."""
+        refund we do not know (made in the gateway's dashboard) is left to reconciliation.
+
+        The refunds of a charge it reports without listing them are asked of the gateway first,
+        on the event's account (its refunds are the only ones that account's gateway lists) and
+        outside any transaction. When the gateway cannot answer, the event is not recorded
+        (``GatewayUnreadable``: 503 or 502), so its redelivery is applied; a charge the account
+        does not have reports no refund. A repeat asks again and changes nothing."""
+        reports = list(event.refunds)
+        for charge in event.unlisted_charges:
+            reports += await self._charge_refunds(charge, event.account)
         async with self.db.transaction() as repos:
             if not await repos.record_gateway_event(self.gateway.name, event.id, event.type, self.clock()):
                 return False
-            for reported in event.refunds:
+            for reported in reports:
                 refund = await repos.find_reported_refund(
                     self.gateway.name, event.account, reported.gateway_refund_id, reported.refund_id
                 )
@@ -456,6 +466,16 @@ class RefundService:
                 with contextlib.suppress(ReportMismatch):  # logged and counted, nothing changed
                     await self._advance(repos, refund, "webhook", reported)
         return True
+
+    async def _charge_refunds(self, charge: str, account: str | None) -> list[GatewayRefund]:
+        """The charge's refunds at the gateway, none when the account has no such charge."""
+        try:
+            return [refund async for refund in self.gateway.charge_refunds(charge, account=account)]
+        except GatewayError as error:
+            if error.code != "resource_missing":
+                raise GatewayUnreadable(error) from error
+            log.warning("gateway_charge_unknown", charge=charge, account=account)
+            return []
 
 
 class ReportMismatch(Exception):

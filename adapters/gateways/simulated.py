@@ -167,23 +167,32 @@ class SimulatedGateway(SimulatedSystem):
         await self._answer_back()
         return _refund(row) if row else None
 
-    async def list_refunds(
+    def list_refunds(
         self, *, created_from: datetime, created_to: datetime, account: str | None = None
     ) -> AsyncIterator[GatewayRefund]:
         """Refunds created in ``[created_from, created_to)``, newest first, as Stripe lists them."""
+        return self._listed("created_at >= $2 AND created_at < $3", account, created_from, created_to)
+
+    def charge_refunds(self, charge: str, *, account: str | None = None) -> AsyncIterator[GatewayRefund]:
+        """The simulated gateway takes each payment as one charge, named by its reference: a
+        charge's refunds are its payment's (none for a payment it has none of)."""
+        return self._listed("payment_reference = $2", account, charge)
+
+    # ----------------------------------------------------------------- internals
+
+    async def _listed(self, where: str, account: str | None, *args: object) -> AsyncIterator[GatewayRefund]:
+        """The account's refunds that match ``where`` (on ``$2``…), newest first."""
         await self._answer()
         async with self._pooled() as conn:
             await self._settle(conn, account or "", self.clock())
             rows = await conn.fetch(
                 f"SELECT {_COLUMNS} FROM simulated_gateway_refunds"
-                " WHERE account = $1 AND created_at >= $2 AND created_at < $3 ORDER BY created_at DESC, id DESC",
-                account or "", created_from, created_to,
+                f" WHERE account = $1 AND {where} ORDER BY created_at DESC, id DESC",
+                account or "", *args,
             )
         await self._answer_back()
         for row in rows:
             yield _refund(row)
-
-    # ----------------------------------------------------------------- internals
 
     async def _insert(
         self, conn: asyncpg.Connection, account: str, idempotency_key: str, payment_reference: str, amount: int,

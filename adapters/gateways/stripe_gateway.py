@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from contextlib import aclosing, contextmanager
 from datetime import datetime
+from typing import Any
 
 import stripe
 
@@ -69,26 +70,29 @@ class StripeGateway:
     ) -> GatewayRefund | None:
         """Our refund among the payment's (Stripe lists them by ``payment_intent``), by the
         ``metadata[refund_id]`` every refund we make carries."""
-        with _gateway_errors():
-            page = await self.client.v1.refunds.list_async(
-                params={"payment_intent": payment_reference, "limit": PAGE_SIZE}, options=_on(account)
-            )
-            async for refund in page.auto_paging_iter():
-                found = refund_from_stripe(refund.to_dict())
+        async with aclosing(self._refunds({"payment_intent": payment_reference}, account)) as refunds:
+            async for found in refunds:
                 if found.refund_id == refund_id:
                     return found
         return None
 
-    async def list_refunds(
+    def list_refunds(
         self, *, created_from: datetime, created_to: datetime, account: str | None = None
     ) -> AsyncIterator[GatewayRefund]:
         """Refunds created in ``[created_from, created_to)``, newest first, every page. Stripe counts
         whole seconds, so the bounds are rounded up: a refund of second ``s`` is dated ``s``."""
         created = {"gte": math.ceil(created_from.timestamp()), "lt": math.ceil(created_to.timestamp())}
+        return self._refunds({"created": created}, account)
+
+    def charge_refunds(self, charge: str, *, account: str | None = None) -> AsyncIterator[GatewayRefund]:
+        """The charge's refunds, every page (``Refund.list(charge=…)``): a charge object leaves
+        them out since API version 2022-11-15, and listed at most ten before."""
+        return self._refunds({"charge": charge}, account)
+
+    async def _refunds(self, params: dict[str, Any], account: str | None) -> AsyncIterator[GatewayRefund]:
+        """The refunds Stripe lists for ``params``, page after page, in our terms."""
         with _gateway_errors():
-            page = await self.client.v1.refunds.list_async(
-                params={"created": created, "limit": PAGE_SIZE}, options=_on(account)
-            )
+            page = await self.client.v1.refunds.list_async(params={**params, "limit": PAGE_SIZE}, options=_on(account))
             async for refund in page.auto_paging_iter():
                 yield refund_from_stripe(refund.to_dict())
 

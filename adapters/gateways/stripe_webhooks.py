@@ -1,6 +1,12 @@
 """Stripe webhook events: the ``Stripe-Signature: t=…,v1=…`` scheme verified on the raw body
 (HMAC-SHA256 of ``"{t}.{body}"`` with the endpoint secret, within a tolerance), then reduced to
-the refunds the event reports."""
+the refunds the event reports.
+
+Every event Stripe sends about a refund is read: ``refund.created``, ``refund.updated``,
+``refund.failed`` and ``charge.refund.updated`` carry the refund; ``charge.refunded`` carries the
+charge, whose ``refunds`` list Stripe leaves out since API version 2022-11-15 (and cut at ten,
+``has_more``, before): such a charge is named in ``unlisted_charges`` for its refunds to be asked
+of Stripe. Other events report nothing."""
 
 from __future__ import annotations
 
@@ -12,7 +18,8 @@ from typing import Any
 
 from service.ports import GatewayEvent, GatewayRefund, InvalidWebhook
 
-REFUND_EVENTS = {"refund.created", "refund.updated", "refund.failed"}
+REFUND_EVENTS = {"refund.created", "refund.updated", "refund.failed", "charge.refund.updated"}  # a refund
+CHARGE_EVENTS = {"charge.refunded"}  # a charge
 
 
 class StripeWebhookVerifier:
@@ -35,11 +42,11 @@ class StripeWebhookVerifier:
                 raise ValueError("an event has a string id and type and an object")
             if account is not None and not isinstance(account, str):
                 raise ValueError("an event's account is a string")
-            refunds = _refunds_of(event_type, obj)
+            refunds, unlisted = _refunds_of(event_type, obj)
         except (ValueError, KeyError, TypeError, AttributeError, OverflowError, RecursionError) as exc:  # deep JSON too
             raise InvalidWebhook(f"the body is not a Stripe event we can read: {exc}", code="invalid_event") from exc
         # Connect events name the connected account they come from; the platform's own name none
-        return GatewayEvent(id=event_id, type=event_type, refunds=refunds, account=account)
+        return GatewayEvent(id=event_id, type=event_type, refunds=refunds, account=account, unlisted_charges=unlisted)
 
 
 def _parse_header(header: str | None) -> tuple[int, list[str]]:
@@ -57,13 +64,19 @@ def _parse_header(header: str | None) -> tuple[int, list[str]]:
     return timestamp, signatures
 
 
-def _refunds_of(event_type: str, obj: dict[str, Any]) -> list[GatewayRefund]:
+def _refunds_of(event_type: str, obj: dict[str, Any]) -> tuple[list[GatewayRefund], list[str]]:
+    """The refunds the event's object lists, and the charges whose refunds it does not list."""
     if event_type in REFUND_EVENTS and obj.get("object") == "refund":
-        return [refund_from_stripe(obj)]
-    if event_type == "charge.refunded" and obj.get("object") == "charge":
-        listed = (obj.get("refunds") or {}).get("data") or []
-        return [refund_from_stripe(refund) for refund in listed if refund.get("object") == "refund"]
-    return []
+        return [refund_from_stripe(obj)], []
+    if event_type in CHARGE_EVENTS and obj.get("object") == "charge":
+        listed = obj.get("refunds")
+        if listed is None or listed.get("has_more"):
+            charge = obj.get("id")
+            if not (isinstance(charge, str) and charge):
+                raise ValueError("a charge without an id")
+            return [], [charge]
+        return [refund_from_stripe(refund) for refund in listed.get("data") or [] if refund.get("object") == "refund"], []
+    return [], []
 
 
 STATUSES = {"pending", "succeeded", "failed", "requires_action", "canceled"}

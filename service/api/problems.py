@@ -31,10 +31,10 @@ from domain.errors import (
 )
 from policies.engine import PolicyInvalid
 from service.cases import IdempotencyConflict
-from service.finance import GatewayUnreadable
 from service.ports import (
     BlobNotFound,
     DatabaseUnavailable,
+    GatewayUnreadable,
     ImageRejected,
     NotFound,
     VersionConflict,
@@ -203,7 +203,7 @@ EXTRA_STATUSES = {
     "getPolicy": {404},  # ?version= that never existed
     "rotateWebhookSecret": {404},  # no endpoint yet
     "uploadPhoto": {415},  # not a photo, or not multipart
-    "stripeWebhook": {400, 413, 503},  # bad signature or event; webhooks not configured
+    "stripeWebhook": {400, 413, 502, 503},  # bad signature or event; a charge's refunds not listed; off
     "easypostWebhook": {400, 404, 413},  # bad signature or event; EasyPost not configured
     "reconcile": {502},  # gateway_error (its 503 is every keyed operation's)
     "createPortalLink": {404},  # no such order of that customer

@@ -16,10 +16,14 @@ log = structlog.get_logger()
 
 @post("/webhooks/stripe", operation_id="stripeWebhook", tags=["webhooks"], status_code=200)
 async def stripe_webhook(request: Request[Any, Any, Any], services: Services) -> Response[Any]:
-    """Stripe's refund events (signed with ``Stripe-Signature``). A repeat answers 200 and
+    """Stripe's refund events (signed with ``Stripe-Signature``): ``refund.created``,
+    ``refund.updated``, ``refund.failed``, ``charge.refund.updated`` and ``charge.refunded`` (a
+    charge that does not list its refunds has them fetched from Stripe). A repeat answers 200 and
     changes nothing; an event about a refund we do not know, or that does not match ours (its
     amount, currency or account), changes nothing either and is logged and counted. A bad
-    signature answers 400 ``invalid_signature``, a signed body we can't read 400 ``invalid_event``."""
+    signature answers 400 ``invalid_signature``, a signed body we can't read 400 ``invalid_event``;
+    when Stripe can't list a charge's refunds, 503 ``gateway_unavailable`` or 502 ``gateway_error``
+    and the event is not recorded, so Stripe's redelivery applies it."""
     verifier = services.webhook_verifier
     if verifier is None:
         return problem(503, "unavailable", "STRIPE_WEBHOOK_SECRET is not configured")

@@ -12,12 +12,9 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from service.config import Settings
-from tests.e2e.conftest import SECRET
-from tests.fakes.stripe_server import FakeStripe, signed_event
-from tests.support.database import fresh_database
+from tests.e2e.conftest import SECRET, post_event, stripe_app
+from tests.fakes.stripe_server import FakeStripe
 from tests.support.flows import received_return
-from tests.support.server import serve
 from tests.support.tenants import Tenant
 from tests.support.waiting import eventually
 
@@ -132,16 +129,8 @@ def test_concurrent_binds_of_one_account_leave_one_owner(stripe_service: tuple[s
 def quiet_service(stripe_fake: FakeStripe, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     """The service for Stripe with no worker: its refunds stay pending, their gateway id unknown,
     so only webhooks can move them."""
-    from service.bootstrap import build_app
-
-    with fresh_database() as database_url:
-        settings = Settings(
-            database_url=database_url, data_dir=tmp_path_factory.mktemp("quiet"), log_format="json",
-            stripe_api_key="sk_test_fake", stripe_api_base=stripe_fake.url, stripe_webhook_secret=SECRET,
-            run_worker=False,
-        )
-        with serve(build_app(settings)) as url:
-            yield url, database_url
+    with stripe_app(stripe_fake, tmp_path_factory.mktemp("quiet"), run_worker=False) as service:
+        yield service
 
 
 @pytest.fixture
@@ -149,12 +138,6 @@ def quiet_shop(quiet_service: tuple[str, str]) -> Iterator[Tenant]:
     tenant = Tenant(*quiet_service)
     yield tenant
     tenant.close()
-
-
-def _event(url: str, refund: dict, *, event_id: str, account: str | None = None) -> httpx.Response:
-    payload, signature = signed_event("refund.updated", refund, SECRET, event_id=event_id, account=account)
-    return httpx.post(f"{url}/webhooks/stripe", content=payload,
-                      headers={"Stripe-Signature": signature, "Content-Type": "application/json"})
 
 
 def _ignored_count(url: str, reason: str) -> float:
@@ -183,7 +166,8 @@ def test_a_signed_event_that_does_not_match_our_refund_changes_nothing(
         (honest, "acct_attacker", "unknown_refund"),  # the same refund, reported from another account
     ]
     for index, (refund, account, _) in enumerate(forged):
-        answer = _event(url, refund, event_id=f"evt_forged_{secrets.token_hex(4)}_{index}", account=account)
+        event_id = f"evt_forged_{secrets.token_hex(4)}_{index}"
+        answer = post_event(url, "refund.updated", refund, event_id=event_id, account=account)
         assert answer.status_code == 200, answer.text
         now = _case(quiet_shop, case["id"])
         assert now["refunds"] == [ours] and now["state"] == "refund_pending", f"event {index} moved it"
@@ -192,13 +176,13 @@ def test_a_signed_event_that_does_not_match_our_refund_changes_nothing(
     assert after["currency_mismatch"] - before["currency_mismatch"] == 1
     assert after["unknown_refund"] - before["unknown_refund"] >= 1
 
-    assert _event(url, honest, event_id=f"evt_honest_{secrets.token_hex(4)}").status_code == 200
+    assert post_event(url, "refund.updated", honest, event_id=f"evt_honest_{secrets.token_hex(4)}").status_code == 200
     closed = _case(quiet_shop, case["id"])
     assert closed["state"] == "closed" and closed["refunds"][0]["gateway_refund_id"] == honest["id"]
 
     # once we know the gateway's id, a report naming another id for our refund moves nothing
     other = {**honest, "id": "re_" + secrets.token_hex(6), "status": "failed"}
-    assert _event(url, other, event_id=f"evt_other_{secrets.token_hex(4)}").status_code == 200
+    assert post_event(url, "refund.updated", other, event_id=f"evt_other_{secrets.token_hex(4)}").status_code == 200
     assert _case(quiet_shop, case["id"])["refunds"][0]["status"] == "succeeded"
 
 
@@ -214,7 +198,7 @@ def test_a_signed_event_that_does_not_match_our_refund_changes_nothing(
 )
 def test_a_signed_event_with_missing_fields_is_a_400(quiet_service: tuple[str, str], refund: dict) -> None:
     url, _ = quiet_service
-    answer = _event(url, refund, event_id=f"evt_bad_{secrets.token_hex(4)}")
+    answer = post_event(url, "refund.updated", refund, event_id=f"evt_bad_{secrets.token_hex(4)}")
     assert answer.status_code == 400 and answer.json()["code"] == "invalid_event"
 
 

@@ -56,19 +56,6 @@ def test_webhooks_five_times_and_out_of_order(shop: Tenant, stripe_fake: FakeStr
     assert events.count("refund_succeeded") == 2  # the record and the transition, once each
 
 
-def test_charge_refunded_event_settles_a_failed_refund(shop: Tenant, stripe_fake: FakeStripe, stripe_service: tuple[str, str]) -> None:
-    url, _ = stripe_service
-    stripe_fake.set_next_status("pending")
-    case = received_return(shop, stripe_fake, amount=3999)
-    submitted = eventually(lambda: [r for r in _case(shop, case["id"])["refunds"] if r["status"] == "submitted"])[0]
-    failed = stripe_fake.set_status(submitted["gateway_refund_id"], "failed", "lost_or_stolen_card")
-    charge = {"id": "ch_x", "object": "charge", "refunds": {"object": "list", "data": [failed]}}
-    answer = _post_event(url, *signed_event("charge.refunded", charge | {"status": "failed"}, SECRET, event_id="evt_charge"))
-    assert answer.status_code == 200
-    refund = _case(shop, case["id"])["refunds"][0]
-    assert refund["status"] == "failed" and refund["failure_reason"] == "lost_or_stolen_card"
-
-
 def test_unsigned_stale_or_forged_webhooks_are_refused(shop: Tenant, stripe_service: tuple[str, str]) -> None:
     import time
 

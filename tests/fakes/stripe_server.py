@@ -10,12 +10,15 @@ behaviours the service relies on:
 - a refund over what is left of the payment intent is 400 ``amount_too_large``, an unknown
   payment intent or refund is 404 ``resource_missing``, an unknown parameter 400
   ``parameter_unknown``;
-- lists are newest first with ``created[gte|gt|lte|lt]``, ``limit`` and ``starting_after``;
+- lists are newest first with ``created[gte|gt|lte|lt]``, ``payment_intent``, ``charge``, ``limit``
+  and ``starting_after``; a ``charge`` the account does not have is 404 ``resource_missing``;
 - a refund can be canceled only while it requires action;
 - faults on demand: error statuses (with or without ``Stripe-Should-Retry``), connections closed
   without an answer (before or after the refund is made), slow answers.
 
-``sign_webhook`` signs a webhook body the way Stripe does; ``signed_event`` builds a refund event.
+Each payment intent has one charge (``ch_…`` after its ``pi_…``), which ``charge`` renders as the
+API does since 2022-11-15: without its ``refunds``. ``sign_webhook`` signs a webhook body the way
+Stripe does; ``signed_event`` builds an event about a refund or a charge.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
+
+import stripe
 
 from tests.fakes.http import FakeHandler, FakeService
 
@@ -137,6 +142,29 @@ class FakeStripe(FakeService):
         with self.lock:
             return self._make_refund(self.account(account), pi_id, amount, metadata or {}, None, created)
 
+    def charge(self, pi_id: str, account: str | None = None) -> dict[str, Any]:
+        """The payment intent's charge as Stripe's API renders it (no ``refunds`` list)."""
+        with self.lock:
+            state = self.account(account)
+            intent = state.payment_intents[pi_id]
+            refunded = sum(r["amount"] for r in state.refunds.values()
+                           if r["payment_intent"] == pi_id and r["status"] not in ("failed", "canceled"))
+            return {
+                "id": _charge_id(pi_id), "object": "charge", "amount": intent["amount"],
+                "amount_captured": intent["amount"], "amount_refunded": refunded, "application": None,
+                "application_fee": None, "application_fee_amount": None, "balance_transaction": None,
+                "billing_details": {"address": None, "email": None, "name": None, "phone": None},
+                "calculated_statement_descriptor": None, "captured": True, "created": int(time.time()),
+                "currency": intent["currency"], "customer": None, "description": None, "disputed": False,
+                "failure_balance_transaction": None, "failure_code": None, "failure_message": None,
+                "fraud_details": {}, "livemode": False, "metadata": {}, "on_behalf_of": None, "outcome": None,
+                "paid": True, "payment_intent": pi_id, "payment_method": None, "payment_method_details": None,
+                "receipt_email": None, "receipt_number": None, "receipt_url": None,
+                "refunded": refunded >= intent["amount"], "review": None, "shipping": None, "source_transfer": None,
+                "statement_descriptor": None, "statement_descriptor_suffix": None, "status": "succeeded",
+                "transfer_data": None, "transfer_group": None,
+            }
+
     # ----------------------------------------------------------------- the API
 
     def _route(self, method: str, path: str, query: dict[str, str], form: dict[str, Any], headers: dict[str, str]) -> Answer:
@@ -230,15 +258,22 @@ class FakeStripe(FakeService):
             "id": f"re_fake{next(self._ids):08d}",
             "object": "refund",
             "amount": amount,
-            "charge": f"ch_{pi_id.removeprefix('pi_')}",
+            "balance_transaction": None,
+            "charge": _charge_id(pi_id),
             "created": int(time.time()) if created is None else created,
             "currency": intent["currency"],
+            "destination_details": {"card": {"reference": None, "reference_status": "pending",
+                                             "reference_type": "acquirer_reference_number", "type": "refund"},
+                                    "type": "card"},
             "failure_reason": FAILURE_REASON if status == "failed" else None,
             "livemode": False,
             "metadata": metadata,
             "payment_intent": pi_id,
             "reason": reason,
+            "receipt_number": None,
+            "source_transfer_reversal": None,
             "status": status,
+            "transfer_reversal": None,
         }
         account.refunds[refund["id"]] = refund
         return dict(refund)
@@ -256,6 +291,10 @@ class FakeStripe(FakeService):
                 rows = [r for r in rows if holds(r["created"], int(query[f"created[{name}]"]))]
         if "payment_intent" in query:
             rows = [r for r in rows if r["payment_intent"] == query["payment_intent"]]
+        if "charge" in query:
+            if query["charge"] not in {_charge_id(pi) for pi in account.payment_intents}:
+                return _error(404, "invalid_request_error", "resource_missing", f"No such charge: '{query['charge']}'", "charge")
+            rows = [r for r in rows if r["charge"] == query["charge"]]
         if "starting_after" in query:
             cursor = account.refunds.get(query["starting_after"])
             if cursor is None:
@@ -345,6 +384,11 @@ def _error(status: int, kind: str, code: str | None, message: str, param: str | 
     return status, {"error": error}, {}
 
 
+def _charge_id(pi_id: str) -> str:
+    """The one charge of a payment intent at the fake."""
+    return f"ch_{pi_id.removeprefix('pi_')}"
+
+
 def _position(refund: dict[str, Any]) -> tuple[int, str]:
     """The order of lists, which Stripe gives newest first: by creation, then id."""
     return refund["created"], refund["id"]
@@ -397,21 +441,26 @@ def sign_webhook(payload: bytes, secret: str, timestamp: int | None = None) -> s
 
 def signed_event(
     event_type: str,
-    refund: dict[str, Any],
+    obj: dict[str, Any],
     secret: str,
     *,
     event_id: str | None = None,
     timestamp: int | None = None,
     account: str | None = None,
 ) -> tuple[bytes, str]:
-    """A webhook body reporting ``refund`` and its ``Stripe-Signature`` header value; with
-    ``account``, a Connect event from that connected account."""
+    """A webhook body, an Event as Stripe's API reference shows it, about ``obj`` (a refund or a
+    charge), and its ``Stripe-Signature`` header value; with ``account``, a Connect event from
+    that connected account."""
     event: dict[str, Any] = {
-        "id": event_id or f"evt_{refund.get('id')}_{refund.get('status')}",
+        "id": event_id or f"evt_{obj.get('id')}_{obj.get('status')}",
         "object": "event",
-        "type": event_type,
+        "api_version": stripe.api_version,
         "created": int(time.time()),
-        "data": {"object": refund},
+        "data": {"object": obj},
+        "livemode": False,
+        "pending_webhooks": 1,
+        "request": {"id": None, "idempotency_key": None},
+        "type": event_type,
     }
     if account is not None:
         event["account"] = account

@@ -10,8 +10,8 @@ import pytest
 from adapters.gateways.simulated import SimulatedGateway
 from adapters.postgres.database import PostgresDatabase
 from domain.refunds import Refund, RefundStatus
-from service.finance import FinanceService, GatewayUnreadable
-from service.ports import GatewayError, GatewayRefund, Principal
+from service.finance import FinanceService
+from service.ports import GatewayError, GatewayRefund, GatewayUnreadable, Principal
 
 AT = datetime(2026, 11, 1, 12, tzinfo=UTC)
 PRINCIPAL = Principal(key_id="key_f", merchant_id="m_rec", role="finance")

@@ -213,6 +213,18 @@ async def test_listing_is_by_created_range_and_account_newest_first(gateway: Sim
     assert len(await _listed(gateway, T0, T0 + timedelta(days=1), account="acct_a")) == 1
 
 
+async def test_a_charges_refunds_are_its_payments_on_its_account(gateway: SimulatedGateway, clock: Clock) -> None:
+    first = await _refund(gateway, 100, "rf_a:1")
+    clock.advance(60)
+    second = await _refund(gateway, 200, "rf_b:1")
+    await _refund(gateway, 300, "rf_c:1", pi="pi_2")
+    await _refund(gateway, 400, "rf_d:1", account="acct_a")
+    listed = [r async for r in gateway.charge_refunds("pi_1")]
+    assert listed == [second, first], "the payment's own, newest first"
+    assert [r.amount async for r in gateway.charge_refunds("pi_1", account="acct_a")] == [400]
+    assert [r async for r in gateway.charge_refunds("pi_unknown")] == []
+
+
 async def test_latency_is_awaited(make_gateway: Callable[..., SimulatedGateway]) -> None:
     gateway = make_gateway(latency=0.2)
     started = datetime.now(UTC)

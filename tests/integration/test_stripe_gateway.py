@@ -8,14 +8,15 @@ import asyncio
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import pytest
 import stripe
 
-from adapters.gateways.stripe_gateway import StripeGateway
-from adapters.gateways.stripe_webhooks import StripeWebhookVerifier
-from service.ports import GatewayError, GatewayRefund, InvalidWebhook
+from adapters.gateways.stripe_gateway import PAGE_SIZE, StripeGateway
+from adapters.gateways.stripe_webhooks import CHARGE_EVENTS, REFUND_EVENTS, StripeWebhookVerifier
+from service.ports import GatewayError, GatewayEvent, GatewayRefund, InvalidWebhook
 from tests.fakes.stripe_server import FakeStripe, sign_webhook, signed_event
 
 CAPTURED = 5000
@@ -304,6 +305,53 @@ def test_webhook_signatures_verify_with_the_sdk_and_the_service() -> None:
     with pytest.raises(InvalidWebhook):
         StripeWebhookVerifier("whsec_test").verify(payload, old, datetime.now(UTC))
     assert json.loads(payload)["data"]["object"] == refund
+
+
+async def test_a_charges_refunds_are_listed_on_its_account_every_page(fake: FakeStripe) -> None:
+    made = [fake.add_external_refund("pi_1", 1, created=1_700_000_000 + i) for i in range(PAGE_SIZE + 5)]
+    fake.add_external_refund("pi_2", 1)  # another charge
+    fake.add_payment_intent("pi_1", amount=CAPTURED, account="acct_other")
+    theirs = fake.add_external_refund("pi_1", 1, account="acct_other")
+    gateway = _gateway(fake)
+
+    listed = [r.gateway_refund_id async for r in gateway.charge_refunds("ch_1")]
+    assert listed == [r["id"] for r in made[::-1]], "every page, newest first"
+    assert [path for method, path, _ in fake.requests if method == "GET"] == ["/v1/refunds"] * 2
+    assert [r.gateway_refund_id async for r in gateway.charge_refunds("ch_1", account="acct_other")] == [theirs["id"]]
+    with pytest.raises(GatewayError) as missing:
+        [r async for r in gateway.charge_refunds("ch_1", account="acct_elsewhere")]
+    assert missing.value.code == "resource_missing" and not missing.value.retryable
+
+
+def test_every_refund_event_is_read_and_a_charge_that_does_not_list_its_refunds_is_named(fake: FakeStripe) -> None:
+    verifier = StripeWebhookVerifier("whsec_test")
+    refund = fake.add_external_refund("pi_1", 700, metadata={"refund_id": "rf_1"})
+    charge = fake.charge("pi_1")
+
+    def read(event_type: str, obj: dict) -> GatewayEvent:
+        return verifier.verify(*signed_event(event_type, obj, "whsec_test"), datetime.now(UTC))
+
+    for event_type in ("refund.created", "refund.updated", "refund.failed", "charge.refund.updated"):
+        event = read(event_type, refund)
+        assert [(r.gateway_refund_id, r.refund_id) for r in event.refunds] == [(refund["id"], "rf_1")], event_type
+        assert event.unlisted_charges == []
+    listing = {"object": "list", "data": [refund], "has_more": False, "url": "/v1/charges/ch_1/refunds"}
+    assert "refunds" not in charge
+    assert (read("charge.refunded", charge).refunds, read("charge.refunded", charge).unlisted_charges) == ([], ["ch_1"])
+    cut_short = read("charge.refunded", charge | {"refunds": listing | {"has_more": True}})
+    assert (cut_short.refunds, cut_short.unlisted_charges) == ([], ["ch_1"]), "the first page only: all are asked"
+    complete = read("charge.refunded", charge | {"refunds": listing})
+    assert [r.gateway_refund_id for r in complete.refunds] == [refund["id"]] and complete.unlisted_charges == []
+    for event_type, obj in (("charge.succeeded", charge), ("charge.refunded", refund), ("refund.updated", charge)):
+        assert read(event_type, obj).refunds == read(event_type, obj).unlisted_charges == [], "no refund reported"
+    with pytest.raises(InvalidWebhook) as unreadable:
+        read("charge.refunded", {**charge, "id": None})
+    assert unreadable.value.code == "invalid_event"
+
+
+def test_the_contract_names_every_event_read() -> None:
+    contract = (Path(__file__).resolve().parents[2] / "docs" / "contract.md").read_text()
+    assert [kind for kind in sorted(REFUND_EVENTS | CHARGE_EVENTS) if f"`{kind}`" not in contract] == []
 
 
 def test_the_fake_cancels_only_refunds_that_require_action() -> None:
