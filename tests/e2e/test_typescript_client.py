@@ -34,8 +34,9 @@ def _run(*command: str, env: dict[str, str] | None = None, timeout: float = 300)
 @pytest.fixture(scope="module")
 def built(base_url: str) -> None:
     """``npm ci`` (the lock file's exact versions), the types generated from the served document
-    (nothing to say: any warning fails), and tsc's build, which is its type check too
-    (``noEmitOnError``: nothing is built from code that does not type-check)."""
+    (nothing to say: any warning fails), tsc's build, which is its type check too
+    (``noEmitOnError``: nothing is built from code that does not type-check), and the source
+    holds no cast."""
     if shutil.which("node") is None or shutil.which("npm") is None:
         pytest.skip("node and npm are not installed: the TypeScript client of tests/contract_ts needs both")
     _run("npm", "ci", "--include=dev", "--no-audit", "--no-fund")
@@ -43,6 +44,7 @@ def built(base_url: str) -> None:
     assert generated.stdout + generated.stderr == "", generated.stdout + generated.stderr
     checked = _run(str(PROJECT / "node_modules" / ".bin" / "tsc"), "-p", ".")
     assert checked.stdout + checked.stderr == "", checked.stdout
+    _run("node", "nocasts.mjs")  # no cast, no non-null assertion, no any: what tsc allows but a strict client avoids
 
 
 def test_a_typescript_storefront_walks_the_contract_and_every_answer_matches_its_schema(built: None, tenant: Tenant) -> None:
