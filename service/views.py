@@ -180,7 +180,7 @@ def refund_view(refund: Refund) -> RefundView:
         order_id=refund.order_id,
         amount=refund.amount,
         currency=refund.currency,
-        status=str(refund.status),
+        status=refund.status,
         gateway=refund.gateway,
         gateway_refund_id=refund.gateway_refund_id,
         failure_reason=refund.failure_reason,

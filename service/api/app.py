@@ -50,6 +50,7 @@ from service.api.problems import (
     document_public_operations,
     handle_exception,
 )
+from service.api.schemas import StructSchemas, document_presence
 from service.api.storefront import StorefrontController
 from service.api.webhooks import stripe_webhook
 from service.container import Services
@@ -159,6 +160,7 @@ def create_app(open_services: Callable[[], AbstractAsyncContextManager[Services]
                 if worker is not None:
                     await worker
 
+    structs = StructSchemas()
     app = Litestar(
         route_handlers=[
             StorefrontController,
@@ -207,11 +209,13 @@ def create_app(open_services: Callable[[], AbstractAsyncContextManager[Services]
         ),
         request_max_body_size=1_048_576,
         request_class=StrictRequest,
+        plugins=[structs],
     )
     document_public_operations(app.openapi_schema, PUBLIC_PATHS)
     document_problems(app.openapi_schema)
     document_case_etags(app.openapi_schema)
     document_links(app.openapi_schema)
+    document_presence(app.openapi_schema, structs)
     app.state.allowed_methods = {
         route.path_format: ", ".join(sorted(route.methods)) for route in app.routes if isinstance(route, HTTPRoute)
     }

@@ -273,6 +273,7 @@ PROBLEM_SCHEMA = Schema(
             type=OpenAPIType.ARRAY,
             items=Schema(
                 type=OpenAPIType.OBJECT,
+                required=["field", "in", "message"],
                 properties={
                     "field": Schema(type=OpenAPIType.STRING, description='as the client sent it; "" is the body as a whole'),
                     "in": Schema(type=OpenAPIType.STRING, enum=["query", "header", "cookie", "path", "body"]),

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import httpx
+import msgspec
 
 COMMITTED = Path(__file__).resolve().parents[2] / "openapi" / "openapi.json"
 
@@ -84,3 +86,86 @@ def test_bodies_and_answers_the_framework_cannot_see_are_declared() -> None:
     assert image == {media: {"schema": binary} for media in ("image/jpeg", "image/png", "image/webp")}
     policy = paths["/admin/v1/policy"]["put"]["requestBody"]["content"]
     assert set(policy) == {"application/json", "application/toml"}
+
+
+def _components_reached(document: dict, side: str) -> set[str]:
+    """The components that request bodies and parameters (``sent``) or answers (``answered``) refer
+    to, however deep."""
+    prefix = "#/components/schemas/"
+    schemas = document["components"]["schemas"]
+
+    def refs(value: object) -> set[str]:
+        return {found["$ref"].removeprefix(prefix) for found in _objects(value) if "$ref" in found}
+
+    todo = set()
+    for _, _, operation in _operations(document):
+        if side == "sent":
+            todo |= refs(operation.get("requestBody")) | refs(operation.get("parameters"))
+        else:
+            todo |= refs([answer.get("content") for answer in operation["responses"].values()])
+    reached: set[str] = set()
+    while todo:
+        name = todo.pop()
+        reached.add(name)
+        todo |= refs(schemas[name]) - reached
+    return reached
+
+
+def test_answers_require_every_field_they_always_carry() -> None:
+    """msgspec encodes every field of an answer, defaults too, except where a struct omits them
+    (``omit_defaults``): ``return_shipping.undecided_share`` alone. And a problem's ``errors`` is
+    there only when there are some. Answers refer to the ``…View`` schemas, never the ``…In``
+    ones: a struct that is both sent and answered (an order's ``customer``) is documented twice."""
+    document = json.loads(COMMITTED.read_text())
+    schemas = document["components"]["schemas"]
+    answered = _components_reached(document, "answered")
+    optional = {name: set(schemas[name]["properties"]) - set(schemas[name].get("required", []))
+                for name in answered if "properties" in schemas[name]}
+    assert {name: fields for name, fields in optional.items() if fields} == {
+        "ShippingShares": {"undecided_share"}, "Problem": {"errors"}}
+    assert not {name for name in answered if name.endswith("In")}
+    assert schemas["OrderView"]["properties"]["customer"] == {"$ref": "#/components/schemas/CustomerView"}
+    for name in ("RefundView", "LedgerRefundView"):
+        assert schemas[name]["properties"]["status"] == {"$ref": "#/components/schemas/RefundStatus"}
+
+
+def test_request_bodies_may_leave_out_every_field_with_a_default() -> None:
+    """A ``default`` reads as "always there" to generators (openapi-typescript): request bodies say
+    their defaults in words instead, and require exactly the fields that have none."""
+    from service.dto import Body
+    from service.portal import PortalLinkIn, PortalSessionIn
+
+    document = json.loads(COMMITTED.read_text())
+    schemas = document["components"]["schemas"]
+    structs = {struct.__name__: struct for struct in (*Body.__subclasses__(), PortalLinkIn, PortalSessionIn)}
+    sent = _components_reached(document, "sent") & set(structs)
+    assert sent >= {"ApproveIn", "OrderIn", "OrderLineIn", "PortalLinkIn", "ShippingSettingsIn", "CaseIn"}
+    for name in sent:
+        fields = msgspec.inspect.type_info(structs[name]).fields
+        assert set(schemas[name]["required"]) == {field.encode_name for field in fields if field.required}, name
+    assert not [schema for schema in _objects(document["components"]) if "default" in schema]
+    assert schemas["ApproveIn"]["properties"]["keep_item"] == {"type": "boolean", "description": "Default: `false`."}
+    assert "shipping_total" not in schemas["OrderIn"]["required"]
+
+
+# what may follow a backslash in an ECMA-262 pattern with the ``u`` flag: syntax characters, ``-``
+# (in a class) and the escapes it defines; any other (``\"``) is a syntax error there
+_ECMA_ESCAPES = set("^$\\.*+?()[]{}|/-") | set("dDwWsSbBfnrtv0123456789xucpPk")
+
+
+def test_every_schema_reads_as_meant_by_strict_clients() -> None:
+    """Every ``pattern`` escapes only what ECMA-262 lets it (tests/contract_ts compiles each with
+    the ``u`` flag); no object is bare ``{"type": "object"}`` (read as having no members: a
+    ``dict`` says ``additionalProperties``); a nullable value's ``maxLength`` and the like sit in
+    its value's branch of the ``oneOf``, where a strict validator (ajv) finds a type for them."""
+    document = json.loads(COMMITTED.read_text())
+    schemas = _objects(document)
+    patterns = [schema["pattern"] for schema in schemas if isinstance(schema.get("pattern"), str)]
+    assert len(patterns) > 20
+    assert not [pattern for pattern in patterns if set(re.findall(r"\\(.)", pattern)) - _ECMA_ESCAPES]
+    assert not [schema for schema in schemas if schema.get("type") == "object"
+                and not {"properties", "additionalProperties"} & set(schema)]
+    typed = {"maxLength", "minLength", "pattern", "format", "maximum", "minimum", "maxItems", "minItems"}
+    assert not [schema for schema in schemas if "oneOf" in schema and typed & set(schema)]
+    for name, field in (("EventView", "data"), ("PolicyView", "document")):
+        assert document["components"]["schemas"][name]["properties"][field]["additionalProperties"] is True
