@@ -211,7 +211,8 @@ class PortalService:
         ``Retry-After``. The address's bucket is taken first, then the merchant and e-mail's: an
         address out of lookups takes nothing from the e-mail's."""
         key = await self.limits_key()
-        return await self.by_ip.take(client, key) or await self.by_email.take(f"{body.merchant}\n{body.email.lower()}", key)
+        email = f"{body.merchant}\n{body.email.lower()}"
+        return await self.by_ip.take(client, key) or await self.by_email.take(email, key)
 
     async def sweep_limits(self) -> None:
         """Drop the lookup buckets untouched for an hour (full again: the same as none), at most
@@ -221,7 +222,9 @@ class PortalService:
             return
         self._swept = now
         async with self.db.reading() as repos:
-            await repos.sweep_lookup_buckets(now - timedelta(seconds=RateLimiter.REFILL_SECONDS))
+            swept = await repos.sweep_lookup_buckets(now - timedelta(seconds=RateLimiter.REFILL_SECONDS))
+        if swept:
+            log.info("lookup_limits_swept", buckets=swept)
 
     async def authenticate(self, token: str) -> Principal | None:
         claims = verify(await self.secrets(), token, self.clock().timestamp())

@@ -122,3 +122,19 @@ async def test_repeated_429s_never_stop_an_account(db: PostgresDatabase) -> None
     before = time.now
     await pacer.acquire("acct_a")
     assert 1.0 <= time.seconds(before) <= 1.0 + 1 / MIN_RATE, "one second's pause, then the slow rate"
+
+
+async def test_a_worker_whose_clock_is_behind_gets_no_extra_calls(db: PostgresDatabase) -> None:
+    """The bucket keeps the latest time it was told: a host five seconds behind waits for its slot
+    in the bucket's time, and gives the others no refill."""
+    time = FakeTime()
+    pace = _pacer(db, 20, time).pace
+    behind = time.now - timedelta(seconds=5)
+
+    async def wait(at: datetime) -> float:
+        async with db.reading() as repos:
+            return (await repos.take_gateway_slot("stripe", "acct_a", pace, at)).wait
+
+    assert [await wait(time.now) for _ in range(5)] == [0.0] * 5, "the burst"
+    assert await wait(behind) == pytest.approx(5.05), "the slow clock's slot is the next one, in the bucket's time"
+    assert await wait(time.now) == pytest.approx(0.10), "and the next caller's after it: no refill"
