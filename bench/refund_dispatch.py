@@ -1,13 +1,14 @@
-"""Refund payouts per second: one `returns worker` process against the simulated gateway with a
+"""Refund payouts per second: ``returns worker`` processes against the simulated gateway with a
 fixed latency per call, for one gateway account and for many.
 
 For each scenario, on a fresh database of the machine's PostgreSQL: ``--refunds`` due refunds
-spread evenly over the accounts, then one worker process started with
+spread evenly over the accounts, then ``--workers`` worker processes started with
 ``RETURNS_SIMULATED_LATENCY_MS``, timed from the first refund made at the gateway to the last one
 recorded as succeeded. Also printed: the busiest second of any one account at the gateway (the
-pacing keeps it under Stripe's 25 refund requests a second), and that each refund was made once.
+pacing keeps it under Stripe's 25 refund requests a second, however many workers run), and that
+each refund was made once.
 
-    python bench/refund_dispatch.py --refunds 1000 --latency-ms 200 [--accounts 1,20]
+    python bench/refund_dispatch.py --refunds 1000 --latency-ms 200 [--accounts 1,20] [--workers 2]
 
 The last line reads ``dispatch: <N> refunds/s across <M> accounts`` for the last scenario.
 """
@@ -57,18 +58,18 @@ def start_worker(database_url: str, latency_ms: int) -> subprocess.Popen[bytes]:
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-async def measure(database_url: str, refunds: int, latency_ms: int) -> dict[str, float]:
+async def measure(database_url: str, refunds: int, latency_ms: int, workers: int) -> dict[str, float]:
     conn = await asyncpg.connect(database_url)
-    worker = start_worker(database_url, latency_ms)
+    started_workers = [start_worker(database_url, latency_ms) for _ in range(workers)]
     try:
         while not await conn.fetchval("SELECT count(*) FROM simulated_gateway_refunds"):
-            if worker.poll() is not None:
-                raise SystemExit("the worker exited before paying anything")
+            if any(worker.poll() is not None for worker in started_workers):
+                raise SystemExit("a worker exited before paying anything")
             await asyncio.sleep(0.02)
         started = time.perf_counter() - latency_ms / 2000  # the first call left half a latency ago
         while await conn.fetchval("SELECT count(*) FROM refunds WHERE status = 'succeeded'") < refunds:
-            if worker.poll() is not None:
-                raise SystemExit("the worker died")
+            if any(worker.poll() is not None for worker in started_workers):
+                raise SystemExit("a worker died")
             await asyncio.sleep(0.05)
         elapsed = time.perf_counter() - started
         busiest = await conn.fetchval(
@@ -78,8 +79,10 @@ async def measure(database_url: str, refunds: int, latency_ms: int) -> dict[str,
         made = await conn.fetchval("SELECT count(DISTINCT refund_id) FROM simulated_gateway_refunds")
         total = await conn.fetchval("SELECT count(*) FROM simulated_gateway_refunds")
     finally:
-        worker.send_signal(signal.SIGTERM)
-        worker.wait(timeout=60)
+        for worker in started_workers:
+            worker.send_signal(signal.SIGTERM)
+        for worker in started_workers:
+            worker.wait(timeout=60)
         await conn.close()
     return {"elapsed": elapsed, "rate": refunds / elapsed, "busiest": busiest, "made": made, "total": total}
 
@@ -89,14 +92,16 @@ def main() -> None:
     parser.add_argument("--refunds", type=int, default=1000)
     parser.add_argument("--latency-ms", type=int, default=200)
     parser.add_argument("--accounts", default="1,20", help="scenarios: how many accounts share the refunds")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes side by side")
     args = parser.parse_args()
-    print(f"{args.refunds} refunds, simulated gateway latency {args.latency_ms} ms per call, one worker process")
+    print(f"{args.refunds} refunds, simulated gateway latency {args.latency_ms} ms per call,"
+          f" {args.workers} worker process(es)")
     print(f"{'accounts':>8} {'seconds':>8} {'refunds/s':>10} {'per account/s':>14} {'busiest account-second':>23} {'made once':>10}")
     last = None
     for accounts in (int(a) for a in args.accounts.split(",")):
         with fresh_database() as database_url:
             asyncio.run(prepare(database_url, args.refunds, accounts))
-            figures = asyncio.run(measure(database_url, args.refunds, args.latency_ms))
+            figures = asyncio.run(measure(database_url, args.refunds, args.latency_ms, args.workers))
         once = "yes" if figures["made"] == figures["total"] == args.refunds else f"NO ({figures['total']})"
         print(f"{accounts:>8} {figures['elapsed']:>8.1f} {figures['rate']:>10.1f} {figures['rate'] / accounts:>14.1f}"
               f" {figures['busiest']:>23} {once:>10}")

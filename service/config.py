@@ -41,7 +41,7 @@ class Settings(msgspec.Struct, frozen=True):
     s3_access_key: str | None = None
     s3_secret_key: str | None = None
     refund_concurrency: int = 64  # refunds a worker keeps in flight at the gateway
-    gateway_rate_per_second: float = 20.0  # calls per gateway account and worker process (Stripe allows ~25)
+    gateway_rate_per_second: float = 20.0  # calls per gateway account, all workers together (Stripe allows ~25)
     refund_lease_seconds: float = 15.0  # a killed worker's refunds are taken over after this
     gateway_account_read_only: bool = False  # the operator binds accounts; the admin endpoint refuses
     reports_for_agents: bool = False  # agent keys may read the finance reports (and the Reports page) too
@@ -59,7 +59,7 @@ class Settings(msgspec.Struct, frozen=True):
     public_url: str | None = None  # where customers reach the service (portal and e-mail links); default: the
     # request's for a portal link made over HTTP; in e-mail, where `returns serve` listens (LOCAL_URL for
     # a `returns worker` on its own, which knows no address: set it there)
-    portal_lookups_per_ip: int = 20  # order + e-mail lookups an hour per client address (per process)
+    portal_lookups_per_ip: int = 20  # order + e-mail lookups an hour per client address (all processes together)
     portal_lookups_per_email: int = 5  # ... and per merchant and e-mail
     # proxies whose X-Forwarded-For / -Proto are believed (comma-separated addresses, as uvicorn's
     # --forwarded-allow-ips); none: the connection's peer is the client, whatever headers say

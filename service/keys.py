@@ -37,5 +37,5 @@ async def revoke_api_key(db: Database, merchant_id: str, key_id: str, at: dateti
 
 
 async def authenticate(db: Database, key: str) -> Principal | None:
-    async with db.reading_one() as repos:
+    async with db.statement() as repos:
         return await repos.find_api_key(hash_key(key))

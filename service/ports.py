@@ -218,6 +218,21 @@ class OperationalCounts(msgspec.Struct, frozen=True):
     worker_lag_seconds: float  # age of the oldest refund due for sending; 0 when none waits
 
 
+class Pace(msgspec.Struct, frozen=True):
+    """How one gateway account is called: ``rate`` calls a second in bursts of up to ``burst``;
+    a 429 halves the rate, never below ``min_rate``, and it climbs back over ``recovery`` seconds."""
+
+    rate: float
+    burst: float
+    recovery: float
+    min_rate: float
+
+
+class GatewaySlot(msgspec.Struct, frozen=True):
+    wait: float  # seconds from the caller's ``now`` until the call may go (0: at once)
+    generation: int  # how many times the account's rate was halved when the slot was given
+
+
 class Repositories(Protocol):
     """Everything a use case reads and writes, inside one transaction."""
 
@@ -314,6 +329,29 @@ class Repositories(Protocol):
     async def mark_refund_checked(self, merchant_id: str, refund_id: str, at: datetime) -> None: ...
 
     async def record_gateway_event(self, gateway: str, event_id: str, event_type: str, at: datetime) -> bool: ...
+
+    # limits every process keeps together: one row per bucket, taken in one statement
+    async def take_lookup_token(
+        self, kind: str, key_hash: bytes, capacity: float, per_second: float, now: datetime
+    ) -> float:
+        """Take a token from the bucket ``(kind, key_hash)`` (full, ``capacity`` ≥ 1, the first
+        time; refilled at ``per_second``): 0 when taken, else the seconds until one is there."""
+        ...
+
+    async def sweep_lookup_buckets(self, untouched_since: datetime) -> int:
+        """Drop the buckets untouched since then (full again: the same as none); answers how many."""
+        ...
+
+    async def take_gateway_slot(self, gateway: str, account: str, pace: Pace, now: datetime) -> GatewaySlot:
+        """The account's next call slot, promised to the caller: later callers get later ones."""
+        ...
+
+    async def slow_gateway_account(
+        self, gateway: str, account: str, pace: Pace, generation: int, now: datetime, pause_until: datetime
+    ) -> float:
+        """The gateway answered 429 to a call given its slot under ``generation``: no slot before
+        ``pause_until``, and the rate halved unless it was halved since that slot. Answers the rate."""
+        ...
 
 
     # outbox, webhooks, store credit
@@ -500,8 +538,10 @@ class Database(Protocol):
         """For reads only, all in one snapshot (read-only): an answer never mixes two commits."""
         ...
 
-    def reading_one(self) -> AbstractAsyncContextManager[Repositories]:
-        """For a read that is one statement: no transaction around it (two round trips saved)."""
+    def statement(self) -> AbstractAsyncContextManager[Repositories]:
+        """One statement alone, no transaction around it (two round trips saved): a read that
+        is one statement, or a write of one statement that is atomic on its own (the limits'
+        buckets). A second statement would see, or leave, another moment."""
         ...
 
     async def ping(self) -> bool: ...

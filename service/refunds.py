@@ -16,9 +16,10 @@ the gateway refund id we recorded, or, before we learned that id, our refund id,
 currency and account all match (``report_mismatch``). Anything else is logged and counted.
 
 At the gateway's speed: a worker keeps up to ``max_in_flight`` refunds in flight, paced per
-gateway account (``service.pacing``); its leases are short and renewed while it holds them,
-so a killed worker's refunds are taken over within one lease. One refund's unexpected error is
-recorded on that refund (postponed with backoff) and never stops the others.
+gateway account (``service.pacing``: one pace for all workers together); its leases are short
+and renewed while it holds them, so a killed worker's refunds are taken over within one lease.
+One refund's unexpected error is recorded on that refund (postponed with backoff) and never
+stops the others.
 """
 
 from __future__ import annotations
@@ -111,7 +112,7 @@ class RefundService:
         self.max_in_flight = max_in_flight
         self.rate_per_account = rate_per_account
         self.gateway_latency = 0.25  # seconds a create takes, a moving average (a guess until measured)
-        self.pacer = AccountPacer(rate_per_account)
+        self.pacer = AccountPacer(db, gateway.name, rate_per_account)  # shared by every worker, through the database
         self.worker_id = new_id("wk")  # whose claims these are: only the holder renews them
         self._held: set[str] = set()
         self._renewer: asyncio.Task[None] | None = None
@@ -297,15 +298,16 @@ class RefundService:
         the gateway's own refusal or report fails a refund, so a failed refund is safe to retry."""
         refund = claimed.refund
         account = _account_key(refund)
+        pace = 0  # the generation of the account's rate the last call went out under
         try:
             answer = None
             if claimed.tries > 1:
-                await self.pacer.acquire(account)
+                pace = await self.pacer.acquire(account)
                 answer = await self.gateway.find_refund(
                     payment_reference=refund.payment_reference, refund_id=refund.id, account=refund.gateway_account
                 )
             if answer is None:
-                await self.pacer.acquire(account)
+                pace = await self.pacer.acquire(account)
                 started = time.monotonic()
                 answer = await self.gateway.create_refund(
                     payment_reference=refund.payment_reference,
@@ -324,7 +326,8 @@ class RefundService:
                 await self._record(refund.merchant_id, refund.id, "answer", None, refused_because=reason)
                 return
             if error.rate_limited:  # not the refund's fault: no try counted, back after the pause
-                self.pacer.slow_down(account, error.retry_after)
+                rate = await self.pacer.slow_down(account, error.retry_after, pace)
+                log.warning("gateway_account_slowed", account=account, rate=rate, retry_after=error.retry_after)
                 delay = timedelta(seconds=error.retry_after or 1.0)
             else:
                 delay = self._backoff(claimed.tries)

@@ -62,10 +62,11 @@ class PostgresDatabase:
             yield repos
 
     @asynccontextmanager
-    async def reading_one(self) -> AsyncIterator[PgRepositories]:
-        """One statement alone, outside a transaction: it sees one moment by itself, and the
-        BEGIN and COMMIT round trips are saved on the hottest path (the API key of every request).
-        A second statement here would see another moment: use ``reading``."""
+    async def statement(self) -> AsyncIterator[PgRepositories]:
+        """One statement alone, outside a transaction: it sees (or writes) one moment by itself,
+        and the BEGIN and COMMIT round trips are saved on the hottest paths (the API key of every
+        request, the limits' buckets, the gateway's pace). A second statement here would see
+        another moment: use ``reading`` or ``transaction``."""
         async with self._connection(mode="statement") as repos:
             yield repos
 

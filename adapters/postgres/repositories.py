@@ -12,6 +12,7 @@ import msgspec
 from adapters.postgres.cursors import decode_cursor, encode_cursor
 from adapters.postgres.finance import PgFinance
 from adapters.postgres.labels import PgLabels
+from adapters.postgres.limits import PgLimits
 from adapters.postgres.mail import PgMail
 from adapters.postgres.photos import PgPhotos
 from adapters.postgres.refunds import PgRefunds
@@ -64,7 +65,7 @@ def _decode_case(row: asyncpg.Record) -> Case:
     return case
 
 
-class PgRepositories(PgRefunds, PgWorkflows, PgPhotos, PgFinance, PgMail, PgLabels):
+class PgRepositories(PgRefunds, PgWorkflows, PgPhotos, PgFinance, PgMail, PgLabels, PgLimits):
     def __init__(self, conn: asyncpg.Connection) -> None:
         self.conn = conn
 

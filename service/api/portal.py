@@ -53,7 +53,7 @@ async def request_portal_link(
     """Public: e-mail the order's customer a portal link. The same 202 whether or not the order
     exists or the e-mail matches; the lookup runs after the answer. 429 ``rate_limited`` past the
     limits per client address and per merchant and e-mail."""
-    wait = services.portal.by_ip.take(_client_key(request)) or services.portal.by_email.take(f"{data.merchant}\n{data.email.lower()}")
+    wait = await services.portal.lookup_wait(_client_key(request), data)
     if wait is not None:
         limited = problem(429, "rate_limited", "too many lookups; try again later", headers={"Retry-After": str(wait)})
         return limited  # type: ignore[return-value]  # a problem+json answer, documented as the 429

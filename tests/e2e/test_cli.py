@@ -7,13 +7,10 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -23,14 +20,9 @@ import pytest
 from adapters.postgres.embedded import embedded_database_url, postgres_processes, release_embedded
 
 from tests.support.mails import eml_mails, portal_links
+from tests.support.server import serve_process
 from tests.support.tenants import order_body
 from tests.support.waiting import eventually
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _env(data_dir: Path, **settings: str) -> dict[str, str]:
@@ -52,35 +44,10 @@ def _returns(data_dir: Path, *args: str) -> str:
     return done.stdout
 
 
-@contextmanager
 def _serving(data_dir: Path, *args: str, stop: int = signal.SIGTERM, output: list[str] | None = None,
-             **settings: str) -> Iterator[str]:
-    """``returns serve`` until the block ends, then stopped with ``stop``; its output lands in
-    ``output``."""
-    port = _free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "service.cli", "serve", "--port", str(port), *args],
-        env=_env(data_dir, RETURNS_WORKER_IDLE_SECONDS="0.1", **settings),
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(url + "/health/ready").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert process.poll() is None, process.stdout.read() if process.stdout else "serve exited"
-            assert time.monotonic() < deadline, "serve did not become ready in 60 s"
-            time.sleep(0.2)
-        yield url
-    finally:
-        process.send_signal(stop)
-        process.wait(timeout=30)
-        if output is not None and process.stdout:
-            output.append(process.stdout.read())
+             **settings: str) -> AbstractContextManager[str]:
+    """``returns serve`` on the folder's embedded database until the block ends."""
+    return serve_process(*args, env=_env(data_dir, RETURNS_WORKER_IDLE_SECONDS="0.1", **settings), stop=stop, output=output)
 
 
 def test_serve_on_the_embedded_database_keeps_data_across_restarts(tmp_path: Path) -> None:

@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 
@@ -20,6 +19,7 @@ from service.portal import Claims, sign
 from tests.support.database import fresh_database
 from tests.support.images import encode, photo
 from tests.support.mails import eml_mails, link_token, portal_links
+from tests.support.portal import lookup_links, public_client
 from tests.support.server import serve
 from tests.support.tenants import Tenant, order_body
 from tests.support.waiting import eventually
@@ -194,30 +194,9 @@ def test_a_token_for_one_order_reaches_nothing_else(shop: Tenant, other_shop: Te
             assert answer.status_code == 403 and answer.json()["code"] == "forbidden", answer.request.url
 
 
-def _public(base_url: str, address: str) -> httpx.Client:
-    """A client without a key, from its own loopback address: each test has its own per-address budget."""
-    return httpx.Client(base_url=base_url, timeout=30, transport=httpx.HTTPTransport(local_address=address))
-
-
-def _outbox_links(database_url: str, merchant_id: str) -> list[dict[str, Any]]:
-    async def read() -> list[dict[str, Any]]:
-        conn = await asyncpg.connect(database_url)
-        try:
-            rows = await conn.fetch(
-                "SELECT payload::text FROM outbox WHERE merchant_id = $1 AND topic = 'customer.portal_link'", merchant_id
-            )
-        finally:
-            await conn.close()
-        import json
-
-        return [json.loads(row[0]) for row in rows]
-
-    return asyncio.run(read())
-
-
 def test_lookup_answers_alike_and_records_a_link(shop: Tenant, portal_service: tuple[str, str, Path]) -> None:
     order_id = _order(shop, email="Lookup@Example.com")
-    public = _public(shop.base_url, "127.0.0.2")
+    public = public_client(shop.base_url, "127.0.0.2")
     asks = {
         "exists": {"merchant": shop.merchant_id, "order_id": order_id, "email": "lookup@example.com"},
         "wrong_email": {"merchant": shop.merchant_id, "order_id": order_id, "email": "other@example.com"},
@@ -232,7 +211,7 @@ def test_lookup_answers_alike_and_records_a_link(shop: Tenant, portal_service: t
     assert answers["exists"] == answers["wrong_email"] == answers["missing"]
     assert answers["exists"][0] == 202
     assert max(timings.values()) < 0.5  # the lookup runs after the answer
-    links = eventually(lambda: _outbox_links(portal_service[1], shop.merchant_id))
+    links = eventually(lambda: lookup_links(portal_service[1], shop.merchant_id))
     assert len(links) == 1 and links[0]["order_id"] == order_id and links[0]["email"] == "Lookup@Example.com"
     assert "url" not in links[0], "no live credential at rest, nor in the merchant's webhook"
     [mail] = eventually(lambda: eml_mails(portal_service[2], "portal_link"))
@@ -247,7 +226,7 @@ def test_lookup_answers_alike_and_records_a_link(shop: Tenant, portal_service: t
 
 def test_lookup_timing_does_not_tell(shop: Tenant) -> None:
     order_id = _order(shop, email="timing@example.com")
-    public = _public(shop.base_url, "127.0.0.3")
+    public = public_client(shop.base_url, "127.0.0.3")
     samples: dict[str, list[float]] = {"exists": [], "missing": []}
     for round_ in range(PER_IP // 2):
         for name, target in (("exists", order_id), ("missing", "o_missing")):
@@ -260,7 +239,7 @@ def test_lookup_timing_does_not_tell(shop: Tenant) -> None:
 
 
 def test_lookup_is_rate_limited(portal_service: tuple[str, str, Path]) -> None:
-    public = _public(portal_service[0], "127.0.0.4")
+    public = public_client(portal_service[0], "127.0.0.4")
     body = {"merchant": "m_any", "order_id": "o_any", "email": "same@example.com"}
     answers = [public.post("/v1/portal-sessions", json=body) for _ in range(PER_EMAIL + 1)]
     assert [a.status_code for a in answers[:PER_EMAIL]] == [202] * PER_EMAIL
@@ -270,7 +249,7 @@ def test_lookup_is_rate_limited(portal_service: tuple[str, str, Path]) -> None:
     # per address: other e-mails from the same client run out of the address's budget
     statuses = [public.post("/v1/portal-sessions", json={**body, "email": f"e{i}@example.com"}).status_code for i in range(PER_IP)]
     assert statuses == [202] * (PER_IP - PER_EMAIL - 1) + [429] * (PER_EMAIL + 1)
-    with _public(portal_service[0], "127.0.0.5") as elsewhere:  # another address, another e-mail: not limited
+    with public_client(portal_service[0], "127.0.0.5") as elsewhere:  # another address, another e-mail: not limited
         assert elsewhere.post("/v1/portal-sessions", json={**body, "email": "fresh@example.com"}).status_code == 202
     public.close()
 

@@ -30,6 +30,7 @@ from service.portal import Claims, key_id, sign
 from tests.support.database import fresh_database
 from tests.support.images import encode, photo
 from tests.support.mails import eml_mails, link_token, portal_links
+from tests.support.portal import lookup_links, public_client
 from tests.support.server import serve
 from tests.support.smtp import smtp_server
 from tests.support.tenants import Tenant, order_body
@@ -90,11 +91,6 @@ def _customer(shop: Tenant, token: str) -> httpx.Client:
     return httpx.Client(base_url=shop.base_url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
 
 
-def _public(base_url: str, address: str) -> httpx.Client:
-    """No key, from a loopback address of its own: a per-address lookup budget of its own."""
-    return httpx.Client(base_url=base_url, timeout=30, transport=httpx.HTTPTransport(local_address=address))
-
-
 def _return(order_id: str, items: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     items = items or [{"line_id": "l1", "quantity": 1, "reason": "defective"}]
     return {"order_id": order_id, "type": "return", "resolution": "refund", "items": items}
@@ -109,15 +105,6 @@ def _query(database_url: str, sql: str, *args: Any) -> list[Any]:
             await conn.close()
 
     return asyncio.run(read())
-
-
-def _lookup_links(database_url: str, merchant_id: str) -> list[dict[str, Any]]:
-    rows = _query(
-        database_url,
-        "SELECT payload::text FROM outbox WHERE merchant_id = $1 AND topic = 'customer.portal_link' ORDER BY id",
-        merchant_id,
-    )
-    return [json.loads(row[0]) for row in rows]
 
 
 def _claims(token: str) -> dict[str, Any]:
@@ -145,7 +132,7 @@ def _is_unauthorized(answer: httpx.Response) -> bool:
 
 def test_the_lookup_link_does_not_take_the_callers_host(shop: Tenant, review_service: tuple[str, str, Path]) -> None:
     order_id = _order(shop, "cus_host", "victim@example.com")
-    with _public(shop.base_url, "127.0.0.21") as public:
+    with public_client(shop.base_url, "127.0.0.21") as public:
         answer = public.post(
             "/v1/portal-sessions",
             json={"merchant": shop.merchant_id, "order_id": order_id, "email": "victim@example.com"},
@@ -399,7 +386,7 @@ def test_the_lookup_refuses_bad_bodies_as_problems_and_stores_nothing(
 ) -> None:
     order_id = _order(shop, "cus_bodies", "bodies@example.com")
     good = {"merchant": shop.merchant_id, "order_id": order_id, "email": "bodies@example.com"}
-    with _public(shop.base_url, "127.0.0.22") as public:
+    with public_client(shop.base_url, "127.0.0.22") as public:
         answers = [
             public.post("/v1/portal-sessions", content=b"{not json", headers={"Content-Type": "application/json"}),
             public.post("/v1/portal-sessions", content=b"x" * 2_000_000, headers={"Content-Type": "application/json"}),
@@ -413,7 +400,7 @@ def test_the_lookup_refuses_bad_bodies_as_problems_and_stores_nothing(
         assert 400 <= answer.status_code < 500 and answer.status_code != 429, answer.status_code
         assert answer.headers["content-type"].startswith("application/problem+json"), answer.text[:200]
     time.sleep(0.5)
-    assert _lookup_links(review_service[1], shop.merchant_id) == []
+    assert lookup_links(review_service[1], shop.merchant_id) == []
 
 
 def test_the_lookup_link_goes_only_to_the_orders_own_address(
@@ -422,14 +409,14 @@ def test_the_lookup_link_goes_only_to_the_orders_own_address(
     order_id = _order(shop, "cus_kelvin", "kelly@example.com", language="zh-Hans")
     asks = ["KELLY@EXAMPLE.COM", "\u212aelly@example.com", " kelly@example.com", "kelly@example.com\n",
             "kelly@example.com,attacker@example.com", "attacker@example.com"]
-    with _public(shop.base_url, "127.0.0.23") as public:
+    with public_client(shop.base_url, "127.0.0.23") as public:
         for ask in asks:
             assert public.post(
                 "/v1/portal-sessions", json={"merchant": shop.merchant_id, "order_id": order_id, "email": ask}
             ).status_code == 202
-    eventually(lambda: len(_lookup_links(review_service[1], shop.merchant_id)) >= 2)
+    eventually(lambda: len(lookup_links(review_service[1], shop.merchant_id)) >= 2)
     time.sleep(0.5)  # the lookups that do not match had their time to record anything
-    links = _lookup_links(review_service[1], shop.merchant_id)
+    links = lookup_links(review_service[1], shop.merchant_id)
     assert len(links) == 2  # the case and the Kelvin-sign variants match the stored address; nothing else does
     assert {link["email"] for link in links} == {"kelly@example.com"}
     assert {link["language"] for link in links} == {"zh-CN"}
@@ -445,7 +432,7 @@ def test_the_lookup_limit_counts_alike_for_existing_and_missing_orders(shop: Ten
     order_id = _order(shop, "cus_limit", "limit@example.com")
     statuses = {}
     for name, target, address in (("exists", order_id, "127.0.0.24"), ("missing", "o_never", "127.0.0.25")):
-        with _public(shop.base_url, address) as public:
+        with public_client(shop.base_url, address) as public:
             answers = [
                 public.post("/v1/portal-sessions", json={"merchant": shop.merchant_id, "order_id": target,
                                                          "email": f"limit{'' if name == 'exists' else '-no'}@example.com"})
@@ -537,7 +524,7 @@ def test_twenty_concurrent_opens_by_one_token_claim_no_more_than_bought(shop: Te
 
 def test_twenty_concurrent_lookups_from_one_address_get_its_budget_only(review_service: tuple[str, str, Path]) -> None:
     def ask(n: int) -> int:
-        with _public(review_service[0], "127.0.0.26") as public:
+        with public_client(review_service[0], "127.0.0.26") as public:
             return public.post(
                 "/v1/portal-sessions", json={"merchant": "m_race", "order_id": "o_race", "email": f"race{n}@example.com"}
             ).status_code

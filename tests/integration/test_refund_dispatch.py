@@ -140,7 +140,9 @@ async def test_a_rate_limit_slows_the_account_and_costs_the_refund_no_try(db: Po
         row = await conn.fetchrow("SELECT status, tries, next_attempt_at FROM refunds WHERE id = $1", refund_id)
     assert row["status"] == "pending" and row["tries"] == 0, "a 429 is not the refund's fault"
     assert row["next_attempt_at"] == clock.now + timedelta(seconds=3), "Retry-After honoured"
-    assert service.pacer.current_rate("acct_busy") == pytest.approx(10, abs=0.5), "the account's rate halved"
+    async with db.pool.acquire() as conn:
+        rate = await conn.fetchval("SELECT rate FROM gateway_pace WHERE account = 'acct_busy'")
+    assert rate == pytest.approx(10, abs=0.5), "the account's rate halved, where every worker reads it"
     assert await service.send_due() == 0
     clock.advance(seconds=3)
     assert await service.send_due() == 1

@@ -1,14 +1,18 @@
-"""The real service on 127.0.0.1 under uvicorn, in a background thread, for end-to-end tests
-over real HTTP."""
+"""The real service on 127.0.0.1 for end-to-end tests over real HTTP: under uvicorn in a
+background thread, or as ``returns serve`` in a process of its own."""
 
 from __future__ import annotations
 
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import httpx
 import uvicorn
 from litestar import Litestar
 
@@ -40,3 +44,33 @@ def serve(app: Litestar, port: int = 0) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=15)
+
+
+@contextmanager
+def serve_process(*args: str, env: dict[str, str], stop: int = signal.SIGTERM,
+                  output: list[str] | None = None) -> Iterator[str]:
+    """``returns serve`` on a free port with exactly the environment ``env`` until the block ends,
+    then stopped with ``stop``; its output lands in ``output``."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "service.cli", "serve", "--port", str(port), *args],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(url + "/health/ready").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert process.poll() is None, process.stdout.read() if process.stdout else "serve exited"
+            assert time.monotonic() < deadline, "serve did not become ready in 60 s"
+            time.sleep(0.2)
+        yield url
+    finally:
+        process.send_signal(stop)
+        process.wait(timeout=30)
+        if output is not None and process.stdout:
+            output.append(process.stdout.read())
