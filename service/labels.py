@@ -365,6 +365,8 @@ class LabelService:
             held = LabelHold(rate=rate, ceiling=ceiling, items_total=case.money.items_total,
                              case_currency=case.money.currency)
             await repos.update_label(msgspec.structs.replace(current, status="held", hold=held, last_error=None))
+            log.warning("label_held", label_id=label.id, case_id=label.case_id, merchant_id=label.merchant_id,
+                        amount=rate.amount, currency=rate.currency, ceiling=ceiling)
             loaded_version = case.version
             case.record("label_held", SYSTEM, self.clock(), {"label_id": label.id, **hold_data(held)})
             await repos.save_case(case, loaded_version)

@@ -101,7 +101,11 @@ def test_twenty_agents_buying_a_held_label_at_once_buy_one(shop: Tenant) -> None
 
 def test_a_declined_label_is_never_bought_and_the_customer_ships_the_item(shop: Tenant) -> None:
     case = _held_return(shop)
-    declined = shop.agent.post(f"/admin/v1/cases/{case['id']}/label/decline", json={"note": "too dear"})
+    path = f"/admin/v1/cases/{case['id']}/label/decline"
+    stale = shop.agent.post(path, json={}, headers={"If-Match": f'"{case["version"] - 1}"'})
+    assert stale.status_code == 412 and stale.json()["code"] == "version_conflict"
+    assert shop.agent.get(f"/admin/v1/cases/{case['id']}").json()["label"]["status"] == "held", "nothing changed"
+    declined = shop.agent.post(path, json={"note": "too dear"}, headers={"If-Match": f'"{case["version"]}"'})
     assert declined.status_code == 200, declined.text
     assert declined.json()["label"]["status"] == "cancelled" and declined.json()["label"]["hold"]["approved_by"] is None
     [event] = _events(shop, case["id"], "label_declined")
