@@ -128,3 +128,11 @@ class LabelNotReady(DomainError):
 
     code = "label_not_ready"
     status = 404
+
+
+class LabelNotHeld(DomainError):
+    """An agent's decision on a label that waits for none: there is no label, it is not ``held``
+    (never was, or another agent decided first: one decision per hold)."""
+
+    code = "label_not_held"
+    status = 409

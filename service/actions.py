@@ -48,8 +48,9 @@ ENDPOINTS: dict[Audience, dict[CaseAction, str]] = {
 }
 
 
-def endpoint_actions(case: Case, audience: Audience) -> list[str]:
-    """The path suffixes ``audience`` may POST to on ``case`` now, each once, in table order."""
+def endpoint_actions(case: Case, audience: Audience, *, label_held: bool = False) -> list[str]:
+    """The path suffixes ``audience`` may POST to on ``case`` now, each once, in table order. An
+    agent decides on a ``held`` label: buy it while the case waits for the item, or decline it."""
     names = [
         ENDPOINTS[audience][a]
         for a in allowed_actions(case.table, case.state)
@@ -62,5 +63,7 @@ def endpoint_actions(case: Case, audience: Audience) -> list[str]:
         )
     else:
         names += ["repair/complete"] if case.state == CaseState.REPAIRING else []
+        if label_held:
+            names += ["label/buy", "label/decline"] if case.state == CaseState.APPROVED else ["label/decline"]
         names += ["assign", "notes"]
     return list(dict.fromkeys(names))

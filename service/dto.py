@@ -237,18 +237,38 @@ class TimelineEntryView(msgspec.Struct):
     state: CaseState | None
 
 
-class LabelView(msgspec.Struct):
-    """The case's return label: ``pending`` (being bought), ``bought`` (download it from
-    ``/label``), ``failed`` (the carrier refused: the customer ships it themselves),
-    ``cancelled`` (not needed before it was bought), ``void_requested`` or ``voided``."""
+class LabelHoldView(msgspec.Struct):
+    """Why the label was not bought unattended: its cheapest acceptable rate (``carrier``,
+    ``service``, ``amount`` in minor units of ``currency``) is over ``ceiling`` (minor units of the
+    same ``currency``): ``over_ceiling``, or ``other_currency`` when the rate is not in the case's
+    currency and the merchant's ceiling does not price it. ``approved_by``: the agent who had it
+    bought anyway (null while it waits, or when declined)."""
 
-    status: Literal["pending", "bought", "failed", "cancelled", "void_requested", "voided"]
+    reason: Literal["over_ceiling", "other_currency"]
+    carrier: str
+    service: str
+    amount: int
+    currency: str
+    ceiling: int
+    approved_by: str | None
+    approved_at: datetime | None
+
+
+class LabelView(msgspec.Struct):
+    """The case's return label: ``pending`` (being bought), ``held`` (its rate is over the
+    merchant's ceiling: it waits for an agent's ``label/buy`` or ``label/decline``), ``bought``
+    (download it from ``/label``), ``failed`` (the carrier refused: the customer ships it
+    themselves), ``cancelled`` (not needed before it was bought, or declined), ``void_requested``
+    or ``voided``. ``hold`` (the agent's view only) says why it was held."""
+
+    status: Literal["pending", "held", "bought", "failed", "cancelled", "void_requested", "voided"]
     carrier: str | None
     service: str | None
     tracking_code: str | None
     amount: int | None  # what it cost, minor units of ``currency``
     currency: str | None
     created_at: datetime
+    hold: LabelHoldView | None = None
 
 
 class CaseView(msgspec.Struct):
@@ -473,17 +493,37 @@ class CarrierPreferencesIn(Body):
     prefer: Literal["cheapest", "fastest"] = "cheapest"
 
 
+class LabelCeilingIn(Body):
+    """The most a label may cost to be bought without an agent (``service/labels.py``): at most
+    ``percent_of_items`` % of the value of what comes back (null: no such limit) and, where
+    ``max_amount`` prices the rate's currency, at most that (minor units). Amounts are compared in
+    one currency only: a rate in another currency than the case's waits for an agent, unless
+    ``other_currency`` is ``max_amount`` and ``max_amount`` prices the rate's currency."""
+
+    percent_of_items: Annotated[int, Meta(ge=0, le=100)] | None = 50
+    max_amount: Annotated[dict[Currency, Amount], Meta(max_length=50)] = {}
+    other_currency: Literal["hold", "max_amount"] = "hold"
+
+
 class ShippingSettingsIn(Body):
     """A merchant's return shipping. ``label_buyer``: ``merchant`` buys a label for every approved
     case whose item comes back, from the order's ``shipping_address`` to ``return_address``
     (required then); ``customer_ships`` buys none. Parcels per product category (an order line's
-    ``category``), else ``default_parcel``. Replaced whole by PUT."""
+    ``category``), else ``default_parcel``; a label over ``label_ceiling`` waits for an agent.
+    Replaced whole by PUT."""
 
     label_buyer: Literal["merchant", "customer_ships"] = "merchant"
     return_address: AddressIn | None = None
     default_parcel: ParcelIn = msgspec.field(default_factory=lambda: ParcelIn(weight_g=1000))
     parcels: Annotated[dict[ShortText, ParcelIn], Meta(max_length=200)] = {}
     carrier_preferences: CarrierPreferencesIn = msgspec.field(default_factory=CarrierPreferencesIn)
+    label_ceiling: LabelCeilingIn = msgspec.field(default_factory=LabelCeilingIn)
+
+
+class LabelDecisionIn(Body):
+    """An agent's decision on a ``held`` label; ``note`` goes into the audit trail."""
+
+    note: Text | None = None
 
 
 class CustomerMailView(msgspec.Struct):

@@ -11,6 +11,21 @@
   carrier for that shipment, which says whether it was bought, so nothing is bought twice. A
   carrier that is down is tried again with backoff; one that refuses fails the label, and the
   case goes on without one.
+- **Never over the merchant's ceiling unattended** (``ceiling_for``, the settings'
+  ``label_ceiling``, fixed in the label's request on approval): by default a label may cost at
+  most 50 % of the value of what comes back (the case's ``items_total``: what the label is spent
+  to recover; not the refund, from which the label's own cost is deducted and which is 0 for store
+  credit or an exchange), and at most ``max_amount`` where that prices the rate's currency.
+  Amounts are compared in one currency only, never converted: a rate in another currency than the
+  case's is bought unattended only when the merchant said how (``other_currency = max_amount``
+  and a ``max_amount`` in the rate's currency), else it waits. The worker buys the rate the
+  preferences pick among those within the ceiling (so ``fastest`` is the fastest affordable one);
+  when none is, it buys nothing: the label is ``held`` with the cheapest acceptable rate and the
+  ceiling (``hold``, event ``label_held``), and waits for an agent (``decide``): ``label/buy`` has
+  the worker buy that rate (at no more than it cost then; else it is held again), ``label/decline``
+  cancels the label (the customer ships the item, as without a label). Both are audited events
+  on the case; one decision per hold, a second is 409 ``label_not_held``. This is service code,
+  so every carrier (EasyPost, the simulated one) is held alike.
 - **Only while the case waits for the item**: a label is bought only for a case still
   ``approved``. A case received, reported shipped or cancelled before that gets none
   (``cancelled``), and its money keeps the policy's flat ``label_cost``.
@@ -18,12 +33,13 @@
   ``label_cost`` (``CaseService.price_label``); the policy still decides who pays it.
 - **Voided when not used**: cancelling a case with a label not yet scanned asks for a void
   (``release_label``); the worker voids it at the carrier and the cost is given back (the
-  label's cost in the money becomes 0). A label bought while its case was cancelled is voided too.
+  label's cost in the money becomes 0). A label bought while its case was cancelled is voided too;
+  a held one is dropped (``cancelled``): nothing was bought.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -31,9 +47,12 @@ import msgspec
 import structlog
 
 from domain.cases import SYSTEM, Actor, Case, CaseState
-from domain.errors import InvalidRequest, LabelNotReady
+from domain.decision import CaseMoney
+from domain.errors import InvalidRequest, InvalidTransition, LabelNotHeld, LabelNotReady
+from domain.money import KNOWN_CURRENCIES
 from domain.orders import Order
-from service.dto import ShippingSettingsIn
+from service.actions import Audience
+from service.dto import CaseView, LabelDecisionIn, ShippingSettingsIn
 from service.ids import new_id
 from service.ports import (
     BlobStore,
@@ -43,6 +62,8 @@ from service.ports import (
     CarrierPreferences,
     CarrierRate,
     Database,
+    LabelCeiling,
+    LabelHold,
     LabelRequest,
     Parcel,
     Principal,
@@ -103,6 +124,7 @@ async def plan_label(repos: Repositories, case: Case, order: Order, carrier_name
             to_address=settings.return_address,
             parcel=parcel_for(settings, order, case),
             preferences=settings.carrier_preferences,
+            ceiling=settings.label_ceiling,
         ),
         created_at=at,
     )
@@ -116,10 +138,11 @@ async def release_label(repos: Repositories, case: Case, at: datetime) -> None:
     """The case no longer needs its label (cancelled): one not bought is dropped, one bought and
     not scanned is voided by the worker. One already on its way stays: it is in use."""
     label = await repos.get_case_label(case.merchant_id, case.id, for_update=True)
-    if label is None or label.status not in ("pending", "bought") or label.scan_status not in UNSCANNED:
+    if label is None or label.status not in ("pending", "held", "bought") or label.scan_status not in UNSCANNED:
         return
-    # a shipment may have been bought by a worker that has not recorded it yet: the void finds out
-    unbought = label.status == "pending" and label.shipment_id is None
+    # a shipment may have been bought by a worker that has not recorded it yet: the void finds out.
+    # A held one was not: a label is held instead of being bought, and nothing buys it while held
+    unbought = label.status == "held" or (label.status == "pending" and label.shipment_id is None)
     await repos.update_label(msgspec.structs.replace(label, status="cancelled" if unbought else "void_requested"))
 
 
@@ -137,6 +160,36 @@ def choose_rate(rates: list[CarrierRate], preferences: CarrierPreferences) -> Ca
     if preferences.prefer == "fastest":
         return min(allowed, key=lambda r: (r.delivery_days if r.delivery_days is not None else 999, r.amount, r.rate_id))
     return min(allowed, key=lambda r: (r.amount, r.rate_id))
+
+
+def ceiling_for(ceiling: LabelCeiling, currency: str, money: CaseMoney) -> int | None:
+    """The most a label in ``currency`` may cost to be bought unattended for a case with this
+    money, in minor units of ``currency``; None: nothing limits it. The share of the items' value
+    counts only in the case's own currency; a rate in another is priced only by ``max_amount``,
+    and only when ``other_currency`` says so, else its ceiling is 0 (only a free label is bought)."""
+    if currency != money.currency and (ceiling.other_currency != "max_amount" or currency not in ceiling.max_amount):
+        return 0
+    limits = [ceiling.max_amount[currency]] if currency in ceiling.max_amount else []
+    if currency == money.currency and ceiling.percent_of_items is not None:
+        limits.append(money.items_total * ceiling.percent_of_items // 100)  # rounded down: never above the share
+    return min(limits, default=None)
+
+
+def hold_data(hold: LabelHold) -> dict[str, object]:
+    """A hold as the case's events carry it: the rate held and the ceiling it is over."""
+    return {"reason": hold.reason, "carrier": hold.rate.carrier, "service": hold.rate.service,
+            "amount": hold.rate.amount, "currency": hold.rate.currency, "ceiling": hold.ceiling,
+            "items_total": hold.items_total, "case_currency": hold.case_currency}
+
+
+def unattended(label: ReturnLabel, rate: CarrierRate, money: CaseMoney) -> bool:
+    """May the worker buy ``rate`` without asking: within the label's ceiling, or the very rate an
+    agent had bought anyway, at no more than it cost when the agent saw it."""
+    approved = label.hold.rate if label.hold is not None and label.hold.approved_by is not None else None
+    if approved and (rate.rate_id, rate.currency) == (approved.rate_id, approved.currency) and rate.amount <= approved.amount:
+        return True
+    limit = ceiling_for(label.request.ceiling, rate.currency, money)
+    return limit is None or rate.amount <= limit
 
 
 class LabelService:
@@ -180,6 +233,14 @@ class LabelService:
             sizes = (parcel.length_mm, parcel.width_mm, parcel.height_mm)
             if any(size is None for size in sizes) and any(size is not None for size in sizes):
                 errors.append({"field": field, "message": "give length_mm, width_mm and height_mm, or none of them"})
+        ceiling = body.label_ceiling
+        errors += [
+            {"field": f"label_ceiling.max_amount.{currency}", "message": "not an ISO 4217 currency this service knows"}
+            for currency in ceiling.max_amount if currency not in KNOWN_CURRENCIES
+        ]
+        if ceiling.other_currency == "max_amount" and not ceiling.max_amount:
+            errors.append({"field": "label_ceiling.other_currency",
+                           "message": "max_amount prices no currency to compare such a rate with: give it, or say hold"})
         if errors:
             raise InvalidRequest("the shipping settings are not valid", errors)
         async with self.db.transaction() as repos:
@@ -201,6 +262,32 @@ class LabelService:
         if label is None or label.status != "bought" or key is None:
             raise LabelNotReady(f"case {case_id} has no {fmt} label" + (f" ({label.status})" if label else ""))
         return await self.blobs.get(key), LABEL_FORMATS[fmt]
+
+    # ----------------------------------------------------------------- an agent's decision
+
+    async def decide(
+        self, principal: Principal, case_id: str, if_match: frozenset[int] | None, buy: bool, body: LabelDecisionIn
+    ) -> CaseView:
+        """An agent's answer to a ``held`` label, audited on the case (``label_approved`` or
+        ``label_declined``, with the rate, the ceiling and the note): buy it anyway (``pending``
+        again: the worker buys the held rate, so the carrier call stays out of the request and its
+        transaction) while the case waits for the item, or decline it (``cancelled``). The label's
+        row lock makes it one decision per hold: a second is 409 ``label_not_held``."""
+
+        async def decide(repos: Repositories, case: Case, actor: Actor, at: datetime) -> None:
+            label = await repos.get_case_label(case.merchant_id, case.id, for_update=True)
+            if label is None or label.status != "held" or label.hold is None:
+                status = label.status if label else None
+                raise LabelNotHeld(f"case {case_id} has no label waiting for an agent ({status or 'no label'})",
+                                   label_status=status)
+            if buy and case.state not in WAITING_FOR_ITEM:
+                raise InvalidTransition("case", case.state, "buy_label")
+            hold = msgspec.structs.replace(label.hold, approved_by=actor.id, approved_at=at) if buy else label.hold
+            await repos.update_label(msgspec.structs.replace(label, status="pending" if buy else "cancelled", hold=hold))
+            case.record("label_approved" if buy else "label_declined", actor, at,
+                        {"label_id": label.id, **hold_data(hold), "note": body.note})
+
+        return await self.cases.change(principal, case_id, if_match, decide, Audience.AGENT)
 
     # ----------------------------------------------------------------- the worker
 
@@ -237,68 +324,105 @@ class LabelService:
             shipment = await self.carrier.get_shipment(label.shipment_id)
         bought = shipment.label
         if bought is None:
-            if not await self._still_wanted(label):
+            case = await self._still_wanted(label)
+            if case is None:
                 return
-            rate = choose_rate(shipment.rates, label.request.preferences)
+            preferences = label.request.preferences
+            rate = choose_rate([r for r in shipment.rates if unattended(label, r, case.money)], preferences)
             if rate is None:
-                await self._give_up(label, "no rate fits the merchant's carrier preferences")
+                cheapest = choose_rate(shipment.rates, msgspec.structs.replace(preferences, prefer="cheapest"))
+                if cheapest is None:
+                    await self._give_up(label, "no rate fits the merchant's carrier preferences")
+                else:
+                    await self._hold(label, cheapest)
                 return
             bought = await self.carrier.buy(shipment.shipment_id, rate.rate_id)
         await self._record_purchase(label, bought)
 
-    async def _still_wanted(self, label: ReturnLabel) -> bool:
+    async def _still_wanted(self, label: ReturnLabel) -> Case | None:
         """Before anything is bought: the label is still pending and its case still waits for the
-        item. Otherwise the label is dropped (``cancelled``) and False."""
+        item: the case. Otherwise the label is dropped (``cancelled``) and None."""
         async with self.db.transaction() as repos:
             current = await repos.get_case_label(label.merchant_id, label.case_id, for_update=True)
             case = await repos.get_case(label.merchant_id, label.case_id)
             if current is not None and current.status == "pending" and case.state in WAITING_FOR_ITEM:
-                return True
+                return case
             if current is not None and current.status in ("pending", "void_requested"):
                 await repos.update_label(msgspec.structs.replace(current, status="cancelled"))
-            return False
+            return None
+
+    async def _hold(self, label: ReturnLabel, rate: CarrierRate) -> None:
+        """Nothing bought: the label waits for an agent, with the rate and the ceiling it is over
+        on the label (``hold``) and in the case's audit trail (``label_held``)."""
+
+        async def hold(repos: Repositories) -> None:
+            current = await repos.get_case_label(label.merchant_id, label.case_id, for_update=True)
+            if current is None or current.status != "pending":
+                return
+            case = await repos.get_case(label.merchant_id, label.case_id)
+            ceiling = ceiling_for(current.request.ceiling, rate.currency, case.money)
+            assert ceiling is not None, "a rate over no ceiling is bought, not held"
+            held = LabelHold(rate=rate, ceiling=ceiling, items_total=case.money.items_total,
+                             case_currency=case.money.currency)
+            await repos.update_label(msgspec.structs.replace(current, status="held", hold=held, last_error=None))
+            log.warning("label_held", label_id=label.id, case_id=label.case_id, merchant_id=label.merchant_id,
+                        amount=rate.amount, currency=rate.currency, ceiling=ceiling)
+            loaded_version = case.version
+            case.record("label_held", SYSTEM, self.clock(), {"label_id": label.id, **hold_data(held)})
+            await repos.save_case(case, loaded_version)
+
+        await self._retried(hold)
+
+    async def _retried(self, step: Callable[[Repositories], Awaitable[None]]) -> None:
+        """``step`` in a transaction; again in a fresh one (three tries in all) when the case was
+        changed meanwhile."""
+        for attempt in range(3):
+            try:
+                async with self.db.transaction() as repos:
+                    await step(repos)
+                return
+            except VersionConflict:
+                if attempt == 2:
+                    raise
 
     async def _record_purchase(self, label: ReturnLabel, bought: BoughtLabel) -> None:
         """The label's files stored, then the purchase and its cost recorded on the case in one
         transaction. A case that stopped waiting for the item meanwhile gets it voided instead."""
         keys = await self._store_files(label, bought)
-        for attempt in range(3):
-            try:
-                async with self.db.transaction() as repos:
-                    current = await repos.get_case_label(label.merchant_id, label.case_id, for_update=True)
-                    if current is None or current.status == "bought" or current.bought_at is not None:
-                        return  # recorded by another worker
-                    case = await repos.get_case(label.merchant_id, label.case_id)
-                    loaded_version = case.version
-                    in_use = current.status == "pending" and case.state in WAITING_FOR_ITEM
-                    at = self.clock()
-                    recorded = msgspec.structs.replace(
-                        current,
-                        status="bought" if in_use else "void_requested",
-                        shipment_id=bought.shipment_id,
-                        carrier=bought.carrier,
-                        service=bought.service,
-                        tracking_code=bought.tracking_code,
-                        tracker_id=bought.tracker_id,
-                        amount=bought.amount,
-                        currency=bought.currency,
-                        last_error=None,
-                        bought_at=at,
-                        **keys,
-                    )
-                    await repos.update_label(recorded)
-                    if in_use:
-                        await self.cases.price_label(
-                            repos, case, bought.amount, bought.currency, carrier_actor(label.carrier_name), at,
-                            "label_ready",
-                            {"label_id": label.id, "carrier": bought.carrier, "service": bought.service,
-                             "tracking_code": bought.tracking_code},
-                        )
-                        await repos.save_case(case, loaded_version)
-                return
-            except VersionConflict:
-                if attempt == 2:
-                    raise
+
+        async def record(repos: Repositories) -> None:
+            current = await repos.get_case_label(label.merchant_id, label.case_id, for_update=True)
+            if current is None or current.status == "bought" or current.bought_at is not None:
+                return  # recorded by another worker
+            case = await repos.get_case(label.merchant_id, label.case_id)
+            loaded_version = case.version
+            in_use = current.status == "pending" and case.state in WAITING_FOR_ITEM
+            at = self.clock()
+            recorded = msgspec.structs.replace(
+                current,
+                status="bought" if in_use else "void_requested",
+                shipment_id=bought.shipment_id,
+                carrier=bought.carrier,
+                service=bought.service,
+                tracking_code=bought.tracking_code,
+                tracker_id=bought.tracker_id,
+                amount=bought.amount,
+                currency=bought.currency,
+                last_error=None,
+                bought_at=at,
+                **keys,
+            )
+            await repos.update_label(recorded)
+            if in_use:
+                await self.cases.price_label(
+                    repos, case, bought.amount, bought.currency, carrier_actor(label.carrier_name), at,
+                    "label_ready",
+                    {"label_id": label.id, "carrier": bought.carrier, "service": bought.service,
+                     "tracking_code": bought.tracking_code},
+                )
+                await repos.save_case(case, loaded_version)
+
+        await self._retried(record)
 
     async def _store_files(self, label: ReturnLabel, bought: BoughtLabel) -> dict[str, str | None]:
         """Under keys made from the label's id: storing again (a retry) writes the same blobs."""
@@ -317,30 +441,27 @@ class LabelService:
                 await repos.update_label(msgspec.structs.replace(label, status="cancelled"))
             return
         accepted = await self.carrier.void(shipment.shipment_id)
-        for attempt in range(3):
-            try:
-                async with self.db.transaction() as repos:
-                    current = await repos.get_case_label(label.merchant_id, label.case_id, for_update=True)
-                    if current is None or current.status != "void_requested":
-                        return
-                    at = self.clock()
-                    if not accepted:
-                        refused = "the carrier would not void the label (already scanned?)"
-                        await repos.update_label(msgspec.structs.replace(current, status="bought", last_error=refused))
-                        return
-                    await repos.update_label(msgspec.structs.replace(current, status="voided", voided_at=at))
-                    case = await repos.get_case(label.merchant_id, label.case_id)
-                    if await self._gives_cost_back(repos, case, current):
-                        loaded_version = case.version
-                        await self.cases.price_label(
-                            repos, case, 0, current.currency, carrier_actor(label.carrier_name), at,
-                            "label_voided", {"label_id": label.id, "refunded_amount": current.amount},
-                        )
-                        await repos.save_case(case, loaded_version)
+
+        async def record(repos: Repositories) -> None:
+            current = await repos.get_case_label(label.merchant_id, label.case_id, for_update=True)
+            if current is None or current.status != "void_requested":
                 return
-            except VersionConflict:
-                if attempt == 2:
-                    raise
+            at = self.clock()
+            if not accepted:
+                refused = "the carrier would not void the label (already scanned?)"
+                await repos.update_label(msgspec.structs.replace(current, status="bought", last_error=refused))
+                return
+            await repos.update_label(msgspec.structs.replace(current, status="voided", voided_at=at))
+            case = await repos.get_case(label.merchant_id, label.case_id)
+            if await self._gives_cost_back(repos, case, current):
+                loaded_version = case.version
+                await self.cases.price_label(
+                    repos, case, 0, current.currency, carrier_actor(label.carrier_name), at,
+                    "label_voided", {"label_id": label.id, "refunded_amount": current.amount},
+                )
+                await repos.save_case(case, loaded_version)
+
+        await self._retried(record)
 
     @staticmethod
     async def _gives_cost_back(repos: Repositories, case: Case, label: ReturnLabel) -> bool:

@@ -739,6 +739,17 @@ class CarrierPreferences(msgspec.Struct, frozen=True):
     prefer: str = "cheapest"  # cheapest | fastest
 
 
+class LabelCeiling(msgspec.Struct, frozen=True):
+    """The most a label may cost to be bought without an agent (``service.labels.ceiling_for``):
+    ``percent_of_items`` of the value of what comes back (None: no such limit) and, per currency,
+    ``max_amount`` (minor units). A rate in another currency than the case's waits for an agent
+    unless ``other_currency`` is ``max_amount`` and ``max_amount`` prices that currency."""
+
+    percent_of_items: int | None = 50
+    max_amount: dict[str, int] = {}
+    other_currency: str = "hold"  # hold | max_amount
+
+
 class ShippingSettings(msgspec.Struct, frozen=True):
     """A merchant's return shipping: ``label_buyer`` ``merchant`` buys a label for every approved
     case whose item comes back (to ``return_address``), ``customer_ships`` buys none."""
@@ -748,19 +759,42 @@ class ShippingSettings(msgspec.Struct, frozen=True):
     default_parcel: Parcel = Parcel(weight_g=1000)
     parcels: dict[str, Parcel] = {}  # per product category
     carrier_preferences: CarrierPreferences = CarrierPreferences()
+    label_ceiling: LabelCeiling = LabelCeiling()
 
 
 class LabelRequest(msgspec.Struct, frozen=True):
-    """What a label is bought for, fixed on approval."""
+    """What a label is bought for, fixed on approval (a label planned before ceilings existed
+    gets the default ceiling)."""
 
     from_address: ShippingAddress
     to_address: ShippingAddress
     parcel: Parcel
     preferences: CarrierPreferences
+    ceiling: LabelCeiling = LabelCeiling()
+
+
+class LabelHold(msgspec.Struct, frozen=True):
+    """Why the worker bought nothing: ``rate``, the cheapest the preferences allow, costs more than
+    ``ceiling`` (minor units of the rate's currency) for a case whose items are worth
+    ``items_total`` (minor units of ``case_currency``). ``approved_by``: the agent who had it
+    bought anyway."""
+
+    rate: CarrierRate
+    ceiling: int
+    items_total: int
+    case_currency: str
+    approved_by: str | None = None
+    approved_at: datetime | None = None
+
+    @property
+    def reason(self) -> str:
+        """``over_ceiling``, or ``other_currency``: the rate is not in the case's currency."""
+        return "over_ceiling" if self.rate.currency == self.case_currency else "other_currency"
 
 
 class ReturnLabel(msgspec.Struct, frozen=True):
-    """A case's return label: ``pending`` (the worker buys it), ``bought``, ``failed`` (the carrier
+    """A case's return label: ``pending`` (the worker buys it), ``held`` (its rate is over the
+    ceiling: it waits for an agent, ``hold`` says why), ``bought``, ``failed`` (the carrier
     refused; the case goes on without one), ``cancelled`` (not needed any more before it was
     bought), ``void_requested`` (bought, not needed: the worker voids it), ``voided``."""
 
@@ -787,6 +821,7 @@ class ReturnLabel(msgspec.Struct, frozen=True):
     last_scan_at: datetime | None = None
     bought_at: datetime | None = None
     voided_at: datetime | None = None
+    hold: LabelHold | None = None  # kept once decided: the audit of a label bought over its ceiling
 
 
 class CarrierError(Exception):

@@ -15,6 +15,7 @@ from service.dto import (
     CustomerIn,
     EventView,
     InfoRequestView,
+    LabelHoldView,
     LabelView,
     MoneyOverrideView,
     OrderLineView,
@@ -62,7 +63,9 @@ def order_view(order: Order, commitments: OrderCommitments) -> OrderView:
     )
 
 
-def label_view(label: ReturnLabel) -> LabelView:
+def label_view(label: ReturnLabel, audience: Audience) -> LabelView:
+    """The label; why it was held (the merchant's ceiling, the agent who decided) only for agents."""
+    hold = label.hold if audience == Audience.AGENT else None
     return LabelView(
         status=label.status,  # type: ignore[arg-type]  # the table's CHECK keeps it one of them
         carrier=label.carrier,
@@ -71,6 +74,18 @@ def label_view(label: ReturnLabel) -> LabelView:
         amount=label.amount,
         currency=label.currency,
         created_at=label.created_at,
+        hold=LabelHoldView(
+            reason=hold.reason,  # type: ignore[arg-type]  # one of the two
+            carrier=hold.rate.carrier,
+            service=hold.rate.service,
+            amount=hold.rate.amount,
+            currency=hold.rate.currency,
+            ceiling=hold.ceiling,
+            approved_by=hold.approved_by,
+            approved_at=hold.approved_at,
+        )
+        if hold
+        else None,
     )
 
 
@@ -128,13 +143,13 @@ def case_view(
         notes=case.notes if agent else [],
         diagnosis=case.diagnosis,
         survey=case.survey,
-        allowed_actions=endpoint_actions(case, audience),
+        allowed_actions=endpoint_actions(case, audience, label_held=label is not None and label.status == "held"),
         info_request=InfoRequestView(case.info_request.message, case.info_request.at) if case.info_request else None,
         rejection=RejectionView(case.rejection.reason, case.rejection.note, case.rejection.at) if case.rejection else None,
         money_override=MoneyOverrideView(case.money_override, override.reason, override.by.role, override.at)
         if override is not None and case.money_override is not None
         else None,
-        label=label_view(label) if label else None,
+        label=label_view(label, audience) if label else None,
         delivered_at=case.delivered_at,
     )
 

@@ -9,18 +9,19 @@ from datetime import datetime, timedelta
 import asyncpg
 import msgspec
 
-from service.ports import LabelRequest, ReturnLabel, ShippingSettings, TrackingEvent
+from service.ports import LabelHold, LabelRequest, ReturnLabel, ShippingSettings, TrackingEvent
 
 LABEL_COLUMNS = (
     "merchant_id, id, case_id, carrier_name, status, request::text AS request, created_at, shipment_id, carrier,"
     " service, tracking_code, tracker_id, amount, currency, pdf_key, png_key, qr_key, attempts, last_error,"
-    " scan_status, last_scan_at, bought_at, voided_at"
+    " scan_status, last_scan_at, bought_at, voided_at, hold::text AS hold"
 )
 
 
 def _label(row: asyncpg.Record) -> ReturnLabel:
     fields = dict(row)
     fields["request"] = msgspec.json.decode(fields["request"], type=LabelRequest)
+    fields["hold"] = msgspec.json.decode(fields["hold"], type=LabelHold) if fields["hold"] else None
     return ReturnLabel(**fields)
 
 
@@ -92,12 +93,13 @@ class PgLabels:
             UPDATE return_labels SET status = $3, shipment_id = $4, carrier = $5, service = $6, tracking_code = $7,
                    tracker_id = $8, amount = $9, currency = $10, pdf_key = $11, png_key = $12, qr_key = $13,
                    last_error = $14, scan_status = $15, last_scan_at = $16, bought_at = $17, voided_at = $18,
-                   claimed_until = NULL
+                   hold = $19::jsonb, claimed_until = NULL
              WHERE merchant_id = $1 AND id = $2
             """,
             label.merchant_id, label.id, label.status, label.shipment_id, label.carrier, label.service,
             label.tracking_code, label.tracker_id, label.amount, label.currency, label.pdf_key, label.png_key,
             label.qr_key, label.last_error, label.scan_status, label.last_scan_at, label.bought_at, label.voided_at,
+            msgspec.json.encode(label.hold).decode() if label.hold else None,
         )
 
     async def postpone_label(self, merchant_id: str, label_id: str, until: datetime, error: str) -> None:

@@ -106,6 +106,7 @@ def check_no_nul(raw: bytes) -> None:
 
 def _field_errors(error: msgspec.ValidationError) -> list[dict[str, str]]:
     message, _, path = str(error).partition(" - at `")
+    path = path.removeprefix("key` in `")  # a bad key of an object: "at `key` in `$.a.b`" names the object
     field = path.rstrip("`").removeprefix("$").removeprefix(".")  # "" is the body as a whole
     return [{"key": field, "message": message, "source": "body"}]
 

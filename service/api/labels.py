@@ -1,5 +1,6 @@
 """Return labels over HTTP: the label's file for the storefront, the customer's portal and the
-console; the merchant's shipping settings; the carrier's tracking webhook."""
+console; an agent's decision on a label held over its ceiling; the merchant's shipping settings;
+the carrier's tracking webhook."""
 
 from __future__ import annotations
 
@@ -7,12 +8,13 @@ from typing import Any, Literal
 
 import structlog
 from litestar import Controller, Request, Response, get, post, put
+from litestar.di import Provide
 
 from service.api.auth import roles
-from service.api.http import BINARY, PathId, documented, principal_of
+from service.api.http import BINARY, PathId, documented, expected_version, principal_of
 from service.api.problems import problem
 from service.container import Services
-from service.dto import ShippingSettingsIn
+from service.dto import CaseView, LabelDecisionIn, ShippingSettingsIn
 from service.ports import InvalidWebhook
 
 log = structlog.get_logger()
@@ -51,6 +53,8 @@ class AgentLabelController(Controller):
     path = "/admin/v1/cases/{case_id:str}/label"
     guards = (roles("agent"),)
     tags = ("labels",)
+    # the decisions read (and so declare) If-Match, as the case's other actions
+    dependencies = {"expected_version": Provide(expected_version, sync_to_thread=False)}
 
     @get("/", operation_id="agentGetLabel", media_type="application/pdf", operation_class=LABEL_ANSWER)
     async def label(
@@ -58,6 +62,26 @@ class AgentLabelController(Controller):
     ) -> Response[bytes]:
         """The case's return label, as the storefront gets it."""
         return await _label(request, services, case_id, format)
+
+    @post("/buy", operation_id="buyHeldLabel", status_code=200)
+    async def buy(
+        self, request: Request[Any, Any, Any], services: Services, case_id: PathId, data: LabelDecisionIn,
+        expected_version: frozenset[int] | None,
+    ) -> CaseView:
+        """Buy a ``held`` label anyway (its rate is over the merchant's ceiling): the worker buys
+        the rate held, at no more than it cost then. Audited (``label_approved``); 409
+        ``label_not_held`` when the label waits for no decision (one decision per hold),
+        ``invalid_transition`` when the case no longer waits for its item."""
+        return await services.labels.decide(principal_of(request), case_id, expected_version, True, data)
+
+    @post("/decline", operation_id="declineHeldLabel", status_code=200)
+    async def decline(
+        self, request: Request[Any, Any, Any], services: Services, case_id: PathId, data: LabelDecisionIn,
+        expected_version: frozenset[int] | None,
+    ) -> CaseView:
+        """Buy no label for this case (``cancelled``): the customer ships the item themselves, as
+        without a label. Audited (``label_declined``); 409 ``label_not_held`` as for ``buy``."""
+        return await services.labels.decide(principal_of(request), case_id, expected_version, False, data)
 
 
 class ShippingSettingsController(Controller):
@@ -73,9 +97,10 @@ class ShippingSettingsController(Controller):
     async def put_settings(
         self, request: Request[Any, Any, Any], services: Services, data: ShippingSettingsIn
     ) -> ShippingSettingsIn:
-        """Who buys return labels, the address they go to, parcels per product category, and the
-        carriers and services allowed (the cheapest or the fastest of them is bought). Replaces
-        the whole settings. Labels already bought or pending keep what they were planned with."""
+        """Who buys return labels, the address they go to, parcels per product category, the
+        carriers and services allowed (the cheapest or the fastest of them is bought), and the most
+        a label may cost before an agent must decide (``label_ceiling``). Replaces the whole
+        settings. Labels already bought or pending keep what they were planned with."""
         return await services.labels.put_settings(principal_of(request).merchant_id, data)
 
 

@@ -184,7 +184,8 @@ ERROR_STATUSES = {
     403: "`forbidden`: the key's role may not do this (or the setting is the operator's)",
     404: "`not_found`: no such thing for this merchant; `label_not_ready`: the case has no return label (yet)",
     409: "a conflict with what is stored: `invalid_transition` (the case's state does not allow the action), "
-    "`idempotency_conflict`, `order_locked`, `refund_already_retried`, `gateway_account_taken`",
+    "`idempotency_conflict`, `order_locked`, `refund_already_retried`, `gateway_account_taken`, `label_not_held` "
+    "(the case's label waits for no agent's decision)",
     412: "`version_conflict`: the case is no longer at the version `If-Match` names; nothing changed",
     413: "`payload_too_large`",
     415: "`unsupported_media_type`",

@@ -13,10 +13,11 @@ const REASONS = ["changed_mind", "wrong_size", "ordered_by_mistake", "better_pri
 const CONDITIONS = ["as_new", "opened", "used", "damaged", "defective", "wrong_item", "missing"];
 const OPEN_STATES = new Set(["requested", "pending_review", "info_requested"]);
 const ATTENTION = new Set(["failed", "canceled", "requires_action"]);
-// The one thing to do next, in the order an agent would pick it.
-const NEXT = ["approve", "receive", "ship-replacement", "repair/diagnose", "repair/complete", "ship-back", "close"];
-const LABELS = { approve: "approve", receive: "receive", "ship-replacement": "ship_replacement", "repair/diagnose": "diagnose",
-  "repair/complete": "complete_repair", "ship-back": "ship_back", close: "close_case" };
+// The one thing to do next, in the order an agent would pick it (a label held over its ceiling first:
+// the customer waits for it).
+const NEXT = ["label/buy", "approve", "receive", "ship-replacement", "repair/diagnose", "repair/complete", "ship-back", "close"];
+const LABELS = { "label/buy": "label_buy", approve: "approve", receive: "receive", "ship-replacement": "ship_replacement",
+  "repair/diagnose": "diagnose", "repair/complete": "complete_repair", "ship-back": "ship_back", close: "close_case" };
 const TEXT_KEYS = ["note", "reason", "message", "why", "text", "finding"]; // event data shown as the words typed
 
 let messages = {};
@@ -424,12 +425,14 @@ async function showPhotos(item) {
 }
 
 /** The return label the service bought: its state, carrier, tracking code and cost, the carrier's
- * delivery scan, and its PDF (fetched with the key, as photos are). */
+ * delivery scan, why it was held over the merchant's ceiling, and its PDF (fetched with the key,
+ * as photos are). */
 function renderLabel(item) {
   const label = item.label;
   if (!label) return $("#label").replaceChildren(el("span", t("none"), { class: "muted" }));
   const parts = [t(`label_status.${label.status}`), [label.carrier, label.service].filter(Boolean).join(" "),
     label.tracking_code, label.amount != null ? money(label.amount, label.currency) : null,
+    label.hold ? holdText(label.hold, item.money.currency) : null,
     item.delivered_at ? t("label_delivered", { at: date(item.delivered_at) }) : null].filter(Boolean);
   $("#label").replaceChildren(el("span", parts.join(" · "), { "data-label": label.status }));
   if (label.status !== "bought") return;
@@ -437,6 +440,14 @@ function renderLabel(item) {
   button.addEventListener("click", async () => offerDownload(
     await fetchBlob(`/admin/v1/cases/${encodeURIComponent(item.id)}/label?format=pdf`), `return-label-${item.id}.pdf`));
   $("#label").append(" ", button);
+}
+
+/** Why a label waited for an agent: its rate against the ceiling, and who had it bought anyway. */
+function holdText(hold, currency) {
+  const rate = `${[hold.carrier, hold.service].join(" ")} ${money(hold.amount, hold.currency)}`;
+  const why = hold.reason === "over_ceiling" ? t("label_hold_over", { rate, ceiling: money(hold.ceiling, hold.currency) })
+    : t("label_hold_currency", { rate, currency });
+  return hold.approved_by ? `${why}; ${t("label_hold_approved", { by: hold.approved_by })}` : why;
 }
 
 async function fetchBlob(path) {
@@ -520,7 +531,7 @@ function bodyFor(action, form) {
     return { finding: data.get("finding"), in_warranty: data.get("in_warranty") === "on", quote_amount: toMinor(data.get("quote_amount"), currency) };
   }
   if (action === "assign") return { assignee: data.get("assignee") || null };
-  if (action === "close") return { note: data.get("note") || null };
+  if (["close", "label/buy", "label/decline"].includes(action)) return { note: data.get("note") || null };
   return Object.fromEntries(data);
 }
 

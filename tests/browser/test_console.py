@@ -18,7 +18,7 @@ import pytest
 
 from tests.support.flows import failed_refund
 from tests.support.images import encode, photo
-from tests.support.labels import CUSTOMER_ADDRESS, MERCHANT_BUYS_LABELS, bought
+from tests.support.labels import CUSTOMER_ADDRESS, MERCHANT_BUYS_LABELS, bought, held
 from tests.support.tenants import Tenant
 
 pytestmark = pytest.mark.skipif(
@@ -270,6 +270,34 @@ def test_the_return_label_is_on_the_case_page_and_downloads(page, tenant: Tenant
         page.click("#label-download")
     pdf = Path(download.value.path()).read_bytes()
     assert pdf.startswith(b"%PDF") and pdf == tenant.agent.get(f"/admin/v1/cases/{case['id']}/label").content
+
+
+def test_a_label_held_over_its_ceiling_says_why_and_the_agent_buys_it(page, tenant: Tenant) -> None:
+    heavy = {**MERCHANT_BUYS_LABELS, "default_parcel": {"weight_g": 1_000_000}}  # 1,000 kg: 1,808.00 EUR
+    assert tenant.admin.put("/admin/v1/shipping-settings", json=heavy).status_code == 200
+    order = tenant.put_order(shipping_address=CUSTOMER_ADDRESS)
+    case = tenant.open_case(order["order_id"], items=[{"line_id": "l1", "quantity": 1, "reason": "changed_mind"}]).json()
+    held(tenant, case["id"])
+    _open(page, case["id"])
+    shown = page.wait_for_selector('#label [data-label="held"]').text_content()
+    assert shown.startswith("waiting for an agent (over the ceiling)"), shown
+    assert "cheapest rate Simulated Post Ground €1,808.00, over the ceiling of €9.99" in shown, shown
+    assert "Return label held: over the ceiling" in page.text_content("#timeline")
+    assert page.text_content("#next") == "Buy the label anyway"
+    buy = 'form[data-action="label/buy"] button[type=submit]'
+    page.click(buy)
+    assert page.text_content(buy) == "Confirm: buy this label over the ceiling"
+    page.click(buy)
+    assert bought(tenant, case["id"])["label"]["amount"] == 180800
+    page.wait_for_selector('form[data-action="label/buy"]', state="hidden")
+    _open(page, case["id"])
+    shown = page.wait_for_selector('#label [data-label="bought"]').text_content()
+    assert f"approved over the ceiling by {tenant.agent_key_id()}" in shown, shown
+    page.select_option("#language", "zh")
+    page.wait_for_selector('#label [data-label="bought"]:has-text("已购买")')
+    assert "已由" in page.text_content("#label") and "批准超出上限" in page.text_content("#label")
+    page.select_option("#language", "en")
+    page.wait_for_selector('header h1 a:text("Returns console")')
 
 
 def test_a_failed_refund_is_badged_and_first_in_the_queue(page, tenant: Tenant, database_url: str) -> None:

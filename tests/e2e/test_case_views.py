@@ -160,6 +160,8 @@ BODIES: dict[str, Any] = {
     "assign": {"assignee": "ann"},
     "notes": {"text": "looked at it"},
     "close": {},
+    "label/buy": {},
+    "label/decline": {},
 }
 
 OPENINGS: dict[str, dict[str, Any]] = {

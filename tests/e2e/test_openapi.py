@@ -63,7 +63,8 @@ def test_if_match_is_declared_exactly_where_it_is_read_and_case_answers_carry_an
     reading = {path.removeprefix("/admin/v1/cases/{case_id}/") for path, _, operation in _operations(document)
                if any(parameter["name"] == "If-Match" for parameter in operation.get("parameters", []))}
     assert reading == {"approve", "reject", "request-info", "receive", "ship-replacement", "ship-back", "repair/diagnose",
-                       "repair/complete", "assign", "notes", "close",  # as docs/contract.md says, and the storefront's:
+                       "repair/complete", "assign", "notes", "close", "label/buy", "label/decline",
+                       # as docs/contract.md says, and the storefront's:
                        *(f"/v1/cases/{{case_id}}/{action}" for action in (
                            "cancel", "return-shipment", "info", "quote/accept", "quote/decline", "survey"))}
     for path, method, operation in _operations(document):

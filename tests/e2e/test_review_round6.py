@@ -95,8 +95,11 @@ def test_a_unicode_address_gets_a_printable_label(shop: Tenant) -> None:
 
 
 def test_a_label_in_another_currency_leaves_the_flat_cost(shop: Tenant) -> None:
-    """The order is in USD, the label is bought in EUR (the return address is in Germany): the
-    money keeps the policy's flat label_cost, and the label_ready event says it was not reworked."""
+    """The order is in USD, the label is bought in EUR (the return address is in Germany; the
+    merchant's ceiling says how much EUR a label may cost unattended): the money keeps the
+    policy's flat label_cost, and the label_ready event says it was not reworked."""
+    ceiling = {"max_amount": {"EUR": 2000}, "other_currency": "max_amount"}
+    assert shop.admin.put("/admin/v1/shipping-settings", json={**SETTINGS, "label_ceiling": ceiling}).status_code == 200
     order = shop.put_order(shipping_address=CUSTOMER_ADDRESS, currency="USD")
     opened = shop.open_case(order["order_id"]).json()
     flat = opened["money"]["return_shipping"]["customer_share"]

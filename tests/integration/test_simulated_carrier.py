@@ -263,7 +263,8 @@ async def test_the_carrier_receives_where_the_policy_allows_it(world: World) -> 
     async with world.db.transaction() as repos:
         await repos.add_policy(MERCHANT, {"rules": {"auto_approve": {"receive_on_delivery": True}}}, world.clock(), "k_admin")
     case_id = await _approved(world, "o_auto")
-    merchant_fault = await _approved(world, "o_fault", items=[{"line_id": "l2", "quantity": 1, "reason": "defective"}])
+    # a t-shirt: the 9.80 label is within the default ceiling, half of its 19.99 (a mug's 15.00 is not)
+    merchant_fault = await _approved(world, "o_fault", items=[{"line_id": "l1", "quantity": 1, "reason": "defective"}])
     await world.cases.approve(AGENT, merchant_fault, None, msgspec.convert({"overrides": [
         {"rule": "photo_evidence", "reason": "seen on a call"}]}, ApproveIn))
     await world.labels().run_once()

@@ -1,6 +1,6 @@
 """What the return-label tests do over HTTP whatever the carrier (simulated or EasyPost): find a
-case's label id, wait for its label to be bought, approve a case from 20 agents at once, and run
-``returns worker`` processes to kill."""
+case's label id, wait for its label to be bought (or held over its ceiling), approve a case or
+decide on its label from 20 agents at once, and run ``returns worker`` processes to kill."""
 
 from __future__ import annotations
 
@@ -30,13 +30,25 @@ def label_id(shop: Tenant, case_id: str) -> str:
     return next(e["data"]["label_id"] for e in events if e["type"] == "label_requested")
 
 
-def bought(shop: Tenant, case_id: str, timeout: float = 15.0) -> dict[str, Any]:
-    """The case, once its label is bought."""
+def label_reached(shop: Tenant, case_id: str, status: str, timeout: float = 15.0, *, agent: bool = False) -> dict[str, Any]:
+    """The case (as the storefront sees it, or an agent), once its label is ``status``."""
+    path = f"/admin/v1/cases/{case_id}" if agent else f"/v1/cases/{case_id}"
+
     def probe() -> dict[str, Any] | None:
-        case = shop.storefront.get(f"/v1/cases/{case_id}").json()
-        return case if (case["label"] or {}).get("status") == "bought" else None
+        case = (shop.agent if agent else shop.storefront).get(path).json()
+        return case if (case["label"] or {}).get("status") == status else None
 
     return eventually(probe, timeout=timeout)
+
+
+def bought(shop: Tenant, case_id: str, timeout: float = 15.0) -> dict[str, Any]:
+    """The case, once its label is bought."""
+    return label_reached(shop, case_id, "bought", timeout)
+
+
+def held(shop: Tenant, case_id: str) -> dict[str, Any]:
+    """The case as an agent sees it (with why), once its label waits for an agent (over its ceiling)."""
+    return label_reached(shop, case_id, "held", agent=True)
 
 
 def case_for_review(shop: Tenant, shipping_address: dict[str, str]) -> dict[str, Any]:
@@ -52,14 +64,19 @@ def case_for_review(shop: Tenant, shipping_address: dict[str, str]) -> dict[str,
     return case
 
 
-def approve_at_once(shop: Tenant, case_id: str, agents: int = 20) -> list[int]:
-    """The statuses of ``agents`` approvals of the case sent at the same time, sorted."""
-    def approve(_: int) -> int:
+def at_once(shop: Tenant, path: str, agents: int = 20) -> list[int]:
+    """The statuses of ``agents`` agents' POSTs of ``{}`` to ``path`` sent at the same time, sorted."""
+    def post(_: int) -> int:
         with httpx.Client(base_url=shop.base_url, headers=shop.agent.headers, timeout=30) as client:
-            return client.post(f"/admin/v1/cases/{case_id}/approve", json={}).status_code
+            return client.post(path, json={}).status_code
 
     with ThreadPoolExecutor(agents) as pool:
-        return sorted(pool.map(approve, range(agents)))
+        return sorted(pool.map(post, range(agents)))
+
+
+def approve_at_once(shop: Tenant, case_id: str, agents: int = 20) -> list[int]:
+    """The statuses of ``agents`` approvals of the case sent at the same time, sorted."""
+    return at_once(shop, f"/admin/v1/cases/{case_id}/approve", agents)
 
 
 def worker_process(database_url: str, **settings: str) -> subprocess.Popen[bytes]:

@@ -1,18 +1,28 @@
-"""Which rate a merchant's preferences buy, how big the box is, and the simulated carrier's
-price rule: pure functions, no database."""
+"""Which rate a merchant's preferences buy, the most a label may cost unattended, how big the box
+is, and the simulated carrier's price rule: pure functions, no database."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import msgspec
 import pytest
 
 from adapters.carriers.simulated import quote
 from domain.cases import SYSTEM, Case, CaseItem, CaseType, Reason
 from domain.decision import CaseMoney, Decision, Payer, ShippingShares
 from domain.orders import Address, Customer, Order, OrderLine, Payment
-from service.labels import choose_rate, parcel_for
-from service.ports import CarrierPreferences, CarrierRate, Parcel, ShippingSettings
+from service.labels import ceiling_for, choose_rate, parcel_for, unattended
+from service.ports import (
+    CarrierPreferences,
+    CarrierRate,
+    LabelCeiling,
+    LabelHold,
+    LabelRequest,
+    Parcel,
+    ReturnLabel,
+    ShippingSettings,
+)
 
 RATES = [
     CarrierRate("r1", "UPS", "Ground", 700, "EUR", 5),
@@ -40,13 +50,54 @@ def test_the_preferences_pick_the_rate(preferences: CarrierPreferences, chosen: 
     assert (rate.rate_id if rate else None) == chosen
 
 
+def _money(items_total: int, currency: str = "EUR") -> CaseMoney:
+    return CaseMoney(currency, items_total, 0, ShippingShares(Payer.CUSTOMER, 0, 0), 0, 0, 0, 0)
+
+
+@pytest.mark.parametrize(
+    ("ceiling", "currency", "ceiling_amount"),
+    [
+        (LabelCeiling(), "EUR", 999),  # half of 19.99, rounded down
+        (LabelCeiling(percent_of_items=100), "EUR", 1999),
+        (LabelCeiling(percent_of_items=0), "EUR", 0),
+        (LabelCeiling(max_amount={"EUR": 500}), "EUR", 500),  # the lower of the two
+        (LabelCeiling(max_amount={"EUR": 5000}), "EUR", 999),
+        (LabelCeiling(percent_of_items=None, max_amount={"EUR": 5000}), "EUR", 5000),
+        (LabelCeiling(percent_of_items=None), "EUR", None),  # nothing limits it
+        (LabelCeiling(), "USD", 0),  # another currency: never compared with the items' value
+        (LabelCeiling(percent_of_items=None), "USD", 0),
+        (LabelCeiling(max_amount={"USD": 700}), "USD", 0),  # priced, but the policy holds other currencies
+        (LabelCeiling(max_amount={"USD": 700}, other_currency="max_amount"), "USD", 700),
+        (LabelCeiling(max_amount={"JPY": 700}, other_currency="max_amount"), "USD", 0),
+    ],
+)
+def test_the_ceiling_compares_in_one_currency(ceiling: LabelCeiling, currency: str, ceiling_amount: int | None) -> None:
+    assert ceiling_for(ceiling, currency, _money(1999)) == ceiling_amount
+
+
+def test_an_agents_approval_lets_the_rate_it_saw_be_bought_at_no_more() -> None:
+    now = datetime.now(UTC)
+    home = Address("Shop", "Dock 1", "Hamburg", "20095", "DE")
+    rate = CarrierRate("r2", "UPS", "Express", 1900, "EUR", 1)
+    label = ReturnLabel("m", "lbl", "case", "simulated", "pending", LabelRequest(home, home, Parcel(800), CarrierPreferences()), now)
+    money = _money(1999)
+    assert not unattended(label, rate, money), "over half the items' value"
+    held = LabelHold(rate, 999, 1999, "EUR")
+    assert not unattended(msgspec.structs.replace(label, hold=held), rate, money), "held, not approved"
+    approved = msgspec.structs.replace(label, hold=msgspec.structs.replace(held, approved_by="key_agent", approved_at=now))
+    assert unattended(approved, rate, money)
+    assert not unattended(approved, msgspec.structs.replace(rate, amount=1901), money), "dearer than the agent saw"
+    assert not unattended(approved, msgspec.structs.replace(rate, rate_id="r4"), money), "another rate"
+    assert unattended(approved, msgspec.structs.replace(rate, rate_id="r5", amount=900), money), "within the ceiling anyway"
+
+
 def _order_and_case(*items: tuple[str, int]) -> tuple[Order, Case]:
     now = datetime.now(UTC)
     lines = [OrderLine("l1", "TEE", "Tee", 3, 1000, "apparel"), OrderLine("l2", "LAMP", "Lamp", 1, 5000, "lamps"),
              OrderLine("l3", "MUG", "Mug", 2, 800, None)]
     order = Order("m", "o", "EUR", now, now, Customer("c"), lines, 0, Payment("stripe", "pi", 9000),
                   shipping_address=Address("Ann", "1 Main", "Paris", "75001", "FR"))
-    money = CaseMoney("EUR", 0, 0, ShippingShares(Payer.CUSTOMER, 0, 0), 0, 0, 0, 0)
+    money = _money(0)
     case = Case.open(
         case_id="case", merchant_id="m", order_id="o", customer_id="c", case_type=CaseType.RETURN,
         items=[CaseItem(line, "SKU", quantity, 1000, Reason.CHANGED_MIND) for line, quantity in items],
