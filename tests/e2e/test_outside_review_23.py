@@ -150,9 +150,10 @@ def test_a_trailing_line_break_is_a_422_where_the_service_would_choke_on_it(
 ) -> None:
     """Attack: a value that ends in ``\\n`` where the body's pattern is ``^[…]+$``: Python's ``$``
     (msgspec's ``pattern`` is ``re.search``) also matches before a final line break, so
-    ``sender_name``, ``reply_to``, the customer's ``email``, ``gateway-account``'s ``account``,
-    the address lines, ``zip``, ``country``, ``state`` and ``phone`` take one. ``Id`` already
-    guards with ``(?!\\n)``; these do not.
+    ``sender_name``, the customer's ``email``, ``gateway-account``'s ``account`` and every field
+    of an address (lines, ``zip``, ``country``, ``state``, ``phone``, ``email``) take one
+    (``reply_to`` too, but ``mail_address`` refuses it after). ``Id`` already guards with
+    ``(?!\\n)``; these do not.
 
     Impact: stored and answered 200, then the service chokes on it later and silently (see each
     case's comment): bad input is not refused as the conventions say, and the merchant's mail or
