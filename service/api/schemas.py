@@ -154,7 +154,14 @@ def _described(prop: Schema | Reference, words: str | None) -> Schema | Referenc
     description = " ".join(part for part in (prop.description, words) if part) or None
     if isinstance(prop, Reference):
         return dataclasses.replace(prop, description=description)
-    return dataclasses.replace(prop, default=None, description=description)
+    return dataclasses.replace(prop, default=None, description=description, one_of=_without_defaults(prop.one_of))
+
+
+def _without_defaults(branches: list[Schema | Reference] | None) -> list[Schema | Reference] | None:
+    """A nullable field's branches (``oneOf``) with no ``default`` left in the value's."""
+    if branches is None:
+        return None
+    return [b if isinstance(b, Reference) else dataclasses.replace(b, default=None) for b in branches]
 
 
 def _json(value: Any) -> str:
