@@ -33,12 +33,12 @@ Id = Annotated[str, Meta(min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_PATT
 Timestamp = Annotated[datetime, Meta(tz=True)]
 Text = Annotated[str, Meta(max_length=4000)]
 ShortText = Annotated[str, Meta(min_length=1, max_length=200)]
-Currency = Annotated[str, Meta(pattern=r"^[A-Z]{3}$")]
+Currency = Annotated[str, Meta(pattern=r"^[A-Z]{3}$(?!\n)")]
 Amount = Annotated[int, Meta(ge=0, le=10**13)]
 Quantity = Annotated[int, Meta(ge=1, le=100_000)]
 # One address. Every pattern is also valid ECMA-262 with the ``u`` flag (clients validate with
 # it), where ``\"`` is an error: a quote needs no escape.
-Email = Annotated[str, Meta(max_length=320, pattern=r'^[^@\s<>,;"]+@[^@\s<>,;"]+\.[^@\s<>,;"]+$')]
+Email = Annotated[str, Meta(max_length=320, pattern=r'^[^@\s<>,;"]+@[^@\s<>,;"]+\.[^@\s<>,;"]+$(?!\n)')]
 
 
 def time_zone_errors(**moments: datetime | None) -> list[dict[str, str]]:
@@ -60,9 +60,10 @@ class Body(msgspec.Struct, forbid_unknown_fields=True):
 
 class CustomerIn(Body):
     id: Id
-    email: Annotated[str, Meta(max_length=320)] | None = None
+    # not checked as an address (a mail that cannot go is recorded for the agents), but one line
+    email: Annotated[str, Meta(max_length=320, pattern=r"^[^\x00-\x1f\x7f]*$(?!\n)")] | None = None
     # the customer's e-mail language (``en``, ``zh-CN``); else the merchant's default
-    language: Annotated[str, Meta(max_length=35, pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")] | None = None
+    language: Annotated[str, Meta(max_length=35, pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$(?!\n)")] | None = None
 
 
 class OrderLineIn(Body):
@@ -81,7 +82,7 @@ class PaymentIn(Body):
     captured_amount: Amount
 
 
-AddressLine = Annotated[str, Meta(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")]
+AddressLine = Annotated[str, Meta(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$(?!\n)")]
 
 
 class AddressIn(Body):
@@ -90,11 +91,11 @@ class AddressIn(Body):
     name: AddressLine
     street1: AddressLine
     city: AddressLine
-    zip: Annotated[str, Meta(min_length=1, max_length=20, pattern=r"^[A-Za-z0-9 \-]+$")]
-    country: Annotated[str, Meta(pattern=r"^[A-Z]{2}$")]
+    zip: Annotated[str, Meta(min_length=1, max_length=20, pattern=r"^[A-Za-z0-9 \-]+$(?!\n)")]
+    country: Annotated[str, Meta(pattern=r"^[A-Z]{2}$(?!\n)")]
     street2: AddressLine | None = None
-    state: Annotated[str, Meta(min_length=1, max_length=50, pattern=r"^[^\x00-\x1f\x7f]+$")] | None = None
-    phone: Annotated[str, Meta(min_length=3, max_length=30, pattern=r"^[0-9+()./ \-]+$")] | None = None
+    state: Annotated[str, Meta(min_length=1, max_length=50, pattern=r"^[^\x00-\x1f\x7f]+$(?!\n)")] | None = None
+    phone: Annotated[str, Meta(min_length=3, max_length=30, pattern=r"^[0-9+()./ \-]+$(?!\n)")] | None = None
     email: Email | None = None
 
 
@@ -461,7 +462,7 @@ class MailSettingsIn(Body):
     """The merchant's customer e-mail: who it is from (by name), where replies go, the language of
     customers who gave none, and the address items go back to (in the approval's instructions)."""
 
-    sender_name: Annotated[str, Meta(min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]+$")] | None = None
+    sender_name: Annotated[str, Meta(min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]+$(?!\n)")] | None = None
     reply_to: Email | None = None
     default_language: Literal["en", "zh-CN"] = "en"
     return_address: Annotated[str, Meta(min_length=1, max_length=1000)] | None = None
@@ -549,7 +550,7 @@ class CustomerMailList(msgspec.Struct):
 
 
 class WebhookEndpointIn(Body):
-    url: Annotated[str, Meta(pattern=r"^https?://[^\s]+$", max_length=2000)]
+    url: Annotated[str, Meta(pattern=r"^https?://[^\s]+$(?!\n)", max_length=2000)]
     secret: Annotated[str, Meta(min_length=16, max_length=200)] | None = None  # generated when absent
     enabled: bool = True
 
@@ -586,7 +587,7 @@ class DeliveryList(msgspec.Struct):
 
 
 class GatewayAccountIn(Body):
-    account: Annotated[str, Meta(pattern=r"^acct_[A-Za-z0-9]+$", max_length=100)] | None
+    account: Annotated[str, Meta(pattern=r"^acct_[A-Za-z0-9]+$(?!\n)", max_length=100)] | None
 
 
 # --------------------------------------------------------------------------- finance

@@ -374,6 +374,8 @@ class Mailer:
         if order is None or not order.customer.email:
             return None
         language = language_for(order, settings)
+        if order.customer.id != case.customer_id:  # the order changed hands: its address is another's
+            return self._given_up(message, kind, case.id, language, "the order belongs to another customer now")
         values = {"case_id": case.id, "order_id": case.order_id}
         if kind == "approved":
             values["return_address"] = settings.return_address or NO_ADDRESS[language]
@@ -450,6 +452,14 @@ class Mailer:
         mail.add_alternative(page, subtype="html")
         mail["Content-Language"] = language  # after the parts: set_content drops Content-* headers
         return replace(row, recipient=to.addr_spec, message=mail.as_string())
+
+    def _given_up(self, message: OutboxMessage, kind: str, case_id: str, language: str, why: str) -> CustomerMail:
+        """A mail not to send, recorded with why for the agents (no recipient, no message)."""
+        log.warning("customer_mail_not_sent", case_id=case_id, kind=kind, why=why)
+        return CustomerMail(
+            merchant_id=message.merchant_id, id=mail_id(message.merchant_id, message.id, "", kind), event_id=message.id,
+            recipient="", kind=kind, case_id=case_id, language=language, message="", status="gave_up", last_error=why,
+        )
 
     async def send_due(self, limit: int = 20) -> int:
         """Due mails sent side by side, one case's in the order things happened: a mail server

@@ -72,7 +72,6 @@ def _customer_of(mail: EmailMessage) -> str:
     return customer
 
 
-@pytest.mark.xfail(strict=True, reason="outside review #23: a case's mail goes to whoever holds the order now, with the case's customer's token")
 async def test_a_case_mail_never_goes_to_another_customer_than_the_cases(world: World) -> None:
     """Attack: the storefront gives an order to another customer once no live case holds it (a
     rejected or cancelled case releases it; ``PUT /v1/orders`` then takes a new ``customer``).
