@@ -71,7 +71,7 @@ def export(base: str, key: str, params: dict[str, str]) -> tuple[int, int, int, 
                       headers={"Authorization": f"Bearer {key}"}, timeout=600) as response:
         response.raise_for_status()
 
-        def lines():  # noqa: ANN202
+        def lines():
             nonlocal size
             for line in response.iter_lines():
                 size += len(line) + 2

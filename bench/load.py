@@ -232,7 +232,7 @@ def main() -> None:
         server = subprocess.Popen(
             [sys.executable, "-m", "service.cli", "serve", "--port", str(port), "--workers", str(args.workers)],
             env=env, cwd=ROOT,
-            stdout=subprocess.DEVNULL, stderr=open("/tmp/returns-bench-serve.log", "w"),
+            stdout=subprocess.DEVNULL, stderr=open("/tmp/returns-bench-serve.log", "w"),  # noqa: SIM115  # the server's, until it stops
         )
         base = f"http://127.0.0.1:{port}"
         asyncio.run(_wait_ready(base))

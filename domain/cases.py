@@ -133,7 +133,7 @@ _INTAKE: dict[tuple[CaseState, CaseAction], CaseState] = {
     },
 }
 
-RETURN_TABLE: Table = {
+RETURN_TABLE: Table[CaseState, CaseAction] = {
     **_INTAKE,
     (_S.APPROVED, _A.REFUND_WITHOUT_RETURN): _S.REFUND_PENDING,
     (_S.RECEIVED, _A.START_REFUND): _S.REFUND_PENDING,
@@ -143,13 +143,13 @@ RETURN_TABLE: Table = {
     (_S.REFUNDED, _A.CLOSE): _S.CLOSED,
 }
 
-EXCHANGE_TABLE: Table = {
+EXCHANGE_TABLE: Table[CaseState, CaseAction] = {
     **_INTAKE,
     (_S.RECEIVED, _A.SHIP_REPLACEMENT): _S.REPLACEMENT_SHIPPED,
     (_S.REPLACEMENT_SHIPPED, _A.CLOSE): _S.CLOSED,
 }
 
-REPAIR_TABLE: Table = {
+REPAIR_TABLE: Table[CaseState, CaseAction] = {
     **_INTAKE,
     (_S.RECEIVED, _A.START_DIAGNOSIS): _S.DIAGNOSING,
     (_S.DIAGNOSING, _A.REPAIR_IN_WARRANTY): _S.REPAIRING,
@@ -160,7 +160,7 @@ REPAIR_TABLE: Table = {
     (_S.SHIPPED_BACK, _A.CLOSE): _S.CLOSED,
 }
 
-TABLES: dict[CaseType, Table] = {
+TABLES: dict[CaseType, Table[CaseState, CaseAction]] = {
     CaseType.RETURN: RETURN_TABLE,
     CaseType.EXCHANGE: EXCHANGE_TABLE,
     CaseType.REPAIR: REPAIR_TABLE,
@@ -365,7 +365,7 @@ class Case(msgspec.Struct):
         return not CUSTOMER_FLAGS.isdisjoint(self.flags)
 
     @property
-    def table(self) -> Table:
+    def table(self) -> Table[CaseState, CaseAction]:
         return TABLES[self.type]
 
     def apply(

@@ -33,7 +33,7 @@ class RefundAction(StrEnum):
 
 _R, _RA = RefundStatus, RefundAction
 
-REFUND_TABLE: Table = {
+REFUND_TABLE: Table[RefundStatus, RefundAction] = {
     (_R.PENDING, _RA.SUBMIT): _R.SUBMITTED,
     # Refused by the gateway before it accepted anything (e.g. over-refund, bad payment).
     (_R.PENDING, _RA.FAIL): _R.FAILED,

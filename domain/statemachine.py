@@ -16,7 +16,7 @@ A = TypeVar("A", bound=StrEnum)
 Table = Mapping[tuple[S, A], S]
 
 
-def next_state(entity: str, table: Table, state: S, action: A) -> S:
+def next_state(entity: str, table: Table[S, A], state: S, action: A) -> S:
     """The state ``action`` leads to from ``state``, or ``InvalidTransition``."""
     try:
         return table[(state, action)]
@@ -24,11 +24,11 @@ def next_state(entity: str, table: Table, state: S, action: A) -> S:
         raise InvalidTransition(entity, str(state), str(action)) from None
 
 
-def allowed_actions(table: Table, state: S) -> list[A]:
+def allowed_actions(table: Table[S, A], state: S) -> list[A]:
     return [action for (from_state, action) in table if from_state == state]
 
 
-def mermaid(table: Table, start: StrEnum | None = None, final: Iterable[StrEnum] = ()) -> str:
+def mermaid(table: Table[S, A], start: StrEnum | None = None, final: Iterable[StrEnum] = ()) -> str:
     """The table as a Mermaid state diagram, with ``[*]`` before ``start`` and after each of
     ``final`` when given."""
     lines = ["stateDiagram-v2"]

@@ -58,7 +58,7 @@ class Verdict(msgspec.Struct, frozen=True):
 
 class Policy:
     def __init__(
-        self, version: int, document: dict[str, Any], rules: list[Rule], given: frozenset[str] = frozenset()
+        self, version: int, document: dict[str, Any], rules: list[Rule[RuleParams]], given: frozenset[str] = frozenset()
     ) -> None:
         self.version = version
         self.document = document
@@ -125,7 +125,8 @@ class Policy:
         if decision.prices:
             return decision.prices
         amounts = {}
-        for field, table in self.prices.items():
+        for field, stored in self.prices.items():
+            table = stored
             if field in LEGACY_DEFAULT_PRICES and field not in self.given:
                 table = {ANY_CURRENCY: LEGACY_DEFAULT_PRICES[field]}
             if (amount := price_in(table, currency)) is not None:
@@ -158,7 +159,7 @@ class Policy:
         return rule.evaluate(facts, draft) if rule else None
 
 
-def _priced(rule: Rule, amounts: dict[str, int]) -> Rule:
+def _priced(rule: Rule[RuleParams], amounts: dict[str, int]) -> Rule[RuleParams]:
     """``rule`` with each of its amounts fixed to the one in ``amounts`` (in the order's currency)."""
     fixed = {
         key: {ANY_CURRENCY: amounts[field]}
@@ -277,8 +278,10 @@ def _lay_over(defaults: dict[str, Any], given: dict[str, Any], whole: tuple[str,
     merged = dict(defaults)
     for key, value in given.items():
         default = defaults.get(key)
-        layered = isinstance(default, dict) and isinstance(value, dict) and key not in whole
-        merged[key] = {**default, **value} if layered else value
+        if isinstance(default, dict) and isinstance(value, dict) and key not in whole:
+            merged[key] = {**default, **value}
+        else:
+            merged[key] = value
     return merged
 
 
@@ -304,7 +307,7 @@ def load_policy(document: Any, version: int, registry: RuleRegistry, *, submitte
     defaults = DEFAULT_POLICY["rules"]
     names = [*defaults, *(name for name in given if name not in defaults)]
     effective: dict[str, Any] = {}
-    rules: list[Rule] = []
+    rules: list[Rule[RuleParams]] = []
     for name in names:
         rule_class = registry.get(name)
         if rule_class is None:

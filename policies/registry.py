@@ -5,20 +5,20 @@ from __future__ import annotations
 
 from importlib.metadata import entry_points
 
-from policies.rules import BUILT_IN_RULES, Rule
+from policies.rules import BUILT_IN_RULES, Rule, RuleParams
 
 ENTRY_POINT_GROUP = "returns.policies"
 
 
 class RuleRegistry:
-    def __init__(self, rules: dict[str, type[Rule]] | None = None) -> None:
-        self.rules: dict[str, type[Rule]] = {rule.name: rule for rule in BUILT_IN_RULES}
+    def __init__(self, rules: dict[str, type[Rule[RuleParams]]] | None = None) -> None:
+        self.rules: dict[str, type[Rule[RuleParams]]] = {rule.name: rule for rule in BUILT_IN_RULES}
         self.rules.update(rules or {})
 
     @classmethod
     def discover(cls) -> RuleRegistry:
         """The built-ins and the installed plugins; a plugin may not replace a built-in."""
-        plugins: dict[str, type[Rule]] = {}
+        plugins: dict[str, type[Rule[RuleParams]]] = {}
         for entry in entry_points(group=ENTRY_POINT_GROUP):
             rule = entry.load()
             if not (isinstance(rule, type) and issubclass(rule, Rule)):
@@ -30,7 +30,7 @@ class RuleRegistry:
             plugins[entry.name] = rule
         return cls(plugins)
 
-    def get(self, name: str) -> type[Rule] | None:
+    def get(self, name: str) -> type[Rule[RuleParams]] | None:
         return self.rules.get(name)
 
     @property

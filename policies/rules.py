@@ -9,7 +9,7 @@ after the eligibility rules and before ``review`` and ``auto_approve``.
 
 from __future__ import annotations
 
-from typing import Annotated, ClassVar
+from typing import Annotated, ClassVar, Generic, TypeVar
 
 import msgspec
 
@@ -51,8 +51,12 @@ def basis_points(percent: float) -> int:
     return round(percent * 100)
 
 
-class Rule:
-    """Base of every rule, built-in or plugged in through the ``returns.policies`` entry points."""
+P = TypeVar("P", bound=RuleParams, covariant=True)
+
+
+class Rule(Generic[P]):
+    """Base of every rule, built-in or plugged in through the ``returns.policies`` entry points;
+    ``Rule[MyParams]`` types ``self.params`` (a plugin may leave it out: ``RuleParams``)."""
 
     name: ClassVar[str]
     Params: ClassVar[type[RuleParams]] = RuleParams
@@ -60,7 +64,7 @@ class Rule:
     # responsible); the eligibility rules' outcomes stand as decided
     money: ClassVar[bool] = False
 
-    def __init__(self, params: RuleParams) -> None:
+    def __init__(self, params: P) -> None:
         self.params = params
 
     def evaluate(self, facts: Facts, money: MoneyDraft) -> RuleOutcome:
@@ -81,7 +85,7 @@ class Rule:
 # --------------------------------------------------------------------------- eligibility
 
 
-class Quantity(Rule):
+class Quantity(Rule[RuleParams]):
     name = "quantity"
 
     def evaluate(self, facts: Facts, money: MoneyDraft) -> RuleOutcome:
@@ -95,7 +99,7 @@ class Quantity(Rule):
         return self.outcome(PASS, "every quantity is within what was bought and not yet claimed")
 
 
-class FinalSale(Rule):
+class FinalSale(Rule[RuleParams]):
     name = "final_sale"
 
     def evaluate(self, facts: Facts, money: MoneyDraft) -> RuleOutcome:
@@ -140,7 +144,7 @@ class DaysParams(RuleParams, frozen=True):
     days: Days = 30
 
 
-class ReturnWindow(Rule):
+class ReturnWindow(Rule[DaysParams]):
     name = "return_window"
     Params = DaysParams
 
@@ -158,7 +162,7 @@ class WarrantyParams(RuleParams, frozen=True):
     days: Days = 365
 
 
-class RepairWarranty(Rule):
+class RepairWarranty(Rule[WarrantyParams]):
     name = "repair_warranty"
     Params = WarrantyParams
 
@@ -178,7 +182,7 @@ class PhotoParams(RuleParams, frozen=True):
     min_photos: Annotated[int, msgspec.Meta(ge=0, le=100)] = 1
 
 
-class PhotoEvidence(Rule):
+class PhotoEvidence(Rule[PhotoParams]):
     name = "photo_evidence"
     Params = PhotoParams
 
@@ -217,7 +221,7 @@ class GradingParams(RuleParams, frozen=True):
     )
 
 
-class ConditionGrading(Rule):
+class ConditionGrading(Rule[GradingParams]):
     name = "condition_grading"
     money = True
     Params = GradingParams
@@ -245,7 +249,7 @@ class PercentParams(RuleParams, frozen=True):
     percent: Percent = 0
 
 
-class RestockingFee(Rule):
+class RestockingFee(Rule[PercentParams]):
     """Charged only on customer-responsible returns of items that arrive opened."""
 
     name = "restocking_fee"
@@ -270,7 +274,7 @@ class ReturnShippingParams(RuleParams, frozen=True):
     refund_original_shipping: bool = True  # when the merchant is responsible
 
 
-class ReturnShipping(Rule):
+class ReturnShipping(Rule[ReturnShippingParams]):
     """The customer pays the label when every item comes back for their own reason; the
     merchant pays it when any item is theirs, and refunds the original shipping (once per
     order; not when the parcel came back empty). While an item's responsibility is unknown (reason ``other``) nobody is charged: the
@@ -307,7 +311,7 @@ class ExchangeShippingParams(RuleParams, frozen=True):
     customer_percent: Percent = 50
 
 
-class ExchangeShipping(Rule):
+class ExchangeShipping(Rule[ExchangeShippingParams]):
     """Split between customer and merchant when the customer is responsible (an odd minor unit
     goes to the merchant); all on the merchant when any item is theirs; ``undecided`` (nobody
     charged) while an item's responsibility waits for an agent."""
@@ -351,7 +355,7 @@ class KeepItemParams(RuleParams, frozen=True):
     merchant_responsible_only: bool = True
 
 
-class KeepItem(Rule):
+class KeepItem(Rule[KeepItemParams]):
     """Refund without return when what comes back is worth less than the return label."""
 
     name = "keep_item"
@@ -381,7 +385,7 @@ class KeepItem(Rule):
         )
 
 
-class StoreCreditBonus(Rule):
+class StoreCreditBonus(Rule[PercentParams]):
     name = "store_credit_bonus"
     money = True
     Params = PercentParams
@@ -406,7 +410,7 @@ class ReviewParams(RuleParams, frozen=True):
     flagged_customers: bool = True
 
 
-class Review(Rule):
+class Review(Rule[ReviewParams]):
     name = "review"
     Params = ReviewParams
 
@@ -441,7 +445,7 @@ class AutoApproveParams(RuleParams, frozen=True):
     receive_on_delivery: bool = False
 
 
-class AutoApprove(Rule):
+class AutoApprove(Rule[AutoApproveParams]):
     """Only customer-responsible, unflagged cases under the amount; the engine adds that the
     case must be eligible with nothing to review."""
 
@@ -461,7 +465,7 @@ class AutoApprove(Rule):
         return self.outcome(PASS, f"customer-responsible and within {money.show(limit)}")
 
 
-BUILT_IN_RULES: tuple[type[Rule], ...] = (
+BUILT_IN_RULES: tuple[type[Rule[RuleParams]], ...] = (
     Quantity,
     FinalSale,
     ReturnWindow,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TypedDict
 
 import msgspec
 
@@ -134,7 +135,12 @@ def _list(text: str) -> tuple[str, ...]:
     return tuple(filter(None, (part.strip() for part in text.split(","))))
 
 
-def http_server_options(trusted_proxies: str | None) -> dict[str, object]:
+class ProxyOptions(TypedDict, total=False):
+    proxy_headers: bool
+    forwarded_allow_ips: str
+
+
+def http_server_options(trusted_proxies: str | None) -> ProxyOptions:
     """What uvicorn is told about proxies, by ``returns serve`` and the tests alike. uvicorn's own
     default believes X-Forwarded-For from 127.0.0.1, so anything on the loopback (a sidecar, a
     proxy passing the header on) could pick its address, and a new lookup budget per request."""

@@ -456,7 +456,7 @@ class LabelService:
             if await self._gives_cost_back(repos, case, current):
                 loaded_version = case.version
                 await self.cases.price_label(
-                    repos, case, 0, current.currency, carrier_actor(label.carrier_name), at,
+                    repos, case, 0, current.currency or case.money.currency, carrier_actor(label.carrier_name), at,
                     "label_voided", {"label_id": label.id, "refunded_amount": current.amount},
                 )
                 await repos.save_case(case, loaded_version)

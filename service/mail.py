@@ -366,8 +366,8 @@ class Mailer:
             payload = message.payload
             expires_at = int(datetime.fromisoformat(payload["expires_at"]).timestamp())
             link = MailLink(payload["order_id"], payload["customer_id"], payload["language"], expires_at, link_slot())
-            url = portal_url(self.public_url, link.slot)
-            contents = render(payload["language"], kind, {"order_id": payload["order_id"]}, lambda *_: url)
+            lookup_url = portal_url(self.public_url, link.slot)
+            contents = render(payload["language"], kind, {"order_id": payload["order_id"]}, lambda *_: lookup_url)
             return self._envelope(message, kind, payload["email"], "", payload["language"], contents, settings, link)
         case = await repos.get_case(merchant_id, message.payload["case_id"])
         order = await repos.get_order(merchant_id, case.order_id)

@@ -116,7 +116,7 @@ class PhotoService:
         for key in (photo.image_key, photo.thumbnail_key):
             try:
                 await self.blobs.delete(key)
-            except Exception:  # noqa: BLE001 - an orphan blob is harmless; say so and go on
+            except Exception:
                 log.warning("blob_delete_failed", key=key)
 
     async def _record(self, principal: Principal, photo: Photo) -> Photo:

@@ -230,7 +230,7 @@ class RefundService:
                     [*in_flight, stopping], timeout=idle_seconds, return_when=asyncio.FIRST_COMPLETED
                 )
                 for task in done:
-                    in_flight.pop(task, None)  # type: ignore[call-overload]
+                    in_flight.pop(task, None)  # type: ignore[arg-type]  # ``stopping`` is among them
         finally:
             stopping.cancel()
             if in_flight:
@@ -275,7 +275,7 @@ class RefundService:
         refund = claimed.refund
         try:
             await self._send(claimed)
-        except Exception as error:  # noqa: BLE001: isolate this refund, whatever went wrong
+        except Exception as error:  # isolate this refund, whatever went wrong
             REFUND_ERRORS.labels(self.gateway.name, type(error).__name__).inc()
             log.exception("refund_send_error", refund_id=refund.id, case_id=refund.case_id)
             with contextlib.suppress(Exception):  # the database may be what failed: the lease hands it on
@@ -436,7 +436,7 @@ class RefundService:
                     await self._record(refund.merchant_id, refund.id, "poll", answer)
                 async with self.db.transaction() as repos:
                     await repos.mark_refund_checked(refund.merchant_id, refund.id, self.clock())
-            except Exception as error:  # noqa: BLE001: one refund's trouble never stops the poll
+            except Exception as error:  # one refund's trouble never stops the poll
                 REFUND_ERRORS.labels(self.gateway.name, type(error).__name__).inc()
                 log.warning("refund_poll_failed", refund_id=refund.id, error=str(error))
         return len(unsettled)

@@ -55,7 +55,7 @@ class Target(msgspec.Struct, frozen=True):
 
 def parse_target(url: str) -> Target:
     """The URL read as an HTTP client reads it, in canonical form; ``TargetRefused`` otherwise."""
-    if any(ch <= " " or ch == "\x7f" or ch == "\\" for ch in url):
+    if any(ch <= " " or ch in {"\x7f", "\\"} for ch in url):
         raise TargetRefused("control characters, spaces and backslashes are not allowed")
     scheme, sep, rest = url.partition("://")
     scheme = scheme.lower()

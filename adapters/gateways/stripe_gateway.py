@@ -10,7 +10,7 @@ one. A merchant's connected account, when it has one, goes in ``Stripe-Account``
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from contextlib import aclosing, contextmanager
 from datetime import datetime
 from typing import Any
@@ -89,10 +89,11 @@ class StripeGateway:
         them out since API version 2022-11-15, and listed at most ten before."""
         return self._refunds({"charge": charge}, account)
 
-    async def _refunds(self, params: dict[str, Any], account: str | None) -> AsyncIterator[GatewayRefund]:
+    async def _refunds(self, params: dict[str, Any], account: str | None) -> AsyncGenerator[GatewayRefund, None]:
         """The refunds Stripe lists for ``params``, page after page, in our terms."""
         with _gateway_errors():
-            page = await self.client.v1.refunds.list_async(params={**params, "limit": PAGE_SIZE}, options=_on(account))
+            listing: Any = {**params, "limit": PAGE_SIZE}  # one of the SDK's ListParams, by what ``params`` names
+            page = await self.client.v1.refunds.list_async(params=listing, options=_on(account))
             async for refund in page.auto_paging_iter():
                 yield refund_from_stripe(refund.to_dict())
 

@@ -76,8 +76,8 @@ def _signals_deferred() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    caught: list[int] = []
-    previous = {signum: signal.signal(signum, lambda number, _: caught.append(number))
+    caught: list[signal.Signals] = []
+    previous = {signum: signal.signal(signum, lambda number, _: caught.append(signal.Signals(number)))
                 for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield

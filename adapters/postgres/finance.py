@@ -74,7 +74,8 @@ WITH shares AS (
 """
 
 def _where(merchant_id: str, filters: LedgerFilter) -> tuple[list[str], list[Any]]:
-    where, args = ["merchant_id = $1"], [merchant_id]
+    where: list[str] = ["merchant_id = $1"]
+    args: list[Any] = [merchant_id]
     for column, value, op in (
         ("status", filters.status, "="),
         ("currency", filters.currency, "="),

@@ -221,7 +221,7 @@ class PgRepositories(PgRefunds, PgWorkflows, PgPhotos, PgFinance, PgMail, PgLabe
         await self._append_events(case)
 
     async def save_case(self, case: Case, expected_version: int) -> None:
-        merchant_id, case_id, *_ = columns = self._case_columns(case)
+        _, case_id, *_ = columns = self._case_columns(case)
         status = await self.conn.execute(
             """
             UPDATE cases SET order_id = $3, customer_id = $4, type = $5, state = $6, assignee = $7,

@@ -70,7 +70,7 @@ class AgentController(Controller):
         request: Request[Any, Any, Any],
         services: Services,
         case_state: Annotated[CaseState | None, QueryParameter(name="state", required=False)] = None,
-        type: CaseType | None = None,  # noqa: A002 - the contract's name
+        type: CaseType | None = None,
         assignee: str | None = None,
         reason: Reason | None = None,
         flagged: bool | None = None,

@@ -9,7 +9,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any
+from typing import Any, cast
 
 import structlog
 from litestar import Litestar, Request, get
@@ -18,7 +18,7 @@ from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.routes import HTTPRoute
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.types import ASGIApp, HTTPScope, Message, Receive, Scope, Send
 
 from service.api.admin import (
     AgentController,
@@ -35,13 +35,13 @@ from service.api.console import console_asset, console_messages, console_page, r
 from service.api.finance import FinanceController
 from service.api.health import live, metrics, ready
 from service.api.http import case_etag, document_case_etags
-from service.api.links import document_links
 from service.api.labels import (
     AgentLabelController,
     ShippingSettingsController,
     StorefrontLabelController,
     easypost_webhook,
 )
+from service.api.links import document_links
 from service.api.photos import PhotoController
 from service.api.portal import create_portal_link, request_portal_link
 from service.api.portal_pages import portal_asset, portal_messages, portal_page
@@ -70,10 +70,11 @@ def request_context(app: ASGIApp) -> ASGIApp:
     the client got: an error raised by a middleware within (the key check's 401) passes through
     here before the application's handler answers it, with the status it carries."""
 
-    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await app(scope, receive, send)
+    async def middleware(any_scope: Scope, receive: Receive, send: Send) -> None:
+        if any_scope["type"] != "http":
+            await app(any_scope, receive, send)
             return
+        scope = cast("HTTPScope", any_scope)
         headers = dict(scope["headers"])
         request_id = _request_id(headers.get(b"x-request-id", b""))
         structlog.contextvars.clear_contextvars()
@@ -88,7 +89,7 @@ def request_context(app: ASGIApp) -> ASGIApp:
                 status = message["status"]
                 message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
                 if scope["method"] == "OPTIONS" and status < 400:
-                    message["headers"] = _with_allow(message["headers"], scope)
+                    message["headers"] = _with_allow(list(message["headers"]), scope)
             await send(message)
 
         try:

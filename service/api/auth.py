@@ -66,4 +66,4 @@ def _opened_to_agents(
     """Agent keys pass too where the handler names an operator setting (``opt["agents_if"]``) that
     is on: the reports, for teams whose agents analyse return reasons (RETURNS_REPORTS_FOR_AGENTS)."""
     setting = handler.opt.get("agents_if")
-    return principal.role == "agent" and bool(setting) and getattr(connection.app.state.services.settings, setting)
+    return principal.role == "agent" and isinstance(setting, str) and getattr(connection.app.state.services.settings, setting)

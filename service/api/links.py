@@ -5,6 +5,8 @@ instead of guessing ids that do not exist."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from litestar.openapi.spec import Link, OpenAPI, Operation
 
 CASE_ID = "$response.body#/id"
@@ -33,13 +35,13 @@ CASE_ON_ORDER = {
     "resolution": "refund",
     "items": [{"line_id": "$request.body#/lines/0/line_id", "quantity": 1, "reason": "changed_mind"}],
 }
-ORDER_LINKS = {  # target → parameters, or (for a body made from the request) the link's request body
+ORDER_LINKS: dict[str, dict[str, Any]] = {  # target → parameters, or (for a body made from the request) the link's request body
     "getOrder": {"order_id": "$request.path.order_id"},
     "agentGetOrder": {"order_id": "$request.path.order_id"},
     "openCase": {"requestBody": CASE_ON_ORDER},
     "previewCase": {"requestBody": CASE_ON_ORDER},
 }
-OTHER_LINKS = {  # (source, status) → target → parameters
+OTHER_LINKS: dict[tuple[str, str], dict[str, dict[str, Any]]] = {  # (source, status) → target → parameters
     ("putOrder", "200"): ORDER_LINKS,
     ("putOrder", "201"): ORDER_LINKS,
     ("uploadPhoto", "201"): {"getPhoto": {"case_id": "$response.body#/case_id", "photo_id": "$response.body#/id"}},
@@ -69,7 +71,7 @@ def document_links(document: OpenAPI) -> None:
     operations = _operations(document)
     case_actions = {op_id: {"case_id": CASE_ID} for op_id, (path, _) in operations.items()
                     if path.count("{") == 1 and "{case_id}" in path and op_id not in NOT_ON_EVERY_CASE}
-    links: dict[tuple[str, str], dict[str, dict[str, str]]] = dict(OTHER_LINKS)
+    links: dict[tuple[str, str], dict[str, dict[str, Any]]] = dict(OTHER_LINKS)
     for source, status in CASE_SOURCES.items():
         links[(source, status)] = {**case_actions, **CASE_CHILDREN}
     for source, kind in LIST_SOURCES.items():

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import msgspec
@@ -157,7 +157,7 @@ def _described(prop: Schema | Reference, words: str | None) -> Schema | Referenc
     return dataclasses.replace(prop, default=None, description=description, one_of=_without_defaults(prop.one_of))
 
 
-def _without_defaults(branches: list[Schema | Reference] | None) -> list[Schema | Reference] | None:
+def _without_defaults(branches: Sequence[Schema | Reference] | None) -> list[Schema | Reference] | None:
     """A nullable field's branches (``oneOf``) with no ``default`` left in the value's."""
     if branches is None:
         return None

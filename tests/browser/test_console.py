@@ -377,7 +377,7 @@ def test_a_phone_shows_cards_with_whole_words(browser, base_url: str, tenant: Te
     assert phone.evaluate(BROKEN_WORDS) == []
     assert phone.evaluate(WIDER_THAN_PAGE) == []
     bar = phone.evaluate("(() => { const r = document.querySelector('#next').getBoundingClientRect(); return [r.top, r.bottom]; })()")
-    assert 0 < bar[0] and bar[1] <= 844, "the next step is on screen, not three screens down"
+    assert bar[0] > 0 and bar[1] <= 844, "the next step is on screen, not three screens down"
     _screenshot(phone, "phone-case", full_page=False)
     phone.select_option("#language", "zh")
     phone.wait_for_selector('#case-state:text("待审核")')

@@ -41,7 +41,7 @@ def shop(base_url: str, database_url: str) -> Iterator[Tenant]:
     tenant.close()
 
 
-def _open(browser, base_url: str, key: str, **context):  # noqa: ANN001, ANN202
+def _open(browser, base_url: str, key: str, **context):
     page = browser.new_context(accept_downloads=True, **context).new_page()
     page.goto(base_url + "/console/reports")
     page.fill("#api-key", key)
@@ -50,7 +50,7 @@ def _open(browser, base_url: str, key: str, **context):  # noqa: ANN001, ANN202
 
 
 @pytest.fixture
-def page(browser, base_url: str, shop: Tenant):  # noqa: ANN001, ANN201
+def page(browser, base_url: str, shop: Tenant):
     page = _open(browser, base_url, shop.keys["finance"])
     page.wait_for_selector('[data-panel="merchant"]')
     yield page
@@ -69,13 +69,13 @@ def _major(minor: int, currency: str) -> str:
     return str(minor) if not places else f"{minor / 10**places:.{places}f}"
 
 
-def _table(page, panel: str) -> list[list[str]]:  # noqa: ANN001
+def _table(page, panel: str) -> list[list[str]]:
     return page.eval_on_selector_all(
         f'[data-panel="{panel}"] tbody tr', "rows => rows.map(r => [...r.cells].map(c => c.dataset.value))"
     )
 
 
-def _marks(page, panel: str) -> int:  # noqa: ANN001
+def _marks(page, panel: str) -> int:
     return len(page.query_selector_all(f'[data-panel="{panel}"] svg .mark'))
 
 
@@ -98,7 +98,7 @@ def _reason_rows(reasons: dict, sku: str | None = None) -> list[list[str]]:
     return sorted([[_js(v) for v in row] for row in rows.values()])
 
 
-def test_every_chart_is_drawn_from_the_reports_and_its_table_says_the_same(page, shop: Tenant) -> None:  # noqa: ANN001
+def test_every_chart_is_drawn_from_the_reports_and_its_table_says_the_same(page, shop: Tenant) -> None:
     summary, reasons = _reports(shop)
     assert len(reasons["by_day"]) >= 3 and len(reasons["by_sku"]) >= 3  # the seed reached the page's period
 
@@ -142,7 +142,7 @@ def test_every_chart_is_drawn_from_the_reports_and_its_table_says_the_same(page,
     )
 
 
-def test_a_charts_csv_has_its_tables_rows(page) -> None:  # noqa: ANN001
+def test_a_charts_csv_has_its_tables_rows(page) -> None:
     for panel in ("refunds-EUR", "reasons"):
         with page.expect_download() as download:
             page.click(f'[data-panel="{panel}"] button.csv')
@@ -158,7 +158,7 @@ def test_a_charts_csv_has_its_tables_rows(page) -> None:  # noqa: ANN001
     assert parsed == [["a"], ["'=HYPERLINK(\"x\")"], ["-3"], ["a,b"]]
 
 
-def test_the_period_picker_asks_for_the_days_it_names(page, shop: Tenant) -> None:  # noqa: ANN001
+def test_the_period_picker_asks_for_the_days_it_names(page, shop: Tenant) -> None:
     today = period(1)
     page.fill('#period input[name="from"]', today["from"][:10])
     page.fill('#period input[name="to"]', today["from"][:10])
@@ -176,7 +176,7 @@ def test_the_period_picker_asks_for_the_days_it_names(page, shop: Tenant) -> Non
     assert len(_table(page, "merchant")) == len(week["by_day"])
 
 
-def test_in_chinese_no_english_label_is_left(page, shop: Tenant) -> None:  # noqa: ANN001
+def test_in_chinese_no_english_label_is_left(page, shop: Tenant) -> None:
     _, reasons = _reports(shop)
     page.select_option("#language", "zh")
     page.wait_for_selector('header h1:text("退货报表")')
@@ -194,7 +194,7 @@ def test_in_chinese_no_english_label_is_left(page, shop: Tenant) -> None:  # noq
     assert page.evaluate("sessionStorage.getItem('language')") == "zh"
 
 
-def test_an_agent_key_is_told_it_may_not_read_reports(browser, base_url: str, shop: Tenant) -> None:  # noqa: ANN001
+def test_an_agent_key_is_told_it_may_not_read_reports(browser, base_url: str, shop: Tenant) -> None:
     page = _open(browser, base_url, shop.keys["agent"])
     page.wait_for_selector("#notice.error")
     assert "finance or admin" in page.text_content("#notice")
@@ -206,7 +206,7 @@ def test_an_agent_key_is_told_it_may_not_read_reports(browser, base_url: str, sh
     page.context.close()
 
 
-def test_the_page_passes_axe_and_fits_a_phone(browser, base_url: str, shop: Tenant) -> None:  # noqa: ANN001
+def test_the_page_passes_axe_and_fits_a_phone(browser, base_url: str, shop: Tenant) -> None:
     page = _open(browser, base_url, shop.keys["finance"], viewport={"width": 390, "height": 844})
     page.wait_for_selector('[data-panel="merchant"]')
     page.evaluate(AXE.read_text(encoding="utf-8"))  # evaluated by the driver, outside the page's CSP

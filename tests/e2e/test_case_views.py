@@ -240,7 +240,7 @@ def _build(tenant: Tenant, kind: str, state: str) -> str:
     for side, name, body in steps:
         case = _ok(_call(tenant, side, case, name, body))
     case = _ok(tenant.agent.get(f"/admin/v1/cases/{case['id']}"))
-    assert case["state"] == state.split("+")[0], (kind, state, case["state"])
+    assert case["state"] == state.split("+", maxsplit=1)[0], (kind, state, case["state"])
     return case["id"]
 
 

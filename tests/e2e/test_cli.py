@@ -18,7 +18,6 @@ import httpx
 import pytest
 
 from adapters.postgres.embedded import embedded_database_url, postgres_processes, release_embedded
-
 from tests.support.mails import eml_mails, portal_links
 from tests.support.server import serve_process
 from tests.support.tenants import order_body

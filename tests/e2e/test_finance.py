@@ -41,7 +41,9 @@ def test_reconciliation_sorts_every_difference_and_the_totals_add_up(shop: Tenan
     made = shop.finance.post("/finance/v1/reconciliations", json=_period())
     assert made.status_code == 201, made.text
     report = made.json()
-    ids = lambda name: [(e["refund_id"], e["gateway_refund_id"]) for e in report[name]]
+    def ids(name: str) -> list[tuple[str, str]]:
+        return [(e["refund_id"], e["gateway_refund_id"]) for e in report[name]]
+
     assert ids("matched") == [(refunds[0]["id"], refunds[0]["gateway_refund_id"])]
     assert ids("missing_at_gateway") == [(refunds[1]["id"], refunds[1]["gateway_refund_id"])]
     assert ids("amount_mismatch") == [(refunds[2]["id"], refunds[2]["gateway_refund_id"])]

@@ -89,10 +89,10 @@ def test_sequences_follow_the_links_and_answer_as_documented(role: str, base_url
             if _operation_id(case) == "putOrder":
                 case.body = order_body()
 
-        def after_call(self, response, case) -> None:  # noqa: ANN001
+        def after_call(self, response, case) -> None:
             seen.append((_operation_id(case), response.status_code))
 
-        def validate_response(self, response, case, additional_checks=None, **kwargs) -> None:  # noqa: ANN001
+        def validate_response(self, response, case, additional_checks=None, **kwargs) -> None:
             case.validate_response(response, checks=CHECKS, headers=headers)
 
     # The server's state moves between examples (the worker pays refunds, sequences change cases),

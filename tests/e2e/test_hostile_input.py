@@ -173,7 +173,7 @@ def test_ids_in_paths_obey_the_rule_of_ids_in_bodies(tenant: Tenant, bad: str) -
 
 def _param_of(path: str, bad: str) -> str:
     """The name of the path parameter ``bad`` stands in for."""
-    before = path.split(bad)[0].rstrip("/").rsplit("/", 1)[-1]
+    before = path.split(bad, maxsplit=1)[0].rstrip("/").rsplit("/", 1)[-1]
     return {"cases": "case_id", "photos": "photo_id", "reconciliations": "reconciliation_id", "refunds": "refund_id",
             "customers": "customer_id"}[before]
 

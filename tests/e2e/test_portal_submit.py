@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import secrets
 from concurrent.futures import ThreadPoolExecutor
-
 from typing import Any
 
 import httpx

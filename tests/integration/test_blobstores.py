@@ -37,7 +37,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> object:
     return FilesystemBlobStore(tmp_path) if request.param == "filesystem" else request.getfixturevalue("s3")
 
 
-async def test_put_get_replace_delete(store) -> None:  # noqa: ANN001
+async def test_put_get_replace_delete(store) -> None:
     await store.put("m_1/case_1/ph_1.jpg", b"first", "image/jpeg")
     assert await store.get("m_1/case_1/ph_1.jpg") == b"first"
     await store.put("m_1/case_1/ph_1.jpg", b"second", "image/jpeg")
@@ -48,7 +48,7 @@ async def test_put_get_replace_delete(store) -> None:  # noqa: ANN001
     await store.delete("m_1/case_1/ph_1.jpg")  # deleting what is gone is fine
 
 
-async def test_missing_blob(store) -> None:  # noqa: ANN001
+async def test_missing_blob(store) -> None:
     with pytest.raises(BlobNotFound):
         await store.get("nothing/here")
 

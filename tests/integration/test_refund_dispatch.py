@@ -27,7 +27,7 @@ class BreaksOne:
         self.inner, self.name = inner, inner.name
         self.broken, self.how, self.taken_id = broken_refund_id, how, taken_id
 
-    async def create_refund(self, **request) -> GatewayRefund:  # noqa: ANN003
+    async def create_refund(self, **request) -> GatewayRefund:
         if request["refund_id"] == self.broken and self.how == "bug":
             raise RuntimeError("a bug in the adapter")
         answer = await self.inner.create_refund(**request)
@@ -43,7 +43,7 @@ class CountsInFlight:
         self.inner, self.name = inner, inner.name
         self.in_flight = self.peak = 0
 
-    async def create_refund(self, **request) -> GatewayRefund:  # noqa: ANN003
+    async def create_refund(self, **request) -> GatewayRefund:
         self.in_flight += 1
         self.peak = max(self.peak, self.in_flight)
         try:

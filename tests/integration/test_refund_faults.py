@@ -27,7 +27,7 @@ class DiesAfterTheCall:
         self.inner = inner
         self.name = inner.name
 
-    async def create_refund(self, **request):  # noqa: ANN003, ANN201
+    async def create_refund(self, **request):
         await self.inner.create_refund(**request)
         raise WorkerKilled
 

@@ -111,7 +111,7 @@ async def test_a_refund_opened_for_one_gateway_is_never_sent_through_another(
     simulated = SimulatedGateway(own_database_url)
     try:
         laptop = RefundService(db, simulated, clock)
-        _, pi, [refund_id] = await due_refunds(db, laptop, 1, amount=600)  # the order says gateway "stripe"
+        _, pi, [_refund_id] = await due_refunds(db, laptop, 1, amount=600)  # the order says gateway "stripe"
     finally:
         await simulated.close()
     fake.add_payment_intent(pi, amount=600)

@@ -61,7 +61,7 @@ async def _refund(
     currency: str = "EUR",
 ) -> GatewayRefund:
     return await gateway.create_refund(
-        payment_reference=pi, amount=amount, currency=currency, refund_id=key.split(":")[0], idempotency_key=key,
+        payment_reference=pi, amount=amount, currency=currency, refund_id=key.split(":", maxsplit=1)[0], idempotency_key=key,
         account=account,
     )
 

@@ -37,7 +37,7 @@ async def _refund(
     gateway: StripeGateway, amount: int = 100, key: str = "rf_1:1", *, pi: str = "pi_1", account: str | None = None
 ) -> GatewayRefund:
     return await gateway.create_refund(
-        payment_reference=pi, amount=amount, currency="EUR", refund_id=key.split(":")[0], idempotency_key=key,
+        payment_reference=pi, amount=amount, currency="EUR", refund_id=key.split(":", maxsplit=1)[0], idempotency_key=key,
         account=account,
     )
 

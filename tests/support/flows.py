@@ -5,7 +5,6 @@ from __future__ import annotations
 from tests.fakes.stripe_server import FakeStripe
 from tests.support.tenants import Tenant
 
-
 # The body of an exchange of one t-shirt for a larger one (the order of ``Tenant.put_order``).
 EXCHANGE = {
     "type": "exchange",

@@ -99,7 +99,7 @@ def facts(
     delivered_ago: timedelta | None = timedelta(days=5),
     placed_ago: timedelta | None = None,
     photos: int = 0,
-    customer: CustomerHistory = CustomerHistory(),
+    customer: CustomerHistory | None = None,
     remaining: int = PLENTY,
     shipping_refunded: bool = False,
     shipping_total: int = SHIPPING_TOTAL,
@@ -134,7 +134,7 @@ def facts(
         items=list(items),
         now=now,
         photo_count=photos,
-        customer=customer,
+        customer=customer or CustomerHistory(),
         order_remaining_refundable=remaining,
         shipping_already_refunded=shipping_refunded,
     )
@@ -1251,7 +1251,7 @@ def test_a_partial_document_merges_over_the_defaults() -> None:
     expected["rules"]["return_window"]["days"] = 14
     assert p.document == expected
     assert [r.name for r in p.rules] == BUILT_IN_ORDER
-    assert DEFAULT_POLICY == before  # the defaults are not touched
+    assert before == DEFAULT_POLICY  # the defaults are not touched
     v = p.evaluate(facts(delivered_ago=timedelta(days=15)))
     assert outcome(v, "return_window").result == FAIL
     assert len(v.decision.outcomes) == len(BUILT_IN_ORDER)

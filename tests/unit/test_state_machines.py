@@ -84,7 +84,7 @@ CASE_GRID = [
 ]
 
 
-@pytest.mark.parametrize(("case_type", "state", "action"), CASE_GRID, ids=lambda v: str(v))
+@pytest.mark.parametrize(("case_type", "state", "action"), CASE_GRID, ids=str)
 def test_case_transition(case_type: CaseType, state: CaseState, action: CaseAction) -> None:
     expected = _parse(EXPECTED[case_type]).get((state, action))
     case = _case(case_type, state)
