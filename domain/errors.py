@@ -85,6 +85,15 @@ class GatewayAccountTaken(DomainError):
     status = 409
 
 
+class PaymentTaken(InvalidRequest):
+    """A payment belongs to one merchant: the first whose order names it on its gateway account.
+    Another merchant's order naming it is refused (``errors`` names ``payment.reference``), and so
+    is a refund of it (an order stored before payments had owners)."""
+
+    code = "payment_taken"
+    status = 409
+
+
 class GatewayAccountReadOnly(DomainError):
     """The operator binds gateway accounts; a merchant's admin may not."""
 

@@ -194,8 +194,10 @@ class CaseService:
 
     async def put_order(self, principal: Principal, order_id: str, body: OrderIn) -> tuple[OrderView, bool]:
         """Store the snapshot unless it changes what cases or refunds rest on (``OrderLocked``,
-        see ``locked_changes``). The check and the write hold the order row, as opening a case
-        does, so a case opened meanwhile is either seen or waits for the new snapshot."""
+        see ``locked_changes``) or names a payment another merchant's order named first on the
+        gateway account (``PaymentTaken``: the merchant's own orders may share one). The check and
+        the write hold the order row, as opening a case does, so a case opened meanwhile is either
+        seen or waits for the new snapshot."""
         order = _order_from(principal.merchant_id, order_id, body)
         while True:
             try:
@@ -212,9 +214,14 @@ class CaseService:
                         locked = locked_changes(stored, order, hold)
                         if locked:
                             raise OrderLocked(locked)
-                    created = await repos.upsert_order(order, self.clock())
+                    at = self.clock()
+                    created = await repos.upsert_order(order, at)
                     if stored is None and not created:
                         raise _OrderAppeared  # another PUT made it meanwhile: roll back, check it
+                    # with the order's row held, as a refund claims it: one order of locks, no deadlock
+                    await self.refunds.payment_account(
+                        repos, principal.merchant_id, order.payment.reference, at, field="payment.reference"
+                    )
                 return order_view(order, commitments), created
             except _OrderAppeared:
                 continue

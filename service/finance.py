@@ -102,7 +102,12 @@ class FinanceService:
 
     async def reconcile(self, principal: Principal, since: datetime, until: datetime) -> ReconciliationView:
         """Our refunds of the period against the gateway's, matched by the gateway's id and
-        by our id in its metadata. Stored; the same period may be run again."""
+        by our id in its metadata. Stored; the same period may be run again.
+
+        On the platform's account, which merchants without one of their own share, the gateway
+        lists every merchant's refunds: only those of the merchant's own payments
+        (``payment_owners``) and its own refunds are compared, so no other merchant's refund
+        (ids, amounts) reaches the report. On the merchant's own account every refund is its own."""
         check_period(since, until)
         merchant_id = principal.merchant_id
         async with self.db.transaction() as repos:
@@ -118,6 +123,15 @@ class FinanceService:
             ids = [i for r in theirs for i in (r.gateway_refund_id, r.refund_id) if i]
             found = await repos.refunds_by_gateway_ids(merchant_id, self.gateway.name, account, ids)
             ours += [r for r in found if r.id not in known]
+            if account is None:
+                owned = await repos.owned_payments(
+                    merchant_id, self.gateway.name, "", sorted({r.payment_reference for r in theirs})
+                )
+                our_ids, gateway_ids = {r.id for r in ours}, {r.gateway_refund_id for r in ours}
+                theirs = [
+                    r for r in theirs
+                    if r.payment_reference in owned or r.gateway_refund_id in gateway_ids or r.refund_id in our_ids
+                ]
         report = ReconciliationView(
             id=new_id("rec"), period_from=since, period_to=until, created_at=self.clock(), gateway=self.gateway.name
         )

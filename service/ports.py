@@ -314,6 +314,16 @@ class Repositories(Protocol):
         """False, changing nothing, when the account is bound to another merchant."""
         ...
 
+    async def claim_payment(self, gateway: str, account: str, reference: str, merchant_id: str, at: datetime) -> str:
+        """The merchant owning the payment ``reference`` on the gateway and account ('' for the
+        platform's): ``merchant_id`` when nobody did, claimed now. Claims of one payment at the
+        same moment: one wins, the others see it."""
+        ...
+
+    async def owned_payments(self, merchant_id: str, gateway: str, account: str, references: list[str]) -> set[str]:
+        """Those of ``references`` the merchant owns on the gateway and account."""
+        ...
+
     async def claim_due_refunds(
         self, gateway: str, worker: str, now: datetime, lease: timedelta, limit: int, skip_accounts: list[str]
     ) -> list[ClaimedRefund]: ...

@@ -11,6 +11,12 @@ Never more than is owed: a refund is opened under the order's row lock only when
 live refunds stay within what was captured and the case's within what the case owes; a failed
 refund is retried at most once (``Refund.retried_as``, under its row lock).
 
+Never another merchant's money: a payment belongs to one merchant, the first whose order names it
+on its gateway account (``payment_account``). Merchants without an account of their own share the
+platform's, where a payment id is all it takes to refund it; an order naming another's payment is
+refused, and a refund is opened only of the merchant's own payment (for orders stored before
+payments had owners: ``PaymentTaken``, nothing is paid).
+
 Only our own reports count: a gateway answer, event or poll moves a refund only when it names
 the gateway refund id we recorded, or, before we learned that id, our refund id, amount,
 currency and account all match (``report_mismatch``). Anything else is logged and counted.
@@ -35,7 +41,7 @@ from datetime import datetime, timedelta
 import structlog
 
 from domain.cases import SYSTEM, Actor, Case, CaseAction, CaseState
-from domain.errors import GatewayAccountTaken, RefundExceedsCaptured, RefundExceedsCaseTotal
+from domain.errors import GatewayAccountTaken, PaymentTaken, RefundExceedsCaptured, RefundExceedsCaseTotal
 from domain.money import to_major
 from domain.orders import Order
 from domain.refunds import Refund, RefundStatus, catch_up
@@ -122,9 +128,11 @@ class RefundService:
     async def open_refund(
         self, repos: Repositories, case: Case, order: Order, amount: int, at: datetime, attempt: int = 1
     ) -> Refund:
-        """A new pending refund for ``amount``, refused when the order's live refunds would pass
-        what was captured, or the case's what the case owes (its ``refund_total``, an approved
-        override included). The caller holds the order row, so nothing races in between."""
+        """A new pending refund for ``amount``, refused when the order's payment is another
+        merchant's (``payment_account``), when the order's live refunds would pass what was
+        captured, or the case's what the case owes (its ``refund_total``, an approved override
+        included). The caller holds the order row, so nothing races in between."""
+        account = await self.payment_account(repos, case.merchant_id, order.payment.reference, at)
         committed = await repos.committed_refunds(case.merchant_id, case.order_id, case.id)
         remaining = order.payment.captured_amount - committed.on_order
         if amount > remaining:
@@ -158,10 +166,27 @@ class RefundService:
             created_at=at,
             updated_at=at,
             reason=case.items[0].reason if case.items else None,
-            gateway_account=await repos.gateway_account(case.merchant_id),
+            gateway_account=account,
         )
         await repos.add_refund(refund)
         return refund
+
+    async def payment_account(
+        self, repos: Repositories, merchant_id: str, reference: str, at: datetime, *, field: str | None = None
+    ) -> str | None:
+        """The merchant's gateway account (None: the platform's), once the payment ``reference``
+        on it is the merchant's: claimed now if nobody's yet, ``PaymentTaken`` if another
+        merchant's order named it first there (``field``: where the request carries it). A
+        merchant that binds an account later claims its payments on it as its orders are stored
+        again or refunded: on its own account nobody else's order can name them."""
+        account = await repos.gateway_account(merchant_id)
+        if await repos.claim_payment(self.gateway.name, account or "", reference, merchant_id, at) != merchant_id:
+            message = "another merchant's order named this payment first on this gateway account"
+            raise PaymentTaken(
+                f"payment {reference} belongs to another merchant: its refunds are that merchant's",
+                [{"field": field, "message": message}] if field else None,
+            )
+        return account
 
     async def retry(self, merchant_id: str, refund_id: str, actor: Actor) -> Refund:
         """A failed (or canceled) refund is paid again, once, as a new refund with the next

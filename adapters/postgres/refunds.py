@@ -129,6 +129,37 @@ class PgRefunds:
             return False
         return True
 
+    async def claim_payment(self, gateway: str, account: str, reference: str, merchant_id: str, at: datetime) -> str:
+        """The payment's owner, the merchant claiming it if nobody owned it. The insert waits for a
+        claim of the same payment in flight; the lookup after it is a statement of its own, so it
+        sees whichever claim won (a lookup in the insert's statement would not)."""
+        await self.conn.execute(
+            "INSERT INTO payment_owners (gateway, account, reference, merchant_id, created_at)"
+            " VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+            gateway,
+            account,
+            reference,
+            merchant_id,
+            at,
+        )
+        return await self.conn.fetchval(
+            "SELECT merchant_id FROM payment_owners WHERE gateway = $1 AND account = $2 AND reference = $3",
+            gateway,
+            account,
+            reference,
+        )
+
+    async def owned_payments(self, merchant_id: str, gateway: str, account: str, references: list[str]) -> set[str]:
+        rows = await self.conn.fetch(
+            "SELECT reference FROM payment_owners"
+            " WHERE merchant_id = $1 AND gateway = $2 AND account = $3 AND reference = ANY($4::text[])",
+            merchant_id,
+            gateway,
+            account,
+            references,
+        )
+        return {row["reference"] for row in rows}
+
     # ----------------------------------------------------------------- the worker's side
 
     async def claim_due_refunds(

@@ -185,7 +185,7 @@ ERROR_STATUSES = {
     404: "`not_found`: no such thing for this merchant; `label_not_ready`: the case has no return label (yet)",
     409: "a conflict with what is stored: `invalid_transition` (the case's state does not allow the action), "
     "`idempotency_conflict`, `order_locked`, `refund_already_retried`, `gateway_account_taken`, `label_not_held` "
-    "(the case's label waits for no agent's decision)",
+    "(the case's label waits for no agent's decision), `payment_taken` (the order's payment is another merchant's)",
     412: "`version_conflict`: the case is no longer at the version `If-Match` names; nothing changed",
     413: "`payload_too_large`",
     415: "`unsupported_media_type`",
@@ -198,7 +198,7 @@ ERROR_STATUSES = {
 # Statuses only some operations answer, where no rule of ``_error_statuses`` finds them
 EXTRA_STATUSES = {
     "openCase": {409},  # idempotency_conflict
-    "putOrder": {409},  # order_locked
+    "putOrder": {409},  # order_locked, payment_taken
     "retryRefund": {409},  # refund_already_retried, or the refund is not failed
     "putGatewayAccount": {409},  # gateway_account_taken
     "getPolicy": {404},  # ?version= that never existed

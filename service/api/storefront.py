@@ -49,7 +49,9 @@ class StorefrontController(Controller):
         self, request: Request[Any, Any, Any], services: Services, order_id: PathId, data: OrderIn
     ) -> Response[OrderView]:
         """Create or replace an order snapshot: 201 when new, 200 when updated; 409
-        ``order_locked`` when it would change what the order's cases or refunds rest on."""
+        ``order_locked`` when it would change what the order's cases or refunds rest on, 409
+        ``payment_taken`` when its ``payment.reference`` is another merchant's on the gateway
+        account (the first order to name a payment there makes it its merchant's)."""
         view, created = await services.cases.put_order(principal_of(request), order_id, data)
         return Response(view, status_code=201 if created else 200)
 

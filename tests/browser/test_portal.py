@@ -28,7 +28,7 @@ from tests.support.images import encode, photo
 from tests.support.labels import CUSTOMER_ADDRESS, MERCHANT_BUYS_LABELS, bought
 from tests.support.server import free_port, serve
 from tests.support.smtp import Inbox, smtp_server
-from tests.support.tenants import Tenant
+from tests.support.tenants import Tenant, payment
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.skipif(
@@ -54,7 +54,7 @@ RETURN_ADDRESS = "Returns dept.\nHauptstraße 1\n10115 Berlin"
 def _order(tenant: Tenant, lines: list[dict] | None = None, language: str | None = None) -> dict:
     customer = {"id": f"cus_{tenant.merchant_id}", "email": "c@example.com", **({"language": language} if language else {})}
     return tenant.put_order(lines=lines or THREE_LINES, customer=customer,
-                            payment={"gateway": "stripe", "reference": "pi_1", "captured_amount": 8693})
+                            payment=payment(8693))
 
 
 def _link(tenant: Tenant, order: dict, language: str = "en") -> str:
@@ -343,7 +343,7 @@ def test_the_return_label_is_downloaded_from_the_status_page(browser, tenant: Te
     assert tenant.admin.put("/admin/v1/shipping-settings", json=MERCHANT_BUYS_LABELS).status_code == 200
     order = tenant.put_order(
         lines=THREE_LINES, shipping_address=CUSTOMER_ADDRESS, customer={"id": f"cus_{tenant.merchant_id}", "email": "c@example.com"},
-        payment={"gateway": "stripe", "reference": "pi_label", "captured_amount": 8693},
+        payment=payment(8693),
     )
     case = tenant.open_case(order["order_id"], items=[{"line_id": "l1", "quantity": 1, "reason": "changed_mind"}]).json()
     if case["state"] != "approved":

@@ -61,3 +61,12 @@ def shop(stripe_service: tuple[str, str]) -> Iterator[Tenant]:
     tenant = Tenant(url, database_url)
     yield tenant
     tenant.close()
+
+
+@pytest.fixture
+def merchants(stripe_service: tuple[str, str]) -> Iterator[tuple[Tenant, Tenant]]:
+    """Two merchants on the platform's Stripe account: neither names a Connect account of its own."""
+    pair = (Tenant(*stripe_service), Tenant(*stripe_service))
+    yield pair
+    for tenant in pair:
+        tenant.close()

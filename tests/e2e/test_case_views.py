@@ -14,7 +14,7 @@ import pytest
 
 from tests.support.flows import EXCHANGE
 from tests.support.images import encode, photo
-from tests.support.tenants import Tenant
+from tests.support.tenants import Tenant, payment
 
 SHIP = {"carrier": "dhl", "tracking_number": "JD0001"}
 OTHER = [{"line_id": "l1", "quantity": 1, "reason": "other", "note": "it squeaks"}]
@@ -327,7 +327,7 @@ def test_a_customer_who_returns_much_gets_a_flagged_case(tenant: Tenant) -> None
     first = tenant.put_order(
         customer=customer,
         lines=lines,
-        payment={"gateway": "stripe", "reference": "pi", "captured_amount": 4000},
+        payment=payment(4000),
     )
     case = _ok(
         tenant.open_case(

@@ -28,7 +28,7 @@ from tests.e2e.test_labels_easypost import SETTINGS as EASYPOST_SETTINGS
 from tests.e2e.test_labels_easypost import _purchases, easypost_service, fake  # noqa: F401
 from tests.fakes.easypost_server import FakeEasyPost
 from tests.support.labels import at_once, bought, held, label_id
-from tests.support.tenants import Tenant
+from tests.support.tenants import Tenant, payment
 
 HEAVY = {**SETTINGS, "default_parcel": {"weight_g": 1_000_000}, "parcels": {}}  # the issue's 1,000 kg default
 # 1,000 kg FR → DE: (4.00 + 1000 × 0.90) × 2, the cheapest (Ground); half the 19.99 t-shirt: 9.99
@@ -235,7 +235,7 @@ def test_easypost_the_issue_label_waits_and_is_declined(
     lines = [{"line_id": "l1", "sku": "SCARF", "title": "Scarf", "quantity": 1, "unit_price": 2500}]
     settings = {**EASYPOST_SETTINGS, "default_parcel": {"weight_g": 1_000_000}}
     case = _held_return(easypost_shop, settings, lines=lines,
-                        payment={"gateway": "stripe", "reference": "pi_scarf", "captured_amount": 2500})
+                        payment=payment(2500))
     hold = case["label"]["hold"]
     assert (hold["reason"], hold["amount"], hold["currency"], hold["ceiling"]) == ("other_currency", 675001000, "USD", 0)
     declined = easypost_shop.agent.post(f"/admin/v1/cases/{case['id']}/label/decline", json={})

@@ -7,127 +7,18 @@ and a fix. The others are attacks the service repelled, kept as guards."""
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.fakes.stripe_server import FakeStripe
+from tests.support.flows import sold
 from tests.support.tenants import Tenant, order_body
-from tests.support.waiting import eventually
 
-PRICE = 1999
-CAPTURED = PRICE + 495
 RETURN_ONE = [{"line_id": "l1", "quantity": 1, "reason": "changed_mind"}]
 
 
-@pytest.fixture
-def merchants(stripe_service: tuple[str, str]) -> Iterator[tuple[Tenant, Tenant]]:
-    """Two merchants on the platform's Stripe account: neither names a Connect account of its own."""
-    pair = (Tenant(*stripe_service), Tenant(*stripe_service))
-    yield pair
-    for tenant in pair:
-        tenant.close()
-
-
-def _sold(shop: Tenant, pi: str, customer: dict[str, str] | None = None, order_id: str | None = None) -> str:
-    """An order of ``shop`` (``order_id`` stored again) of one line at ``PRICE``, paid with ``pi``:
-    its id, or "" when the service refused it."""
-    order_id = order_id or f"o_{secrets.token_hex(4)}"
-    body = order_body(
-        lines=[{"line_id": "l1", "sku": "LAMP", "title": "Lamp", "quantity": 1, "unit_price": PRICE}],
-        payment={"gateway": "stripe", "reference": pi, "captured_amount": CAPTURED},
-        **({"customer": customer} if customer else {}),
-    )
-    answer = shop.storefront.put(f"/v1/orders/{order_id}", json=body)
-    assert answer.status_code < 500, answer.text
-    return order_id if answer.status_code in (200, 201) else ""
-
-
-def _refund_through(shop: Tenant, order_id: str) -> None:
-    """Open a return of the order's line, receive it, and wait until its refunds (if any) left
-    ``pending`` and ``submitted``: the gateway has had its say."""
-    case = shop.open_case(order_id)
-    if case.status_code != 201 or case.json()["state"] != "approved":
-        return
-    case_id = case.json()["id"]
-    received = shop.agent.post(f"/admin/v1/cases/{case_id}/receive",
-                               json={"items": [{"line_id": "l1", "quantity": 1, "condition": "as_new"}]})
-    assert received.status_code < 500, received.text
-
-    def settled() -> bool:
-        refunds = shop.agent.get(f"/admin/v1/cases/{case_id}").json()["refunds"]
-        return all(r["status"] not in ("pending", "submitted") for r in refunds)
-
-    eventually(settled)
-
-
-def _period() -> dict[str, str]:
-    now = datetime.now(UTC)
-    return {"from": (now - timedelta(hours=1)).isoformat(), "to": (now + timedelta(hours=1)).isoformat()}
-
-
 # ----------------------------------------------------------------------------- findings
-
-
-@pytest.mark.xfail(strict=True, reason="outside review #23: merchants on the platform's account refund each other's payments")
-def test_a_merchant_cannot_refund_another_merchants_payment_on_the_platform_account(
-    merchants: tuple[Tenant, Tenant], stripe_fake: FakeStripe
-) -> None:
-    """Attack: two merchants without a Stripe Connect account of their own (``gateway-account``
-    null, the default: "the platform's") share one Stripe account. The thief buys at the victim's
-    shop and reads the PaymentIntent id off the checkout (its ``client_secret`` starts with it),
-    then, as a merchant here, PUTs an order of its own naming that PaymentIntent, opens a return
-    and receives it: the service refunds the victim's payment.
-
-    Impact: the victim's money (its charge on the platform's account) is paid back to the thief's
-    card; the victim's own refund of that sale later fails for the charge is refunded already.
-    ``payment.reference`` is storefront text and is never checked to be the merchant's.
-
-    Fix: a payment belongs to one merchant. Either the platform's account is bound like any other
-    (one merchant may have ``account = null``; the others must name their Connect account), or the
-    refund first reads the PaymentIntent and refuses one whose ``metadata``/``on_behalf_of``/
-    ``transfer_data`` is not the merchant's, or (weaker) a unique index on (gateway, account,
-    payment reference) across merchants."""
-    victim, thief = merchants
-    pi = f"pi_{victim.merchant_id}_sale"
-    stripe_fake.add_payment_intent(pi, amount=CAPTURED)  # the victim's sale, on the platform's account
-    assert _sold(victim, pi)
-    stolen = _sold(thief, pi)
-    if stolen:
-        _refund_through(thief, stolen)
-    paid = [r for r in stripe_fake.refunds() if r["payment_intent"] == pi]
-    assert paid == [], "the thief's return refunded the victim's payment"
-
-
-@pytest.mark.xfail(strict=True, reason="outside review #23: a reconciliation lists other merchants' refunds")
-def test_a_reconciliation_lists_no_other_merchants_refunds(merchants: tuple[Tenant, Tenant], stripe_fake: FakeStripe) -> None:
-    """Attack: a merchant's finance key runs ``POST /finance/v1/reconciliations`` while it has no
-    Connect account of its own. The service lists every refund of the platform's account in the
-    period and files those it does not know as ``unknown_at_gateway``.
-
-    Impact: every other merchant on the platform's account is listed: its refund ids (our
-    ``metadata.refund_id``), Stripe ids, amounts, currencies and statuses, i.e. its refund volume,
-    to a competitor on the same platform; and the victim's totals carry money that is not its own.
-
-    Fix: a reconciliation compares only the merchant's own payments: list the refunds of the
-    merchant's PaymentIntents (``payment_intent=`` per order reference of the period), or keep only
-    the gateway's refunds whose ``metadata.refund_id`` is one of ours or whose payment is one of
-    the merchant's orders; better still, the platform's account bound to one merchant (see above)."""
-    victim, other = merchants
-    other_pi = f"pi_{other.merchant_id}_own"
-    stripe_fake.add_payment_intent(other_pi, amount=CAPTURED)
-    _refund_through(other, _sold(other, other_pi))
-    theirs = [r for r in stripe_fake.refunds() if r["payment_intent"] == other_pi and r["status"] == "succeeded"]
-    assert theirs, "the other merchant's refund was made"
-    made = victim.finance.post("/finance/v1/reconciliations", json=_period())
-    assert made.status_code == 201, made.text
-    report = made.json()
-    listed = {e["gateway_refund_id"] for name in ("matched", "missing_at_gateway", "unknown_at_gateway",
-                                                  "amount_mismatch", "status_mismatch") for e in report[name]}
-    assert not listed & {r["id"] for r in theirs}, "another merchant's refunds are in this merchant's report"
 
 
 TRAILING_LINE_BREAKS = {
@@ -174,14 +65,14 @@ def test_a_portal_token_stays_with_its_customer_when_the_order_changes_hands(sho
     nor the new customer's cases, and the new one none of the old customer's."""
     first = {"id": f"cus_{secrets.token_hex(3)}", "email": "first@example.com"}
     pi = f"pi_{secrets.token_hex(4)}"
-    order_id = _sold(shop, pi, first)
+    order_id = sold(shop, pi, first)
     second = {"id": f"cus_{secrets.token_hex(3)}", "email": "second@example.com"}
     with _token(shop, order_id, first["id"]) as old:
         opened = old.post("/v1/cases", json={"order_id": order_id, "type": "return", "resolution": "refund", "items": RETURN_ONE})
         assert opened.status_code == 201, opened.text
         mine = opened.json()["id"]
         assert old.post(f"/v1/cases/{mine}/cancel").status_code == 200
-        assert _sold(shop, pi, second, order_id) == order_id, "no live case holds the order: it may change hands"
+        assert sold(shop, pi, second, order_id) == order_id, "no live case holds the order: it may change hands"
         with _token(shop, order_id, second["id"]) as new:
             theirs = new.post("/v1/cases", json={"order_id": order_id, "type": "return", "resolution": "refund", "items": RETURN_ONE})
             assert theirs.status_code == 201, theirs.text

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from domain.decision import Payer, ShippingShares
-from tests.support.tenants import Tenant, _with_database
+from tests.support.tenants import Tenant, _with_database, payment
 from tests.support.waiting import eventually
 
 RETURN_L1 = {"type": "return", "items": [{"line_id": "l1", "quantity": 1, "reason": "changed_mind"}]}
@@ -151,7 +151,7 @@ def test_cases_never_promise_more_than_was_captured(tenant: Tenant, captured: in
     cases promise never exceeds what was captured, and the order says what is left."""
     order = tenant.put_order(
         lines=LINES, shipping_total=shipping,
-        payment={"gateway": "stripe", "reference": "pi_h", "captured_amount": captured},
+        payment=payment(captured),
     )
     order_id = order["order_id"]
     for line_id, quantity, reason, resolution, cancel in sequence:
@@ -174,7 +174,7 @@ def test_concurrent_cases_on_one_order_never_overpromise(tenant: Tenant) -> None
     from concurrent.futures import ThreadPoolExecutor
 
     order = tenant.put_order(lines=[{"line_id": "l1", "sku": "A", "title": "A", "quantity": 10, "unit_price": 1000}],
-                             shipping_total=0, payment={"gateway": "stripe", "reference": "pi_c", "captured_amount": 3000})
+                             shipping_total=0, payment=payment(3000))
     body = {"order_id": order["order_id"], "type": "return",
             "items": [{"line_id": "l1", "quantity": 1, "reason": "defective"}]}
     clients = [httpx.Client(base_url=tenant.base_url, headers=dict(tenant.storefront.headers)) for _ in range(8)]

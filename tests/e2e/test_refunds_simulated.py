@@ -11,7 +11,7 @@ import pytest
 from adapters.gateways.simulated import SimulatedGateway
 from service.ports import GatewayRefund
 from tests.support.flows import failed_refund
-from tests.support.tenants import Tenant
+from tests.support.tenants import Tenant, payment
 from tests.support.waiting import eventually
 
 
@@ -128,7 +128,7 @@ def test_bad_receipts_are_refused_and_change_nothing(tenant: Tenant) -> None:
 
 def test_keep_the_item_refunds_at_approval(tenant: Tenant) -> None:
     order = tenant.put_order(lines=[{"line_id": "l1", "sku": "SOCKS", "title": "Socks", "quantity": 1, "unit_price": 300}],
-                             shipping_total=0, payment={"gateway": "stripe", "reference": "pi_k", "captured_amount": 300})
+                             shipping_total=0, payment=payment(300))
     case = tenant.open_case(order["order_id"], items=[{"line_id": "l1", "quantity": 1, "reason": "wrong_item"}]).json()
     assert case["decision"]["keep_item"] is True and case["state"] == "pending_review"  # photos first
     approved = tenant.agent.post(
@@ -176,7 +176,7 @@ def test_refused_refund_then_retry(tenant: Tenant, gateway: SimulatedGateway) ->
 
 
 def test_a_receipt_never_promises_more_than_is_left_of_the_capture(tenant: Tenant, gateway: SimulatedGateway) -> None:
-    order = tenant.put_order(payment={"gateway": "stripe", "reference": "pi_low", "captured_amount": 5993})
+    order = tenant.put_order()
     case = tenant.open_case(order["order_id"]).json()
     assert case["money"]["refund_total"] == 1499
     # a partial capture recorded after the case was opened (the storefront can no longer PUT one
@@ -190,7 +190,7 @@ def test_a_receipt_never_promises_more_than_is_left_of_the_capture(tenant: Tenan
     receive = next(e for e in tenant.agent.get(f"/admin/v1/cases/{case['id']}/events").json()["items"] if e["type"] == "receive")
     assert any("capped" in note for note in receive["data"]["money_notes"])
     closed = eventually(lambda: _closed(tenant, case["id"]))
-    assert sum(r.amount for r in _at_gateway(gateway, "pi_low")) == 1000
+    assert sum(r.amount for r in _at_gateway(gateway, order["payment"]["reference"])) == 1000
     assert tenant.agent.post(f"/admin/v1/refunds/{closed['refunds'][0]['id']}/retry").status_code == 409
 
 

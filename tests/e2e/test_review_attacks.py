@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 
 from adapters.gateways.simulated import SimulatedGateway
-from tests.support.tenants import Tenant
+from tests.support.tenants import Tenant, payment
 from tests.support.waiting import eventually
 
 
@@ -23,10 +23,10 @@ def _closed(tenant: Tenant, case_id: str) -> dict | None:
     return case if case["state"] == "closed" else None
 
 
-def _one_line_order(tenant: Tenant, unit_price: int, captured: int, *, quantity: int = 1, reference: str = "pi_rev") -> dict:
+def _one_line_order(tenant: Tenant, unit_price: int, captured: int, *, quantity: int = 1) -> dict:
     return tenant.put_order(
         lines=[{"line_id": "l1", "sku": "A", "title": "A", "quantity": quantity, "unit_price": unit_price}],
-        shipping_total=0, payment={"gateway": "stripe", "reference": reference, "captured_amount": captured},
+        shipping_total=0, payment=payment(captured),
     )
 
 
@@ -81,7 +81,7 @@ def test_a_raised_money_override_is_paid_on_receipt_and_audited(tenant: Tenant) 
 
 def test_keep_the_item_with_store_credit_can_be_approved(tenant: Tenant) -> None:
     """Found by the review: a kept item paid in store credit could never be approved (409)."""
-    order = _one_line_order(tenant, 300, 300, reference="pi_keep_sc")
+    order = _one_line_order(tenant, 300, 300)
     case = tenant.open_case(order["order_id"], items=[{"line_id": "l1", "quantity": 1, "reason": "wrong_item"}],
                             resolution="store_credit").json()
     assert case["decision"]["keep_item"] is True and case["state"] == "pending_review"
@@ -99,7 +99,7 @@ def test_the_sku_summary_of_huge_but_valid_amounts_is_no_500(tenant: Tenant) -> 
     big = 10**13
     lines = [{"line_id": f"l{i}", "sku": "BIG", "title": "Big", "quantity": 100_000, "unit_price": big} for i in range(10)]
     order = tenant.put_order(lines=lines, shipping_total=0,
-                             payment={"gateway": "stripe", "reference": "pi_big", "captured_amount": big})
+                             payment=payment(big))
     items = [{"line_id": f"l{i}", "quantity": 100_000, "reason": "wrong_item"} for i in range(10)]
     case = tenant.open_case(order["order_id"], items=items).json()
     approved = tenant.agent.post(f"/admin/v1/cases/{case['id']}/approve",
@@ -125,7 +125,7 @@ def test_concurrent_receive_and_cancel_of_one_case_leave_one_outcome(tenant: Ten
     """A cancel racing the receipt: either the case is cancelled with no refund, or it is
     received with one refund; never a cancelled case whose refund still pays."""
     for _ in range(5):
-        order = _one_line_order(tenant, 1999, 5000, reference=f"pi_rc_{tenant.merchant_id}")
+        order = _one_line_order(tenant, 1999, 5000)
         case = tenant.open_case(order["order_id"]).json()
         assert case["state"] == "approved"
 
@@ -151,7 +151,7 @@ def test_concurrent_order_puts_and_case_opens_never_let_the_capture_drop_below_r
     live promises never exceed the stored capture."""
     order = tenant.put_order(
         lines=[{"line_id": "l1", "sku": "A", "title": "A", "quantity": 5, "unit_price": 1000}],
-        shipping_total=0, payment={"gateway": "stripe", "reference": "pi_race", "captured_amount": 5000},
+        shipping_total=0, payment=payment(5000),
     )
     body = tenant.storefront.get(f"/v1/orders/{order['order_id']}").json()
 
@@ -160,7 +160,7 @@ def test_concurrent_order_puts_and_case_opens_never_let_the_capture_drop_below_r
             "currency": "EUR", "placed_at": body["placed_at"], "delivered_at": body["delivered_at"],
             "customer": body["customer"], "shipping_total": 0,
             "lines": [{"line_id": "l1", "sku": "A", "title": "A", "quantity": 5, "unit_price": 1000}],
-            "payment": {"gateway": "stripe", "reference": "pi_race", "captured_amount": 500 * i},
+            "payment": {**body["payment"], "captured_amount": 500 * i},
         }
         return tenant.storefront.put(f"/v1/orders/{order['order_id']}", json=lowered)
 

@@ -16,7 +16,7 @@ import pytest
 
 from tests.e2e.test_report_additions import agents_may_read_reports  # noqa: F401 - the service opening reports to agents
 from tests.support.flows import failed_refund
-from tests.support.tenants import Tenant, _with_database
+from tests.support.tenants import Tenant, _with_database, payment
 from tests.support.waiting import eventually
 
 OTHER_L1 = [{"line_id": "l1", "quantity": 1, "reason": "other", "note": "the colour is not what I expected"}]
@@ -282,7 +282,7 @@ def test_a_store_credit_bonus_does_not_use_up_what_was_captured(tenant: Tenant) 
     Right: only what the case pays back of the customer's money counts against the capture (the
     credit without its bonus), and the wrong-item case is quoted 19.95 EUR."""
     assert tenant.admin.put("/admin/v1/policy", json={"rules": {"store_credit_bonus": {"percent": 100}}}).status_code == 200
-    order = tenant.put_order(payment={"gateway": "stripe", "reference": "pi_b", "captured_amount": 1999 + 1500 + 495})
+    order = tenant.put_order(payment=payment(1999 + 1500 + 495))
     credit = tenant.open_case(order["order_id"], resolution="store_credit").json()
     assert credit["money"]["store_credit_total"] == 2 * (1999 - 500)
     wrong = tenant.open_case(order["order_id"], items=[{"line_id": "l2", "quantity": 1, "reason": "wrong_item"}]).json()
@@ -293,7 +293,7 @@ def test_with_a_store_credit_bonus_the_capture_still_caps_the_order_s_other_case
     """The bonus is left out of what was paid back, never what was: the credit's 14.99 of the
     customer's money counts, so a second case is capped at the 10.01 the 25.00 capture has left."""
     assert tenant.admin.put("/admin/v1/policy", json={"rules": {"store_credit_bonus": {"percent": 100}}}).status_code == 200
-    order = tenant.put_order(payment={"gateway": "stripe", "reference": "pi_c", "captured_amount": 2500})
+    order = tenant.put_order(payment=payment(2500))
     credit = tenant.open_case(order["order_id"], resolution="store_credit").json()
     assert (credit["money"]["store_credit_total"], credit["money"]["store_credit_bonus"]) == (2 * 1499, 1499)
     wrong = tenant.open_case(order["order_id"], items=[{"line_id": "l2", "quantity": 1, "reason": "wrong_item"}]).json()
@@ -416,7 +416,7 @@ def test_a_policy_that_stops_pricing_a_currency_leaves_open_cases_alone(tenant: 
     zar = {"return_shipping": {"label_cost": {"EUR": 500, "ZAR": 9000}}, "exchange_shipping": {"cost": {"EUR": 1000, "ZAR": 18_000}},
            "auto_approve": {"max_amount": {"EUR": 10_000, "ZAR": 200_000}}}
     assert tenant.admin.put("/admin/v1/policy", json={"rules": zar}).status_code == 200
-    order = tenant.put_order(currency="ZAR", payment={"gateway": "stripe", "reference": "pi_z", "captured_amount": 20_000},
+    order = tenant.put_order(currency="ZAR", payment=payment(20_000),
                              lines=[{"line_id": "l1", "sku": "A", "title": "A", "quantity": 1, "unit_price": 15_000}])
     case = tenant.open_case(order["order_id"], items=OTHER_L1).json()
     assert case["money"]["return_shipping"]["undecided_share"] == 9000
@@ -454,7 +454,7 @@ def test_the_decided_money_is_what_is_refunded_with_an_override_and_a_second_cas
     """Two cases on one order, the first ``other`` decided merchant's (so its shipping refund)
     with a lowered money override: the second (merchant-responsible too) gets no second shipping
     refund, each refund is its case's ``refund_total``, and together they stay within the capture."""
-    order = tenant.put_order(payment={"gateway": "stripe", "reference": "pi_two", "captured_amount": 1999 + 1500 + 495})
+    order = tenant.put_order(payment=payment(1999 + 1500 + 495))
     first = tenant.open_case(order["order_id"], items=OTHER_L1).json()
     approved = tenant.agent.post(f"/admin/v1/cases/{first['id']}/approve", json={
         "responsibility": [{"line_id": "l1", "responsibility": "merchant"}],
@@ -480,7 +480,7 @@ def test_concurrent_approvals_of_other_cases_refund_the_shipping_once(tenant: Te
     """Three ``other`` cases on one order approved at once, each by default the merchant's: the
     order's original shipping is refunded on exactly one, and together they promise the capture."""
     captured = 2 * 1999 + 1500 + 495
-    order = tenant.put_order(payment={"gateway": "stripe", "reference": "pi_3", "captured_amount": captured})
+    order = tenant.put_order(payment=payment(captured))
     lines = ("l1", "l1", "l2")
     cases = [tenant.open_case(order["order_id"], items=[{**OTHER_L1[0], "line_id": line}]).json() for line in lines]
 

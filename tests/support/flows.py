@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import secrets
+from typing import Any
+
 from tests.fakes.stripe_server import FakeStripe
-from tests.support.tenants import Tenant
+from tests.support.tenants import Tenant, order_body, payment
+from tests.support.waiting import eventually
+
+LAMP = 1999  # the one line of ``lamp_order``
+LAMP_CAPTURED = LAMP + 495  # what its payment captured: the lamp and the shipping
 
 # The body of an exchange of one t-shirt for a larger one (the order of ``Tenant.put_order``).
 EXCHANGE = {
@@ -21,7 +28,7 @@ def received_return(shop: Tenant, fake: FakeStripe, amount: int = 1999, *, pi: s
         fake.add_payment_intent(pi, amount=amount + 495)
     order = shop.put_order(
         lines=[{"line_id": "l1", "sku": "A", "title": "A", "quantity": 1, "unit_price": amount}],
-        payment={"gateway": "stripe", "reference": pi, "captured_amount": amount + 495},
+        payment=payment(amount + 495, pi),
     )
     case = shop.open_case(order["order_id"]).json()
     assert case["state"] == "approved"
@@ -48,13 +55,47 @@ def cases_of_every_kind(tenant: Tenant) -> None:
                      items=[{"line_id": "l2", "quantity": 1, "reason": "defective"}])
 
 
+def lamp_order(pi: str, customer: dict[str, str] | None = None) -> dict[str, Any]:
+    """An order of one lamp, paid with ``pi`` (``LAMP_CAPTURED``)."""
+    return order_body(
+        lines=[{"line_id": "l1", "sku": "LAMP", "title": "Lamp", "quantity": 1, "unit_price": LAMP}],
+        payment=payment(LAMP_CAPTURED, pi),
+        **({"customer": customer} if customer else {}),
+    )
+
+
+def sold(shop: Tenant, pi: str, customer: dict[str, str] | None = None, order_id: str | None = None) -> str:
+    """A ``lamp_order`` of ``shop`` (``order_id`` stored again): its id, or "" when the service
+    refused it."""
+    order_id = order_id or f"o_{secrets.token_hex(4)}"
+    answer = shop.storefront.put(f"/v1/orders/{order_id}", json=lamp_order(pi, customer))
+    assert answer.status_code < 500, answer.text
+    return order_id if answer.status_code in (200, 201) else ""
+
+
+def refund_through(shop: Tenant, order_id: str) -> None:
+    """Open a return of the order's lamp, receive it, and wait until its refunds (if any) left
+    ``pending`` and ``submitted``: the gateway has had its say."""
+    case = shop.open_case(order_id)
+    if case.status_code != 201 or case.json()["state"] != "approved":
+        return
+    case_id = case.json()["id"]
+    received = shop.agent.post(f"/admin/v1/cases/{case_id}/receive",
+                               json={"items": [{"line_id": "l1", "quantity": 1, "condition": "as_new"}]})
+    assert received.status_code < 500, received.text
+
+    def settled() -> bool:
+        refunds = shop.agent.get(f"/admin/v1/cases/{case_id}").json()["refunds"]
+        return all(r["status"] not in ("pending", "submitted") for r in refunds)
+
+    eventually(settled)
+
+
 def failed_refund(tenant: Tenant) -> dict:
     """A received return whose refund the simulated gateway declines (amounts ending in 13 are
     declined): the case a console must put in front of the agent. Answers the case as it stands."""
-    from tests.support.waiting import eventually
-
     order = tenant.put_order(lines=[{"line_id": "l1", "sku": "A", "title": "Lamp", "quantity": 1, "unit_price": 2513}],
-                             shipping_total=0, payment={"gateway": "stripe", "reference": "pi_r", "captured_amount": 6000})
+                             shipping_total=0, payment=payment(6000))
     case = tenant.open_case(order["order_id"], items=[{"line_id": "l1", "quantity": 1, "reason": "wrong_item"}]).json()
     tenant.agent.post(f"/admin/v1/cases/{case['id']}/approve",
                       json={"overrides": [{"rule": "photo_evidence", "reason": "seen in store"}]})

@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from tests.support.tenants import Tenant
+from tests.support.tenants import Tenant, payment
 from tests.support.waiting import eventually
 
 CUSTOMER_ADDRESS = {"name": "Ann Lee", "street1": "Rue de Rivoli 5", "city": "Paris", "zip": "75001", "country": "FR"}
@@ -57,7 +57,7 @@ def case_for_review(shop: Tenant, shipping_address: dict[str, str]) -> dict[str,
     order = shop.put_order(
         shipping_address=shipping_address,
         lines=[{"line_id": "l1", "sku": "TV", "title": "TV", "quantity": 1, "unit_price": 30000, "category": "tv"}],
-        payment={"gateway": "stripe", "reference": "pi_tv", "captured_amount": 30000},
+        payment=payment(30000),
     )
     case = shop.open_case(order["order_id"]).json()
     assert case["state"] == "pending_review", case

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from tests.support.images import encode, photo
-from tests.support.tenants import Tenant, _with_database
+from tests.support.tenants import Tenant, _with_database, payment
 from tests.support.waiting import eventually
 
 if TYPE_CHECKING:
@@ -40,8 +40,7 @@ def seed(tenant: Tenant) -> list[dict]:
     closed = []
     for days_ago, currency, items, rating in RETURNS:
         captured = sum(line["quantity"] * line["unit_price"] for line in LINES) + 495
-        payment = {"gateway": "stripe", "reference": "pi_r", "captured_amount": captured}
-        order = tenant.put_order(currency=currency, lines=LINES, payment=payment)
+        order = tenant.put_order(currency=currency, lines=LINES, payment=payment(captured))
         body = [{"line_id": line, "quantity": quantity, "reason": reason} for line, quantity, reason in items]
         case = tenant.open_case(order["order_id"], items=body).json()
         if case["state"] == "pending_review":  # merchant-responsible reasons want a photo
