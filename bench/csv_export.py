@@ -67,8 +67,9 @@ def export(base: str, key: str, params: dict[str, str]) -> tuple[int, int, int, 
     exponent = {"JPY": 0, "KWD": 3}
     started = time.perf_counter()
     rows = size = total = 0
-    with httpx.stream("GET", f"{base}/finance/v1/refunds.csv", params=params,
-                      headers={"Authorization": f"Bearer {key}"}, timeout=600) as response:
+    with httpx.stream(
+        "GET", f"{base}/finance/v1/refunds.csv", params=params, headers={"Authorization": f"Bearer {key}"}, timeout=600
+    ) as response:
         response.raise_for_status()
 
         def lines():
@@ -89,7 +90,9 @@ def export(base: str, key: str, params: dict[str, str]) -> tuple[int, int, int, 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=50_000)
-    parser.add_argument("--database", default=os.environ.get("RETURNS_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test"))
+    parser.add_argument(
+        "--database", default=os.environ.get("RETURNS_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+    )
     args = parser.parse_args()
 
     name = f"returns_bench_{secrets.token_hex(4)}"
@@ -99,14 +102,25 @@ def main() -> None:
     port = 18_000 + secrets.randbelow(1000)
     try:
         subprocess.run([sys.executable, "-m", "service.cli", "migrate"], env=env, check=True, cwd=ROOT, capture_output=True)
-        key = subprocess.run(
-            [sys.executable, "-m", "service.cli", "keys", "create", "--merchant", "m_bench", "--role", "finance"],
-            env=env, check=True, cwd=ROOT, capture_output=True, text=True,
-        ).stdout.strip().splitlines()[-1]
+        key = (
+            subprocess.run(
+                [sys.executable, "-m", "service.cli", "keys", "create", "--merchant", "m_bench", "--role", "finance"],
+                env=env,
+                check=True,
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+            )
+            .stdout.strip()
+            .splitlines()[-1]
+        )
         expected = asyncio.run(load(url, "m_bench", args.rows))
         server = subprocess.Popen(
-            [sys.executable, "-m", "service.cli", "serve", "--port", str(port)], env=env, cwd=ROOT,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [sys.executable, "-m", "service.cli", "serve", "--port", str(port)],
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         base = f"http://127.0.0.1:{port}"
         try:
@@ -133,7 +147,9 @@ def main() -> None:
         print(f"amounts parsed back     {'all equal':>12}   (sum of minor units {total:,})")
         print(f"server RSS idle         {rss_idle / 1024:>12.1f} MiB")
         print(f"server peak, {small[0]:,} rows {peak_small / 1024:>8.1f} MiB")
-        print(f"server peak, {rows:,} rows {peak_full / 1024:>7.1f} MiB   (growth {(peak_full - peak_small) / 1024:.1f} MiB for {rows - small[0]:,} more rows)")
+        print(
+            f"server peak, {rows:,} rows {peak_full / 1024:>7.1f} MiB   (growth {(peak_full - peak_small) / 1024:.1f} MiB for {rows - small[0]:,} more rows)"
+        )
     finally:
         asyncio.run(_admin(args.database, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 

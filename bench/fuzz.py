@@ -50,11 +50,31 @@ def run_role(base: str, key: str, role: str, args: argparse.Namespace) -> dict:
     folder.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     subprocess.run(
-        [sys.executable, "-m", "schemathesis.cli", "run", str(ROOT / "openapi" / "openapi.json"), "--url", base,
-         "-H", f"Authorization: Bearer {key}", "--checks", args.checks, "--max-examples", str(args.examples),
-         "--phases", "examples,coverage,fuzzing,stateful", "--report", "ndjson,junit", "--report-dir", str(folder),
-         "--no-color"],
-        cwd=ROOT, stdout=(folder / "output.txt").open("w"), stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "schemathesis.cli",
+            "run",
+            str(ROOT / "openapi" / "openapi.json"),
+            "--url",
+            base,
+            "-H",
+            f"Authorization: Bearer {key}",
+            "--checks",
+            args.checks,
+            "--max-examples",
+            str(args.examples),
+            "--phases",
+            "examples,coverage,fuzzing,stateful",
+            "--report",
+            "ndjson,junit",
+            "--report-dir",
+            str(folder),
+            "--no-color",
+        ],
+        cwd=ROOT,
+        stdout=(folder / "output.txt").open("w"),
+        stderr=subprocess.STDOUT,
     )
     return {"seconds": time.perf_counter() - started, **summarise(folder)}
 
@@ -74,20 +94,31 @@ def main() -> None:
     parser.add_argument("--roles", default=",".join(ROLES))
     parser.add_argument("--checks", default="all")
     parser.add_argument("--reports", default=str(ROOT / ".schemathesis" / "fuzz"))
-    parser.add_argument("--database", default=os.environ.get("RETURNS_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test"))
+    parser.add_argument(
+        "--database", default=os.environ.get("RETURNS_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+    )
     args = parser.parse_args()
     name = f"returns_fuzz_{secrets.token_hex(4)}"
     asyncio.run(_admin(args.database, f'CREATE DATABASE "{name}"'))
     database_url = _with_database(args.database, name)
-    env = {**os.environ, "RETURNS_DATABASE_URL": database_url, "RETURNS_LOG_FORMAT": "json",
-           "STRIPE_WEBHOOK_SECRET": "whsec_fuzz"}
+    env = {
+        **os.environ,
+        "RETURNS_DATABASE_URL": database_url,
+        "RETURNS_LOG_FORMAT": "json",
+        "STRIPE_WEBHOOK_SECRET": "whsec_fuzz",
+    }
     port = 20_000 + secrets.randbelow(1000)
     server = None
     results = {}
     try:
         subprocess.run([sys.executable, "-m", "service.cli", "migrate"], env=env, check=True, cwd=ROOT, capture_output=True)
-        server = subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--port", str(port)], env=env, cwd=ROOT,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        server = subprocess.Popen(
+            [sys.executable, "-m", "service.cli", "serve", "--port", str(port)],
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         base = f"http://127.0.0.1:{port}"
         wait_ready(base)
         tenant = Tenant(base, database_url, merchant_id="m_fuzz")

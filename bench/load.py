@@ -52,7 +52,9 @@ async def iteration(session: aiohttp.ClientSession, base: str, keys: dict[str, s
     body = order_body()
     body["customer"] = {"id": f"cus_{tag}", "email": "a@example.com"}
 
-    async def call(method: str, path: str, headers: dict[str, str], json: Any = None, expect: tuple[int, ...] = (200, 201)) -> Any:
+    async def call(
+        method: str, path: str, headers: dict[str, str], json: Any = None, expect: tuple[int, ...] = (200, 201)
+    ) -> Any:
         started = time.perf_counter()
         async with session.request(method, base + path, headers=headers, json=json) as response:
             payload = await response.json()
@@ -62,10 +64,16 @@ async def iteration(session: aiohttp.ClientSession, base: str, keys: dict[str, s
             return payload
 
     await call("PUT", f"/v1/orders/{order_id}", store, body)
-    case = await call("POST", "/v1/cases", store, {
-        "order_id": order_id, "type": "return",
-        "items": [{"line_id": "l1", "quantity": 1, "reason": "other", "note": "bench"}],
-    })
+    case = await call(
+        "POST",
+        "/v1/cases",
+        store,
+        {
+            "order_id": order_id,
+            "type": "return",
+            "items": [{"line_id": "l1", "quantity": 1, "reason": "other", "note": "bench"}],
+        },
+    )
     await call("GET", f"/v1/cases/{case['id']}", store)
     await call("POST", f"/admin/v1/cases/{case['id']}/approve", agent, {"note": "ok"})
     await call("GET", "/admin/v1/cases?limit=20", agent)
@@ -155,7 +163,9 @@ async def _replay(conn: asyncpg.Connection, query: str, args: tuple, swap: dict[
         await conn.fetch(query, *(_fresh(a, swap) for a in args))
 
 
-async def ceiling(url: str, recorded: list[list[tuple[str, tuple]]], concurrency: int, seconds: float) -> tuple[float, list[float]]:
+async def ceiling(
+    url: str, recorded: list[list[tuple[str, tuple]]], concurrency: int, seconds: float
+) -> tuple[float, list[float]]:
     """The recorded statements through a bare pool, per request on one connection, with the
     iteration's ids made fresh (the ids the recording used are swapped in every string)."""
     case_id = next(a for q, args in recorded[1] for a in args if isinstance(a, str) and a.startswith("case_"))
@@ -207,15 +217,22 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--levels", default="1,8,32")
     parser.add_argument("--workers", type=int, default=1, help="API processes of the service")
-    parser.add_argument("--database", default=os.environ.get("RETURNS_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test"))
+    parser.add_argument(
+        "--database", default=os.environ.get("RETURNS_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+    )
     args = parser.parse_args()
     levels = [int(level) for level in args.levels.split(",")]
 
     name = f"returns_load_{secrets.token_hex(4)}"
     asyncio.run(_admin(args.database, f'CREATE DATABASE "{name}"'))
     url = _with_database(args.database, name)
-    env = {**os.environ, "RETURNS_DATABASE_URL": url, "RETURNS_RUN_WORKER": "0", "RETURNS_LOG_FORMAT": "json",
-           "RETURNS_DB_POOL_MAX": str(max(levels) + 4)}
+    env = {
+        **os.environ,
+        "RETURNS_DATABASE_URL": url,
+        "RETURNS_RUN_WORKER": "0",
+        "RETURNS_LOG_FORMAT": "json",
+        "RETURNS_DB_POOL_MAX": str(max(levels) + 4),
+    }
     port = 19_000 + secrets.randbelow(1000)
     server = None
     try:
@@ -223,28 +240,42 @@ def main() -> None:
         keys = {
             role: subprocess.run(
                 [sys.executable, "-m", "service.cli", "keys", "create", "--merchant", "m_bench", "--role", role],
-                env=env, check=True, cwd=ROOT, capture_output=True, text=True,
-            ).stdout.strip().splitlines()[-1]
+                env=env,
+                check=True,
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+            )
+            .stdout.strip()
+            .splitlines()[-1]
             for role in ("storefront", "agent")
         }
         recorded = record(url, keys)
         statements = sum(len(r) for r in recorded)
         server = subprocess.Popen(
             [sys.executable, "-m", "service.cli", "serve", "--port", str(port), "--workers", str(args.workers)],
-            env=env, cwd=ROOT,
-            stdout=subprocess.DEVNULL, stderr=open("/tmp/returns-bench-serve.log", "w"),  # noqa: SIM115  # the server's, until it stops
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=open("/tmp/returns-bench-serve.log", "w"),  # noqa: SIM115  # the server's, until it stops
         )
         base = f"http://127.0.0.1:{port}"
         asyncio.run(_wait_ready(base))
         print(f"mix per iteration: {', '.join(MIX)}; {statements} SQL statements recorded for its {len(recorded)} requests")
-        print(f"{'clients':>7} {'service req/s':>14} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'ceiling req/s':>14} {'p99 ms':>8} {'ratio':>6}")
+        print(
+            f"{'clients':>7} {'service req/s':>14} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'ceiling req/s':>14} {'p99 ms':>8} {'ratio':>6}"
+        )
         for level in levels:
             rate, timings = asyncio.run(drive(base, keys, level, args.seconds))
             top, bare = asyncio.run(ceiling(url, recorded, level, args.seconds))
-            print(f"{level:>7} {rate:>14.0f} {percentile(timings, 50):>8.1f} {percentile(timings, 95):>8.1f} "
-                  f"{percentile(timings, 99):>8.1f} {top:>14.0f} {percentile(bare, 99):>8.1f} {rate / top:>6.2f}")
-        print(f"service peak RSS: {peak_rss_mib(server.pid) + sum(peak_rss_mib(c) for c in _children(server.pid)):.1f} MiB"
-              f" ({args.workers} API process(es))")
+            print(
+                f"{level:>7} {rate:>14.0f} {percentile(timings, 50):>8.1f} {percentile(timings, 95):>8.1f} "
+                f"{percentile(timings, 99):>8.1f} {top:>14.0f} {percentile(bare, 99):>8.1f} {rate / top:>6.2f}"
+            )
+        print(
+            f"service peak RSS: {peak_rss_mib(server.pid) + sum(peak_rss_mib(c) for c in _children(server.pid)):.1f} MiB"
+            f" ({args.workers} API process(es))"
+        )
     finally:
         if server is not None:
             server.terminate()

@@ -52,10 +52,15 @@ async def prepare(database_url: str, refunds: int, accounts: int) -> None:
 
 def start_worker(database_url: str, latency_ms: int) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RETURNS_", "STRIPE_"))}
-    env.update(RETURNS_DATABASE_URL=database_url, RETURNS_SIMULATED_LATENCY_MS=str(latency_ms),
-               RETURNS_LOG_FORMAT="json", RETURNS_WORKER_IDLE_SECONDS="0.1")
-    return subprocess.Popen([sys.executable, "-m", "service.cli", "worker"], env=env, cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env.update(
+        RETURNS_DATABASE_URL=database_url,
+        RETURNS_SIMULATED_LATENCY_MS=str(latency_ms),
+        RETURNS_LOG_FORMAT="json",
+        RETURNS_WORKER_IDLE_SECONDS="0.1",
+    )
+    return subprocess.Popen(
+        [sys.executable, "-m", "service.cli", "worker"], env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
 
 
 async def measure(database_url: str, refunds: int, latency_ms: int, workers: int) -> dict[str, float]:
@@ -94,17 +99,20 @@ def main() -> None:
     parser.add_argument("--accounts", default="1,20", help="scenarios: how many accounts share the refunds")
     parser.add_argument("--workers", type=int, default=1, help="worker processes side by side")
     args = parser.parse_args()
-    print(f"{args.refunds} refunds, simulated gateway latency {args.latency_ms} ms per call,"
-          f" {args.workers} worker process(es)")
-    print(f"{'accounts':>8} {'seconds':>8} {'refunds/s':>10} {'per account/s':>14} {'busiest account-second':>23} {'made once':>10}")
+    print(f"{args.refunds} refunds, simulated gateway latency {args.latency_ms} ms per call, {args.workers} worker process(es)")
+    print(
+        f"{'accounts':>8} {'seconds':>8} {'refunds/s':>10} {'per account/s':>14} {'busiest account-second':>23} {'made once':>10}"
+    )
     last = None
     for accounts in (int(a) for a in args.accounts.split(",")):
         with fresh_database() as database_url:
             asyncio.run(prepare(database_url, args.refunds, accounts))
             figures = asyncio.run(measure(database_url, args.refunds, args.latency_ms, args.workers))
         once = "yes" if figures["made"] == figures["total"] == args.refunds else f"NO ({figures['total']})"
-        print(f"{accounts:>8} {figures['elapsed']:>8.1f} {figures['rate']:>10.1f} {figures['rate'] / accounts:>14.1f}"
-              f" {figures['busiest']:>23} {once:>10}")
+        print(
+            f"{accounts:>8} {figures['elapsed']:>8.1f} {figures['rate']:>10.1f} {figures['rate'] / accounts:>14.1f}"
+            f" {figures['busiest']:>23} {once:>10}"
+        )
         last = (figures["rate"], accounts)
     assert last is not None
     print(f"dispatch: {last[0]:.0f} refunds/s across {last[1]} accounts")

@@ -28,8 +28,13 @@ def stripe_app(fake: FakeStripe, data_dir: Path, **settings: Any) -> Iterator[tu
 
     with fresh_database() as database_url:
         configured = Settings(
-            database_url=database_url, data_dir=data_dir, log_format="json",
-            stripe_api_key="sk_test_fake", stripe_api_base=fake.url, stripe_webhook_secret=SECRET, **settings,
+            database_url=database_url,
+            data_dir=data_dir,
+            log_format="json",
+            stripe_api_key="sk_test_fake",
+            stripe_api_base=fake.url,
+            stripe_webhook_secret=SECRET,
+            **settings,
         )
         with serve(build_app(configured)) as url:
             yield url, database_url
@@ -38,8 +43,9 @@ def stripe_app(fake: FakeStripe, data_dir: Path, **settings: Any) -> Iterator[tu
 def post_event(url: str, event_type: str, obj: dict, *, event_id: str, account: str | None = None) -> httpx.Response:
     """A Stripe event about ``obj`` signed with ``SECRET``, posted to the service at ``url``."""
     payload, signature = signed_event(event_type, obj, SECRET, event_id=event_id, account=account)
-    return httpx.post(f"{url}/webhooks/stripe", content=payload,
-                      headers={"Stripe-Signature": signature, "Content-Type": "application/json"})
+    return httpx.post(
+        f"{url}/webhooks/stripe", content=payload, headers={"Stripe-Signature": signature, "Content-Type": "application/json"}
+    )
 
 
 @pytest.fixture(scope="module")
@@ -50,8 +56,13 @@ def stripe_fake() -> Iterator[FakeStripe]:
 
 @pytest.fixture(scope="module")
 def stripe_service(stripe_fake: FakeStripe, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
-    with stripe_app(stripe_fake, tmp_path_factory.mktemp("stripe"), worker_idle_seconds=0.05,
-                    refund_poll_after_seconds=0.5, worker_poll_every_seconds=0.2) as service:
+    with stripe_app(
+        stripe_fake,
+        tmp_path_factory.mktemp("stripe"),
+        worker_idle_seconds=0.05,
+        refund_poll_after_seconds=0.5,
+        worker_poll_every_seconds=0.2,
+    ) as service:
         yield service
 
 

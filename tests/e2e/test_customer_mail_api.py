@@ -27,9 +27,16 @@ def mail_service(stripe_fake: FakeStripe, tmp_path_factory: pytest.TempPathFacto
 
     with smtp_server() as (inbox, smtp_url), fresh_database() as database_url:
         settings = Settings(
-            database_url=database_url, data_dir=tmp_path_factory.mktemp("mail"), log_format="json",
-            stripe_api_key="sk_test_fake", stripe_api_base=stripe_fake.url, smtp_url=smtp_url, public_url=PORTAL,
-            mail_from="returns@shop.example", worker_idle_seconds=0.05, worker_poll_every_seconds=0.2,
+            database_url=database_url,
+            data_dir=tmp_path_factory.mktemp("mail"),
+            log_format="json",
+            stripe_api_key="sk_test_fake",
+            stripe_api_base=stripe_fake.url,
+            smtp_url=smtp_url,
+            public_url=PORTAL,
+            mail_from="returns@shop.example",
+            worker_idle_seconds=0.05,
+            worker_poll_every_seconds=0.2,
         )
         with serve(build_app(settings)) as url:
             yield url, database_url, inbox
@@ -45,10 +52,17 @@ def tenant(mail_service: tuple[str, str, Inbox]) -> Iterator[Tenant]:
 
 def test_mail_settings_are_the_admins_and_checked(tenant: Tenant) -> None:
     assert tenant.admin.get("/admin/v1/mail-settings").json() == {
-        "sender_name": None, "reply_to": None, "default_language": "en", "return_address": None,
+        "sender_name": None,
+        "reply_to": None,
+        "default_language": "en",
+        "return_address": None,
     }
-    wanted = {"sender_name": "Shop Li", "reply_to": "help@shop.example", "default_language": "zh-CN",
-              "return_address": "1 Return Rd, Shanghai"}
+    wanted = {
+        "sender_name": "Shop Li",
+        "reply_to": "help@shop.example",
+        "default_language": "zh-CN",
+        "return_address": "1 Return Rd, Shanghai",
+    }
     assert tenant.agent.put("/admin/v1/mail-settings", json=wanted).status_code == 403
     saved = tenant.admin.put("/admin/v1/mail-settings", json=wanted)
     assert saved.status_code == 200 and saved.json() == wanted

@@ -15,12 +15,16 @@ def test_the_etag_is_the_version_moves_with_each_action_and_guards_if_match(tena
     assert seen.headers["etag"] == f'"{seen.json()["version"]}"'
     assert tenant.storefront.get(f"/v1/cases/{case_id}").headers["etag"] == seen.headers["etag"]
 
-    noted = tenant.agent.post(f"/admin/v1/cases/{case_id}/notes", json={"text": "one"}, headers={"If-Match": seen.headers["etag"]})
+    noted = tenant.agent.post(
+        f"/admin/v1/cases/{case_id}/notes", json={"text": "one"}, headers={"If-Match": seen.headers["etag"]}
+    )
     assert noted.status_code == 200, noted.text
     assert noted.headers["etag"] == f'"{noted.json()["version"]}"' != seen.headers["etag"]
     assert tenant.agent.get(f"/admin/v1/cases/{case_id}").headers["etag"] == noted.headers["etag"]
 
-    stale = tenant.agent.post(f"/admin/v1/cases/{case_id}/notes", json={"text": "two"}, headers={"If-Match": seen.headers["etag"]})
+    stale = tenant.agent.post(
+        f"/admin/v1/cases/{case_id}/notes", json={"text": "two"}, headers={"If-Match": seen.headers["etag"]}
+    )
     assert stale.status_code == 412 and stale.json()["code"] == "version_conflict" and "etag" not in stale.headers
     weak = tenant.agent.post(f"/admin/v1/cases/{case_id}/approve", json={}, headers={"If-Match": "W/" + noted.headers["etag"]})
     assert weak.status_code == 200 and weak.json()["state"] == "approved", weak.text

@@ -103,10 +103,7 @@ def seeded(tenant: Tenant) -> Iterator[Tenant]:
                 "captured_amount": sum(q * p for _, q, p, _ in lines),
             },
         )
-        items = [
-            {"line_id": f"l{i}", "quantity": quantity, "reason": reason}
-            for i, (_, quantity, _, reason) in enumerate(lines)
-        ]
+        items = [{"line_id": f"l{i}", "quantity": quantity, "reason": reason} for i, (_, quantity, _, reason) in enumerate(lines)]
         answer = tenant.open_case(order["order_id"], items=items)
         assert answer.status_code == 201, answer.text
         case = answer.json()
@@ -174,20 +171,12 @@ def _shares(amount: int, weights: list[int]) -> list[int]:
 
 def _expected(tenant: Tenant, group_by: str) -> dict[tuple[str, str], dict[str, int]]:
     refunds = _ledger(tenant, created_from=MONTH["from"], created_to=MONTH["to"])
-    cases = {
-        r["case_id"]: tenant.agent.get(f"/admin/v1/cases/{r['case_id']}").json()
-        for r in refunds
-    }
-    rows: dict[tuple[str, str], dict[str, Any]] = defaultdict(
-        lambda: defaultdict(int) | {"ids": {}, "lines": set()}
-    )
+    cases = {r["case_id"]: tenant.agent.get(f"/admin/v1/cases/{r['case_id']}").json() for r in refunds}
+    rows: dict[tuple[str, str], dict[str, Any]] = defaultdict(lambda: defaultdict(int) | {"ids": {}, "lines": set()})
     money = {"succeeded": "refunded", "failed": "failed_amount", "pending": "in_flight"}
     for refund in refunds:
         case = cases[refund["case_id"]]
-        lines = [
-            (line, line["received_quantity"] or line["quantity"])
-            for line in case["items"]
-        ]
+        lines = [(line, line["received_quantity"] or line["quantity"]) for line in case["items"]]
         for (line, quantity), share in zip(
             lines,
             _shares(refund["amount"], [q * line["unit_price"] for line, q in lines]),
@@ -213,23 +202,15 @@ def _expected(tenant: Tenant, group_by: str) -> dict[tuple[str, str], dict[str, 
             "succeeded": sum(s == "succeeded" for s in row["ids"].values()),
             "failed": sum(s == "failed" for s in row["ids"].values()),
             **{name: row[name] for name in ("refunded", "failed_amount", "in_flight")},
-            **(
-                {"items": row["items"], "item_value": row["item_value"]}
-                if group_by == "sku"
-                else {}
-            ),
+            **({"items": row["items"], "item_value": row["item_value"]} if group_by == "sku" else {}),
         }
         for key, row in rows.items()
     }
 
 
 @pytest.mark.parametrize("group_by", ["sku", "reason", "day", "currency", "type"])
-def test_every_summary_equals_the_ledger_split_over_the_cases_lines(
-    seeded: Tenant, group_by: str
-) -> None:
-    answer = seeded.finance.get(
-        "/finance/v1/reports/summary", params={**MONTH, "group_by": group_by}
-    )
+def test_every_summary_equals_the_ledger_split_over_the_cases_lines(seeded: Tenant, group_by: str) -> None:
+    answer = seeded.finance.get("/finance/v1/reports/summary", params={**MONTH, "group_by": group_by})
     assert answer.status_code == 200, answer.text
     report = answer.json()
     assert (report["from"], report["to"]) == (
@@ -245,17 +226,12 @@ def test_every_summary_equals_the_ledger_split_over_the_cases_lines(
         "in_flight",
     ]
     fields += ["items", "item_value"] if group_by == "sku" else []
-    got = {
-        (row["key"], row["currency"]): {name: row[name] for name in fields}
-        for row in report["rows"]
-    }
+    got = {(row["key"], row["currency"]): {name: row[name] for name in fields} for row in report["rows"]}
     assert got == _expected(seeded, group_by)
 
     # the properties behind it: per currency the groups add up to the ledger, to the unit
     ledger = _ledger(seeded, created_from=MONTH["from"], created_to=MONTH["to"])
-    assert len({r["case_id"] for r in ledger}) == len(SEED) and {
-        r["currency"] for r in ledger
-    } == {"EUR", "USD", "JPY"}
+    assert len({r["case_id"] for r in ledger}) == len(SEED) and {r["currency"] for r in ledger} == {"EUR", "USD", "JPY"}
     for currency in ("EUR", "USD", "JPY"):
         ours = [r for r in ledger if r["currency"] == currency]
         rows = [row for row in report["rows"] if row["currency"] == currency]
@@ -264,9 +240,7 @@ def test_every_summary_equals_the_ledger_split_over_the_cases_lines(
             ("failed", "failed_amount"),
             ("pending", "in_flight"),
         ):
-            assert sum(row[field] for row in rows) == sum(
-                r["amount"] for r in ours if r["status"] == status
-            )
+            assert sum(row[field] for row in rows) == sum(r["amount"] for r in ours if r["status"] == status)
 
 
 def test_a_two_sku_refund_is_counted_once_across_its_skus(tenant: Tenant) -> None:
@@ -295,9 +269,7 @@ def test_a_two_sku_refund_is_counted_once_across_its_skus(tenant: Tenant) -> Non
             )
         ],
     )
-    rows = tenant.finance.get(
-        "/finance/v1/reports/summary", params={"group_by": "sku"}
-    ).json()["rows"]
+    rows = tenant.finance.get("/finance/v1/reports/summary", params={"group_by": "sku"}).json()["rows"]
     assert sum(row["refunded"] for row in rows) == 5297
     tshirt, mug = _shares(5297, [2 * 1999, 1500])
     assert {row["key"]: row["refunded"] for row in rows} == {
@@ -312,12 +284,8 @@ def test_reports_default_to_the_last_30_days(tenant: Tenant) -> None:
     for path in ("/finance/v1/reports/summary", "/finance/v1/reports/reasons"):
         answer = tenant.finance.get(path)  # the README's own example: no period at all
         assert answer.status_code == 200, answer.text
-        since, until = (
-            datetime.fromisoformat(answer.json()[name]) for name in ("from", "to")
-        )
-        assert before <= until <= datetime.now(UTC) and until - since == timedelta(
-            days=30
-        )
+        since, until = (datetime.fromisoformat(answer.json()[name]) for name in ("from", "to"))
+        assert before <= until <= datetime.now(UTC) and until - since == timedelta(days=30)
         only_to = tenant.finance.get(path, params={"to": "2026-03-01"}).json()
         assert (only_to["from"], only_to["to"]) == (
             "2026-01-31T00:00:00Z",
@@ -329,33 +297,19 @@ def test_plain_dates_take_whole_days_and_bounds_the_wrong_way_round_name_from(
     seeded: Tenant,
 ) -> None:
     last_day = _ledger(seeded, created_from="2026-10-31", created_to="2026-10-31")
-    assert [r["currency"] for r in last_day] == ["USD"], (
-        "a plain created_to takes that whole day"
-    )
-    assert (
-        _ledger(seeded, created_from="2026-10-31T12:00:01Z", created_to="2026-10-31")
-        == []
-    )
+    assert [r["currency"] for r in last_day] == ["USD"], "a plain created_to takes that whole day"
+    assert _ledger(seeded, created_from="2026-10-31T12:00:01Z", created_to="2026-10-31") == []
     for path in ("/finance/v1/reports/summary", "/finance/v1/reports/reasons"):
-        day = seeded.finance.get(
-            path, params={"from": "2026-10-31", "to": "2026-10-31"}
-        ).json()
+        day = seeded.finance.get(path, params={"from": "2026-10-31", "to": "2026-10-31"}).json()
         assert (day["from"], day["to"]) == (
             "2026-10-31T00:00:00Z",
             "2026-11-01T00:00:00Z",
         )
-        backwards = seeded.finance.get(
-            path, params={"from": "2026-11-02", "to": "2026-11-01"}
-        )
-        assert (
-            backwards.status_code == 422
-            and backwards.json()["errors"][0]["field"] == "from"
-        ), backwards.text
+        backwards = seeded.finance.get(path, params={"from": "2026-11-02", "to": "2026-11-01"})
+        assert backwards.status_code == 422 and backwards.json()["errors"][0]["field"] == "from", backwards.text
         for bad in ("2026-13-01", "2026-02-30", "26-01-01", "9999-12-31"):
             refused = seeded.finance.get(path, params={"from": "2026-01-01", "to": bad})
-            assert refused.status_code == 422 and [
-                e["field"] for e in refused.json()["errors"]
-            ] == ["to"], (bad, refused.text)
+            assert refused.status_code == 422 and [e["field"] for e in refused.json()["errors"]] == ["to"], (bad, refused.text)
     # bodies keep to RFC 3339 times: a reconciliation's period is exact
     body = seeded.finance.post(
         "/finance/v1/reconciliations",

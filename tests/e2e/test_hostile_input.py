@@ -68,8 +68,11 @@ def test_a_deeply_nested_signed_gateway_event_is_a_400(base_url: str) -> None:
     from tests.fakes.stripe_server import sign_webhook
 
     for body in DEEP_JSON.values():
-        answer = httpx.post(f"{base_url}/webhooks/stripe", content=body, headers={
-            "Stripe-Signature": sign_webhook(body, "whsec_main_test_server"), "Content-Type": "application/json"})
+        answer = httpx.post(
+            f"{base_url}/webhooks/stripe",
+            content=body,
+            headers={"Stripe-Signature": sign_webhook(body, "whsec_main_test_server"), "Content-Type": "application/json"},
+        )
         _refused(answer, 400, "invalid_event")
 
 
@@ -149,8 +152,16 @@ def test_times_without_a_time_zone_are_refused_in_bodies_and_query_strings(tenan
 
 
 # as they go in a path (percent-encoded: a client would drop literal dot segments)
-BAD_IDS = {"dots": "%2E%2E", "one dot": "%2E", "space": "a%20b", "right-to-left override": "o%E2%80%AE1",
-           "300 characters": "o" * 300, "line feed": "o1%0A", "NUL": "o%001", "slash": "a%2Fb"}
+BAD_IDS = {
+    "dots": "%2E%2E",
+    "one dot": "%2E",
+    "space": "a%20b",
+    "right-to-left override": "o%E2%80%AE1",
+    "300 characters": "o" * 300,
+    "line feed": "o1%0A",
+    "NUL": "o%001",
+    "slash": "a%2Fb",
+}
 
 
 @pytest.mark.parametrize("bad", BAD_IDS.values(), ids=list(BAD_IDS))
@@ -160,9 +171,14 @@ def test_ids_in_paths_obey_the_rule_of_ids_in_bodies(tenant: Tenant, bad: str) -
     put = tenant.storefront.put(f"/v1/orders/{bad}", json=order_body())
     if bad != "a%2Fb":  # a slash makes another path altogether: 404
         assert _fields(_refused(put)) == ["order_id"]
-    for role, path in (("storefront", f"/v1/cases/{bad}"), ("agent", f"/admin/v1/cases/{bad}/events"),
-                       ("storefront", f"/v1/cases/{case_id}/photos/{bad}"), ("finance", f"/finance/v1/reconciliations/{bad}"),
-                       ("agent", f"/admin/v1/refunds/{bad}/retry"), ("storefront", f"/v1/customers/{bad}/store-credit")):
+    for role, path in (
+        ("storefront", f"/v1/cases/{bad}"),
+        ("agent", f"/admin/v1/cases/{bad}/events"),
+        ("storefront", f"/v1/cases/{case_id}/photos/{bad}"),
+        ("finance", f"/finance/v1/reconciliations/{bad}"),
+        ("agent", f"/admin/v1/refunds/{bad}/retry"),
+        ("storefront", f"/v1/customers/{bad}/store-credit"),
+    ):
         answer = tenant.clients[role].request("POST" if path.endswith("retry") else "GET", path)
         assert answer.status_code in (404, 422), (path, answer.text)
         assert answer.headers["content-type"].startswith(PROBLEM_JSON)
@@ -174,8 +190,13 @@ def test_ids_in_paths_obey_the_rule_of_ids_in_bodies(tenant: Tenant, bad: str) -
 def _param_of(path: str, bad: str) -> str:
     """The name of the path parameter ``bad`` stands in for."""
     before = path.split(bad, maxsplit=1)[0].rstrip("/").rsplit("/", 1)[-1]
-    return {"cases": "case_id", "photos": "photo_id", "reconciliations": "reconciliation_id", "refunds": "refund_id",
-            "customers": "customer_id"}[before]
+    return {
+        "cases": "case_id",
+        "photos": "photo_id",
+        "reconciliations": "reconciliation_id",
+        "refunds": "refund_id",
+        "customers": "customer_id",
+    }[before]
 
 
 def _order_count(tenant: Tenant) -> int:
@@ -193,15 +214,26 @@ AT = (datetime.now(UTC) - timedelta(days=3)).isoformat()
 # A valid body per operation that takes one: the hostile bodies are made from these.
 EXAMPLES: dict[str, Any] = {
     "putOrder": order_body(placed_at=AT, delivered_at=AT),
-    "previewCase": {"order_id": "{order_id}", "type": "return", "resolution": "refund",
-                    "items": [{"line_id": "l1", "quantity": 1, "reason": "changed_mind", "note": "too big"}]},
-    "openCase": {"order_id": "{order_id}", "type": "return", "resolution": "refund",
-                 "items": [{"line_id": "l1", "quantity": 1, "reason": "changed_mind", "note": "too big"}]},
+    "previewCase": {
+        "order_id": "{order_id}",
+        "type": "return",
+        "resolution": "refund",
+        "items": [{"line_id": "l1", "quantity": 1, "reason": "changed_mind", "note": "too big"}],
+    },
+    "openCase": {
+        "order_id": "{order_id}",
+        "type": "return",
+        "resolution": "refund",
+        "items": [{"line_id": "l1", "quantity": 1, "reason": "changed_mind", "note": "too big"}],
+    },
     "reportReturnShipment": {"carrier": "DHL", "tracking_number": "JD0001"},
     "provideInfo": {"message": "here are more photos"},
     "submitSurvey": {"rating": 5, "comment": "quick"},
-    "approveCase": {"note": "ok", "overrides": [{"rule": "return_window", "reason": "loyal customer"}],
-                    "money_override": {"refund_total": 100, "reason": "goodwill"}},
+    "approveCase": {
+        "note": "ok",
+        "overrides": [{"rule": "return_window", "reason": "loyal customer"}],
+        "money_override": {"refund_total": 100, "reason": "goodwill"},
+    },
     "rejectCase": {"reason": "outside the window", "note": "sorry"},
     "receiveItems": {"items": [{"line_id": "l1", "quantity": 1, "condition": "as_new", "value_percent": 100}]},
     "shipReplacement": {"carrier": "DHL", "tracking_number": "JD0002"},
@@ -217,7 +249,12 @@ EXAMPLES: dict[str, Any] = {
     "putPolicy": {"rules": {"return_window": {"days": 30, "enabled": True}, "auto_approve": {"max_amount": {"EUR": 10_000}}}},
     "putWebhookEndpoint": {"url": "https://shop.example/hooks", "secret": "s" * 32, "enabled": True},
     "putGatewayAccount": {"account": "acct_123"},
-    "putMailSettings": {"sender_name": "Shop", "reply_to": "help@shop.example", "default_language": "zh-CN", "return_address": "1 Return Rd"},
+    "putMailSettings": {
+        "sender_name": "Shop",
+        "reply_to": "help@shop.example",
+        "default_language": "zh-CN",
+        "return_address": "1 Return Rd",
+    },
     "putShippingSettings": {
         "label_buyer": "merchant",
         "return_address": {"name": "Shop", "street1": "Dock 1", "city": "Hamburg", "zip": "20095", "country": "DE"},
@@ -271,7 +308,7 @@ RAW_BODIES: dict[str, tuple[bytes, str]] = {
     "not JSON": (b"{note: 'hi'", "application/json"),
     "a JSON string": (b'"hello"', "application/json"),
     "null": (b"null", "application/json"),
-    "TOML where JSON is expected": (b'[rules.return_window]\ndays = 14\n', "application/json"),
+    "TOML where JSON is expected": (b"[rules.return_window]\ndays = 14\n", "application/json"),
     "over a megabyte": (b'{"note": "' + b"x" * 1_100_000 + b'"}', "application/json"),
 }
 
@@ -307,8 +344,18 @@ def _stored(tenant: Tenant) -> dict[str, Any]:
     marks its rows done on its own time)."""
 
     async def fingerprint(db: Any) -> dict[str, Any]:
-        tables = ["orders", "cases", "case_events", "idempotency_keys", "policies", "refunds", "photos",
-                  "store_credit_grants", "webhook_endpoints", "reconciliations"]
+        tables = [
+            "orders",
+            "cases",
+            "case_events",
+            "idempotency_keys",
+            "policies",
+            "refunds",
+            "photos",
+            "store_credit_grants",
+            "webhook_endpoints",
+            "reconciliations",
+        ]
         async with db.pool.acquire() as conn:
             found = {
                 table: await conn.fetchval(

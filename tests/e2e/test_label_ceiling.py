@@ -60,16 +60,28 @@ def test_a_label_over_the_ceiling_waits_for_an_agent_and_nothing_is_bought(shop:
     case = _held_return(shop)
     label = case["label"]
     assert label["hold"] == {
-        "reason": "over_ceiling", "carrier": "Simulated Post", "service": "Ground", "amount": HEAVY_RATE,
-        "currency": "EUR", "ceiling": TSHIRT_CEILING, "approved_by": None, "approved_at": None,
+        "reason": "over_ceiling",
+        "carrier": "Simulated Post",
+        "service": "Ground",
+        "amount": HEAVY_RATE,
+        "currency": "EUR",
+        "ceiling": TSHIRT_CEILING,
+        "approved_by": None,
+        "approved_at": None,
     }
     assert (label["amount"], label["tracking_code"]) == (None, None)
     assert {"label/buy", "label/decline"} <= set(case["allowed_actions"])
     [event] = _events(shop, case["id"], "label_held")
     assert event["actor_role"] == "system" and event["data"] == {
-        "label_id": label_id(shop, case["id"]), "reason": "over_ceiling", "carrier": "Simulated Post",
-        "service": "Ground", "amount": HEAVY_RATE, "currency": "EUR", "ceiling": TSHIRT_CEILING,
-        "items_total": 1999, "case_currency": "EUR",
+        "label_id": label_id(shop, case["id"]),
+        "reason": "over_ceiling",
+        "carrier": "Simulated Post",
+        "service": "Ground",
+        "amount": HEAVY_RATE,
+        "currency": "EUR",
+        "ceiling": TSHIRT_CEILING,
+        "items_total": 1999,
+        "case_currency": "EUR",
     }
     # the storefront (and so the customer) sees the label wait, not the merchant's ceiling
     seen = shop.storefront.get(f"/v1/cases/{case['id']}").json()
@@ -163,7 +175,10 @@ GOOD_CEILING = {"percent_of_items": 40, "max_amount": {"EUR": 1500, "JPY": 2000}
 
 def test_the_ceiling_is_stored_and_defaults_to_half_the_items(shop: Tenant) -> None:
     assert shop.agent.get("/admin/v1/shipping-settings").json()["label_ceiling"] == {
-        "percent_of_items": 50, "max_amount": {}, "other_currency": "hold"}
+        "percent_of_items": 50,
+        "max_amount": {},
+        "other_currency": "hold",
+    }
     _settings(shop, {**SETTINGS, "label_ceiling": GOOD_CEILING})
     assert shop.agent.get("/admin/v1/shipping-settings").json()["label_ceiling"] == GOOD_CEILING
 
@@ -229,13 +244,12 @@ def test_easypost_holds_a_label_over_the_ceiling_and_buys_it_once_for_20_agents(
     assert _purchases(fake, reference) == 1
 
 
-def test_easypost_the_issue_label_waits_and_is_declined(
-    easypost_shop: Tenant, fake: FakeEasyPost, issue_rates: None
-) -> None:
+def test_easypost_the_issue_label_waits_and_is_declined(easypost_shop: Tenant, fake: FakeEasyPost, issue_rates: None) -> None:
     lines = [{"line_id": "l1", "sku": "SCARF", "title": "Scarf", "quantity": 1, "unit_price": 2500}]
     settings = {**EASYPOST_SETTINGS, "default_parcel": {"weight_g": 1_000_000}}
-    case = _held_return(easypost_shop, settings, lines=lines,
-                        payment={"gateway": "stripe", "reference": "pi_scarf", "captured_amount": 2500})
+    case = _held_return(
+        easypost_shop, settings, lines=lines, payment={"gateway": "stripe", "reference": "pi_scarf", "captured_amount": 2500}
+    )
     hold = case["label"]["hold"]
     assert (hold["reason"], hold["amount"], hold["currency"], hold["ceiling"]) == ("other_currency", 675001000, "USD", 0)
     declined = easypost_shop.agent.post(f"/admin/v1/cases/{case['id']}/label/decline", json={})

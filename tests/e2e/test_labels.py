@@ -55,9 +55,14 @@ def label_service(label_data: Path) -> Iterator[tuple[str, str]]:
 
     with fresh_database() as database_url:
         settings = Settings(
-            database_url=database_url, data_dir=label_data, log_format="json",
-            worker_idle_seconds=0.05, simulated_carrier_in_transit_seconds=1, simulated_carrier_delivered_seconds=2,
-            tracking_poll_after_seconds=0.2, label_first_backoff_seconds=0.2,
+            database_url=database_url,
+            data_dir=label_data,
+            log_format="json",
+            worker_idle_seconds=0.05,
+            simulated_carrier_in_transit_seconds=1,
+            simulated_carrier_delivered_seconds=2,
+            tracking_poll_after_seconds=0.2,
+            label_first_backoff_seconds=0.2,
         )
         with serve(build_app(settings)) as url:
             yield url, database_url
@@ -102,7 +107,11 @@ def test_approve_label_scans_receive_refund(shop: Tenant, label_data: Path) -> N
     assert case["money"]["return_shipping"]["customer_share"] == 980 != flat
     assert case["money"]["refund_total"] == 1999 - 980
     ready = [e for e in shop.agent.get(f"/admin/v1/cases/{case['id']}/events").json()["items"] if e["type"] == "label_ready"]
-    assert ready and ready[0]["actor_role"] == "carrier" and ready[0]["data"]["refund_total"] == {"before": 1999 - flat, "after": 1019}
+    assert (
+        ready
+        and ready[0]["actor_role"] == "carrier"
+        and ready[0]["data"]["refund_total"] == {"before": 1999 - flat, "after": 1019}
+    )
 
     pdf = shop.storefront.get(f"/v1/cases/{case['id']}/label")
     assert pdf.status_code == 200 and pdf.headers["content-type"] == "application/pdf" and pdf.content.startswith(b"%PDF")
@@ -172,15 +181,23 @@ def test_no_label_without_addresses_or_when_the_customer_ships(shop: Tenant, oth
 
 
 def test_settings_are_validated_and_for_admins(shop: Tenant) -> None:
-    bad = shop.admin.put("/admin/v1/shipping-settings", json={"label_buyer": "merchant", "default_parcel": {"weight_g": 10, "length_mm": 5}})
+    bad = shop.admin.put(
+        "/admin/v1/shipping-settings", json={"label_buyer": "merchant", "default_parcel": {"weight_g": 10, "length_mm": 5}}
+    )
     assert bad.status_code == 422
     assert {e["field"] for e in bad.json()["errors"]} == {"return_address", "default_parcel"}
-    wrong = shop.admin.put("/admin/v1/shipping-settings", json={**SETTINGS, "return_address": {**RETURN_ADDRESS, "country": "Germany"}})
+    wrong = shop.admin.put(
+        "/admin/v1/shipping-settings", json={**SETTINGS, "return_address": {**RETURN_ADDRESS, "country": "Germany"}}
+    )
     assert wrong.status_code == 422 and wrong.json()["errors"][0]["field"] == "return_address.country"
     assert shop.agent.put("/admin/v1/shipping-settings", json=SETTINGS).status_code == 403
     assert shop.storefront.get("/admin/v1/shipping-settings").status_code == 403
     assert shop.agent.get("/admin/v1/shipping-settings").json()["return_address"] == {
-        **RETURN_ADDRESS, "street2": None, "state": None, "phone": None, "email": None
+        **RETURN_ADDRESS,
+        "street2": None,
+        "state": None,
+        "phone": None,
+        "email": None,
     }
 
 
@@ -214,9 +231,13 @@ def test_cancelled_before_the_first_scan_voids_the_label_and_gives_its_cost_back
         case = bought(shop, shop.open_case(order["order_id"]).json()["id"])
         cancelled = shop.storefront.post(f"/v1/cases/{case['id']}/cancel")
         assert cancelled.status_code == 200, cancelled.text
-        voided = eventually(lambda: (c := shop.agent.get(f"/admin/v1/cases/{case['id']}").json())["label"]["status"] == "voided" and c)
+        voided = eventually(
+            lambda: (c := shop.agent.get(f"/admin/v1/cases/{case['id']}").json())["label"]["status"] == "voided" and c
+        )
         assert voided["money"]["return_shipping"]["customer_share"] == 0
-        events = [e for e in shop.agent.get(f"/admin/v1/cases/{case['id']}/events").json()["items"] if e["type"] == "label_voided"]
+        events = [
+            e for e in shop.agent.get(f"/admin/v1/cases/{case['id']}/events").json()["items"] if e["type"] == "label_voided"
+        ]
         assert events and events[0]["data"]["refunded_amount"] == 980
         assert shop.storefront.get(f"/v1/cases/{case['id']}/label").json()["code"] == "label_not_ready"
     finally:
@@ -225,8 +246,11 @@ def test_cancelled_before_the_first_scan_voids_the_label_and_gives_its_cost_back
 
 def test_the_easypost_webhook_is_not_found_where_easypost_is_not_the_carrier(label_service: tuple[str, str]) -> None:
     url, _ = label_service
-    answer = httpx.post(f"{url}/webhooks/easypost", content=b'{"description": "tracker.updated"}',
-                        headers={"content-type": "application/json", "x-hmac-signature": "hmac-sha256-hex=00"})
+    answer = httpx.post(
+        f"{url}/webhooks/easypost",
+        content=b'{"description": "tracker.updated"}',
+        headers={"content-type": "application/json", "x-hmac-signature": "hmac-sha256-hex=00"},
+    )
     assert answer.status_code == 404 and answer.json()["code"] == "not_found"
 
 
@@ -256,8 +280,11 @@ def webhook_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[
 
     with fresh_database() as database_url:
         settings = Settings(
-            database_url=database_url, data_dir=tmp_path_factory.mktemp("webhook"), log_format="json",
-            worker_idle_seconds=0.05, tracking_poll_after_seconds=3600,
+            database_url=database_url,
+            data_dir=tmp_path_factory.mktemp("webhook"),
+            log_format="json",
+            worker_idle_seconds=0.05,
+            tracking_poll_after_seconds=3600,
         )
         app = build_app(settings)
         with serve(app) as url:
@@ -275,12 +302,19 @@ def test_the_carrier_webhook_verifies_dedupes_and_moves_forward_only(webhook_ser
         code = case["label"]["tracking_code"]
 
         def scan(status: str) -> dict[str, str]:
-            return {"event_id": f"ev_{code}_{status}", "tracking_code": code, "status": status,
-                    "at": datetime.now(UTC).isoformat()}
+            return {
+                "event_id": f"ev_{code}_{status}",
+                "tracking_code": code,
+                "status": status,
+                "at": datetime.now(UTC).isoformat(),
+            }
 
         def post(body: bytes, signature: str) -> httpx.Response:
-            return httpx.post(f"{url}/webhooks/easypost", content=body,
-                              headers={"content-type": "application/json", "x-hmac-signature": signature})
+            return httpx.post(
+                f"{url}/webhooks/easypost",
+                content=body,
+                headers={"content-type": "application/json", "x-hmac-signature": signature},
+            )
 
         delivered = msgspec.json.encode([scan("delivered")])
         forged = post(delivered, stub.sign(b"[]"))  # a signature moved onto another body

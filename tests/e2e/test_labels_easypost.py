@@ -46,12 +46,19 @@ SETTINGS = {"label_buyer": "merchant", "return_address": RETURN_ADDRESS, "defaul
 def _settings(fake: FakeEasyPost, database_url: str, data_dir: Any, **changes: Any) -> Settings:
     """EasyPost (the fake) for labels and webhooks; no polling unless a test asks for it."""
     chosen: dict[str, Any] = {
-        "log_format": "json", "worker_idle_seconds": 0.05, "tracking_poll_after_seconds": 3600,
-        "label_first_backoff_seconds": 0.2, **changes,
+        "log_format": "json",
+        "worker_idle_seconds": 0.05,
+        "tracking_poll_after_seconds": 3600,
+        "label_first_backoff_seconds": 0.2,
+        **changes,
     }
     return Settings(
-        database_url=database_url, data_dir=data_dir, easypost_api_key="EZTK_e2e", easypost_api_base=fake.api_base,
-        easypost_webhook_secrets=(SECRET,), **chosen,
+        database_url=database_url,
+        data_dir=data_dir,
+        easypost_api_key="EZTK_e2e",
+        easypost_api_base=fake.api_base,
+        easypost_webhook_secrets=(SECRET,),
+        **chosen,
     )
 
 
@@ -79,9 +86,10 @@ def fake() -> Iterator[FakeEasyPost]:
 def easypost_service(fake: FakeEasyPost, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     from service.bootstrap import build_app
 
-    with fresh_database() as database_url, serve(
-        build_app(_settings(fake, database_url, tmp_path_factory.mktemp("easypost")))
-    ) as url:
+    with (
+        fresh_database() as database_url,
+        serve(build_app(_settings(fake, database_url, tmp_path_factory.mktemp("easypost")))) as url,
+    ):
         yield url, database_url
 
 
@@ -153,11 +161,13 @@ def test_a_lost_answer_and_a_failing_easypost_buy_once(shop: Tenant, fake: FakeE
 
 def _worker(fake: FakeEasyPost, database_url: str) -> subprocess.Popen[bytes]:
     return worker_process(
-        database_url, RETURNS_WORKER_IDLE_SECONDS="0.05", EASYPOST_API_KEY="EZTK_e2e",
-        RETURNS_EASYPOST_API_BASE=fake.api_base, RETURNS_TRACKING_POLL_AFTER_SECONDS="3600",
+        database_url,
+        RETURNS_WORKER_IDLE_SECONDS="0.05",
+        EASYPOST_API_KEY="EZTK_e2e",
+        RETURNS_EASYPOST_API_BASE=fake.api_base,
+        RETURNS_TRACKING_POLL_AFTER_SECONDS="3600",
         RETURNS_LABEL_LEASE_SECONDS=str(LEASE_SECONDS),
     )
-
 
 
 def test_kill_9_while_easypost_buys_then_a_new_worker_buys_nothing_more(
@@ -232,7 +242,10 @@ def test_scans_in_any_order_and_repeated_move_the_case_forward_only(shop: Tenant
     assert replayed.status_code == 400 and replayed.json()["code"] == "replayed_event", replayed.text
     now = shop.agent.get(f"/admin/v1/cases/{case['id']}").json()
     assert (now["state"], now["version"], now["delivered_at"]) == (
-        "in_transit", after_delivery["version"], after_delivery["delivered_at"])
+        "in_transit",
+        after_delivery["version"],
+        after_delivery["delivered_at"],
+    )
     assert _history(shop, case["id"]) == [("ship", "carrier"), ("delivered", "carrier")]
     queue = shop.agent.get("/admin/v1/cases", params={"delivered": "true"}).json()["items"]
     assert case["id"] in [c["id"] for c in queue]
@@ -283,9 +296,7 @@ def test_a_scan_polled_from_a_quiet_tracker_and_its_webhook_later_are_one_scan(
     with _own_service(fake, tmp_path_factory.mktemp("poll"), tracking_poll_after_seconds=0.2) as shop:
         case = bought(shop, _approved_case(shop)["id"])
         event = fake.scan(case["label"]["tracking_code"], "in_transit")  # its webhook is late
-        moved = eventually(
-            lambda: (c := shop.agent.get(f"/admin/v1/cases/{case['id']}").json())["state"] == "in_transit" and c
-        )
+        moved = eventually(lambda: (c := shop.agent.get(f"/admin/v1/cases/{case['id']}").json())["state"] == "in_transit" and c)
         assert _history(shop, case["id"]) == [("ship", "carrier")]
         assert _post(shop, *signed(event, SECRET)).json() == {"received": True, "duplicate": True}
         assert shop.agent.get(f"/admin/v1/cases/{case['id']}").json()["version"] == moved["version"]

@@ -70,8 +70,9 @@ def test_a_claimed_line_cannot_be_removed_and_every_offence_is_named(tenant: Ten
     body, _ = _order_with_a_case(tenant, "o_freeze")
     _assert_locked(tenant, "o_freeze", {**body, "lines": body["lines"][1:]}, "lines")
     everything = {**_changed(body, "currency", "USD"), "lines": body["lines"][1:]}
-    _assert_locked(tenant, "o_freeze", _changed(everything, "payment.captured_amount", 0),
-                   "currency", "payment.captured_amount", "lines")
+    _assert_locked(
+        tenant, "o_freeze", _changed(everything, "payment.captured_amount", 0), "currency", "payment.captured_amount", "lines"
+    )
 
 
 def test_shipping_is_locked_once_a_case_refunds_it(tenant: Tenant) -> None:
@@ -103,7 +104,11 @@ def test_what_does_not_touch_money_still_changes(tenant: Tenant) -> None:
     assert answer.status_code == 200, answer.text
     stored = tenant.storefront.get("/v1/orders/o_free").json()
     assert stored["delivered_at"] is None and stored["customer"]["email"] == "new@example.com"
-    assert stored["lines"][0]["title"] == "T-shirt, medium" and [line["line_id"] for line in stored["lines"]] == ["l1", "l2", "l3"]
+    assert stored["lines"][0]["title"] == "T-shirt, medium" and [line["line_id"] for line in stored["lines"]] == [
+        "l1",
+        "l2",
+        "l3",
+    ]
     assert stored["payment"]["captured_amount"] == 1499 and stored["refundable_amount"] == 0
     assert tenant.storefront.get(f"/v1/cases/{case['id']}").json()["money"]["refund_total"] == 1499
 
@@ -151,12 +156,18 @@ def _async_client(tenant: Tenant) -> httpx.AsyncClient:
 async def _race(tenant: Tenant, order_id: str, body: dict[str, Any]) -> tuple[list[int], httpx.Response]:
     """Ten PUTs lowering the capture (each to another amount) and one case opening among them."""
     async with _async_client(tenant) as client:
-        puts = [client.put(f"/v1/orders/{order_id}", json=_changed(body, "payment.captured_amount", 500 + 100 * i))
-                for i in range(10)]
-        case = client.post("/v1/cases", json={
-            "order_id": order_id, "type": "return", "resolution": "refund",
-            "items": [{"line_id": "l1", "quantity": 1, "reason": "changed_mind"}],
-        })
+        puts = [
+            client.put(f"/v1/orders/{order_id}", json=_changed(body, "payment.captured_amount", 500 + 100 * i)) for i in range(10)
+        ]
+        case = client.post(
+            "/v1/cases",
+            json={
+                "order_id": order_id,
+                "type": "return",
+                "resolution": "refund",
+                "items": [{"line_id": "l1", "quantity": 1, "reason": "changed_mind"}],
+            },
+        )
         answers = await asyncio.gather(*puts[:5], case, *puts[5:])
     opened = answers.pop(5)
     return [answer.status_code for answer in answers], opened

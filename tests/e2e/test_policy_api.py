@@ -25,8 +25,20 @@ def test_a_merchant_without_a_policy_gets_the_defaults(tenant: Tenant) -> None:
     rules = policy["document"]["rules"]
     assert rules["return_window"]["days"] == 30
     assert rules["auto_approve"]["max_amount"]["EUR"] == 10_000 and rules["return_shipping"]["label_cost"]["JPY"] == 800
-    assert {"return_window", "repair_warranty", "final_sale", "quantity", "photo_evidence", "return_shipping",
-            "exchange_shipping", "restocking_fee", "keep_item", "store_credit_bonus", "auto_approve", "review"} <= set(rules)
+    assert {
+        "return_window",
+        "repair_warranty",
+        "final_sale",
+        "quantity",
+        "photo_evidence",
+        "return_shipping",
+        "exchange_shipping",
+        "restocking_fee",
+        "keep_item",
+        "store_credit_bonus",
+        "auto_approve",
+        "review",
+    } <= set(rules)
 
 
 def test_the_policy_media_type_is_read_whole_and_in_any_case(tenant: Tenant) -> None:
@@ -41,7 +53,7 @@ def test_the_policy_media_type_is_read_whole_and_in_any_case(tenant: Tenant) -> 
 
 
 def test_toml_policy_is_installed_as_a_new_version(tenant: Tenant) -> None:
-    toml = b'[rules.return_window]\ndays = 14\n\n[rules.restocking_fee]\npercent = 12.5\n'
+    toml = b"[rules.return_window]\ndays = 14\n\n[rules.restocking_fee]\npercent = 12.5\n"
     response = tenant.admin.put("/admin/v1/policy", content=toml, headers={"content-type": "application/toml"})
     assert response.status_code == 200, response.text
     assert response.json()["version"] == 1
@@ -72,11 +84,17 @@ def test_invalid_policy_names_the_rule_and_keeps_the_old_version(tenant: Tenant)
 
 def test_open_cases_keep_their_decision_when_the_policy_changes(tenant: Tenant) -> None:
     order = tenant.put_order()
-    assert tenant.admin.put("/admin/v1/policy", json={"rules": {"auto_approve": {"max_amount": {"EUR": 5000}}}}).json()["version"] == 1
+    assert (
+        tenant.admin.put("/admin/v1/policy", json={"rules": {"auto_approve": {"max_amount": {"EUR": 5000}}}}).json()["version"]
+        == 1
+    )
     under_v1 = tenant.open_case(order["order_id"]).json()
     assert under_v1["decision"]["policy_version"] == 1 and under_v1["state"] == "approved"
 
-    assert tenant.admin.put("/admin/v1/policy", json={"rules": {"auto_approve": {"max_amount": {"EUR": 1000}}}}).json()["version"] == 2
+    assert (
+        tenant.admin.put("/admin/v1/policy", json={"rules": {"auto_approve": {"max_amount": {"EUR": 1000}}}}).json()["version"]
+        == 2
+    )
     still = tenant.storefront.get(f"/v1/cases/{under_v1['id']}").json()
     assert still["decision"] == under_v1["decision"] and still["money"] == under_v1["money"]
 
@@ -150,7 +168,8 @@ def test_cases_never_promise_more_than_was_captured(tenant: Tenant, captured: in
     """Random sequences of partial returns (some cancelled again) on one order: what the open
     cases promise never exceeds what was captured, and the order says what is left."""
     order = tenant.put_order(
-        lines=LINES, shipping_total=shipping,
+        lines=LINES,
+        shipping_total=shipping,
         payment={"gateway": "stripe", "reference": "pi_h", "captured_amount": captured},
     )
     order_id = order["order_id"]
@@ -173,10 +192,12 @@ def test_cases_never_promise_more_than_was_captured(tenant: Tenant, captured: in
 def test_concurrent_cases_on_one_order_never_overpromise(tenant: Tenant) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
-    order = tenant.put_order(lines=[{"line_id": "l1", "sku": "A", "title": "A", "quantity": 10, "unit_price": 1000}],
-                             shipping_total=0, payment={"gateway": "stripe", "reference": "pi_c", "captured_amount": 3000})
-    body = {"order_id": order["order_id"], "type": "return",
-            "items": [{"line_id": "l1", "quantity": 1, "reason": "defective"}]}
+    order = tenant.put_order(
+        lines=[{"line_id": "l1", "sku": "A", "title": "A", "quantity": 10, "unit_price": 1000}],
+        shipping_total=0,
+        payment={"gateway": "stripe", "reference": "pi_c", "captured_amount": 3000},
+    )
+    body = {"order_id": order["order_id"], "type": "return", "items": [{"line_id": "l1", "quantity": 1, "reason": "defective"}]}
     clients = [httpx.Client(base_url=tenant.base_url, headers=dict(tenant.storefront.headers)) for _ in range(8)]
     with ThreadPoolExecutor(8) as pool:
         responses = list(pool.map(lambda c: c.post("/v1/cases", json=body), clients))
@@ -243,16 +264,20 @@ def test_responsibility_is_decided_only_for_the_case_s_other_items(tenant: Tenan
     assert case["money"]["return_shipping"]["payer"] == "undecided"
     bad = tenant.agent.post(
         f"/admin/v1/cases/{case['id']}/approve",
-        json={"responsibility": [
-            {"line_id": "l2", "responsibility": "merchant"},
-            {"line_id": "l9", "responsibility": "merchant"},
-            {"line_id": "l1", "responsibility": "customer"},
-            {"line_id": "l1", "responsibility": "merchant"},
-        ]},
+        json={
+            "responsibility": [
+                {"line_id": "l2", "responsibility": "merchant"},
+                {"line_id": "l9", "responsibility": "merchant"},
+                {"line_id": "l1", "responsibility": "customer"},
+                {"line_id": "l1", "responsibility": "merchant"},
+            ]
+        },
     )
     assert bad.status_code == 422 and bad.json()["code"] == "validation_error"
     assert [e["field"] for e in bad.json()["errors"]] == [
-        "responsibility[0].line_id", "responsibility[1].line_id", "responsibility[3].line_id"
+        "responsibility[0].line_id",
+        "responsibility[1].line_id",
+        "responsibility[3].line_id",
     ]
     unknown = tenant.agent.post(
         f"/admin/v1/cases/{case['id']}/approve", json={"responsibility": [{"line_id": "l1", "responsibility": "unknown"}]}
@@ -311,7 +336,9 @@ def test_an_order_in_a_currency_the_policy_does_not_price_is_a_clear_422(tenant:
         problem = answer.json()
         assert problem["code"] == "policy_currency_unpriced" and problem["currency"] == "JPY"
         assert sorted(e["field"] for e in problem["errors"]) == [
-            "rules.auto_approve.max_amount", "rules.exchange_shipping.cost", "rules.return_shipping.label_cost"
+            "rules.auto_approve.max_amount",
+            "rules.exchange_shipping.cost",
+            "rules.return_shipping.label_cost",
         ]
         assert "JPY" in problem["detail"] and "rules.return_shipping.label_cost" in problem["detail"]
     assert tenant.storefront.get("/v1/cases", params={"order_id": order["order_id"]}).json()["items"] == []

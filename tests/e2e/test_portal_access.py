@@ -37,9 +37,13 @@ def portal_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[s
     data_dir = tmp_path_factory.mktemp("portal")
     with fresh_database() as database_url:
         settings = Settings(
-            database_url=database_url, data_dir=data_dir, log_format="json",
-            worker_idle_seconds=0.05, portal_secrets=(SECRET, "an-older-secret"),
-            portal_lookups_per_ip=PER_IP, portal_lookups_per_email=PER_EMAIL,
+            database_url=database_url,
+            data_dir=data_dir,
+            log_format="json",
+            worker_idle_seconds=0.05,
+            portal_secrets=(SECRET, "an-older-secret"),
+            portal_lookups_per_ip=PER_IP,
+            portal_lookups_per_email=PER_EMAIL,
         )
         with serve(build_app(settings)) as url:
             yield url, database_url, data_dir
@@ -84,8 +88,13 @@ def _customer(shop: Tenant, token: str) -> httpx.Client:
 
 def _return_two(order_id: str) -> dict[str, Any]:
     return {
-        "order_id": order_id, "type": "return", "resolution": "refund",
-        "items": [{"line_id": "l1", "quantity": 1, "reason": "defective"}, {"line_id": "l3", "quantity": 1, "reason": "changed_mind"}],
+        "order_id": order_id,
+        "type": "return",
+        "resolution": "refund",
+        "items": [
+            {"line_id": "l1", "quantity": 1, "reason": "defective"},
+            {"line_id": "l3", "quantity": 1, "reason": "changed_mind"},
+        ],
     }
 
 
@@ -124,11 +133,19 @@ def test_a_link_walks_its_order(shop: Tenant) -> None:
 
 def test_a_link_only_for_the_orders_own_customer(shop: Tenant, other_shop: Tenant) -> None:
     order_id = _order(shop)
-    for body in ({"order_id": order_id, "customer_id": "cus_someone_else"}, {"order_id": "o_missing", "customer_id": "cus_portal"}):
+    for body in (
+        {"order_id": order_id, "customer_id": "cus_someone_else"},
+        {"order_id": "o_missing", "customer_id": "cus_portal"},
+    ):
         answer = shop.storefront.post("/v1/portal-links", json=body)
         assert answer.status_code == 404 and answer.json()["code"] == "not_found", answer.text
-    assert other_shop.storefront.post("/v1/portal-links", json={"order_id": order_id, "customer_id": "cus_portal"}).status_code == 404
-    bad = shop.storefront.post("/v1/portal-links", json={"order_id": order_id, "customer_id": "cus_portal", "expires_in_minutes": 0})
+    assert (
+        other_shop.storefront.post("/v1/portal-links", json={"order_id": order_id, "customer_id": "cus_portal"}).status_code
+        == 404
+    )
+    bad = shop.storefront.post(
+        "/v1/portal-links", json={"order_id": order_id, "customer_id": "cus_portal", "expires_in_minutes": 0}
+    )
     assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "expires_in_minutes"
 
 
@@ -247,7 +264,9 @@ def test_lookup_is_rate_limited(portal_service: tuple[str, str, Path]) -> None:
     assert limited.status_code == 429 and limited.json()["code"] == "rate_limited"
     assert int(limited.headers["Retry-After"]) >= 1
     # per address: other e-mails from the same client run out of the address's budget
-    statuses = [public.post("/v1/portal-sessions", json={**body, "email": f"e{i}@example.com"}).status_code for i in range(PER_IP)]
+    statuses = [
+        public.post("/v1/portal-sessions", json={**body, "email": f"e{i}@example.com"}).status_code for i in range(PER_IP)
+    ]
     assert statuses == [202] * (PER_IP - PER_EMAIL - 1) + [429] * (PER_EMAIL + 1)
     with public_client(portal_service[0], "127.0.0.5") as elsewhere:  # another address, another e-mail: not limited
         assert elsewhere.post("/v1/portal-sessions", json={**body, "email": "fresh@example.com"}).status_code == 202

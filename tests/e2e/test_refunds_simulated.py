@@ -127,8 +127,11 @@ def test_bad_receipts_are_refused_and_change_nothing(tenant: Tenant) -> None:
 
 
 def test_keep_the_item_refunds_at_approval(tenant: Tenant) -> None:
-    order = tenant.put_order(lines=[{"line_id": "l1", "sku": "SOCKS", "title": "Socks", "quantity": 1, "unit_price": 300}],
-                             shipping_total=0, payment={"gateway": "stripe", "reference": "pi_k", "captured_amount": 300})
+    order = tenant.put_order(
+        lines=[{"line_id": "l1", "sku": "SOCKS", "title": "Socks", "quantity": 1, "unit_price": 300}],
+        shipping_total=0,
+        payment={"gateway": "stripe", "reference": "pi_k", "captured_amount": 300},
+    )
     case = tenant.open_case(order["order_id"], items=[{"line_id": "l1", "quantity": 1, "reason": "wrong_item"}]).json()
     assert case["decision"]["keep_item"] is True and case["state"] == "pending_review"  # photos first
     approved = tenant.agent.post(
@@ -198,9 +201,7 @@ OTHER = [{"line_id": "l1", "quantity": 1, "reason": "other", "note": "it is not 
 
 
 @pytest.mark.parametrize(("responsibility", "paid"), [("customer", 1999), ("merchant", 1999 + 495)])
-def test_an_agent_refunds_without_return(
-    tenant: Tenant, gateway: SimulatedGateway, responsibility: str, paid: int
-) -> None:
+def test_an_agent_refunds_without_return(tenant: Tenant, gateway: SimulatedGateway, responsibility: str, paid: int) -> None:
     """Refund without return: the customer keeps the item, nobody pays a label that is never
     used, the refund goes out at once (with the original shipping when the merchant is at fault)."""
     order = tenant.put_order()
@@ -234,7 +235,9 @@ def test_twenty_clicks_on_refund_without_return_pay_once(tenant: Tenant, gateway
 def test_only_a_return_is_refunded_without_return(tenant: Tenant) -> None:
     order = tenant.put_order()
     case = tenant.open_case(
-        order["order_id"], type="exchange", resolution=None,
+        order["order_id"],
+        type="exchange",
+        resolution=None,
         items=[{**OTHER[0], "replacement_sku": "TSHIRT-L"}],
     ).json()
     answer = tenant.agent.post(f"/admin/v1/cases/{case['id']}/approve", json={"keep_item": True})

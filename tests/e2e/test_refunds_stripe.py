@@ -27,8 +27,9 @@ def test_a_return_walked_end_to_end_through_stripe(shop: Tenant, stripe_fake: Fa
 
 
 def _post_event(url: str, payload: bytes, signature: str) -> httpx.Response:
-    return httpx.post(f"{url}/webhooks/stripe", content=payload,
-                      headers={"Stripe-Signature": signature, "Content-Type": "application/json"})
+    return httpx.post(
+        f"{url}/webhooks/stripe", content=payload, headers={"Stripe-Signature": signature, "Content-Type": "application/json"}
+    )
 
 
 def test_webhooks_five_times_and_out_of_order(shop: Tenant, stripe_fake: FakeStripe, stripe_service: tuple[str, str]) -> None:

@@ -42,8 +42,9 @@ def test_each_answer_is_logged_and_counted_with_the_status_sent(tenant: Tenant, 
         configure_logging("json")
     assert {status: answer.status_code for status, answer in answers.items()} == {401: 401, 403: 403, 404: 404}
     logged = [(line["path"], line["status"]) for line in _request_lines(buffer)]
-    assert logged == [("/v1/cases/case_x", 401), ("/v1/cases/case_x", 403), ("/v1/cases/case_x", 404)], \
+    assert logged == [("/v1/cases/case_x", 401), ("/v1/cases/case_x", 403), ("/v1/cases/case_x", 404)], (
         "each with the status sent, and no health polling at info"
+    )
     after = {status: _counted(base_url, "/v1/cases/{case_id}", status) for status in before}
     assert {status: after[status] - before[status] for status in before} == {401: 1, 403: 1, 404: 1, 500: 0}
 
@@ -51,11 +52,20 @@ def test_each_answer_is_logged_and_counted_with_the_status_sent(tenant: Tenant, 
 def test_public_operations_say_so_in_the_document(base_url: str) -> None:
     document = httpx.get(f"{base_url}/schema/openapi.json").json()
     assert document["security"] == [{"api_key": []}]
-    public = {(method, path) for path, item in document["paths"].items() for method, operation in item.items()
-              if isinstance(operation, dict) and operation.get("security") == []}
-    assert public == {("get", "/"), ("get", "/health/live"), ("get", "/health/ready"), ("post", "/webhooks/stripe"),
-                      ("post", "/webhooks/easypost"),  # signed by EasyPost
-                      ("post", "/v1/portal-sessions")}  # the customer finds an order by number and e-mail
+    public = {
+        (method, path)
+        for path, item in document["paths"].items()
+        for method, operation in item.items()
+        if isinstance(operation, dict) and operation.get("security") == []
+    }
+    assert public == {
+        ("get", "/"),
+        ("get", "/health/live"),
+        ("get", "/health/ready"),
+        ("post", "/webhooks/stripe"),
+        ("post", "/webhooks/easypost"),  # signed by EasyPost
+        ("post", "/v1/portal-sessions"),
+    }  # the customer finds an order by number and e-mail
     for method, path in public:
         assert httpx.request(method.upper(), base_url + path).status_code != 401, f"{method} {path} needs no key"
 

@@ -107,7 +107,9 @@ def test_no_secret_or_email_in_any_log_line(tenant: Tenant, base_url: str) -> No
     try:
         order = tenant.put_order(customer={"id": "cus_log", "email": "jane.doe@example.com"})
         tenant.open_case(order["order_id"], customer_note="write to me at jane.doe@example.com")
-        tenant.admin.put("/admin/v1/webhook-endpoints", json={"url": "http://127.0.0.1:9/hooks", "secret": "whsec_do_not_log_me_ever"})
+        tenant.admin.put(
+            "/admin/v1/webhook-endpoints", json={"url": "http://127.0.0.1:9/hooks", "secret": "whsec_do_not_log_me_ever"}
+        )
         tenant.storefront.put("/v1/orders/o_bad", json={"customer": {"email": "bad@example.com"}})
         httpx.get(base_url + "/v1/cases", headers={"Authorization": "Bearer rk_store_wrong_key_value"})
         tenant.agent.get("/admin/v1/cases")
@@ -137,7 +139,9 @@ def _order(**changes: object) -> dict:
 
 
 def test_a_nul_character_is_refused_not_a_server_error(tenant: Tenant) -> None:
-    answer = tenant.admin.put("/admin/v1/webhook-endpoints", json={"url": "https://shop.example/hook", "secret": "x" * 16 + "\u0000"})
+    answer = tenant.admin.put(
+        "/admin/v1/webhook-endpoints", json={"url": "https://shop.example/hook", "secret": "x" * 16 + "\u0000"}
+    )
     assert answer.status_code == 422 and answer.json()["code"] == "validation_error"
     assert tenant.storefront.get("/v1/orders/o%00x").status_code in (404, 422)
     assert tenant.admin.get("/admin/v1/webhook-endpoints").json()["items"] == []

@@ -41,10 +41,12 @@ def test_another_merchants_ids_are_not_found_on_every_endpoint(tenant: Tenant, o
         assert response.status_code == 404, (method, path, response.text)
         assert response.headers["content-type"].startswith("application/problem+json")
         assert response.json()["code"] == "not_found"
-        missing = tenant.clients[role].request(method, path.replace(case["id"], "case_nope").replace(order_id, "o_nope"), json=body)
-        assert missing.status_code == 404 and missing.json() == {
-            **response.json(), "detail": missing.json()["detail"]
-        }, "another merchant's id must look exactly like a missing one"
+        missing = tenant.clients[role].request(
+            method, path.replace(case["id"], "case_nope").replace(order_id, "o_nope"), json=body
+        )
+        assert missing.status_code == 404 and missing.json() == {**response.json(), "detail": missing.json()["detail"]}, (
+            "another merchant's id must look exactly like a missing one"
+        )
     # nothing the other merchant tried changed the case
     after = tenant.storefront.get(f"/v1/cases/{case['id']}").json()
     assert after["state"] == case["state"] == "pending_review"

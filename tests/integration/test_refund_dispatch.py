@@ -80,9 +80,7 @@ async def test_one_broken_refund_of_twenty_leaves_nineteen_paid(db: PostgresData
     assert sorted(r.status for r in refunds.values()) == ["pending"] + ["succeeded"] * 19
     assert refunds[broken].status == "pending" and refunds[broken].gateway_refund_id is None
     async with db.pool.acquire() as conn:
-        row = await conn.fetchrow(
-            "SELECT last_error, next_attempt_at, claimed_until FROM refunds WHERE id = $1", broken
-        )
+        row = await conn.fetchrow("SELECT last_error, next_attempt_at, claimed_until FROM refunds WHERE id = $1", broken)
     assert row["last_error"].startswith("RuntimeError" if how == "bug" else "UniqueViolationError")
     assert row["next_attempt_at"] > clock.now and row["claimed_until"] is None, "postponed, not stuck in a claim"
     assert _errors_counted() == errors_before + 1
@@ -150,9 +148,7 @@ async def test_a_rate_limit_slows_the_account_and_costs_the_refund_no_try(db: Po
     assert len(fake.refunds("acct_busy")) == 1
 
 
-async def test_dispatch_keeps_refunds_in_flight_across_accounts_and_stops_cleanly(
-    db: PostgresDatabase, fake: FakeStripe
-) -> None:
+async def test_dispatch_keeps_refunds_in_flight_across_accounts_and_stops_cleanly(db: PostgresDatabase, fake: FakeStripe) -> None:
     counting = CountsInFlight(stripe_gateway(fake))
     service = RefundService(db, counting, Clock(), max_in_flight=8, rate_per_account=50)
     expected = []

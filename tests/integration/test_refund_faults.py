@@ -32,8 +32,6 @@ class DiesAfterTheCall:
         raise WorkerKilled
 
 
-
-
 async def test_worker_killed_between_the_gateway_call_and_the_commit(db: PostgresDatabase, fake: FakeStripe) -> None:
     clock = Clock()
     gateway = stripe_gateway(fake)

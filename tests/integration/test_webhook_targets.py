@@ -55,19 +55,32 @@ async def _deliveries(notifications: Notifications, merchant_id: str) -> list:
 
 async def test_internal_endpoints_are_refused_when_saved(db: PostgresDatabase, sender: HttpWebhookSender) -> None:
     merchant = await _merchant(db, "m_targets")
-    resolver = ScriptedResolver({
-        "shop.example.com": [PUBLIC_IP],
-        "loopback.example.com": ["127.0.0.1"],
-        "half.example.com": [PUBLIC_IP, "10.0.0.7"],
-        "mapped.example.com": ["::ffff:169.254.169.254"],
-    })
+    resolver = ScriptedResolver(
+        {
+            "shop.example.com": [PUBLIC_IP],
+            "loopback.example.com": ["127.0.0.1"],
+            "half.example.com": [PUBLIC_IP, "10.0.0.7"],
+            "mapped.example.com": ["::ffff:169.254.169.254"],
+        }
+    )
     notifications = Notifications(db, sender, lambda: datetime.now(UTC), resolver=resolver)
     for url in (
-        "http://127.0.0.1:5432/", "http://169.254.169.254/latest/meta-data", "http://localhost/hook",
-        "http://2130706433/", "http://0x7f000001/", "http://0177.0.0.1/", "http://127.1/", "http://0/",
-        "http://①②⑦.0.0.1/", "http://127.0.0.1%2f@example.com/", "http://localhost.localdomain/",
-        "http://metadata.google.internal/computeMetadata/v1/", "http://[::ffff:127.0.0.1]/",
-        "https://loopback.example.com/hook", "https://half.example.com/hook", "https://mapped.example.com/hook",
+        "http://127.0.0.1:5432/",
+        "http://169.254.169.254/latest/meta-data",
+        "http://localhost/hook",
+        "http://2130706433/",
+        "http://0x7f000001/",
+        "http://0177.0.0.1/",
+        "http://127.1/",
+        "http://0/",
+        "http://①②⑦.0.0.1/",
+        "http://127.0.0.1%2f@example.com/",
+        "http://localhost.localdomain/",
+        "http://metadata.google.internal/computeMetadata/v1/",
+        "http://[::ffff:127.0.0.1]/",
+        "https://loopback.example.com/hook",
+        "https://half.example.com/hook",
+        "https://mapped.example.com/hook",
         "https://unknown.example.com/hook",
     ):
         with pytest.raises(InvalidRequest) as refused:
@@ -116,14 +129,18 @@ async def test_a_delivery_connects_to_the_address_it_checked(db: PostgresDatabas
     assert resolver.asked == ["receiver.shop.test"] * 3  # setup, then once per delivery
 
 
-async def _deliver_one(db: PostgresDatabase, notifications: Notifications, merchant: str, clock: Clock, receiver: Receiver) -> tuple[bytes, str]:
+async def _deliver_one(
+    db: PostgresDatabase, notifications: Notifications, merchant: str, clock: Clock, receiver: Receiver
+) -> tuple[bytes, str]:
     await _event(db, merchant, clock())
     assert await notifications.deliver_due() == 1
     body, headers = receiver.requests[-1]
     return body, headers["Returns-Signature"]
 
 
-async def test_secrets_are_kept_by_a_save_and_rotated_with_a_grace_period(db: PostgresDatabase, sender: HttpWebhookSender) -> None:
+async def test_secrets_are_kept_by_a_save_and_rotated_with_a_grace_period(
+    db: PostgresDatabase, sender: HttpWebhookSender
+) -> None:
     merchant = await _merchant(db, "m_rotate")
     clock = Clock()
     notifications = Notifications(

@@ -38,14 +38,24 @@ def cases_of_every_kind(tenant: Tenant) -> None:
     exchange, a repair. Fuzzers that start from a list then reach real ids."""
     tenant.put_order("o_fuzz")
     refunded = tenant.open_case("o_fuzz").json()
-    tenant.agent.post(f"/admin/v1/cases/{refunded['id']}/receive",
-                      json={"items": [{"line_id": "l1", "quantity": 1, "condition": "as_new"}]})
+    tenant.agent.post(
+        f"/admin/v1/cases/{refunded['id']}/receive", json={"items": [{"line_id": "l1", "quantity": 1, "condition": "as_new"}]}
+    )
     tenant.open_case("o_fuzz", items=[{"line_id": "l2", "quantity": 1, "reason": "other", "note": "why"}])
     tenant.put_order("o_fuzz_2")
-    tenant.open_case("o_fuzz_2", type="exchange", resolution=None,
-                     items=[{"line_id": "l1", "quantity": 1, "reason": "wrong_size", "replacement_sku": "TSHIRT-L"}])
-    tenant.open_case("o_fuzz_2", type="repair", resolution=None, issue_description="the handle broke",
-                     items=[{"line_id": "l2", "quantity": 1, "reason": "defective"}])
+    tenant.open_case(
+        "o_fuzz_2",
+        type="exchange",
+        resolution=None,
+        items=[{"line_id": "l1", "quantity": 1, "reason": "wrong_size", "replacement_sku": "TSHIRT-L"}],
+    )
+    tenant.open_case(
+        "o_fuzz_2",
+        type="repair",
+        resolution=None,
+        issue_description="the handle broke",
+        items=[{"line_id": "l2", "quantity": 1, "reason": "defective"}],
+    )
 
 
 def failed_refund(tenant: Tenant) -> dict:
@@ -53,11 +63,15 @@ def failed_refund(tenant: Tenant) -> dict:
     declined): the case a console must put in front of the agent. Answers the case as it stands."""
     from tests.support.waiting import eventually
 
-    order = tenant.put_order(lines=[{"line_id": "l1", "sku": "A", "title": "Lamp", "quantity": 1, "unit_price": 2513}],
-                             shipping_total=0, payment={"gateway": "stripe", "reference": "pi_r", "captured_amount": 6000})
+    order = tenant.put_order(
+        lines=[{"line_id": "l1", "sku": "A", "title": "Lamp", "quantity": 1, "unit_price": 2513}],
+        shipping_total=0,
+        payment={"gateway": "stripe", "reference": "pi_r", "captured_amount": 6000},
+    )
     case = tenant.open_case(order["order_id"], items=[{"line_id": "l1", "quantity": 1, "reason": "wrong_item"}]).json()
-    tenant.agent.post(f"/admin/v1/cases/{case['id']}/approve",
-                      json={"overrides": [{"rule": "photo_evidence", "reason": "seen in store"}]})
+    tenant.agent.post(
+        f"/admin/v1/cases/{case['id']}/approve", json={"overrides": [{"rule": "photo_evidence", "reason": "seen in store"}]}
+    )
     tenant.agent.post(
         f"/admin/v1/cases/{case['id']}/receive", json={"items": [{"line_id": "l1", "quantity": 1, "condition": "wrong_item"}]}
     )

@@ -66,6 +66,7 @@ def case_for_review(shop: Tenant, shipping_address: dict[str, str]) -> dict[str,
 
 def at_once(shop: Tenant, path: str, agents: int = 20) -> list[int]:
     """The statuses of ``agents`` agents' POSTs of ``{}`` to ``path`` sent at the same time, sorted."""
+
     def post(_: int) -> int:
         with httpx.Client(base_url=shop.base_url, headers=shop.agent.headers, timeout=30) as client:
             return client.post(path, json={}).status_code

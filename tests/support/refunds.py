@@ -28,7 +28,12 @@ class Clock:
 
 
 async def due_refunds(
-    db: PostgresDatabase, service: RefundService, count: int, *, amount: int = 100, captured: int | None = None,
+    db: PostgresDatabase,
+    service: RefundService,
+    count: int,
+    *,
+    amount: int = 100,
+    captured: int | None = None,
     account: str | None = None,
 ) -> tuple[str, str, list[str]]:
     """``count`` received returns of one order, each with a pending refund of ``amount`` (on the
@@ -36,8 +41,14 @@ async def due_refunds(
     merchant, pi = new_id("m"), new_id("pi")
     at = service.clock()
     order = Order(
-        merchant_id=merchant, order_id="o1", currency="EUR", placed_at=at, delivered_at=at,
-        customer=Customer(id="cus_1"), lines=[OrderLine("l1", "SKU", "Thing", count, amount)], shipping_total=0,
+        merchant_id=merchant,
+        order_id="o1",
+        currency="EUR",
+        placed_at=at,
+        delivered_at=at,
+        customer=Customer(id="cus_1"),
+        lines=[OrderLine("l1", "SKU", "Thing", count, amount)],
+        shipping_total=0,
         payment=Payment("stripe", pi, captured if captured is not None else count * amount),
     )
     money = CaseMoney("EUR", amount, 0, ShippingShares(Payer.MERCHANT, 0, 0), 0, amount, 0, 0)
@@ -50,9 +61,17 @@ async def due_refunds(
         await repos.upsert_order(order, at)
         for _ in range(count):
             case = Case.open(
-                case_id=new_id("case"), merchant_id=merchant, order_id="o1", customer_id="cus_1",
-                case_type=CaseType.RETURN, items=[CaseItem("l1", "SKU", 1, amount, Reason.DEFECTIVE)],
-                resolution=Resolution.REFUND, decision=decision, money=money, actor=AGENT, at=at,
+                case_id=new_id("case"),
+                merchant_id=merchant,
+                order_id="o1",
+                customer_id="cus_1",
+                case_type=CaseType.RETURN,
+                items=[CaseItem("l1", "SKU", 1, amount, Reason.DEFECTIVE)],
+                resolution=Resolution.REFUND,
+                decision=decision,
+                money=money,
+                actor=AGENT,
+                at=at,
             )
             for action in (CaseAction.AUTO_APPROVE, CaseAction.RECEIVE):
                 case.apply(action, AGENT, at)

@@ -154,17 +154,21 @@ def test_addresses_and_names() -> None:
 
 
 async def test_a_name_is_checked_by_every_address_it_resolves_to() -> None:
-    resolver = ScriptedResolver({
-        "shop.example.com": ["93.184.216.34", "2606:2800:220:1:248:1893:25c8:1946"],
-        "sneaky.example.com": ["93.184.216.34", "10.0.0.7"],
-        "loopy.example.com": ["::ffff:127.0.0.1"],
-    })
+    resolver = ScriptedResolver(
+        {
+            "shop.example.com": ["93.184.216.34", "2606:2800:220:1:248:1893:25c8:1946"],
+            "sneaky.example.com": ["93.184.216.34", "10.0.0.7"],
+            "loopy.example.com": ["::ffff:127.0.0.1"],
+        }
+    )
     shop = parse_target("https://shop.example.com/hook")
     assert await checked_addresses(shop, resolver, allow_internal=False) == resolver.answers["shop.example.com"]
     for url in ("https://sneaky.example.com/", "https://loopy.example.com/", "https://gone.example.com/"):
         with pytest.raises(TargetRefused):
             await checked_addresses(parse_target(url), resolver, allow_internal=False)
-    assert await checked_addresses(parse_target("https://loopy.example.com/"), resolver, allow_internal=True) == ["::ffff:127.0.0.1"]
+    assert await checked_addresses(parse_target("https://loopy.example.com/"), resolver, allow_internal=True) == [
+        "::ffff:127.0.0.1"
+    ]
 
 
 async def test_literals_and_internal_names_are_not_looked_up() -> None:
