@@ -12,9 +12,9 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from tests.e2e.conftest import SECRET, post_event, stripe_app
 from tests.fakes.stripe_server import FakeStripe
 from tests.support.flows import received_return
+from tests.support.stripe_service import SECRET, post_event, stripe_app
 from tests.support.tenants import Tenant
 from tests.support.waiting import eventually
 

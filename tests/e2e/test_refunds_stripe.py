@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import httpx
 
-from tests.e2e.conftest import SECRET
 from tests.fakes.stripe_server import FakeStripe, signed_event
 from tests.support.flows import received_return
+from tests.support.stripe_service import SECRET
 from tests.support.tenants import Tenant
 from tests.support.waiting import eventually
 

@@ -11,9 +11,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.e2e.conftest import post_event, stripe_app
 from tests.fakes.stripe_server import FakeStripe
 from tests.support.flows import received_return
+from tests.support.stripe_service import post_event, stripe_app
 from tests.support.tenants import Tenant
 from tests.support.waiting import eventually
 
