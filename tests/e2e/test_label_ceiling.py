@@ -6,7 +6,7 @@ one label (also when 20 agents decide at once) or none. The ceiling compares amo
 currency only. Bad ceiling settings are 422 and store nothing. Labels below the ceiling are
 bought as before (tests/e2e/test_labels.py, test_labels_easypost.py)."""
 
-# ruff: noqa: F811 - the fixtures of test_labels and test_labels_easypost, imported by name
+# ruff: noqa: F811 - the fixtures of tests/support/simulated_labels.py and easypost_labels.py, imported by name
 
 from __future__ import annotations
 
@@ -16,18 +16,18 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.test_labels import (  # noqa: F401 - the running services and their merchants
-    CUSTOMER_ADDRESS,
+from tests.fakes.easypost_server import FakeEasyPost
+from tests.support.easypost_labels import SETTINGS as EASYPOST_SETTINGS
+from tests.support.easypost_labels import easypost_service, fake  # noqa: F401 - the running service
+from tests.support.easypost_labels import purchases as easypost_purchases
+from tests.support.labels import CUSTOMER_ADDRESS, at_once, bought, held, label_id
+from tests.support.simulated_labels import (  # noqa: F401 - the running service and its merchant
     SETTINGS,
     label_data,
     label_service,
     purchases,
     shop,
 )
-from tests.e2e.test_labels_easypost import SETTINGS as EASYPOST_SETTINGS
-from tests.e2e.test_labels_easypost import _purchases, easypost_service, fake  # noqa: F401
-from tests.fakes.easypost_server import FakeEasyPost
-from tests.support.labels import at_once, bought, held, label_id
 from tests.support.tenants import Tenant
 
 HEAVY = {**SETTINGS, "default_parcel": {"weight_g": 1_000_000}, "parcels": {}}  # the issue's 1,000 kg default
@@ -238,10 +238,10 @@ def test_easypost_holds_a_label_over_the_ceiling_and_buys_it_once_for_20_agents(
     assert (hold["reason"], hold["carrier"], hold["amount"], hold["ceiling"]) == ("over_ceiling", "USPS", 729, 500)
     reference = label_id(easypost_shop, case["id"])
     time.sleep(0.5)
-    assert _purchases(fake, reference) == 0
+    assert easypost_purchases(fake, reference) == 0
     assert at_once(easypost_shop, f"/admin/v1/cases/{case['id']}/label/buy") == [200] + [409] * 19
     assert bought(easypost_shop, case["id"])["label"]["amount"] == 729
-    assert _purchases(fake, reference) == 1
+    assert easypost_purchases(fake, reference) == 1
 
 
 def test_easypost_the_issue_label_waits_and_is_declined(easypost_shop: Tenant, fake: FakeEasyPost, issue_rates: None) -> None:
@@ -255,4 +255,4 @@ def test_easypost_the_issue_label_waits_and_is_declined(easypost_shop: Tenant, f
     declined = easypost_shop.agent.post(f"/admin/v1/cases/{case['id']}/label/decline", json={})
     assert declined.status_code == 200 and declined.json()["label"]["status"] == "cancelled"
     time.sleep(0.5)
-    assert _purchases(fake, label_id(easypost_shop, case["id"])) == 0
+    assert easypost_purchases(fake, label_id(easypost_shop, case["id"])) == 0

@@ -6,9 +6,10 @@ rate deducted. Tenancy: another merchant's case and another order's customer see
 carrier's webhook route: a signature moved onto another body is 400 and changes nothing, a
 replay is a duplicate, late scans never move a case back."""
 
+# ruff: noqa: F811 - the fixtures of tests/support/simulated_labels.py, imported by name
+
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import io
@@ -22,76 +23,22 @@ import msgspec
 import pypdf
 import pytest
 
-from adapters.carriers.simulated import SimulatedCarrier
 from service.config import Settings
 from service.ports import InvalidWebhook, TrackingEvent
 from tests.support.database import fresh_database
-from tests.support.labels import approve_at_once, bought, case_for_review, label_id
+from tests.support.labels import CUSTOMER_ADDRESS, RETURN_ADDRESS, approve_at_once, bought, case_for_review, label_id
 from tests.support.mails import eml_mails
 from tests.support.server import serve
+from tests.support.simulated_labels import (  # noqa: F401 - the running service and its merchants
+    SETTINGS,
+    label_data,
+    label_service,
+    other_shop,
+    purchases,
+    shop,
+)
 from tests.support.tenants import Tenant
 from tests.support.waiting import eventually
-
-RETURN_ADDRESS = {"name": "Shop Returns", "street1": "Lagerstr. 1", "city": "Hamburg", "zip": "20095", "country": "DE"}
-CUSTOMER_ADDRESS = {"name": "Ann Lee", "street1": "Rue de Rivoli 5", "city": "Paris", "zip": "75001", "country": "FR"}
-SETTINGS = {
-    "label_buyer": "merchant",
-    "return_address": RETURN_ADDRESS,
-    "default_parcel": {"weight_g": 800},
-    "parcels": {"apparel": {"weight_g": 400, "length_mm": 300, "width_mm": 200, "height_mm": 50}},
-    "carrier_preferences": {"prefer": "cheapest"},
-}
-
-
-@pytest.fixture(scope="module")
-def label_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The label service's data folder: its customer e-mails are written there."""
-    return tmp_path_factory.mktemp("labels")
-
-
-@pytest.fixture(scope="module")
-def label_service(label_data: Path) -> Iterator[tuple[str, str]]:
-    from service.bootstrap import build_app
-
-    with fresh_database() as database_url:
-        settings = Settings(
-            database_url=database_url,
-            data_dir=label_data,
-            log_format="json",
-            worker_idle_seconds=0.05,
-            simulated_carrier_in_transit_seconds=1,
-            simulated_carrier_delivered_seconds=2,
-            tracking_poll_after_seconds=0.2,
-            label_first_backoff_seconds=0.2,
-        )
-        with serve(build_app(settings)) as url:
-            yield url, database_url
-
-
-@pytest.fixture
-def shop(label_service: tuple[str, str]) -> Iterator[Tenant]:
-    tenant = Tenant(*label_service)
-    assert tenant.admin.put("/admin/v1/shipping-settings", json=SETTINGS).status_code == 200
-    yield tenant
-    tenant.close()
-
-
-@pytest.fixture
-def other_shop(label_service: tuple[str, str]) -> Iterator[Tenant]:
-    tenant = Tenant(*label_service)
-    yield tenant
-    tenant.close()
-
-
-def purchases(database_url: str, reference: str) -> int:
-    async def count() -> int:
-        carrier = SimulatedCarrier(database_url)
-        try:
-            return await carrier.purchases(reference)
-        finally:
-            await carrier.close()
-
-    return asyncio.run(count())
 
 
 def test_approve_label_scans_receive_refund(shop: Tenant, label_data: Path) -> None:
