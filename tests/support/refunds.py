@@ -1,5 +1,5 @@
-"""Refunds set up below HTTP for worker tests: a clock tests move by hand, and received returns
-whose refunds are due."""
+"""Refunds set up below HTTP for worker tests: a clock tests move by hand, received returns
+whose refunds are due, and what the fake Stripe paid on a payment intent."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from domain.orders import Customer, Order, OrderLine, Payment
 from domain.refunds import Refund
 from service.ids import new_id
 from service.refunds import RefundService
+from tests.fakes.stripe_server import FakeStripe
 
 AGENT = Actor(id="key_test", role="agent")
 
@@ -87,3 +88,8 @@ async def load_refund(db: PostgresDatabase, merchant: str, refund_id: str) -> Re
         refund = await repos.get_refund(merchant, refund_id)
     assert refund is not None
     return refund
+
+
+def paid_on(fake: FakeStripe, pi: str, account: str | None = None) -> int:
+    """What the fake Stripe paid back on the payment intent ``pi`` (of ``account``): its succeeded refunds."""
+    return sum(r["amount"] for r in fake.refunds(account) if r["payment_intent"] == pi and r["status"] == "succeeded")
