@@ -1,7 +1,8 @@
 """The README's first command on a machine with no database configured: ``returns serve``
 starts an embedded PostgreSQL under the data folder, keeps its data across restarts, and the
 other CLI commands use the same database; when the last command using it ends, however it is
-stopped, no PostgreSQL process of that folder is left running."""
+stopped, no PostgreSQL process of that folder is left running (also when a command is stopped
+while it starts the embedded server, or while it runs initdb, which leaves the folder usable)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import uuid
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
@@ -206,3 +208,53 @@ def test_the_last_live_user_stops_the_server_and_dead_ones_do_not_count(tmp_path
         release_embedded(tmp_path)
     assert postgres_processes(tmp_path) == []
     assert (tmp_path / "pg.users").read_text() == "[]"
+
+
+# --------------------------------------------------------------------------- stopped while it starts
+
+
+def _migrate_stopped_when(data_dir: Path, sign: str) -> subprocess.Popen[bytes]:
+    """``returns migrate`` on a new data folder, sent SIGTERM as soon as ``pg/<sign>`` appears."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "service.cli", "migrate"], env=_env(data_dir), stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    deadline = time.monotonic() + 90
+    while not (data_dir / "pg" / sign).exists():
+        assert process.poll() is None, process.stdout.read() if process.stdout else ""
+        assert time.monotonic() < deadline, f"pg/{sign} never appeared"
+        time.sleep(0.005)
+    process.send_signal(signal.SIGTERM)
+    process.communicate(timeout=60)
+    return process
+
+
+def test_a_command_stopped_while_it_starts_the_embedded_server_leaves_no_postgres(tmp_path: Path) -> None:
+    """Origin: outside review round 2, a finding (fixed since)."""
+    from adapters.postgres.embedded import embedded_postgres, postgres_processes
+
+    try:
+        process = _migrate_stopped_when(tmp_path, "log")  # pg_ctl -l log: made when the server starts
+        assert process.returncode == 143
+        time.sleep(2)
+        left = postgres_processes(tmp_path)
+    finally:
+        with embedded_postgres(tmp_path):  # joins the leftover server and stops it as its last user
+            pass
+    assert postgres_processes(tmp_path) == []
+    assert left == [], "postgres left running after the command ended"
+
+
+def test_a_first_command_stopped_during_initdb_does_not_break_the_data_folder(tmp_path: Path) -> None:
+    """Origin: outside review round 2, a finding (fixed since)."""
+    from adapters.postgres.embedded import embedded_postgres, postgres_processes
+
+    try:
+        process = _migrate_stopped_when(tmp_path, "postmaster.pid")  # initdb's bootstrap backend writes one
+        assert process.returncode == 143, "the signal still ends the command, once the start is over"
+        again = _run(tmp_path, "migrate")
+    finally:
+        if postgres_processes(tmp_path):
+            with embedded_postgres(tmp_path):
+                pass
+    assert postgres_processes(tmp_path) == []
+    assert again.returncode == 0, again.stderr[-2000:]

@@ -1,6 +1,7 @@
 """Every answer is logged and counted with the status the client got (a 401 from the key check
 included), health polling stays out of the info log, and public operations say so in the
-OpenAPI document."""
+OpenAPI document. A request id is echoed as sent or replaced, and stays one log field whatever
+it holds."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import io
 import json
 
 import httpx
+import pytest
 
 from service.logging import configure_logging
 from tests.support.tenants import Tenant
@@ -92,3 +94,28 @@ def test_options_names_every_method_of_the_path(tenant: Tenant, base_url: str) -
         answer = tenant.admin.options(base_url + path.replace("{", "").replace("}", ""))
         assert answer.status_code < 400, (path, answer.status_code)
         assert {m.strip() for m in answer.headers["allow"].split(",")} == documented | {"OPTIONS"}, path
+
+
+def test_a_request_id_is_echoed_byte_for_byte_or_replaced(tenant: Tenant) -> None:
+    """Origin: outside review round 2, a finding (fixed since)."""
+    sent = b"trace-\xe9\xff"
+    answer = tenant.storefront.get("/v1/cases", headers={"X-Request-ID": sent})
+    assert answer.status_code == 200
+    echoed = dict(answer.headers.raw)[b"x-request-id"]
+    # either the caller's id as sent, or one of ours (not a third value the caller never sent)
+    assert echoed == sent or echoed.isascii(), echoed
+
+
+def test_a_request_id_with_a_crlf_or_a_json_breaker_stays_one_field(tenant: Tenant) -> None:
+    """Origin: outside review round 2, an attack the service withstood."""
+    buffer = io.StringIO()
+    configure_logging("json", stream=buffer)
+    try:
+        answer = tenant.storefront.get("/v1/cases", headers={"X-Request-ID": 'x", "status": 999, "y": "'})
+    finally:
+        configure_logging("json")
+    assert answer.status_code == 200
+    request = _request_lines(buffer)
+    assert [line["status"] for line in request] == [200]
+    with pytest.raises(httpx.LocalProtocolError):
+        tenant.storefront.get("/v1/cases", headers={"X-Request-ID": "a\r\nSet-Cookie: x=1"})
