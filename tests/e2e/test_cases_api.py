@@ -1,5 +1,5 @@
-"""The storefront and agent case flows over real HTTP: idempotency, concurrency, validation,
-transitions, pagination and the audit trail."""
+"""The storefront and agent case flows over real HTTP: idempotency, concurrency (a cancel racing
+the receipt leaves one outcome), validation, transitions, pagination and the audit trail."""
 
 from __future__ import annotations
 
@@ -8,9 +8,15 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
+from adapters.gateways.simulated import SimulatedGateway
+from tests.support.flows import one_line_order
 from tests.support.tenants import Tenant, order_body
 
 OTHER = [{"line_id": "l1", "quantity": 1, "reason": "other", "note": "smells odd"}]
+
+
+def _case(tenant: Tenant, case_id: str) -> dict:
+    return tenant.agent.get(f"/admin/v1/cases/{case_id}").json()
 
 
 def _open_for_review(tenant: Tenant) -> dict:
@@ -258,3 +264,31 @@ def test_agent_queue_orders_by_sla_and_filters(tenant: Tenant) -> None:
     assert {case["id"] for case in everything} == {review["id"], approved["id"]}
     by_reason = tenant.agent.get("/admin/v1/cases", params={"reason": "other"}).json()["items"]
     assert [case["id"] for case in by_reason] == [review["id"]]
+
+
+def test_concurrent_receive_and_cancel_of_one_case_leave_one_outcome(tenant: Tenant, gateway: SimulatedGateway) -> None:
+    """A cancel racing the receipt: either the case is cancelled with no refund, or it is
+    received with one refund; never a cancelled case whose refund still pays.
+
+    Origin: outside review round 1, an attack the service withstood."""
+    for _ in range(5):
+        order = one_line_order(tenant, 1999, 5000, reference=f"pi_rc_{tenant.merchant_id}")
+        case = tenant.open_case(order["order_id"]).json()
+        assert case["state"] == "approved"
+
+        def receive(case_id: str = case["id"]) -> httpx.Response:
+            return tenant.agent.post(
+                f"/admin/v1/cases/{case_id}/receive", json={"items": [{"line_id": "l1", "quantity": 1, "condition": "as_new"}]}
+            )
+
+        def cancel(case_id: str = case["id"]) -> httpx.Response:
+            return tenant.storefront.post(f"/v1/cases/{case_id}/cancel")
+
+        with ThreadPoolExecutor(2) as pool:
+            answers = [f.result() for f in [pool.submit(receive), pool.submit(cancel)]]
+        assert all(a.status_code in (200, 409) for a in answers), [a.text for a in answers]
+        final = _case(tenant, case["id"])
+        if final["state"] == "cancelled":
+            assert final["refunds"] == []
+        else:
+            assert len(final["refunds"]) == 1

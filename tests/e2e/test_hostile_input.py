@@ -61,18 +61,55 @@ def test_deeply_nested_json_is_refused(tenant: Tenant, body: bytes) -> None:
     assert tenant.agent.get("/admin/v1/policy").json()["version"] == 0
 
 
+def _post_signed(base_url: str, body: bytes) -> httpx.Response:
+    """``body`` posted to the Stripe webhook of the shared test service, signed with its secret."""
+    from tests.fakes.stripe_server import sign_webhook
+
+    headers = {"Stripe-Signature": sign_webhook(body, "whsec_main_test_server"), "Content-Type": "application/json"}
+    return httpx.post(f"{base_url}/webhooks/stripe", content=body, headers=headers)
+
+
 def test_a_deeply_nested_signed_gateway_event_is_a_400(base_url: str) -> None:
     """Stripe's webhook answers its own codes (400 ``invalid_event``: Stripe would redeliver a
     422 forever); the body is decoded only once its signature is checked."""
-    from tests.fakes.stripe_server import sign_webhook
-
     for body in DEEP_JSON.values():
-        answer = httpx.post(
-            f"{base_url}/webhooks/stripe",
-            content=body,
-            headers={"Stripe-Signature": sign_webhook(body, "whsec_main_test_server"), "Content-Type": "application/json"},
-        )
-        _refused(answer, 400, "invalid_event")
+        _refused(_post_signed(base_url, body), 400, "invalid_event")
+
+
+def test_a_signed_event_with_an_impossible_created_time_is_a_400(base_url: str) -> None:
+    """Found by the review: a huge ``created`` overflowed the datetime and answered 500.
+
+    Origin: outside review round 1, a finding (fixed since)."""
+    refund = {
+        "id": "re_rev_time",
+        "object": "refund",
+        "amount": 100,
+        "currency": "eur",
+        "status": "succeeded",
+        "metadata": {},
+        "created": 10**20,
+    }
+    answer = _post_signed(
+        base_url, json.dumps({"id": "evt_rev_time", "type": "refund.updated", "data": {"object": refund}}).encode()
+    )
+    assert answer.status_code == 400 and answer.json()["code"] == "invalid_event", answer.text
+
+
+def test_a_signed_event_whose_metadata_refund_id_is_not_a_string_is_no_500(base_url: str) -> None:
+    """Origin: outside review round 1, a finding (fixed since)."""
+    refund = {
+        "id": "re_rev_meta",
+        "object": "refund",
+        "amount": 100,
+        "currency": "eur",
+        "status": "succeeded",
+        "metadata": {"refund_id": 5},
+        "created": 1,
+    }
+    answer = _post_signed(
+        base_url, json.dumps({"id": "evt_rev_meta", "type": "refund.updated", "data": {"object": refund}}).encode()
+    )
+    assert answer.status_code == 400 and answer.json()["code"] == "invalid_event", "Stripe would redeliver a 422 forever"
 
 
 def test_nesting_up_to_the_bound_is_only_decoded() -> None:

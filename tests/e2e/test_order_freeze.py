@@ -1,10 +1,12 @@
 """Once cases or refunds rest on an order, PUT /v1/orders/{id} may not change what they rest on:
-409 order_locked naming each field, nothing stored. What does not touch money still changes."""
+409 order_locked naming each field, nothing stored. What does not touch money still changes.
+Captures lowered while cases open on the order never leave the order promising more than captured."""
 
 from __future__ import annotations
 
 import asyncio
 import copy
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -194,3 +196,44 @@ def test_a_new_order_put_many_times_at_once_is_made_once_and_checked_after(tenan
             return await asyncio.gather(*(client.put("/v1/orders/o_new", json=body) for _ in range(10)))
 
     assert sorted(answer.status_code for answer in asyncio.run(race())) == [200] * 9 + [201]
+
+
+def test_concurrent_order_puts_and_case_opens_never_let_the_capture_drop_below_refunds(tenant: Tenant) -> None:
+    """Storefront lowers the capture while cases open on the order: whatever wins, the order's
+    live promises never exceed the stored capture.
+
+    Origin: outside review round 1, an attack the service withstood."""
+    order = tenant.put_order(
+        lines=[{"line_id": "l1", "sku": "A", "title": "A", "quantity": 5, "unit_price": 1000}],
+        shipping_total=0,
+        payment={"gateway": "stripe", "reference": "pi_race", "captured_amount": 5000},
+    )
+    body = tenant.storefront.get(f"/v1/orders/{order['order_id']}").json()
+
+    def lower(i: int) -> httpx.Response:
+        lowered = {
+            "currency": "EUR",
+            "placed_at": body["placed_at"],
+            "delivered_at": body["delivered_at"],
+            "customer": body["customer"],
+            "shipping_total": 0,
+            "lines": [{"line_id": "l1", "sku": "A", "title": "A", "quantity": 5, "unit_price": 1000}],
+            "payment": {"gateway": "stripe", "reference": "pi_race", "captured_amount": 500 * i},
+        }
+        return tenant.storefront.put(f"/v1/orders/{order['order_id']}", json=lowered)
+
+    def open_one(_: int) -> httpx.Response:
+        return tenant.open_case(order["order_id"], items=[{"line_id": "l1", "quantity": 1, "reason": "changed_mind"}])
+
+    with ThreadPoolExecutor(8) as pool:
+        futures = [pool.submit(lower, i) for i in range(1, 5)] + [pool.submit(open_one, i) for i in range(4)]
+        answers = [f.result() for f in futures]
+    assert all(a.status_code < 500 for a in answers), [a.text for a in answers if a.status_code >= 500]
+    stored = tenant.storefront.get(f"/v1/orders/{order['order_id']}").json()
+    cases = tenant.agent.get("/admin/v1/cases", params={"limit": 50}).json()["items"]
+    promised = sum(
+        c["money"]["refund_total"]
+        for c in cases
+        if c["order_id"] == order["order_id"] and c["state"] not in ("cancelled", "rejected")
+    )
+    assert promised <= stored["payment"]["captured_amount"]

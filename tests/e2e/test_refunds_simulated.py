@@ -1,16 +1,19 @@
-"""Refunds over HTTP with the simulated gateway: a return walked to the end, keep-the-item,
-store credit, short shipments, failures and retries, and the captured-amount guard."""
+"""Refunds over HTTP with the simulated gateway: a return walked to the end, keep-the-item (also
+for store credit), store credit (whose bonus is no captured money paid back), short shipments and
+empty parcels, failures and retries, and the captured-amount guard (also for retries racing
+another case's money override)."""
 
 from __future__ import annotations
 
 import asyncio
 from concurrent.futures import ThreadPoolExecutor
 
+import httpx
 import pytest
 
 from adapters.gateways.simulated import SimulatedGateway
 from service.ports import GatewayRefund
-from tests.support.flows import failed_refund
+from tests.support.flows import failed_refund, one_line_order
 from tests.support.tenants import Tenant
 from tests.support.waiting import eventually
 
@@ -259,3 +262,70 @@ def test_twenty_clicks_on_receive_pay_once(tenant: Tenant, gateway: SimulatedGat
     assert codes == [200] + [409] * 19
     closed = eventually(lambda: _closed(tenant, case["id"]))
     assert [r.amount for r in _gateway_refunds_for(gateway, closed)] == [closed["money"]["refund_total"]]
+
+
+def test_keep_the_item_with_store_credit_can_be_approved(tenant: Tenant) -> None:
+    """Found by the review: a kept item paid in store credit could never be approved (409).
+
+    Origin: outside review round 1, a finding (fixed since)."""
+    order = one_line_order(tenant, 300, 300, reference="pi_keep_sc")
+    case = tenant.open_case(
+        order["order_id"], items=[{"line_id": "l1", "quantity": 1, "reason": "wrong_item"}], resolution="store_credit"
+    ).json()
+    assert case["decision"]["keep_item"] is True and case["state"] == "pending_review"
+    approved = tenant.agent.post(
+        f"/admin/v1/cases/{case['id']}/approve",
+        json={"overrides": [{"rule": "photo_evidence", "reason": "customer sent photos by e-mail"}]},
+    )
+    assert approved.status_code == 200, approved.text
+    assert approved.json()["state"] == "closed"
+
+
+def test_retry_racing_a_money_override_and_receive_on_another_case_of_the_order(
+    tenant: Tenant, gateway: SimulatedGateway
+) -> None:
+    """Twenty retries of a failed refund while another case of the same order is approved with
+    a money override for everything left: the order's live refunds never pass the capture.
+
+    Origin: outside review round 1, an attack the service withstood."""
+    order = tenant.put_order(
+        lines=[
+            {"line_id": "l1", "sku": "A", "title": "A", "quantity": 1, "unit_price": 2513},
+            {"line_id": "l2", "sku": "B", "title": "B", "quantity": 1, "unit_price": 3000},
+        ],
+        shipping_total=0,
+        payment={"gateway": "stripe", "reference": f"pi_ro_{tenant.merchant_id}", "captured_amount": 5513},
+    )
+    first = tenant.open_case(order["order_id"], items=[{"line_id": "l1", "quantity": 1, "reason": "wrong_item"}]).json()
+    tenant.agent.post(
+        f"/admin/v1/cases/{first['id']}/approve", json={"overrides": [{"rule": "photo_evidence", "reason": "seen"}]}
+    )
+    tenant.agent.post(
+        f"/admin/v1/cases/{first['id']}/receive", json={"items": [{"line_id": "l1", "quantity": 1, "condition": "wrong_item"}]}
+    )
+    failed = eventually(lambda: [r for r in _case(tenant, first["id"])["refunds"] if r["status"] == "failed"])[0]
+    # the first case still promises its 25.13: the override may only take the 30.00 left
+    second = tenant.open_case(
+        order["order_id"], items=[{"line_id": "l2", "quantity": 1, "reason": "other", "note": "broken"}]
+    ).json()
+
+    def retry(_: int) -> httpx.Response:
+        return tenant.agent.post(f"/admin/v1/refunds/{failed['id']}/retry")
+
+    def override() -> httpx.Response:
+        return tenant.agent.post(
+            f"/admin/v1/cases/{second['id']}/approve",
+            json={"money_override": {"refund_total": 3000, "reason": "everything back"}},
+        )
+
+    with ThreadPoolExecutor(8) as pool:
+        futures = [pool.submit(override)] + [pool.submit(retry, i) for i in range(7)]
+        answers = [f.result() for f in futures]
+    assert all(a.status_code < 500 for a in answers), [a.text for a in answers if a.status_code >= 500]
+    if answers[0].status_code == 200:
+        tenant.agent.post(
+            f"/admin/v1/cases/{second['id']}/receive", json={"items": [{"line_id": "l2", "quantity": 1, "condition": "as_new"}]}
+        )
+    refunds = _case(tenant, first["id"])["refunds"] + _case(tenant, second["id"])["refunds"]
+    live = sum(r["amount"] for r in refunds if r["status"] not in ("failed", "canceled"))
+    assert live <= 5513, refunds

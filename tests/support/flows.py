@@ -5,6 +5,11 @@ from __future__ import annotations
 from tests.fakes.stripe_server import FakeStripe
 from tests.support.tenants import Tenant
 
+# one t-shirt (line ``l1`` of ``Tenant.put_order``'s order) returned for reason ``other``: it waits
+# for an agent, who decides who is responsible; and its receipt, as new
+OTHER_L1 = [{"line_id": "l1", "quantity": 1, "reason": "other", "note": "the colour is not what I expected"}]
+RECEIVE_L1 = {"items": [{"line_id": "l1", "quantity": 1, "condition": "as_new"}]}
+
 # The body of an exchange of one t-shirt for a larger one (the order of ``Tenant.put_order``).
 EXCHANGE = {
     "type": "exchange",
@@ -81,3 +86,12 @@ def failed_refund(tenant: Tenant) -> dict:
         return now if any(r["status"] == "failed" for r in now["refunds"]) else None
 
     return eventually(failed)
+
+
+def one_line_order(tenant: Tenant, unit_price: int, captured: int, *, quantity: int = 1, reference: str = "pi_rev") -> dict:
+    """An order of one line (``l1``, SKU ``A``) without shipping, of which ``captured`` was paid."""
+    return tenant.put_order(
+        lines=[{"line_id": "l1", "sku": "A", "title": "A", "quantity": quantity, "unit_price": unit_price}],
+        shipping_total=0,
+        payment={"gateway": "stripe", "reference": reference, "captured_amount": captured},
+    )
