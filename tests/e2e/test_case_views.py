@@ -1,5 +1,5 @@
 """The case as each side reads it: the storefront's view says why (the agent's question, the
-rejection, an override's reason) and hides what agents keep to themselves; ``allowed_actions``
+rejection, an override's reason) and hides what agents keep to themselves (their notes); ``allowed_actions``
 names endpoints of the caller's API, each of which works, and nothing else does; a customer who
 returns a lot gets their new case flagged."""
 
@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.flows import EXCHANGE
+from tests.support.flows import EXCHANGE, OTHER_L1
 from tests.support.images import encode, photo
 from tests.support.tenants import Tenant
 
@@ -353,3 +353,27 @@ def test_the_storefront_reads_a_timeline_in_steps_and_where_to_send_the_item(ten
     assert shipped["state"] == "in_transit"
     after = _ok(tenant.storefront.get(f"/v1/cases/{case['id']}"))
     assert after["timeline"][-1]["event"] == "ship" and after["return_address"] is None
+
+
+def test_the_storefront_never_sees_the_agents_internal_notes(tenant: Tenant) -> None:
+    """Wrong (older than this merge, found reading the ETag'd storefront answers): ``POST
+    /admin/v1/cases/{id}/notes`` is documented as "an internal note for other agents; customers
+    never see it", yet ``GET /v1/cases/{id}`` and ``GET /v1/cases?order_id=`` with the
+    storefront's key answer the case with ``notes: [{author, text, at}]`` (and the agent's
+    ``assignee`` key id, the fraud ``flags``, a reused photo's ``matches_case_id`` naming another
+    customer's case): whatever an agent writes about the customer reaches the storefront that
+    shows the case to that customer. Right: the storefront's view of a case leaves out the
+    notes (and the other agent-only fields); the agent API keeps them.
+
+    Origin: outside review round 4, a finding (fixed since)."""
+    order = tenant.put_order()
+    case = tenant.open_case(order["order_id"], items=OTHER_L1).json()
+    secret = "internal: looks like wardrobing, third time this month"
+    assert tenant.agent.post(f"/admin/v1/cases/{case['id']}/notes", json={"text": secret}).status_code == 200
+    assert secret in tenant.agent.get(f"/admin/v1/cases/{case['id']}").text
+    for answer in (
+        tenant.storefront.get(f"/v1/cases/{case['id']}"),
+        tenant.storefront.get("/v1/cases", params={"order_id": order["order_id"]}),
+    ):
+        assert answer.status_code == 200
+        assert secret not in answer.text, answer.json()

@@ -17,7 +17,9 @@ from typing import Any
 import asyncpg
 import pytest
 
+from tests.support.flows import OTHER_L1, failed_refund
 from tests.support.problems import problem
+from tests.support.reports import period
 from tests.support.tenants import Tenant
 
 MONTH = {"from": "2026-10-01", "to": "2026-10-31"}  # plain dates: all of October (UTC)
@@ -386,3 +388,65 @@ def test_the_sku_summary_of_huge_but_valid_amounts_is_no_500(tenant: Tenant) -> 
     [row] = summary.json()["rows"]
     assert row["item_value"] == 10 * 100_000 * big and row["items"] == 10 * 100_000
     assert row["refunded"] + row["in_flight"] + row["failed_amount"] == received.json()["refunds"][0]["amount"]
+
+
+def test_the_reasons_report_counts_the_agent_s_responsibility_decision(tenant: Tenant) -> None:
+    """Wrong: an agent approves an ``other`` item as the merchant's (``responsibility:
+    merchant``, or by default), and the case pays as for ``defective`` (label and original
+    shipping on the merchant); yet ``GET /finance/v1/reports/reasons`` (and its ``by_day``) still
+    lists the item as ``responsibility: unknown`` and leaves it out of
+    ``merchant_responsible_share``: the Reports page's "merchant-responsible share" chart
+    understates what the merchant was found responsible for, by every decided ``other`` item.
+    Right: a decided item counts with the decision (here: share 1.0, ``merchant``); only an
+    undecided one is ``unknown``.
+
+    Origin: outside review round 4, a finding (fixed since)."""
+    order = tenant.put_order()
+    case = tenant.open_case(order["order_id"], items=OTHER_L1).json()
+    approved = tenant.agent.post(
+        f"/admin/v1/cases/{case['id']}/approve", json={"responsibility": [{"line_id": "l1", "responsibility": "merchant"}]}
+    ).json()
+    assert approved["money"]["return_shipping"]["payer"] == "merchant"
+    report = tenant.finance.get("/finance/v1/reports/reasons", params={**period(), "by_day": "true"}).json()
+    assert report["items"] == 1
+    assert report["by_sku"][0]["reasons"][0]["responsibility"] == "merchant"
+    assert report["merchant_responsible_share"] == 1.0
+    assert report["by_day"][0]["merchant_responsible_share"] == 1.0
+
+
+def test_the_reasons_report_lists_a_customer_decision_and_an_undecided_item_apart(tenant: Tenant) -> None:
+    """One ``other`` T-shirt decided the customer's, one still waiting: two rows of the same SKU
+    and reason, ``customer`` and ``unknown``, and no merchant share.
+
+    Origin: outside review round 4, a finding (fixed since)."""
+    order = tenant.put_order()
+    decided, waiting = (tenant.open_case(order["order_id"], items=OTHER_L1).json() for _ in range(2))
+    assert (
+        tenant.agent.post(
+            f"/admin/v1/cases/{decided['id']}/approve", json={"responsibility": [{"line_id": "l1", "responsibility": "customer"}]}
+        ).status_code
+        == 200
+    )
+    report = tenant.finance.get("/finance/v1/reports/reasons", params=period()).json()
+    assert sorted((r["reason"], r["responsibility"], r["items"]) for r in report["by_sku"][0]["reasons"]) == [
+        ("other", "customer", 1),
+        ("other", "unknown", 1),
+    ]
+    assert (report["items"], report["merchant_responsible_share"]) == (2, 0.0)
+    assert waiting["state"] == "pending_review"
+
+
+def test_the_summary_by_sku_counts_a_retried_case_s_items_once(tenant: Tenant) -> None:
+    """Wrong (older than this merge; the report agents may now read too): a lamp (25.13) comes
+    back, its refund fails and an agent retries it. ``GET /finance/v1/reports/summary?
+    group_by=sku`` then says 2 items worth 50.26 came back for SKU ``A``: the query joins each of
+    the case's refunds (the failed one and its retry) to the case's items and sums them once per
+    refund. At month end the "value of returned goods" grows with every retry. Right: one lamp,
+    25.13 (``refunds`` may well say 2).
+
+    Origin: outside review round 4, a finding (fixed since)."""
+    case = failed_refund(tenant)
+    failed = next(r for r in case["refunds"] if r["status"] == "failed")
+    assert tenant.agent.post(f"/admin/v1/refunds/{failed['id']}/retry").status_code == 201
+    rows = tenant.finance.get("/finance/v1/reports/summary", params={**period(), "group_by": "sku"}).json()["rows"]
+    assert [(r["key"], r["items"], r["item_value"]) for r in rows] == [("A", 1, 2513)], rows

@@ -13,7 +13,7 @@ import pytest
 
 from adapters.gateways.simulated import SimulatedGateway
 from service.ports import GatewayRefund
-from tests.support.flows import failed_refund, one_line_order
+from tests.support.flows import OTHER_L1, failed_refund, one_line_order
 from tests.support.tenants import Tenant
 from tests.support.waiting import eventually
 
@@ -329,3 +329,60 @@ def test_retry_racing_a_money_override_and_receive_on_another_case_of_the_order(
     refunds = _case(tenant, first["id"])["refunds"] + _case(tenant, second["id"])["refunds"]
     live = sum(r["amount"] for r in refunds if r["status"] not in ("failed", "canceled"))
     assert live <= 5513, refunds
+
+
+def test_a_store_credit_bonus_does_not_use_up_what_was_captured(tenant: Tenant) -> None:
+    """Wrong (older than this merge, found combining store credit with a second case): with a
+    100 % store-credit bonus, a customer returns the 19.99 T-shirt for credit (14.99 after the
+    label, plus 14.99 bonus: 29.98 credit), then the mug (15.00) arrives as the wrong item. The
+    order captured 39.94; what the customer takes back in money or value is 14.99, but the
+    bonus is counted as if captured money had been paid back, so the merchant's own mistake is
+    refunded 9.96 instead of 19.95 (``captured_limit``: "capped from 19.95 EUR to 9.96 EUR").
+    Right: only what the case pays back of the customer's money counts against the capture (the
+    credit without its bonus), and the wrong-item case is quoted 19.95 EUR.
+
+    Origin: outside review round 4, a finding (fixed since)."""
+    assert tenant.admin.put("/admin/v1/policy", json={"rules": {"store_credit_bonus": {"percent": 100}}}).status_code == 200
+    order = tenant.put_order(payment={"gateway": "stripe", "reference": "pi_b", "captured_amount": 1999 + 1500 + 495})
+    credit = tenant.open_case(order["order_id"], resolution="store_credit").json()
+    assert credit["money"]["store_credit_total"] == 2 * (1999 - 500)
+    wrong = tenant.open_case(order["order_id"], items=[{"line_id": "l2", "quantity": 1, "reason": "wrong_item"}]).json()
+    assert wrong["money"]["refund_total"] == 1500 + 495, wrong["money"]
+
+
+def test_with_a_store_credit_bonus_the_capture_still_caps_the_order_s_other_cases(tenant: Tenant) -> None:
+    """The bonus is left out of what was paid back, never what was: the credit's 14.99 of the
+    customer's money counts, so a second case is capped at the 10.01 the 25.00 capture has left.
+
+    Origin: outside review round 4, a finding (fixed since)."""
+    assert tenant.admin.put("/admin/v1/policy", json={"rules": {"store_credit_bonus": {"percent": 100}}}).status_code == 200
+    order = tenant.put_order(payment={"gateway": "stripe", "reference": "pi_c", "captured_amount": 2500})
+    credit = tenant.open_case(order["order_id"], resolution="store_credit").json()
+    assert (credit["money"]["store_credit_total"], credit["money"]["store_credit_bonus"]) == (2 * 1499, 1499)
+    wrong = tenant.open_case(order["order_id"], items=[{"line_id": "l2", "quantity": 1, "reason": "wrong_item"}]).json()
+    assert wrong["money"]["refund_total"] == 2500 - 1499, wrong["money"]
+
+
+def test_an_empty_parcel_refunds_nothing_not_the_original_shipping(tenant: Tenant) -> None:
+    """Wrong: an ``other`` case approved without a decision is the merchant's, so its money
+    includes the order's original shipping (4.95). The parcel arrives empty (``receive`` with
+    ``{line_id: l1, quantity: 0, condition: missing}``): items are worth 0, but the receipt still
+    refunds ``original_shipping_refund`` and a 4.95 EUR refund goes out at once, using up the
+    order's one shipping refund. Since approval now makes every undecided ``other`` item the
+    merchant's, anyone can collect the shipping with an empty box and a vague reason. Right: with
+    nothing back, nothing is paid (``refund_total`` 0) and the case waits for the agent to close
+    it, as the contract says for a receipt where everything is missing.
+
+    Origin: outside review round 4, a finding (fixed since)."""
+    order = tenant.put_order()
+    case = tenant.open_case(order["order_id"], items=OTHER_L1).json()
+    approved = tenant.agent.post(f"/admin/v1/cases/{case['id']}/approve", json={}).json()
+    assert approved["money"]["original_shipping_refund"] == 495
+    received = tenant.agent.post(
+        f"/admin/v1/cases/{case['id']}/receive", json={"items": [{"line_id": "l1", "quantity": 0, "condition": "missing"}]}
+    ).json()
+    assert received["money"]["items_total"] == 0
+    assert received["money"]["refund_total"] == 0 and received["refunds"] == [], received["money"]
+    # the order's one shipping refund is still there for a parcel that does come back
+    second = tenant.open_case(order["order_id"], items=[{"line_id": "l2", "quantity": 1, "reason": "wrong_item"}]).json()
+    assert second["money"]["original_shipping_refund"] == 495, second["money"]
