@@ -1,6 +1,7 @@
 """What the portal's "send" rests on, over real HTTP with a customer's portal token: twenty
 concurrent sends of one draft (one Idempotency-Key) open one case, and its photo sent twenty
-times at once (a retry of the same step) is stored once; what a customer may not send (a price)."""
+times at once (a retry of the same step) is stored once; twenty concurrent returns with keys of
+their own claim no more than was bought; what a customer may not send (a price)."""
 
 from __future__ import annotations
 
@@ -59,6 +60,34 @@ def test_twenty_concurrent_sends_of_one_draft_open_one_case_and_store_its_photo_
     assert len(cases[0]["photos"]) == 1 and cases[0]["decision"]["photo_count"] == 1
     order = tenant.storefront.get(f"/v1/orders/{order_id}").json()
     assert [line["returnable_quantity"] for line in order["lines"]] == [0, 0], "claimed once, not twenty times"
+
+
+def test_twenty_concurrent_opens_by_one_token_claim_no_more_than_bought(tenant: Tenant) -> None:
+    """A customer's credential goes through the storefront's order lock: 20 concurrent returns of
+    the line's 2 units (half with one Idempotency-Key, half with keys of their own) claim 2.
+
+    Origin: outside review round 5 (#16), an attack the service withstood."""
+    customer, order_id = _customer(tenant)
+    body = {
+        "order_id": order_id,
+        "type": "return",
+        "resolution": "refund",
+        "items": [{"line_id": "l1", "quantity": 1, "reason": "defective"}],
+    }
+
+    def open_one(n: int) -> tuple[int, str | None]:
+        key = "same" if n % 2 else f"own-{n}"
+        with httpx.Client(base_url=tenant.base_url, headers=customer.headers, timeout=30) as own:
+            answer = own.post("/v1/cases", json=body, headers={"Idempotency-Key": key})
+        return answer.status_code, answer.json().get("id")
+
+    with customer, ThreadPoolExecutor(CALLS) as pool:
+        answers = list(pool.map(open_one, range(CALLS)))
+    assert {status for status, _ in answers} <= {201, 409, 422}, answers
+    stored = tenant.storefront.get("/v1/cases", params={"order_id": order_id, "limit": 100}).json()["items"]
+    assert sum(item["quantity"] for case in stored for item in case["items"]) <= 2
+    assert {case_id for status, case_id in answers if status == 201} == {case["id"] for case in stored}
+    assert tenant.storefront.get(f"/v1/orders/{order_id}").json()["lines"][0]["returnable_quantity"] == 2 - len(stored)
 
 
 def test_a_customer_never_sets_a_price_and_the_storefront_still_does(tenant: Tenant, gateway: SimulatedGateway) -> None:

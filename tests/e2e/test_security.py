@@ -1,6 +1,7 @@
 """Security over real HTTP, on every documented operation: no key → 401, a revoked key → 401,
-the wrong role → 403; hostile input (SQL-shaped, oversize) is refused or stored as plain data;
-no secret and no e-mail address in any log line."""
+the wrong role → 403, also behind a public path's prefix (dot segments, encodings); hostile input
+(SQL-shaped, oversize) is refused or stored as plain data; no secret and no e-mail address in any
+log line."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ import asyncio
 import io
 import json
 import re
+import socket
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -145,3 +148,34 @@ def test_a_nul_character_is_refused_not_a_server_error(tenant: Tenant) -> None:
     assert answer.status_code == 422 and answer.json()["code"] == "validation_error"
     assert tenant.storefront.get("/v1/orders/o%00x").status_code in (404, 422)
     assert tenant.admin.get("/admin/v1/webhook-endpoints").json()["items"] == []
+
+
+def _raw_get(base_url: str, target: str) -> int:
+    """The status of a GET of ``target`` exactly as written (no client normalises the path)."""
+    host, port = urlsplit(base_url).hostname, urlsplit(base_url).port
+    with socket.create_connection((host, port), timeout=30) as sock:
+        sock.sendall(f"GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return int(answer.split(b" ", 2)[1])
+
+
+def test_public_paths_open_nothing_behind_them(base_url: str) -> None:
+    """The key check skips paths by prefix (``PUBLIC_PATHS``): dot segments and encodings after a
+    public prefix do not reach a keyed operation without a key.
+
+    Origin: outside review round 5 (#16), an attack the service withstood."""
+    for target in (
+        "/console/../v1/cases",
+        "/health/../v1/cases",
+        "/v1/portal-sessions/../cases",
+        "/schema/../v1/cases",
+        "/webhooks/../v1/cases",
+        "/console%2f..%2fv1/cases",
+        "/health/x/../../v1/cases",
+        "/v1/portal-sessions%00",
+    ):
+        assert _raw_get(base_url, target) == 404, target
+    for target in ("//v1/cases", "/v1//cases", "/v1/cases?x=/console", "/v1/cases/"):
+        assert _raw_get(base_url, target) == 401, target
