@@ -32,9 +32,9 @@ sys.path.insert(0, str(ROOT))
 from adapters.gateways.simulated import SimulatedGateway  # noqa: E402
 from adapters.postgres.database import PostgresDatabase  # noqa: E402
 from adapters.postgres.migrations import migrate  # noqa: E402
+from bench.support import DATABASE, due_refunds, fresh_database  # noqa: E402
+from service.cases import utcnow  # noqa: E402
 from service.refunds import RefundService  # noqa: E402
-from tests.support.database import fresh_database  # noqa: E402
-from tests.support.refunds import Clock, due_refunds  # noqa: E402
 
 
 async def prepare(database_url: str, refunds: int, accounts: int) -> None:
@@ -42,7 +42,7 @@ async def prepare(database_url: str, refunds: int, accounts: int) -> None:
     try:
         async with db.pool.acquire() as conn:
             await migrate(conn)
-        setup = RefundService(db, SimulatedGateway(database_url), Clock())
+        setup = RefundService(db, SimulatedGateway(database_url), utcnow)
         for index in range(accounts):
             share = refunds // accounts + (1 if index < refunds % accounts else 0)
             await due_refunds(db, setup, share, amount=100, account=f"acct_bench{index:02d}")
@@ -98,6 +98,7 @@ def main() -> None:
     parser.add_argument("--latency-ms", type=int, default=200)
     parser.add_argument("--accounts", default="1,20", help="scenarios: how many accounts share the refunds")
     parser.add_argument("--workers", type=int, default=1, help="worker processes side by side")
+    parser.add_argument("--database", default=DATABASE)
     args = parser.parse_args()
     print(f"{args.refunds} refunds, simulated gateway latency {args.latency_ms} ms per call, {args.workers} worker process(es)")
     print(
@@ -105,7 +106,7 @@ def main() -> None:
     )
     last = None
     for accounts in (int(a) for a in args.accounts.split(",")):
-        with fresh_database() as database_url:
+        with fresh_database(args.database, "returns_dispatch") as database_url:
             asyncio.run(prepare(database_url, args.refunds, accounts))
             figures = asyncio.run(measure(database_url, args.refunds, args.latency_ms, args.workers))
         once = "yes" if figures["made"] == figures["total"] == args.refunds else f"NO ({figures['total']})"
