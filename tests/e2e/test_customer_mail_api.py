@@ -18,7 +18,7 @@ from service.config import Settings
 from tests.fakes.stripe_server import FakeStripe
 from tests.support.database import fresh_database
 from tests.support.flows import received_return
-from tests.support.server import serve
+from tests.support.server import fresh_service, serve
 from tests.support.smtp import Inbox, smtp_server
 from tests.support.tenants import Tenant, order_body
 from tests.support.waiting import eventually
@@ -130,20 +130,15 @@ def test_the_customers_language_travels_with_the_order(tenant: Tenant) -> None:
 def _service(data_dir: Path, **settings: Any) -> Iterator[tuple[str, str]]:
     """The service with its worker, on a database of its own, started the way ``returns serve``
     starts it (uvicorn's defaults): no ``RETURNS_PUBLIC_URL`` unless given."""
-    from service.bootstrap import build_app
-
-    with fresh_database() as database_url:
-        configured = Settings(
-            database_url=database_url,
-            data_dir=data_dir,
-            log_format="json",
-            worker_idle_seconds=0.05,
-            worker_poll_every_seconds=0.2,
-            portal_secrets=("customer-mail-secret",),
-            **settings,
-        )
-        with serve(build_app(configured)) as url:
-            yield url, database_url
+    with fresh_service(
+        data_dir=data_dir,
+        log_format="json",
+        worker_idle_seconds=0.05,
+        worker_poll_every_seconds=0.2,
+        portal_secrets=("customer-mail-secret",),
+        **settings,
+    ) as service:
+        yield service
 
 
 @contextmanager

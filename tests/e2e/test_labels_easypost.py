@@ -24,7 +24,6 @@ import pypdf
 import pytest
 
 from tests.fakes.easypost_server import FakeEasyPost, signature, signed
-from tests.support.database import fresh_database
 from tests.support.easypost_labels import (  # noqa: F401 - the running service
     SECRET,
     SETTINGS,
@@ -41,7 +40,7 @@ from tests.support.labels import (
     label_id,
     worker_process,
 )
-from tests.support.server import serve
+from tests.support.server import fresh_service
 from tests.support.tenants import Tenant
 from tests.support.waiting import eventually
 
@@ -51,9 +50,7 @@ LEASE_SECONDS = 2  # a killed worker's label is taken over after this
 @contextmanager
 def _own_service(fake: FakeEasyPost, data_dir: Any, **changes: Any) -> Iterator[Tenant]:
     """A service of the test's own (its own database), and a merchant on it with shipping settings."""
-    from service.bootstrap import build_app
-
-    with fresh_database() as database_url, serve(build_app(service_settings(fake, database_url, data_dir, **changes))) as url:
+    with fresh_service(**service_settings(fake, data_dir, **changes)) as (url, database_url):
         shop = Tenant(url, database_url)
         try:
             assert shop.admin.put("/admin/v1/shipping-settings", json=SETTINGS).status_code == 200

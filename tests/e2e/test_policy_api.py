@@ -466,6 +466,14 @@ def _rewrite_case(tenant: Tenant, case_id: str, change: Any) -> None:
     _with_database(tenant.database_url, work)
 
 
+# what the built-in defaults (version 0) priced a ZAR order at before amounts were per currency
+OLD_DEFAULTS_IN_ZAR = {
+    "return_shipping": {"label_cost": {"ZAR": 500}},
+    "exchange_shipping": {"cost": {"ZAR": 1000}},
+    "auto_approve": {"max_amount": {"ZAR": 10_000}},
+}
+
+
 def _as_opened_under_the_old_defaults(case: Any) -> None:
     """Before amounts were per currency, version 0 (the built-in defaults) priced the label at 500
     minor units of whatever currency the order had; a case opened then says so, and its decision
@@ -485,12 +493,7 @@ def test_a_case_opened_under_the_old_defaults_in_a_now_unpriced_currency_can_sti
     the amounts it was decided under (ZAR 500 here) and pays the refund.
 
     Origin: outside review round 4, a finding (fixed since)."""
-    old_defaults = {
-        "return_shipping": {"label_cost": {"ZAR": 500}},
-        "exchange_shipping": {"cost": {"ZAR": 1000}},
-        "auto_approve": {"max_amount": {"ZAR": 10_000}},
-    }
-    assert tenant.admin.put("/admin/v1/policy", json={"rules": old_defaults}).status_code == 200
+    assert tenant.admin.put("/admin/v1/policy", json={"rules": OLD_DEFAULTS_IN_ZAR}).status_code == 200
     order = tenant.put_order(currency="ZAR")
     case = tenant.open_case(order["order_id"]).json()
     assert case["state"] == "approved" and case["money"]["refund_total"] == 1999 - 500
@@ -510,12 +513,7 @@ def test_a_pre_change_other_case_in_a_now_unpriced_currency_can_still_be_approve
     with the amounts the case was quoted under.
 
     Origin: outside review round 4, a finding (fixed since)."""
-    old_defaults = {
-        "return_shipping": {"label_cost": {"ZAR": 500}},
-        "exchange_shipping": {"cost": {"ZAR": 1000}},
-        "auto_approve": {"max_amount": {"ZAR": 10_000}},
-    }
-    assert tenant.admin.put("/admin/v1/policy", json={"rules": old_defaults}).status_code == 200
+    assert tenant.admin.put("/admin/v1/policy", json={"rules": OLD_DEFAULTS_IN_ZAR}).status_code == 200
     order = tenant.put_order(currency="ZAR")
     case = tenant.open_case(order["order_id"], items=OTHER_L1).json()
     assert case["state"] == "pending_review"

@@ -29,13 +29,12 @@ import asyncpg
 import httpx
 import pytest
 
-from service.config import LOCAL_URL, Settings
+from service.config import LOCAL_URL
 from service.portal import Claims, key_id, sign
-from tests.support.database import fresh_database
 from tests.support.images import encode, photo
 from tests.support.mails import eml_mails, link_token, portal_links
 from tests.support.portal import lookup_links, public_client
-from tests.support.server import serve
+from tests.support.server import fresh_service
 from tests.support.tenants import Tenant, order_body
 from tests.support.waiting import eventually
 
@@ -47,21 +46,16 @@ PER_IP = 8
 @pytest.fixture(scope="module")
 def portal_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, Path]]:
     """The service's URL, its database's and its data folder (where its e-mails are written)."""
-    from service.bootstrap import build_app
-
     data_dir = tmp_path_factory.mktemp("portal")
-    with fresh_database() as database_url:
-        settings = Settings(
-            database_url=database_url,
-            data_dir=data_dir,
-            log_format="json",
-            worker_idle_seconds=0.05,
-            portal_secrets=(SECRET, "an-older-secret"),
-            portal_lookups_per_ip=PER_IP,
-            portal_lookups_per_email=PER_EMAIL,
-        )
-        with serve(build_app(settings)) as url:
-            yield url, database_url, data_dir
+    with fresh_service(
+        data_dir=data_dir,
+        log_format="json",
+        worker_idle_seconds=0.05,
+        portal_secrets=(SECRET, "an-older-secret"),
+        portal_lookups_per_ip=PER_IP,
+        portal_lookups_per_email=PER_EMAIL,
+    ) as (url, database_url):
+        yield url, database_url, data_dir
 
 
 @pytest.fixture

@@ -10,34 +10,29 @@ from typing import Any
 
 import pytest
 
-from service.config import Settings
 from tests.fakes.easypost_server import FakeEasyPost
-from tests.support.database import fresh_database
 from tests.support.labels import RETURN_ADDRESS
-from tests.support.server import serve
+from tests.support.server import fresh_service
 
 SECRET = "easypost-webhook-secret"
 RATES = [("USPS", "Priority", "7.29", "EUR", 2), ("UPS", "Ground", "11.10", "EUR", 5)]  # the cheapest: 729
 SETTINGS = {"label_buyer": "merchant", "return_address": RETURN_ADDRESS, "default_parcel": {"weight_g": 800}}
 
 
-def service_settings(fake: FakeEasyPost, database_url: str, data_dir: Any, **changes: Any) -> Settings:
-    """EasyPost (the fake) for labels and webhooks; no polling unless a test asks for it."""
-    chosen: dict[str, Any] = {
+def service_settings(fake: FakeEasyPost, data_dir: Any, **changes: Any) -> dict[str, Any]:
+    """The settings (but the database) of a service with EasyPost (the fake) for labels and
+    webhooks; no polling unless a test asks for it."""
+    return {
+        "data_dir": data_dir,
+        "easypost_api_key": "EZTK_e2e",
+        "easypost_api_base": fake.api_base,
+        "easypost_webhook_secrets": (SECRET,),
         "log_format": "json",
         "worker_idle_seconds": 0.05,
         "tracking_poll_after_seconds": 3600,
         "label_first_backoff_seconds": 0.2,
         **changes,
     }
-    return Settings(
-        database_url=database_url,
-        data_dir=data_dir,
-        easypost_api_key="EZTK_e2e",
-        easypost_api_base=fake.api_base,
-        easypost_webhook_secrets=(SECRET,),
-        **chosen,
-    )
 
 
 @pytest.fixture(scope="module")
@@ -48,13 +43,8 @@ def fake() -> Iterator[FakeEasyPost]:
 
 @pytest.fixture(scope="module")
 def easypost_service(fake: FakeEasyPost, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
-    from service.bootstrap import build_app
-
-    with (
-        fresh_database() as database_url,
-        serve(build_app(service_settings(fake, database_url, tmp_path_factory.mktemp("easypost")))) as url,
-    ):
-        yield url, database_url
+    with fresh_service(**service_settings(fake, tmp_path_factory.mktemp("easypost"))) as service:
+        yield service
 
 
 def purchases(fake: FakeEasyPost, reference: str) -> int:

@@ -12,10 +12,8 @@ from pathlib import Path
 import pytest
 
 from adapters.carriers.simulated import SimulatedCarrier
-from service.config import Settings
-from tests.support.database import fresh_database
 from tests.support.labels import RETURN_ADDRESS
-from tests.support.server import serve
+from tests.support.server import fresh_service
 from tests.support.tenants import Tenant
 
 SETTINGS = {
@@ -35,21 +33,16 @@ def label_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def label_service(label_data: Path) -> Iterator[tuple[str, str]]:
-    from service.bootstrap import build_app
-
-    with fresh_database() as database_url:
-        settings = Settings(
-            database_url=database_url,
-            data_dir=label_data,
-            log_format="json",
-            worker_idle_seconds=0.05,
-            simulated_carrier_in_transit_seconds=1,
-            simulated_carrier_delivered_seconds=2,
-            tracking_poll_after_seconds=0.2,
-            label_first_backoff_seconds=0.2,
-        )
-        with serve(build_app(settings)) as url:
-            yield url, database_url
+    with fresh_service(
+        data_dir=label_data,
+        log_format="json",
+        worker_idle_seconds=0.05,
+        simulated_carrier_in_transit_seconds=1,
+        simulated_carrier_delivered_seconds=2,
+        tracking_poll_after_seconds=0.2,
+        label_first_backoff_seconds=0.2,
+    ) as service:
+        yield service
 
 
 @pytest.fixture

@@ -11,10 +11,8 @@ from typing import Any
 
 import httpx
 
-from service.config import Settings
 from tests.fakes.stripe_server import FakeStripe, signed_event
-from tests.support.database import fresh_database
-from tests.support.server import serve
+from tests.support.server import fresh_service
 
 SECRET = "whsec_test_secret"
 
@@ -23,20 +21,15 @@ SECRET = "whsec_test_secret"
 def stripe_app(fake: FakeStripe, data_dir: Path, **settings: Any) -> Iterator[tuple[str, str]]:
     """The service set up for ``fake`` (its webhooks signed with ``SECRET``) on a fresh database,
     with ``settings`` laid over; its URL and its database's."""
-    from service.bootstrap import build_app
-
-    with fresh_database() as database_url:
-        configured = Settings(
-            database_url=database_url,
-            data_dir=data_dir,
-            log_format="json",
-            stripe_api_key="sk_test_fake",
-            stripe_api_base=fake.url,
-            stripe_webhook_secret=SECRET,
-            **settings,
-        )
-        with serve(build_app(configured)) as url:
-            yield url, database_url
+    with fresh_service(
+        data_dir=data_dir,
+        log_format="json",
+        stripe_api_key="sk_test_fake",
+        stripe_api_base=fake.url,
+        stripe_webhook_secret=SECRET,
+        **settings,
+    ) as service:
+        yield service
 
 
 def post_event(url: str, event_type: str, obj: dict, *, event_id: str, account: str | None = None) -> httpx.Response:
