@@ -27,7 +27,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.support.database import _with_database  # noqa: E402
+from bench.support import DATABASE, create_key, fresh_database, wait_ready  # noqa: E402
 
 
 def memory_kib(pid: int) -> tuple[int, int]:
@@ -67,8 +67,9 @@ def export(base: str, key: str, params: dict[str, str]) -> tuple[int, int, int, 
     exponent = {"JPY": 0, "KWD": 3}
     started = time.perf_counter()
     rows = size = total = 0
-    with httpx.stream("GET", f"{base}/finance/v1/refunds.csv", params=params,
-                      headers={"Authorization": f"Bearer {key}"}, timeout=600) as response:
+    with httpx.stream(
+        "GET", f"{base}/finance/v1/refunds.csv", params=params, headers={"Authorization": f"Bearer {key}"}, timeout=600
+    ) as response:
         response.raise_for_status()
 
         def lines():
@@ -89,34 +90,25 @@ def export(base: str, key: str, params: dict[str, str]) -> tuple[int, int, int, 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=50_000)
-    parser.add_argument("--database", default=os.environ.get("RETURNS_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test"))
+    parser.add_argument("--database", default=DATABASE)
     args = parser.parse_args()
 
-    name = f"returns_bench_{secrets.token_hex(4)}"
-    asyncio.run(_admin(args.database, f'CREATE DATABASE "{name}"'))
-    url = _with_database(args.database, name)
-    env = {**os.environ, "RETURNS_DATABASE_URL": url, "RETURNS_RUN_WORKER": "0", "RETURNS_LOG_FORMAT": "json"}
-    port = 18_000 + secrets.randbelow(1000)
-    try:
+    with fresh_database(args.database, "returns_bench") as url:
+        env = {**os.environ, "RETURNS_DATABASE_URL": url, "RETURNS_RUN_WORKER": "0", "RETURNS_LOG_FORMAT": "json"}
+        port = 18_000 + secrets.randbelow(1000)
         subprocess.run([sys.executable, "-m", "service.cli", "migrate"], env=env, check=True, cwd=ROOT, capture_output=True)
-        key = subprocess.run(
-            [sys.executable, "-m", "service.cli", "keys", "create", "--merchant", "m_bench", "--role", "finance"],
-            env=env, check=True, cwd=ROOT, capture_output=True, text=True,
-        ).stdout.strip().splitlines()[-1]
+        key = create_key(env, "m_bench", "finance")
         expected = asyncio.run(load(url, "m_bench", args.rows))
         server = subprocess.Popen(
-            [sys.executable, "-m", "service.cli", "serve", "--port", str(port)], env=env, cwd=ROOT,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [sys.executable, "-m", "service.cli", "serve", "--port", str(port)],
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         base = f"http://127.0.0.1:{port}"
         try:
-            for _ in range(100):
-                try:
-                    if httpx.get(f"{base}/health/ready").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                time.sleep(0.1)
+            wait_ready(base)
             rss_idle, _ = memory_kib(server.pid)
             small = export(base, key, {"created_to": "2026-10-03T21:00:00Z"})  # about 5,000 rows
             _, peak_small = memory_kib(server.pid)
@@ -125,25 +117,17 @@ def main() -> None:
         finally:
             server.terminate()
             server.wait(timeout=30)
-        assert rows == args.rows, (rows, args.rows)
-        assert total == expected, (total, expected)
-        print(f"rows exported           {rows:>12,}")
-        print(f"csv size                {size / 1e6:>12.1f} MB")
-        print(f"export time             {seconds:>12.2f} s   ({rows / seconds:,.0f} rows/s)")
-        print(f"amounts parsed back     {'all equal':>12}   (sum of minor units {total:,})")
-        print(f"server RSS idle         {rss_idle / 1024:>12.1f} MiB")
-        print(f"server peak, {small[0]:,} rows {peak_small / 1024:>8.1f} MiB")
-        print(f"server peak, {rows:,} rows {peak_full / 1024:>7.1f} MiB   (growth {(peak_full - peak_small) / 1024:.1f} MiB for {rows - small[0]:,} more rows)")
-    finally:
-        asyncio.run(_admin(args.database, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-
-
-async def _admin(url: str, statement: str) -> None:
-    conn = await asyncpg.connect(url)
-    try:
-        await conn.execute(statement)
-    finally:
-        await conn.close()
+    assert rows == args.rows, (rows, args.rows)
+    assert total == expected, (total, expected)
+    print(f"rows exported           {rows:>12,}")
+    print(f"csv size                {size / 1e6:>12.1f} MB")
+    print(f"export time             {seconds:>12.2f} s   ({rows / seconds:,.0f} rows/s)")
+    print(f"amounts parsed back     {'all equal':>12}   (sum of minor units {total:,})")
+    print(f"server RSS idle         {rss_idle / 1024:>12.1f} MiB")
+    print(f"server peak, {small[0]:,} rows {peak_small / 1024:>8.1f} MiB")
+    print(
+        f"server peak, {rows:,} rows {peak_full / 1024:>7.1f} MiB   (growth {(peak_full - peak_small) / 1024:.1f} MiB for {rows - small[0]:,} more rows)"
+    )
 
 
 if __name__ == "__main__":

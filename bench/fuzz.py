@@ -12,7 +12,6 @@ as operations that only ever answered 404). Exits non-zero on any failure. Schem
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import re
 import secrets
@@ -21,28 +20,12 @@ import sys
 import time
 from pathlib import Path
 
-import httpx
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.load import _admin  # noqa: E402
-from tests.support.database import _with_database  # noqa: E402
-from tests.support.flows import cases_of_every_kind  # noqa: E402
-from tests.support.tenants import Tenant  # noqa: E402
+from bench.support import DATABASE, cases_of_every_kind, create_key, fresh_database, wait_ready  # noqa: E402
 
 ROLES = ("storefront", "agent", "finance", "admin")
-
-
-def wait_ready(base: str) -> None:
-    for _ in range(300):
-        try:
-            if httpx.get(base + "/health/ready").status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise SystemExit("the service did not become ready")
 
 
 def run_role(base: str, key: str, role: str, args: argparse.Namespace) -> dict:
@@ -50,11 +33,31 @@ def run_role(base: str, key: str, role: str, args: argparse.Namespace) -> dict:
     folder.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     subprocess.run(
-        [sys.executable, "-m", "schemathesis.cli", "run", str(ROOT / "openapi" / "openapi.json"), "--url", base,
-         "-H", f"Authorization: Bearer {key}", "--checks", args.checks, "--max-examples", str(args.examples),
-         "--phases", "examples,coverage,fuzzing,stateful", "--report", "ndjson,junit", "--report-dir", str(folder),
-         "--no-color"],
-        cwd=ROOT, stdout=(folder / "output.txt").open("w"), stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "schemathesis.cli",
+            "run",
+            str(ROOT / "openapi" / "openapi.json"),
+            "--url",
+            base,
+            "-H",
+            f"Authorization: Bearer {key}",
+            "--checks",
+            args.checks,
+            "--max-examples",
+            str(args.examples),
+            "--phases",
+            "examples,coverage,fuzzing,stateful",
+            "--report",
+            "ndjson,junit",
+            "--report-dir",
+            str(folder),
+            "--no-color",
+        ],
+        cwd=ROOT,
+        stdout=(folder / "output.txt").open("w"),
+        stderr=subprocess.STDOUT,
     )
     return {"seconds": time.perf_counter() - started, **summarise(folder)}
 
@@ -74,36 +77,40 @@ def main() -> None:
     parser.add_argument("--roles", default=",".join(ROLES))
     parser.add_argument("--checks", default="all")
     parser.add_argument("--reports", default=str(ROOT / ".schemathesis" / "fuzz"))
-    parser.add_argument("--database", default=os.environ.get("RETURNS_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test"))
+    parser.add_argument("--database", default=DATABASE)
     args = parser.parse_args()
-    name = f"returns_fuzz_{secrets.token_hex(4)}"
-    asyncio.run(_admin(args.database, f'CREATE DATABASE "{name}"'))
-    database_url = _with_database(args.database, name)
-    env = {**os.environ, "RETURNS_DATABASE_URL": database_url, "RETURNS_LOG_FORMAT": "json",
-           "STRIPE_WEBHOOK_SECRET": "whsec_fuzz"}
-    port = 20_000 + secrets.randbelow(1000)
-    server = None
     results = {}
-    try:
+    with fresh_database(args.database, "returns_fuzz") as database_url:
+        env = {
+            **os.environ,
+            "RETURNS_DATABASE_URL": database_url,
+            "RETURNS_LOG_FORMAT": "json",
+            "STRIPE_WEBHOOK_SECRET": "whsec_fuzz",
+        }
+        port = 20_000 + secrets.randbelow(1000)
         subprocess.run([sys.executable, "-m", "service.cli", "migrate"], env=env, check=True, cwd=ROOT, capture_output=True)
-        server = subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--port", str(port)], env=env, cwd=ROOT,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        base = f"http://127.0.0.1:{port}"
-        wait_ready(base)
-        tenant = Tenant(base, database_url, merchant_id="m_fuzz")
-        cases_of_every_kind(tenant)
-        for role in args.roles.split(","):
-            results[role] = run_role(base, tenant.keys[role], role, args)
-            figures = results[role]
-            failed = ", ".join(f"{check} {count}" for check, count in sorted(figures["failures"].items())) or "none"
-            print(f"{role:>10}: {figures['cases']:>6} cases in {figures['seconds']:.0f} s; failures: {failed}", flush=True)
-            for warning in figures["warnings"]:
-                print(f"{'':>12}{warning}")
-    finally:
-        if server is not None:
+        keys = {role: create_key(env, "m_fuzz", role) for role in ROLES}
+        server = subprocess.Popen(
+            [sys.executable, "-m", "service.cli", "serve", "--port", str(port)],
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            base = f"http://127.0.0.1:{port}"
+            wait_ready(base)
+            cases_of_every_kind(base, keys)
+            for role in args.roles.split(","):
+                results[role] = run_role(base, keys[role], role, args)
+                figures = results[role]
+                failed = ", ".join(f"{check} {count}" for check, count in sorted(figures["failures"].items())) or "none"
+                print(f"{role:>10}: {figures['cases']:>6} cases in {figures['seconds']:.0f} s; failures: {failed}", flush=True)
+                for warning in figures["warnings"]:
+                    print(f"{'':>12}{warning}")
+        finally:
             server.terminate()
             server.wait(timeout=30)
-        asyncio.run(_admin(args.database, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     total = sum(sum(r["failures"].values()) for r in results.values())
     print(f"fuzz: {sum(r['cases'] for r in results.values())} cases, {total} failures")
     sys.exit(1 if total else 0)

@@ -35,8 +35,7 @@ import asyncpg
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.support.database import _with_database  # noqa: E402
-from tests.support.tenants import order_body  # noqa: E402
+from bench.support import DATABASE, create_key, fresh_database, order_body, wait_ready  # noqa: E402
 
 MIX = ("put_order", "open_case", "get_case", "approve", "queue")
 POOL_RESET = "SELECT pg_advisory_unlock_all"  # the pool's own reset on release: both sides pay it anyway
@@ -49,10 +48,11 @@ async def iteration(session: aiohttp.ClientSession, base: str, keys: dict[str, s
     store = {"Authorization": f"Bearer {keys['storefront']}"}
     agent = {"Authorization": f"Bearer {keys['agent']}"}
     order_id = f"o_{tag}"
-    body = order_body()
-    body["customer"] = {"id": f"cus_{tag}", "email": "a@example.com"}
+    body = order_body(f"cus_{tag}")
 
-    async def call(method: str, path: str, headers: dict[str, str], json: Any = None, expect: tuple[int, ...] = (200, 201)) -> Any:
+    async def call(
+        method: str, path: str, headers: dict[str, str], json: Any = None, expect: tuple[int, ...] = (200, 201)
+    ) -> Any:
         started = time.perf_counter()
         async with session.request(method, base + path, headers=headers, json=json) as response:
             payload = await response.json()
@@ -62,10 +62,16 @@ async def iteration(session: aiohttp.ClientSession, base: str, keys: dict[str, s
             return payload
 
     await call("PUT", f"/v1/orders/{order_id}", store, body)
-    case = await call("POST", "/v1/cases", store, {
-        "order_id": order_id, "type": "return",
-        "items": [{"line_id": "l1", "quantity": 1, "reason": "other", "note": "bench"}],
-    })
+    case = await call(
+        "POST",
+        "/v1/cases",
+        store,
+        {
+            "order_id": order_id,
+            "type": "return",
+            "items": [{"line_id": "l1", "quantity": 1, "reason": "other", "note": "bench"}],
+        },
+    )
     await call("GET", f"/v1/cases/{case['id']}", store)
     await call("POST", f"/admin/v1/cases/{case['id']}/approve", agent, {"note": "ok"})
     await call("GET", "/admin/v1/cases?limit=20", agent)
@@ -93,15 +99,16 @@ async def drive(base: str, keys: dict[str, str], concurrency: int, seconds: floa
 
 
 def record(url: str, keys: dict[str, str]) -> list[list[tuple[str, tuple]]]:
-    """One iteration against an in-process service whose every connection logs its statements;
-    answers the statements per HTTP request, in order."""
+    """One iteration against an in-process service (uvicorn in this event loop) whose every
+    connection logs its statements; answers the statements per HTTP request, in order."""
     import asyncpg as pg
+    import uvicorn
 
     from service.bootstrap import build_app
-    from service.config import Settings
-    from tests.support.server import serve
+    from service.config import Settings, http_server_options
 
     logged: list[tuple[str, tuple]] = []
+    per_request: list[list[tuple[str, tuple]]] = []
     original = pg.create_pool
 
     def create_pool(*args: Any, **kwargs: Any) -> Any:
@@ -112,26 +119,35 @@ def record(url: str, keys: dict[str, str]) -> list[list[tuple[str, tuple]]]:
 
         return original(*args, init=init, **kwargs)
 
+    class CutAtEachRequest(list):
+        """The generator notes each request's time here: the log so far is that request's."""
+
+        def append(self, value: float) -> None:
+            super().append(value)
+            per_request.append(list(logged))
+            logged.clear()
+
+    async def one() -> None:
+        settings = Settings(database_url=url, run_worker=False, log_format="json", data_dir=Path("/tmp/returns-bench"))
+        config = uvicorn.Config(build_app(settings), host="127.0.0.1", port=0, log_level="warning", **http_server_options(None))
+        server = uvicorn.Server(config)
+        serving = asyncio.create_task(server.serve())
+        while not server.started:
+            if serving.done():
+                raise RuntimeError("the service did not start")
+            await asyncio.sleep(0.02)
+        base = f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+        try:
+            logged.clear()
+            async with aiohttp.ClientSession() as session:
+                await iteration(session, base, keys, "recorded", CutAtEachRequest())
+        finally:
+            server.should_exit = True
+            await serving
+
     pg.create_pool = create_pool
     try:
-        settings = Settings(database_url=url, run_worker=False, log_format="json", data_dir=Path("/tmp/returns-bench"))
-        with serve(build_app(settings)) as base:
-            per_request: list[list[tuple[str, tuple]]] = []
-
-            class CutAtEachRequest(list):
-                """The generator notes each request's time here: the log so far is that request's."""
-
-                def append(self, value: float) -> None:
-                    super().append(value)
-                    per_request.append(list(logged))
-                    logged.clear()
-
-            async def one() -> None:
-                async with aiohttp.ClientSession() as session:
-                    await iteration(session, base, keys, "recorded", CutAtEachRequest())
-
-            logged.clear()
-            asyncio.run(one())
+        asyncio.run(one())
     finally:
         pg.create_pool = original
     return per_request
@@ -155,7 +171,9 @@ async def _replay(conn: asyncpg.Connection, query: str, args: tuple, swap: dict[
         await conn.fetch(query, *(_fresh(a, swap) for a in args))
 
 
-async def ceiling(url: str, recorded: list[list[tuple[str, tuple]]], concurrency: int, seconds: float) -> tuple[float, list[float]]:
+async def ceiling(
+    url: str, recorded: list[list[tuple[str, tuple]]], concurrency: int, seconds: float
+) -> tuple[float, list[float]]:
     """The recorded statements through a bare pool, per request on one connection, with the
     iteration's ids made fresh (the ids the recording used are swapped in every string)."""
     case_id = next(a for q, args in recorded[1] for a in args if isinstance(a, str) and a.startswith("case_"))
@@ -207,70 +225,51 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--levels", default="1,8,32")
     parser.add_argument("--workers", type=int, default=1, help="API processes of the service")
-    parser.add_argument("--database", default=os.environ.get("RETURNS_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test"))
+    parser.add_argument("--database", default=DATABASE)
     args = parser.parse_args()
     levels = [int(level) for level in args.levels.split(",")]
 
-    name = f"returns_load_{secrets.token_hex(4)}"
-    asyncio.run(_admin(args.database, f'CREATE DATABASE "{name}"'))
-    url = _with_database(args.database, name)
-    env = {**os.environ, "RETURNS_DATABASE_URL": url, "RETURNS_RUN_WORKER": "0", "RETURNS_LOG_FORMAT": "json",
-           "RETURNS_DB_POOL_MAX": str(max(levels) + 4)}
-    port = 19_000 + secrets.randbelow(1000)
-    server = None
-    try:
-        subprocess.run([sys.executable, "-m", "service.cli", "migrate"], env=env, check=True, cwd=ROOT, capture_output=True)
-        keys = {
-            role: subprocess.run(
-                [sys.executable, "-m", "service.cli", "keys", "create", "--merchant", "m_bench", "--role", role],
-                env=env, check=True, cwd=ROOT, capture_output=True, text=True,
-            ).stdout.strip().splitlines()[-1]
-            for role in ("storefront", "agent")
+    with fresh_database(args.database, "returns_load") as url:
+        env = {
+            **os.environ,
+            "RETURNS_DATABASE_URL": url,
+            "RETURNS_RUN_WORKER": "0",
+            "RETURNS_LOG_FORMAT": "json",
+            "RETURNS_DB_POOL_MAX": str(max(levels) + 4),
         }
+        port = 19_000 + secrets.randbelow(1000)
+        subprocess.run([sys.executable, "-m", "service.cli", "migrate"], env=env, check=True, cwd=ROOT, capture_output=True)
+        keys = {role: create_key(env, "m_bench", role) for role in ("storefront", "agent")}
         recorded = record(url, keys)
         statements = sum(len(r) for r in recorded)
         server = subprocess.Popen(
             [sys.executable, "-m", "service.cli", "serve", "--port", str(port), "--workers", str(args.workers)],
-            env=env, cwd=ROOT,
-            stdout=subprocess.DEVNULL, stderr=open("/tmp/returns-bench-serve.log", "w"),  # noqa: SIM115  # the server's, until it stops
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=open("/tmp/returns-bench-serve.log", "w"),  # noqa: SIM115  # the server's, until it stops
         )
-        base = f"http://127.0.0.1:{port}"
-        asyncio.run(_wait_ready(base))
-        print(f"mix per iteration: {', '.join(MIX)}; {statements} SQL statements recorded for its {len(recorded)} requests")
-        print(f"{'clients':>7} {'service req/s':>14} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'ceiling req/s':>14} {'p99 ms':>8} {'ratio':>6}")
-        for level in levels:
-            rate, timings = asyncio.run(drive(base, keys, level, args.seconds))
-            top, bare = asyncio.run(ceiling(url, recorded, level, args.seconds))
-            print(f"{level:>7} {rate:>14.0f} {percentile(timings, 50):>8.1f} {percentile(timings, 95):>8.1f} "
-                  f"{percentile(timings, 99):>8.1f} {top:>14.0f} {percentile(bare, 99):>8.1f} {rate / top:>6.2f}")
-        print(f"service peak RSS: {peak_rss_mib(server.pid) + sum(peak_rss_mib(c) for c in _children(server.pid)):.1f} MiB"
-              f" ({args.workers} API process(es))")
-    finally:
-        if server is not None:
+        try:
+            base = f"http://127.0.0.1:{port}"
+            wait_ready(base)
+            print(f"mix per iteration: {', '.join(MIX)}; {statements} SQL statements recorded for its {len(recorded)} requests")
+            print(
+                f"{'clients':>7} {'service req/s':>14} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'ceiling req/s':>14} {'p99 ms':>8} {'ratio':>6}"
+            )
+            for level in levels:
+                rate, timings = asyncio.run(drive(base, keys, level, args.seconds))
+                top, bare = asyncio.run(ceiling(url, recorded, level, args.seconds))
+                print(
+                    f"{level:>7} {rate:>14.0f} {percentile(timings, 50):>8.1f} {percentile(timings, 95):>8.1f} "
+                    f"{percentile(timings, 99):>8.1f} {top:>14.0f} {percentile(bare, 99):>8.1f} {rate / top:>6.2f}"
+                )
+            print(
+                f"service peak RSS: {peak_rss_mib(server.pid) + sum(peak_rss_mib(c) for c in _children(server.pid)):.1f} MiB"
+                f" ({args.workers} API process(es))"
+            )
+        finally:
             server.terminate()
             server.wait(timeout=30)
-        asyncio.run(_admin(args.database, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-
-
-async def _wait_ready(base: str) -> None:
-    async with aiohttp.ClientSession() as session:
-        for _ in range(200):
-            try:
-                async with session.get(base + "/health/ready") as response:
-                    if response.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.1)
-    raise RuntimeError("the service did not become ready")
-
-
-async def _admin(url: str, statement: str) -> None:
-    conn = await asyncpg.connect(url)
-    try:
-        await conn.execute(statement)
-    finally:
-        await conn.close()
 
 
 if __name__ == "__main__":

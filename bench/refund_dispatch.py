@@ -32,9 +32,9 @@ sys.path.insert(0, str(ROOT))
 from adapters.gateways.simulated import SimulatedGateway  # noqa: E402
 from adapters.postgres.database import PostgresDatabase  # noqa: E402
 from adapters.postgres.migrations import migrate  # noqa: E402
+from bench.support import DATABASE, due_refunds, fresh_database  # noqa: E402
+from service.cases import utcnow  # noqa: E402
 from service.refunds import RefundService  # noqa: E402
-from tests.support.database import fresh_database  # noqa: E402
-from tests.support.refunds import Clock, due_refunds  # noqa: E402
 
 
 async def prepare(database_url: str, refunds: int, accounts: int) -> None:
@@ -42,7 +42,7 @@ async def prepare(database_url: str, refunds: int, accounts: int) -> None:
     try:
         async with db.pool.acquire() as conn:
             await migrate(conn)
-        setup = RefundService(db, SimulatedGateway(database_url), Clock())
+        setup = RefundService(db, SimulatedGateway(database_url), utcnow)
         for index in range(accounts):
             share = refunds // accounts + (1 if index < refunds % accounts else 0)
             await due_refunds(db, setup, share, amount=100, account=f"acct_bench{index:02d}")
@@ -52,10 +52,15 @@ async def prepare(database_url: str, refunds: int, accounts: int) -> None:
 
 def start_worker(database_url: str, latency_ms: int) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RETURNS_", "STRIPE_"))}
-    env.update(RETURNS_DATABASE_URL=database_url, RETURNS_SIMULATED_LATENCY_MS=str(latency_ms),
-               RETURNS_LOG_FORMAT="json", RETURNS_WORKER_IDLE_SECONDS="0.1")
-    return subprocess.Popen([sys.executable, "-m", "service.cli", "worker"], env=env, cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env.update(
+        RETURNS_DATABASE_URL=database_url,
+        RETURNS_SIMULATED_LATENCY_MS=str(latency_ms),
+        RETURNS_LOG_FORMAT="json",
+        RETURNS_WORKER_IDLE_SECONDS="0.1",
+    )
+    return subprocess.Popen(
+        [sys.executable, "-m", "service.cli", "worker"], env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
 
 
 async def measure(database_url: str, refunds: int, latency_ms: int, workers: int) -> dict[str, float]:
@@ -93,18 +98,22 @@ def main() -> None:
     parser.add_argument("--latency-ms", type=int, default=200)
     parser.add_argument("--accounts", default="1,20", help="scenarios: how many accounts share the refunds")
     parser.add_argument("--workers", type=int, default=1, help="worker processes side by side")
+    parser.add_argument("--database", default=DATABASE)
     args = parser.parse_args()
-    print(f"{args.refunds} refunds, simulated gateway latency {args.latency_ms} ms per call,"
-          f" {args.workers} worker process(es)")
-    print(f"{'accounts':>8} {'seconds':>8} {'refunds/s':>10} {'per account/s':>14} {'busiest account-second':>23} {'made once':>10}")
+    print(f"{args.refunds} refunds, simulated gateway latency {args.latency_ms} ms per call, {args.workers} worker process(es)")
+    print(
+        f"{'accounts':>8} {'seconds':>8} {'refunds/s':>10} {'per account/s':>14} {'busiest account-second':>23} {'made once':>10}"
+    )
     last = None
     for accounts in (int(a) for a in args.accounts.split(",")):
-        with fresh_database() as database_url:
+        with fresh_database(args.database, "returns_dispatch") as database_url:
             asyncio.run(prepare(database_url, args.refunds, accounts))
             figures = asyncio.run(measure(database_url, args.refunds, args.latency_ms, args.workers))
         once = "yes" if figures["made"] == figures["total"] == args.refunds else f"NO ({figures['total']})"
-        print(f"{accounts:>8} {figures['elapsed']:>8.1f} {figures['rate']:>10.1f} {figures['rate'] / accounts:>14.1f}"
-              f" {figures['busiest']:>23} {once:>10}")
+        print(
+            f"{accounts:>8} {figures['elapsed']:>8.1f} {figures['rate']:>10.1f} {figures['rate'] / accounts:>14.1f}"
+            f" {figures['busiest']:>23} {once:>10}"
+        )
         last = (figures["rate"], accounts)
     assert last is not None
     print(f"dispatch: {last[0]:.0f} refunds/s across {last[1]} accounts")

@@ -1,5 +1,5 @@
 """The case as each side reads it: the storefront's view says why (the agent's question, the
-rejection, an override's reason) and hides what agents keep to themselves; ``allowed_actions``
+rejection, an override's reason) and hides what agents keep to themselves (their notes); ``allowed_actions``
 names endpoints of the caller's API, each of which works, and nothing else does; a customer who
 returns a lot gets their new case flagged."""
 
@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.flows import EXCHANGE
+from tests.support.flows import EXCHANGE, OTHER_L1
 from tests.support.images import encode, photo
 from tests.support.tenants import Tenant, payment
 
@@ -47,32 +47,16 @@ def test_the_storefront_reads_the_agents_question_and_the_rejection(
             json={"text": "customer sounded upset"},
         )
     )
-    _ok(
-        tenant.agent.post(
-            f"/admin/v1/cases/{case['id']}/assign", json={"assignee": "ann"}
-        )
-    )
+    _ok(tenant.agent.post(f"/admin/v1/cases/{case['id']}/assign", json={"assignee": "ann"}))
     seen = _ok(tenant.storefront.get(f"/v1/cases/{case['id']}"))
     assert seen["state"] == "info_requested"
-    assert (
-        seen["info_request"]["message"] == "A photo of the seam, please"
-        and seen["info_request"]["at"]
-    )
-    assert seen["notes"] == [] and seen["assignee"] is None, (
-        "internal notes and the assignee are the agents'"
-    )
+    assert seen["info_request"]["message"] == "A photo of the seam, please" and seen["info_request"]["at"]
+    assert seen["notes"] == [] and seen["assignee"] is None, "internal notes and the assignee are the agents'"
     agent_view = _ok(tenant.agent.get(f"/admin/v1/cases/{case['id']}"))
-    assert (
-        agent_view["notes"][0]["text"] == "customer sounded upset"
-        and agent_view["assignee"] == "ann"
-    )
+    assert agent_view["notes"][0]["text"] == "customer sounded upset" and agent_view["assignee"] == "ann"
     assert agent_view["info_request"] == seen["info_request"]
 
-    _ok(
-        tenant.storefront.post(
-            f"/v1/cases/{case['id']}/info", json={"message": "sent by mail"}
-        )
-    )
+    _ok(tenant.storefront.post(f"/v1/cases/{case['id']}/info", json={"message": "sent by mail"}))
     rejected = _ok(
         tenant.agent.post(
             f"/admin/v1/cases/{case['id']}/reject",
@@ -85,9 +69,7 @@ def test_the_storefront_reads_the_agents_question_and_the_rejection(
         **rejected["rejection"],
         "note": "the seam wore out with use",
     }
-    listed = _ok(
-        tenant.storefront.get("/v1/cases", params={"order_id": order["order_id"]})
-    )["items"]
+    listed = _ok(tenant.storefront.get("/v1/cases", params={"order_id": order["order_id"]}))["items"]
     assert listed[0]["rejection"] == seen["rejection"] and listed[0]["notes"] == []
 
 
@@ -112,37 +94,23 @@ def test_both_sides_read_why_the_money_was_overridden(tenant: Tenant) -> None:
     ):
         view = _ok(client.get(f"{path}/{case['id']}"))
         override = view["money_override"]
-        assert (
-            override["refund_total"] == 1234
-            and override["reason"] == "goodwill: late parcel"
-        )
+        assert override["refund_total"] == 1234 and override["reason"] == "goodwill: late parcel"
         assert override["by_role"] == "agent" and override["at"]
         assert view["money"]["refund_total"] == 1234
 
 
 # --------------------------------------------------------------------------- allowed actions
 
-Step = tuple[
-    str, str, Any
-]  # (side, endpoint suffix, body or a function of the case giving it)
+Step = tuple[str, str, Any]  # (side, endpoint suffix, body or a function of the case giving it)
 
 
 def _approve_body(case: dict[str, Any]) -> dict[str, Any]:
     rules = {o["rule"] for o in case["decision"]["outcomes"]}
-    return {
-        "overrides": [{"rule": "photo_evidence", "reason": "seen at the counter"}]
-        if "photo_evidence" in rules
-        else []
-    }
+    return {"overrides": [{"rule": "photo_evidence", "reason": "seen at the counter"}] if "photo_evidence" in rules else []}
 
 
 def _receive_body(case: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "items": [
-            {"line_id": i["line_id"], "quantity": i["quantity"], "condition": "as_new"}
-            for i in case["items"]
-        ]
-    }
+    return {"items": [{"line_id": i["line_id"], "quantity": i["quantity"], "condition": "as_new"} for i in case["items"]]}
 
 
 BODIES: dict[str, Any] = {
@@ -216,17 +184,13 @@ PATHS: dict[tuple[str, str], tuple[str, list[Step]]] = {
 PREFIX = {"sf": "/v1", "ag": "/admin/v1"}
 
 
-def _call(
-    tenant: Tenant, side: str, case: dict[str, Any], name: str, body: Any = None
-) -> httpx.Response:
+def _call(tenant: Tenant, side: str, case: dict[str, Any], name: str, body: Any = None) -> httpx.Response:
     url = f"{PREFIX[side]}/cases/{case['id']}/{name}"
     client = tenant.storefront if side == "sf" else tenant.agent
     if name == "photos":
         return client.post(
             url,
-            files={
-                "file": ("p.png", encode(photo(seed=next(_seeds)), "PNG"), "image/png")
-            },
+            files={"file": ("p.png", encode(photo(seed=next(_seeds)), "PNG"), "image/png")},
         )
     body = BODIES.get(name) if body is None else body
     body = body(case) if isinstance(body, Callable) else body
@@ -247,11 +211,7 @@ def _build(tenant: Tenant, kind: str, state: str) -> str:
 def _case_endpoints(document: dict[str, Any], prefix: str) -> set[str]:
     """The POST endpoints on one case under ``prefix``, as path suffixes, from the OpenAPI document."""
     start = f"{prefix}/cases/{{case_id}}/"
-    return {
-        path.removeprefix(start)
-        for path, ops in document["paths"].items()
-        if path.startswith(start) and "post" in ops
-    }
+    return {path.removeprefix(start) for path, ops in document["paths"].items() if path.startswith(start) and "post" in ops}
 
 
 @pytest.fixture(scope="module")
@@ -269,32 +229,21 @@ def test_allowed_actions_are_the_endpoints_that_work_now(
         "sf": _ok(tenant.storefront.get(f"/v1/cases/{case_id}")),
         "ag": _ok(tenant.agent.get(f"/admin/v1/cases/{case_id}")),
     }
-    assert (
-        "assign" in views["ag"]["allowed_actions"]
-        and "notes" in views["ag"]["allowed_actions"]
-    )
+    assert "assign" in views["ag"]["allowed_actions"] and "notes" in views["ag"]["allowed_actions"]
     for side, view in views.items():
         listed = view["allowed_actions"]
         assert len(listed) == len(set(listed))
-        assert set(listed) <= endpoints[side], (
-            f"not POST {PREFIX[side]}/cases/{{case_id}}/…: {set(listed) - endpoints[side]}"
-        )
+        assert set(listed) <= endpoints[side], f"not POST {PREFIX[side]}/cases/{{case_id}}/…: {set(listed) - endpoints[side]}"
         # an endpoint not listed is refused, and leaves the case as it was
         for name in sorted(endpoints[side] - set(listed)):
             refused = _call(tenant, side, view, name)
             assert refused.status_code == 409, (kind, state, side, name, refused.text)
         after = _ok(tenant.agent.get(f"/admin/v1/cases/{case_id}"))
-        assert after["version"] == views["ag"]["version"], (
-            "a refused call changed nothing"
-        )
+        assert after["version"] == views["ag"]["version"], "a refused call changed nothing"
         # each listed endpoint works, on a case of its own in this state
         for name in listed:
             fresh_id = _build(tenant, kind, state)
-            fresh = _ok(
-                (tenant.storefront if side == "sf" else tenant.agent).get(
-                    f"{PREFIX[side]}/cases/{fresh_id}"
-                )
-            )
+            fresh = _ok((tenant.storefront if side == "sf" else tenant.agent).get(f"{PREFIX[side]}/cases/{fresh_id}"))
             done = _call(tenant, side, fresh, name)
             assert done.status_code in (200, 201), (kind, state, side, name, done.text)
 
@@ -321,9 +270,7 @@ def test_system_actions_never_appear(tenant: Tenant) -> None:
 
 def test_a_customer_who_returns_much_gets_a_flagged_case(tenant: Tenant) -> None:
     customer = {"id": "cus_returns_much", "email": None}
-    lines = [
-        {"line_id": "l1", "sku": "A", "title": "A", "quantity": 4, "unit_price": 1000}
-    ]
+    lines = [{"line_id": "l1", "sku": "A", "title": "A", "quantity": 4, "unit_price": 1000}]
     first = tenant.put_order(
         customer=customer,
         lines=lines,
@@ -335,19 +282,14 @@ def test_a_customer_who_returns_much_gets_a_flagged_case(tenant: Tenant) -> None
             items=[{"line_id": "l1", "quantity": 1, "reason": "changed_mind"}],
         )
     )
-    assert (
-        case["flags"] == []
-        and _ok(tenant.agent.get(f"/admin/v1/cases/{case['id']}"))["flags"] == []
-    )
+    assert case["flags"] == [] and _ok(tenant.agent.get(f"/admin/v1/cases/{case['id']}"))["flags"] == []
     again = _ok(
         tenant.open_case(
             first["order_id"],
             items=[{"line_id": "l1", "quantity": 1, "reason": "wrong_size"}],
         )
     )
-    assert _ok(tenant.agent.get(f"/admin/v1/cases/{again['id']}"))["flags"] == [], (
-        "1 of 4 returned: not yet"
-    )
+    assert _ok(tenant.agent.get(f"/admin/v1/cases/{again['id']}"))["flags"] == [], "1 of 4 returned: not yet"
     third = _ok(
         tenant.open_case(
             first["order_id"],
@@ -366,13 +308,9 @@ def test_a_customer_who_returns_much_gets_a_flagged_case(tenant: Tenant) -> None
         "items_purchased_90d": 4,
     }
     # the flag speaks of this case: the customer is not marked as a reused photo marks them
-    queue = _ok(tenant.agent.get("/admin/v1/cases", params={"flagged": "true"}))[
-        "items"
-    ]
+    queue = _ok(tenant.agent.get("/admin/v1/cases", params={"flagged": "true"}))["items"]
     assert third["id"] not in {c["id"] for c in queue}
-    other = tenant.put_order(
-        customer={"id": "cus_returns_little", "email": None}, lines=lines
-    )
+    other = tenant.put_order(customer={"id": "cus_returns_little", "email": None}, lines=lines)
     calm = _ok(
         tenant.open_case(
             other["order_id"],
@@ -399,7 +337,10 @@ def test_the_storefront_reads_a_timeline_in_steps_and_where_to_send_the_item(ten
 
     seen = _ok(tenant.storefront.get(f"/v1/cases/{case['id']}"))
     assert [(e["event"], e["state"]) for e in seen["timeline"]] == [
-        ("created", "requested"), ("submit_for_review", "pending_review"), ("approve", "approved")]
+        ("created", "requested"),
+        ("submit_for_review", "pending_review"),
+        ("approve", "approved"),
+    ]
     assert all(set(e) == {"event", "at", "state"} for e in seen["timeline"])
     assert "secret" not in str(seen) and "agent-7" not in str(seen) and "ok by the lead" not in str(seen["timeline"])
     assert seen["return_address"] == "Lager 3, Berlin"
@@ -412,3 +353,27 @@ def test_the_storefront_reads_a_timeline_in_steps_and_where_to_send_the_item(ten
     assert shipped["state"] == "in_transit"
     after = _ok(tenant.storefront.get(f"/v1/cases/{case['id']}"))
     assert after["timeline"][-1]["event"] == "ship" and after["return_address"] is None
+
+
+def test_the_storefront_never_sees_the_agents_internal_notes(tenant: Tenant) -> None:
+    """Wrong (older than this merge, found reading the ETag'd storefront answers): ``POST
+    /admin/v1/cases/{id}/notes`` is documented as "an internal note for other agents; customers
+    never see it", yet ``GET /v1/cases/{id}`` and ``GET /v1/cases?order_id=`` with the
+    storefront's key answer the case with ``notes: [{author, text, at}]`` (and the agent's
+    ``assignee`` key id, the fraud ``flags``, a reused photo's ``matches_case_id`` naming another
+    customer's case): whatever an agent writes about the customer reaches the storefront that
+    shows the case to that customer. Right: the storefront's view of a case leaves out the
+    notes (and the other agent-only fields); the agent API keeps them.
+
+    Origin: outside review round 4, a finding (fixed since)."""
+    order = tenant.put_order()
+    case = tenant.open_case(order["order_id"], items=OTHER_L1).json()
+    secret = "internal: looks like wardrobing, third time this month"
+    assert tenant.agent.post(f"/admin/v1/cases/{case['id']}/notes", json={"text": secret}).status_code == 200
+    assert secret in tenant.agent.get(f"/admin/v1/cases/{case['id']}").text
+    for answer in (
+        tenant.storefront.get(f"/v1/cases/{case['id']}"),
+        tenant.storefront.get("/v1/cases", params={"order_id": order["order_id"]}),
+    ):
+        assert answer.status_code == 200
+        assert secret not in answer.text, answer.json()

@@ -1,5 +1,5 @@
-"""The storefront and agent case flows over real HTTP: idempotency, concurrency, validation,
-transitions, pagination and the audit trail."""
+"""The storefront and agent case flows over real HTTP: idempotency, concurrency (a cancel racing
+the receipt leaves one outcome), validation, transitions, pagination and the audit trail."""
 
 from __future__ import annotations
 
@@ -8,9 +8,15 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
+from adapters.gateways.simulated import SimulatedGateway
+from tests.support.flows import one_line_order
 from tests.support.tenants import Tenant, order_body
 
 OTHER = [{"line_id": "l1", "quantity": 1, "reason": "other", "note": "smells odd"}]
+
+
+def _case(tenant: Tenant, case_id: str) -> dict:
+    return tenant.agent.get(f"/admin/v1/cases/{case_id}").json()
 
 
 def _open_for_review(tenant: Tenant) -> dict:
@@ -49,8 +55,12 @@ def test_open_case_auto_approves_a_small_customer_responsible_return(tenant: Ten
 
 def test_same_idempotency_key_and_body_answers_the_same_case(tenant: Tenant) -> None:
     order = tenant.put_order()
-    body = {"order_id": order["order_id"], "type": "return",
-            "items": [{"line_id": "l1", "quantity": 1, "reason": "wrong_size"}], "resolution": "refund"}
+    body = {
+        "order_id": order["order_id"],
+        "type": "return",
+        "items": [{"line_id": "l1", "quantity": 1, "reason": "wrong_size"}],
+        "resolution": "refund",
+    }
     headers = {"Idempotency-Key": "idem-1"}
     first = tenant.storefront.post("/v1/cases", json=body, headers=headers)
     second = tenant.storefront.post("/v1/cases", json=body, headers=headers)
@@ -82,9 +92,7 @@ def test_concurrent_approvals_one_wins_and_nothing_is_lost(tenant: Tenant) -> No
     case = _open_for_review(tenant)
     clients = [httpx.Client(base_url=tenant.base_url, headers=dict(tenant.agent.headers)) for _ in range(4)]
     with ThreadPoolExecutor(len(clients)) as pool:
-        responses = list(pool.map(
-            lambda c: c.post(f"/admin/v1/cases/{case['id']}/approve", json={"note": "ok"}), clients
-        ))
+        responses = list(pool.map(lambda c: c.post(f"/admin/v1/cases/{case['id']}/approve", json={"note": "ok"}), clients))
     for client in clients:
         client.close()
     statuses = sorted(r.status_code for r in responses)
@@ -98,14 +106,10 @@ def test_concurrent_approvals_one_wins_and_nothing_is_lost(tenant: Tenant) -> No
 
 def test_stale_if_match_is_a_version_conflict(tenant: Tenant) -> None:
     case = _open_for_review(tenant)
-    stale = tenant.agent.post(
-        f"/admin/v1/cases/{case['id']}/approve", json={}, headers={"If-Match": f'"{case["version"] - 1}"'}
-    )
+    stale = tenant.agent.post(f"/admin/v1/cases/{case['id']}/approve", json={}, headers={"If-Match": f'"{case["version"] - 1}"'})
     assert stale.status_code == 412 and stale.json()["code"] == "version_conflict"
     assert tenant.agent.get(f"/admin/v1/cases/{case['id']}").json()["state"] == "pending_review"
-    fresh = tenant.agent.post(
-        f"/admin/v1/cases/{case['id']}/approve", json={}, headers={"If-Match": f'"{case["version"]}"'}
-    )
+    fresh = tenant.agent.post(f"/admin/v1/cases/{case['id']}/approve", json={}, headers={"If-Match": f'"{case["version"]}"'})
     assert fresh.status_code == 200 and fresh.json()["state"] == "approved"
 
 
@@ -150,7 +154,12 @@ def test_malformed_case_is_422_and_stores_nothing(tenant: Tenant) -> None:
         {"order_id": order["order_id"], "type": "return", "items": [{"line_id": "l1", "quantity": 1, "reason": "other"}]},
         {"order_id": order["order_id"], "type": "exchange", "items": [{"line_id": "l1", "quantity": 1, "reason": "wrong_size"}]},
         {"order_id": order["order_id"], "type": "repair", "items": [{"line_id": "l1", "quantity": 1, "reason": "defective"}]},
-        {"order_id": order["order_id"], "type": "return", "items": [{"line_id": "l1", "quantity": 1, "reason": "wrong_size"}], "x": 1},
+        {
+            "order_id": order["order_id"],
+            "type": "return",
+            "items": [{"line_id": "l1", "quantity": 1, "reason": "wrong_size"}],
+            "x": 1,
+        },
     ]
     for body in bad_bodies:
         response = tenant.storefront.post("/v1/cases", json=body, headers={"Idempotency-Key": "k-bad"})
@@ -168,7 +177,9 @@ def test_over_returning_is_a_policy_violation(tenant: Tenant) -> None:
     assert response.status_code == 422 and response.json()["code"] == "policy_violation"
     failing = [o for o in response.json()["outcomes"] if o["result"] == "fail"]
     assert [o["rule"] for o in failing] == ["quantity"]
-    assert tenant.open_case(order["order_id"], items=[{"line_id": "l1", "quantity": 2, "reason": "wrong_size"}]).status_code == 201
+    assert (
+        tenant.open_case(order["order_id"], items=[{"line_id": "l1", "quantity": 2, "reason": "wrong_size"}]).status_code == 201
+    )
     again = tenant.open_case(order["order_id"], items=[{"line_id": "l1", "quantity": 1, "reason": "wrong_size"}])
     assert again.status_code == 422 and "0 left" in again.json()["detail"]
 
@@ -215,9 +226,9 @@ def test_reject_is_final(tenant: Tenant) -> None:
 
 
 def test_cases_page_newest_first_with_a_cursor(tenant: Tenant) -> None:
-    order = tenant.put_order(lines=[
-        {"line_id": f"l{i}", "sku": f"S{i}", "title": "x", "quantity": 1, "unit_price": 100} for i in range(1, 6)
-    ])
+    order = tenant.put_order(
+        lines=[{"line_id": f"l{i}", "sku": f"S{i}", "title": "x", "quantity": 1, "unit_price": 100} for i in range(1, 6)]
+    )
     cases = [
         tenant.open_case(order["order_id"], items=[{"line_id": f"l{i}", "quantity": 1, "reason": "wrong_size"}]).json()
         for i in range(1, 6)
@@ -253,3 +264,31 @@ def test_agent_queue_orders_by_sla_and_filters(tenant: Tenant) -> None:
     assert {case["id"] for case in everything} == {review["id"], approved["id"]}
     by_reason = tenant.agent.get("/admin/v1/cases", params={"reason": "other"}).json()["items"]
     assert [case["id"] for case in by_reason] == [review["id"]]
+
+
+def test_concurrent_receive_and_cancel_of_one_case_leave_one_outcome(tenant: Tenant, gateway: SimulatedGateway) -> None:
+    """A cancel racing the receipt: either the case is cancelled with no refund, or it is
+    received with one refund; never a cancelled case whose refund still pays.
+
+    Origin: outside review round 1, an attack the service withstood."""
+    for _ in range(5):
+        order = one_line_order(tenant, 1999, 5000)
+        case = tenant.open_case(order["order_id"]).json()
+        assert case["state"] == "approved"
+
+        def receive(case_id: str = case["id"]) -> httpx.Response:
+            return tenant.agent.post(
+                f"/admin/v1/cases/{case_id}/receive", json={"items": [{"line_id": "l1", "quantity": 1, "condition": "as_new"}]}
+            )
+
+        def cancel(case_id: str = case["id"]) -> httpx.Response:
+            return tenant.storefront.post(f"/v1/cases/{case_id}/cancel")
+
+        with ThreadPoolExecutor(2) as pool:
+            answers = [f.result() for f in [pool.submit(receive), pool.submit(cancel)]]
+        assert all(a.status_code in (200, 409) for a in answers), [a.text for a in answers]
+        final = _case(tenant, case["id"])
+        if final["state"] == "cancelled":
+            assert final["refunds"] == []
+        else:
+            assert len(final["refunds"]) == 1

@@ -1,7 +1,8 @@
 """The README's first command on a machine with no database configured: ``returns serve``
 starts an embedded PostgreSQL under the data folder, keeps its data across restarts, and the
 other CLI commands use the same database; when the last command using it ends, however it is
-stopped, no PostgreSQL process of that folder is left running."""
+stopped, no PostgreSQL process of that folder is left running (also when a command is stopped
+while it starts the embedded server, or while it runs initdb, which leaves the folder usable)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import uuid
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
@@ -43,8 +45,9 @@ def _returns(data_dir: Path, *args: str) -> str:
     return done.stdout
 
 
-def _serving(data_dir: Path, *args: str, stop: int = signal.SIGTERM, output: list[str] | None = None,
-             **settings: str) -> AbstractContextManager[str]:
+def _serving(
+    data_dir: Path, *args: str, stop: int = signal.SIGTERM, output: list[str] | None = None, **settings: str
+) -> AbstractContextManager[str]:
     """``returns serve`` on the folder's embedded database until the block ends."""
     return serve_process(*args, env=_env(data_dir, RETURNS_WORKER_IDLE_SECONDS="0.1", **settings), stop=stop, output=output)
 
@@ -59,8 +62,12 @@ def test_serve_on_the_embedded_database_keeps_data_across_restarts(tmp_path: Pat
         client = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"})
         assert client.put("/v1/orders/o1", json=order_body()).status_code == 201
         case = client.post(
-            "/v1/cases", json={"order_id": "o1", "type": "return",
-                               "items": [{"line_id": "l1", "quantity": 1, "reason": "other", "note": "why not"}]}
+            "/v1/cases",
+            json={
+                "order_id": "o1",
+                "type": "return",
+                "items": [{"line_id": "l1", "quantity": 1, "reason": "other", "note": "why not"}],
+            },
         ).json()
         approved = httpx.post(
             f"{url}/admin/v1/cases/{case['id']}/approve", json={}, headers={"Authorization": f"Bearer {agent_key}"}
@@ -85,11 +92,20 @@ def _refund_paid(url: str, store: dict[str, str], agent: dict[str, str]) -> dict
     """A return on a fresh order, received, and its refund paid by the simulated gateway."""
     order_id = f"o_{uuid.uuid4().hex[:8]}"
     assert httpx.put(f"{url}/v1/orders/{order_id}", json=order_body(), headers=store).status_code == 201
-    case = httpx.post(f"{url}/v1/cases", headers=store, json={
-        "order_id": order_id, "type": "return", "items": [{"line_id": "l1", "quantity": 1, "reason": "changed_mind"}],
-    }).json()
-    received = httpx.post(f"{url}/admin/v1/cases/{case['id']}/receive", headers=agent,
-                          json={"items": [{"line_id": "l1", "quantity": 1, "condition": "as_new"}]})
+    case = httpx.post(
+        f"{url}/v1/cases",
+        headers=store,
+        json={
+            "order_id": order_id,
+            "type": "return",
+            "items": [{"line_id": "l1", "quantity": 1, "reason": "changed_mind"}],
+        },
+    ).json()
+    received = httpx.post(
+        f"{url}/admin/v1/cases/{case['id']}/receive",
+        headers=agent,
+        json={"items": [{"line_id": "l1", "quantity": 1, "condition": "as_new"}]},
+    )
     assert received.status_code == 200, received.text
     closed = eventually(lambda: (c := httpx.get(f"{url}/v1/cases/{case['id']}", headers=store).json())["state"] == "closed" and c)
     return closed["refunds"][0]
@@ -111,8 +127,11 @@ def test_serve_restarted_twice_pays_a_refund_each_time_and_reconciles(tmp_path: 
                 assert bind.json()["code"] == "gateway_account_read_only"
             if run == 2:
                 today = datetime.now(UTC).date()
-                report = httpx.post(f"{url}/finance/v1/reconciliations", headers=finance, json={
-                    "from": f"{today}T00:00:00Z", "to": f"{today + timedelta(days=1)}T00:00:00Z"}).json()
+                report = httpx.post(
+                    f"{url}/finance/v1/reconciliations",
+                    headers=finance,
+                    json={"from": f"{today}T00:00:00Z", "to": f"{today + timedelta(days=1)}T00:00:00Z"},
+                ).json()
     assert [r["status"] for r in refunds] == ["succeeded"] * 3
     assert len({r["gateway_refund_id"] for r in refunds}) == 3, "no id repeats after a restart"
     assert sorted(e["refund_id"] for e in report["matched"]) == sorted(r["id"] for r in refunds)
@@ -138,7 +157,8 @@ def test_no_postgres_is_left_running_after_any_command(tmp_path: Path) -> None:
     assert postgres_processes(tmp_path) == []
     key_id = created.stdout.split("key ")[1].split()[0]
     for args in (
-        ("migrate",), ("keys", "revoke", "--merchant", "shop_1", "--key-id", key_id),
+        ("migrate",),
+        ("keys", "revoke", "--merchant", "shop_1", "--key-id", key_id),
         ("gateway-account", "set", "--merchant", "shop_1", "--account", "acct_1"),
         ("gateway-account", "clear", "--merchant", "shop_1"),
         ("openapi", "--output", str(tmp_path / "openapi.json")),
@@ -146,8 +166,13 @@ def test_no_postgres_is_left_running_after_any_command(tmp_path: Path) -> None:
         _returns(tmp_path, *args)
         assert postgres_processes(tmp_path) == [], args
     for stop in (signal.SIGTERM, signal.SIGINT):
-        worker = subprocess.Popen([sys.executable, "-m", "service.cli", "worker"], env=_env(tmp_path),
-                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "service.cli", "worker"],
+            env=_env(tmp_path),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         assert worker.stdout is not None and "worker running" in worker.stdout.readline()
         assert postgres_processes(tmp_path)
         worker.send_signal(stop)
@@ -183,3 +208,53 @@ def test_the_last_live_user_stops_the_server_and_dead_ones_do_not_count(tmp_path
         release_embedded(tmp_path)
     assert postgres_processes(tmp_path) == []
     assert (tmp_path / "pg.users").read_text() == "[]"
+
+
+# --------------------------------------------------------------------------- stopped while it starts
+
+
+def _migrate_stopped_when(data_dir: Path, sign: str) -> subprocess.Popen[bytes]:
+    """``returns migrate`` on a new data folder, sent SIGTERM as soon as ``pg/<sign>`` appears."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "service.cli", "migrate"], env=_env(data_dir), stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    deadline = time.monotonic() + 90
+    while not (data_dir / "pg" / sign).exists():
+        assert process.poll() is None, process.stdout.read() if process.stdout else ""
+        assert time.monotonic() < deadline, f"pg/{sign} never appeared"
+        time.sleep(0.005)
+    process.send_signal(signal.SIGTERM)
+    process.communicate(timeout=60)
+    return process
+
+
+def test_a_command_stopped_while_it_starts_the_embedded_server_leaves_no_postgres(tmp_path: Path) -> None:
+    """Origin: outside review round 2, a finding (fixed since)."""
+    from adapters.postgres.embedded import embedded_postgres, postgres_processes
+
+    try:
+        process = _migrate_stopped_when(tmp_path, "log")  # pg_ctl -l log: made when the server starts
+        assert process.returncode == 143
+        time.sleep(2)
+        left = postgres_processes(tmp_path)
+    finally:
+        with embedded_postgres(tmp_path):  # joins the leftover server and stops it as its last user
+            pass
+    assert postgres_processes(tmp_path) == []
+    assert left == [], "postgres left running after the command ended"
+
+
+def test_a_first_command_stopped_during_initdb_does_not_break_the_data_folder(tmp_path: Path) -> None:
+    """Origin: outside review round 2, a finding (fixed since)."""
+    from adapters.postgres.embedded import embedded_postgres, postgres_processes
+
+    try:
+        process = _migrate_stopped_when(tmp_path, "postmaster.pid")  # initdb's bootstrap backend writes one
+        assert process.returncode == 143, "the signal still ends the command, once the start is over"
+        again = _run(tmp_path, "migrate")
+    finally:
+        if postgres_processes(tmp_path):
+            with embedded_postgres(tmp_path):
+                pass
+    assert postgres_processes(tmp_path) == []
+    assert again.returncode == 0, again.stderr[-2000:]

@@ -1,10 +1,15 @@
 """Customer e-mail over real HTTP: the admin's mail settings (role, validation, round trip), and
 a return walked through the API to its close while the service's own worker mails each step to a
-real SMTP server on 127.0.0.1, in the customer's language, with links to the portal."""
+real SMTP server on 127.0.0.1, in the customer's language, with links to the portal. One
+merchant's customer address or reply-to that no mail can carry holds up no other merchant's mail,
+and an address the SMTP client refuses is recorded, not left pending."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -13,7 +18,7 @@ from service.config import Settings
 from tests.fakes.stripe_server import FakeStripe
 from tests.support.database import fresh_database
 from tests.support.flows import received_return
-from tests.support.server import serve
+from tests.support.server import fresh_service, serve
 from tests.support.smtp import Inbox, smtp_server
 from tests.support.tenants import Tenant, order_body
 from tests.support.waiting import eventually
@@ -27,9 +32,16 @@ def mail_service(stripe_fake: FakeStripe, tmp_path_factory: pytest.TempPathFacto
 
     with smtp_server() as (inbox, smtp_url), fresh_database() as database_url:
         settings = Settings(
-            database_url=database_url, data_dir=tmp_path_factory.mktemp("mail"), log_format="json",
-            stripe_api_key="sk_test_fake", stripe_api_base=stripe_fake.url, smtp_url=smtp_url, public_url=PORTAL,
-            mail_from="returns@shop.example", worker_idle_seconds=0.05, worker_poll_every_seconds=0.2,
+            database_url=database_url,
+            data_dir=tmp_path_factory.mktemp("mail"),
+            log_format="json",
+            stripe_api_key="sk_test_fake",
+            stripe_api_base=stripe_fake.url,
+            smtp_url=smtp_url,
+            public_url=PORTAL,
+            mail_from="returns@shop.example",
+            worker_idle_seconds=0.05,
+            worker_poll_every_seconds=0.2,
         )
         with serve(build_app(settings)) as url:
             yield url, database_url, inbox
@@ -45,10 +57,17 @@ def tenant(mail_service: tuple[str, str, Inbox]) -> Iterator[Tenant]:
 
 def test_mail_settings_are_the_admins_and_checked(tenant: Tenant) -> None:
     assert tenant.admin.get("/admin/v1/mail-settings").json() == {
-        "sender_name": None, "reply_to": None, "default_language": "en", "return_address": None,
+        "sender_name": None,
+        "reply_to": None,
+        "default_language": "en",
+        "return_address": None,
     }
-    wanted = {"sender_name": "Shop Li", "reply_to": "help@shop.example", "default_language": "zh-CN",
-              "return_address": "1 Return Rd, Shanghai"}
+    wanted = {
+        "sender_name": "Shop Li",
+        "reply_to": "help@shop.example",
+        "default_language": "zh-CN",
+        "return_address": "1 Return Rd, Shanghai",
+    }
     assert tenant.agent.put("/admin/v1/mail-settings", json=wanted).status_code == 403
     saved = tenant.admin.put("/admin/v1/mail-settings", json=wanted)
     assert saved.status_code == 200 and saved.json() == wanted
@@ -102,3 +121,88 @@ def test_the_customers_language_travels_with_the_order(tenant: Tenant) -> None:
     refused = tenant.storefront.put("/v1/orders/o_bad_lang", json=order_body(customer={"id": "c", "language": "<b>"}))
     assert refused.status_code == 422 and "language" in refused.text, refused.text
     assert tenant.storefront.get("/v1/orders/o_bad_lang").status_code == 404
+
+
+# --------------------------------------------------------------------------- one merchant's bad address or setting
+
+
+@contextmanager
+def _service(data_dir: Path, **settings: Any) -> Iterator[tuple[str, str]]:
+    """The service with its worker, on a database of its own, started the way ``returns serve``
+    starts it (uvicorn's defaults): no ``RETURNS_PUBLIC_URL`` unless given."""
+    with fresh_service(
+        data_dir=data_dir,
+        log_format="json",
+        worker_idle_seconds=0.05,
+        worker_poll_every_seconds=0.2,
+        portal_secrets=("customer-mail-secret",),
+        **settings,
+    ) as service:
+        yield service
+
+
+@contextmanager
+def _two_merchants(data_dir: Path) -> Iterator[tuple[Tenant, Tenant]]:
+    """Two merchants on a service of their own (what one of them does may stop its worker)."""
+    with _service(data_dir) as (url, database_url):
+        careless, victim = Tenant(url, database_url), Tenant(url, database_url)
+        try:
+            yield careless, victim
+        finally:
+            careless.close()
+            victim.close()
+
+
+def _order(shop: Tenant, customer_id: str, email: str) -> str:
+    return shop.put_order(customer={"id": customer_id, "email": email})["order_id"]
+
+
+def _mails(shop: Tenant, case_id: str) -> list[dict[str, Any]]:
+    answer = shop.agent.get(f"/admin/v1/cases/{case_id}/mails")
+    assert answer.status_code == 200, answer.text
+    return answer.json()["items"]
+
+
+def _assert_mailed(shop: Tenant) -> None:
+    """A new case of ``shop`` gets its "received" mail planned."""
+    case = shop.open_case(_order(shop, "cus_fine", "fine@example.com")).json()
+    assert eventually(lambda: _mails(shop, case["id"]), timeout=6)[0]["kind"] == "received"
+
+
+@pytest.mark.parametrize("typed", ["john@example.com.", "john@"], ids=["trailing-dot", "no-domain"])
+def test_one_unparseable_customer_address_stops_no_other_merchants_mail(typed: str, tmp_path: Path) -> None:
+    """Origin: outside review round 5 (#16), a finding (fixed since)."""
+    with _two_merchants(tmp_path) as (careless, victim):
+        careless.open_case(_order(careless, "cus_typo", typed))  # as typed at the storefront's checkout
+        _assert_mailed(victim)
+
+
+def test_one_merchants_reply_to_stops_no_other_merchants_mail(tmp_path: Path) -> None:
+    """Origin: outside review round 5 (#16), a finding (fixed since)."""
+    with _two_merchants(tmp_path) as (careless, victim):
+        saved = careless.admin.put("/admin/v1/mail-settings", json={"reply_to": "help@[shop.example"})
+        if saved.status_code == 200:  # accepted: its mail must not stop anyone else's
+            careless.open_case(_order(careless, "cus_a", "a@example.com"))
+        else:  # refused: fine too
+            assert saved.status_code == 422, saved.text
+        _assert_mailed(victim)
+
+
+@pytest.mark.parametrize("typed", ["kunde@b\u00fccher.example", "kunde@example.com\u00a0"], ids=["idn-domain", "no-break-space"])
+def test_an_address_the_smtp_client_refuses_is_recorded_not_stuck(typed: str, tmp_path: Path) -> None:
+    """Origin: outside review round 5 (#16), a finding (fixed since)."""
+    with (
+        smtp_server() as (_inbox, smtp_url),
+        _service(tmp_path, smtp_url=smtp_url, mail_first_backoff_seconds=0.2) as (url, database_url),
+    ):
+        shop = Tenant(url, database_url)
+        try:
+            case = shop.open_case(_order(shop, "cus_idn", typed)).json()
+
+            def settled() -> list[dict[str, Any]]:
+                return [m for m in _mails(shop, case["id"]) if m["status"] != "pending" or m["last_error"]]
+
+            mail = eventually(settled, timeout=8)[0]
+            assert mail["status"] == "sent" or mail["last_error"], mail
+        finally:
+            shop.close()

@@ -14,10 +14,9 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support.problems import PROBLEM_JSON, problem
 from tests.support.roles import roles_allowed
 from tests.support.tenants import Tenant, _with_database, order_body
-
-PROBLEM_JSON = "application/problem+json"
 
 
 def _refused(answer: httpx.Response, status: int = 422, code: str = "validation_error") -> dict[str, Any]:
@@ -62,15 +61,55 @@ def test_deeply_nested_json_is_refused(tenant: Tenant, body: bytes) -> None:
     assert tenant.agent.get("/admin/v1/policy").json()["version"] == 0
 
 
+def _post_signed(base_url: str, body: bytes) -> httpx.Response:
+    """``body`` posted to the Stripe webhook of the shared test service, signed with its secret."""
+    from tests.fakes.stripe_server import sign_webhook
+
+    headers = {"Stripe-Signature": sign_webhook(body, "whsec_main_test_server"), "Content-Type": "application/json"}
+    return httpx.post(f"{base_url}/webhooks/stripe", content=body, headers=headers)
+
+
 def test_a_deeply_nested_signed_gateway_event_is_a_400(base_url: str) -> None:
     """Stripe's webhook answers its own codes (400 ``invalid_event``: Stripe would redeliver a
     422 forever); the body is decoded only once its signature is checked."""
-    from tests.fakes.stripe_server import sign_webhook
-
     for body in DEEP_JSON.values():
-        answer = httpx.post(f"{base_url}/webhooks/stripe", content=body, headers={
-            "Stripe-Signature": sign_webhook(body, "whsec_main_test_server"), "Content-Type": "application/json"})
-        _refused(answer, 400, "invalid_event")
+        _refused(_post_signed(base_url, body), 400, "invalid_event")
+
+
+def test_a_signed_event_with_an_impossible_created_time_is_a_400(base_url: str) -> None:
+    """Found by the review: a huge ``created`` overflowed the datetime and answered 500.
+
+    Origin: outside review round 1, a finding (fixed since)."""
+    refund = {
+        "id": "re_rev_time",
+        "object": "refund",
+        "amount": 100,
+        "currency": "eur",
+        "status": "succeeded",
+        "metadata": {},
+        "created": 10**20,
+    }
+    answer = _post_signed(
+        base_url, json.dumps({"id": "evt_rev_time", "type": "refund.updated", "data": {"object": refund}}).encode()
+    )
+    assert answer.status_code == 400 and answer.json()["code"] == "invalid_event", answer.text
+
+
+def test_a_signed_event_whose_metadata_refund_id_is_not_a_string_is_no_500(base_url: str) -> None:
+    """Origin: outside review round 1, a finding (fixed since)."""
+    refund = {
+        "id": "re_rev_meta",
+        "object": "refund",
+        "amount": 100,
+        "currency": "eur",
+        "status": "succeeded",
+        "metadata": {"refund_id": 5},
+        "created": 1,
+    }
+    answer = _post_signed(
+        base_url, json.dumps({"id": "evt_rev_meta", "type": "refund.updated", "data": {"object": refund}}).encode()
+    )
+    assert answer.status_code == 400 and answer.json()["code"] == "invalid_event", "Stripe would redeliver a 422 forever"
 
 
 def test_nesting_up_to_the_bound_is_only_decoded() -> None:
@@ -149,8 +188,16 @@ def test_times_without_a_time_zone_are_refused_in_bodies_and_query_strings(tenan
 
 
 # as they go in a path (percent-encoded: a client would drop literal dot segments)
-BAD_IDS = {"dots": "%2E%2E", "one dot": "%2E", "space": "a%20b", "right-to-left override": "o%E2%80%AE1",
-           "300 characters": "o" * 300, "line feed": "o1%0A", "NUL": "o%001", "slash": "a%2Fb"}
+BAD_IDS = {
+    "dots": "%2E%2E",
+    "one dot": "%2E",
+    "space": "a%20b",
+    "right-to-left override": "o%E2%80%AE1",
+    "300 characters": "o" * 300,
+    "line feed": "o1%0A",
+    "NUL": "o%001",
+    "slash": "a%2Fb",
+}
 
 
 @pytest.mark.parametrize("bad", BAD_IDS.values(), ids=list(BAD_IDS))
@@ -160,9 +207,14 @@ def test_ids_in_paths_obey_the_rule_of_ids_in_bodies(tenant: Tenant, bad: str) -
     put = tenant.storefront.put(f"/v1/orders/{bad}", json=order_body())
     if bad != "a%2Fb":  # a slash makes another path altogether: 404
         assert _fields(_refused(put)) == ["order_id"]
-    for role, path in (("storefront", f"/v1/cases/{bad}"), ("agent", f"/admin/v1/cases/{bad}/events"),
-                       ("storefront", f"/v1/cases/{case_id}/photos/{bad}"), ("finance", f"/finance/v1/reconciliations/{bad}"),
-                       ("agent", f"/admin/v1/refunds/{bad}/retry"), ("storefront", f"/v1/customers/{bad}/store-credit")):
+    for role, path in (
+        ("storefront", f"/v1/cases/{bad}"),
+        ("agent", f"/admin/v1/cases/{bad}/events"),
+        ("storefront", f"/v1/cases/{case_id}/photos/{bad}"),
+        ("finance", f"/finance/v1/reconciliations/{bad}"),
+        ("agent", f"/admin/v1/refunds/{bad}/retry"),
+        ("storefront", f"/v1/customers/{bad}/store-credit"),
+    ):
         answer = tenant.clients[role].request("POST" if path.endswith("retry") else "GET", path)
         assert answer.status_code in (404, 422), (path, answer.text)
         assert answer.headers["content-type"].startswith(PROBLEM_JSON)
@@ -174,8 +226,13 @@ def test_ids_in_paths_obey_the_rule_of_ids_in_bodies(tenant: Tenant, bad: str) -
 def _param_of(path: str, bad: str) -> str:
     """The name of the path parameter ``bad`` stands in for."""
     before = path.split(bad, maxsplit=1)[0].rstrip("/").rsplit("/", 1)[-1]
-    return {"cases": "case_id", "photos": "photo_id", "reconciliations": "reconciliation_id", "refunds": "refund_id",
-            "customers": "customer_id"}[before]
+    return {
+        "cases": "case_id",
+        "photos": "photo_id",
+        "reconciliations": "reconciliation_id",
+        "refunds": "refund_id",
+        "customers": "customer_id",
+    }[before]
 
 
 def _order_count(tenant: Tenant) -> int:
@@ -193,15 +250,26 @@ AT = (datetime.now(UTC) - timedelta(days=3)).isoformat()
 # A valid body per operation that takes one: the hostile bodies are made from these.
 EXAMPLES: dict[str, Any] = {
     "putOrder": order_body(placed_at=AT, delivered_at=AT),
-    "previewCase": {"order_id": "{order_id}", "type": "return", "resolution": "refund",
-                    "items": [{"line_id": "l1", "quantity": 1, "reason": "changed_mind", "note": "too big"}]},
-    "openCase": {"order_id": "{order_id}", "type": "return", "resolution": "refund",
-                 "items": [{"line_id": "l1", "quantity": 1, "reason": "changed_mind", "note": "too big"}]},
+    "previewCase": {
+        "order_id": "{order_id}",
+        "type": "return",
+        "resolution": "refund",
+        "items": [{"line_id": "l1", "quantity": 1, "reason": "changed_mind", "note": "too big"}],
+    },
+    "openCase": {
+        "order_id": "{order_id}",
+        "type": "return",
+        "resolution": "refund",
+        "items": [{"line_id": "l1", "quantity": 1, "reason": "changed_mind", "note": "too big"}],
+    },
     "reportReturnShipment": {"carrier": "DHL", "tracking_number": "JD0001"},
     "provideInfo": {"message": "here are more photos"},
     "submitSurvey": {"rating": 5, "comment": "quick"},
-    "approveCase": {"note": "ok", "overrides": [{"rule": "return_window", "reason": "loyal customer"}],
-                    "money_override": {"refund_total": 100, "reason": "goodwill"}},
+    "approveCase": {
+        "note": "ok",
+        "overrides": [{"rule": "return_window", "reason": "loyal customer"}],
+        "money_override": {"refund_total": 100, "reason": "goodwill"},
+    },
     "rejectCase": {"reason": "outside the window", "note": "sorry"},
     "receiveItems": {"items": [{"line_id": "l1", "quantity": 1, "condition": "as_new", "value_percent": 100}]},
     "shipReplacement": {"carrier": "DHL", "tracking_number": "JD0002"},
@@ -217,7 +285,12 @@ EXAMPLES: dict[str, Any] = {
     "putPolicy": {"rules": {"return_window": {"days": 30, "enabled": True}, "auto_approve": {"max_amount": {"EUR": 10_000}}}},
     "putWebhookEndpoint": {"url": "https://shop.example/hooks", "secret": "s" * 32, "enabled": True},
     "putGatewayAccount": {"account": "acct_123"},
-    "putMailSettings": {"sender_name": "Shop", "reply_to": "help@shop.example", "default_language": "zh-CN", "return_address": "1 Return Rd"},
+    "putMailSettings": {
+        "sender_name": "Shop",
+        "reply_to": "help@shop.example",
+        "default_language": "zh-CN",
+        "return_address": "1 Return Rd",
+    },
     "putShippingSettings": {
         "label_buyer": "merchant",
         "return_address": {"name": "Shop", "street1": "Dock 1", "city": "Hamburg", "zip": "20095", "country": "DE"},
@@ -271,7 +344,7 @@ RAW_BODIES: dict[str, tuple[bytes, str]] = {
     "not JSON": (b"{note: 'hi'", "application/json"),
     "a JSON string": (b'"hello"', "application/json"),
     "null": (b"null", "application/json"),
-    "TOML where JSON is expected": (b'[rules.return_window]\ndays = 14\n', "application/json"),
+    "TOML where JSON is expected": (b"[rules.return_window]\ndays = 14\n", "application/json"),
     "over a megabyte": (b'{"note": "' + b"x" * 1_100_000 + b'"}', "application/json"),
 }
 
@@ -307,8 +380,18 @@ def _stored(tenant: Tenant) -> dict[str, Any]:
     marks its rows done on its own time)."""
 
     async def fingerprint(db: Any) -> dict[str, Any]:
-        tables = ["orders", "cases", "case_events", "idempotency_keys", "policies", "refunds", "photos",
-                  "store_credit_grants", "webhook_endpoints", "reconciliations"]
+        tables = [
+            "orders",
+            "cases",
+            "case_events",
+            "idempotency_keys",
+            "policies",
+            "refunds",
+            "photos",
+            "store_credit_grants",
+            "webhook_endpoints",
+            "reconciliations",
+        ]
         async with db.pool.acquire() as conn:
             found = {
                 table: await conn.fetchval(
@@ -351,3 +434,97 @@ def test_every_write_operation_refuses_every_hostile_body(tenant: Tenant, base_u
                 failures.append(f"{method} {template} [{label}]: {answer.status_code} {kind} {answer.text[:200]}")
     assert not failures, "\n".join(failures)
     assert _stored(tenant) == before, "a refused request stored something"
+
+
+# --------------------------------------------------------------------------- odd bodies, parameters and paths
+
+
+def test_repeated_and_huge_page_parameters_are_4xx(tenant: Tenant) -> None:
+    """Origin: outside review round 2, an attack the service withstood."""
+    for query in (
+        "limit=1&limit=2",
+        "limit=99999999999999999999999",
+        "limit=-0",
+        "limit=1e2",
+        "limit=%EF%BC%91",
+        "cursor=%25%25%25",
+        "cursor=" + "A" * 20000,
+        "cursor=bnVsbA",
+        "cursor=WzFd",
+        "cursor=e30",
+    ):
+        answer = tenant.storefront.get(f"/v1/cases?{query}")
+        assert answer.status_code in (200, 400, 422), (query, answer.status_code, answer.text)
+        if answer.status_code != 200:
+            problem(answer)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"\xef\xbb\xbf" + json.dumps(order_body()).encode(),  # a BOM
+        json.dumps(order_body()).encode("utf-16"),
+        json.dumps(order_body()).encode() + b" trailing",
+        json.dumps(order_body()).encode() + b"\x00",
+        b'{"lines": 1e999}',
+        b'{"lines": ' + b"1" * 5000 + b"}",
+        b'{"placed_at": "2026-01-01T00:00:00Z", "placed_at": 1}',
+        b'{"lines": [' + b'"\\u005b",' * 100 + b"1]}",  # escaped brackets are text
+    ],
+    ids=["bom", "utf-16", "trailing garbage", "trailing NUL", "1e999", "5000 digits", "duplicate key", "escaped brackets"],
+)
+def test_odd_json_bodies_are_4xx(tenant: Tenant, body: bytes) -> None:
+    """Origin: outside review round 2, an attack the service withstood."""
+    answer = tenant.storefront.put("/v1/orders/o_odd", content=body, headers={"content-type": "application/json"})
+    problem(answer)
+    assert tenant.storefront.get("/v1/orders/o_odd").status_code == 404
+
+
+def test_a_duplicate_key_takes_the_last_value_like_every_json_reader(tenant: Tenant) -> None:
+    """Origin: outside review round 2, an attack the service withstood."""
+    body = json.dumps(order_body(currency="EUR"))[:-1] + ', "currency": "USD"}'
+    answer = tenant.storefront.put("/v1/orders/o_dup", content=body, headers={"content-type": "application/json"})
+    assert answer.status_code in (200, 201), answer.text
+    assert answer.json()["currency"] == "USD"
+
+
+@pytest.mark.parametrize("content_type", ["Application/JSON; charset=latin-1", "text/plain", "application/x-www-form-urlencoded"])
+def test_odd_content_types_do_not_500(tenant: Tenant, content_type: str) -> None:
+    """Origin: outside review round 2, an attack the service withstood."""
+    body = json.dumps(order_body()).encode()
+    answer = tenant.storefront.put("/v1/orders/o_ct", content=body, headers={"content-type": content_type})
+    assert answer.status_code < 500, answer.text
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/v1/orders/a%2Fb",
+        "/v1/orders/%2E%2E",
+        "/v1/orders/..%2F..%2Fadmin",
+        "/v1/orders/a%00b",
+        "/v1/orders/" + "a" * 129,
+        "/v1/orders/%C0%AE",
+    ],
+)
+def test_odd_path_ids_are_4xx(tenant: Tenant, path: str) -> None:
+    """Origin: outside review round 2, an attack the service withstood."""
+    answer = tenant.storefront.get(path)
+    assert 400 <= answer.status_code < 500, (path, answer.status_code, answer.text)
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        b"[rules.restocking_fee]\npercent = nan",
+        b"[rules.restocking_fee]\npercent = inf",
+        b"[rules.restocking_fee]\npercent = -0.0\n# " + b"[" * 1000,
+        b'a = """\n\\"""' + b"[" * 100 + b'"""',
+        b"a = '''" + b"[" * 100 + b"''''' \nb = 1",
+    ],
+    ids=["nan", "inf", "-0.0 and a comment", "escaped quote in a multi-line string", "five closing quotes"],
+)
+def test_odd_toml_policies_are_4xx_or_kept_exactly(tenant: Tenant, document: bytes) -> None:
+    """Origin: outside review round 2, an attack the service withstood."""
+    answer = tenant.admin.put("/admin/v1/policy", content=document, headers={"content-type": "application/toml"})
+    assert answer.status_code < 500, answer.text

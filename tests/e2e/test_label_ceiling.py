@@ -6,7 +6,7 @@ one label (also when 20 agents decide at once) or none. The ceiling compares amo
 currency only. Bad ceiling settings are 422 and store nothing. Labels below the ceiling are
 bought as before (tests/e2e/test_labels.py, test_labels_easypost.py)."""
 
-# ruff: noqa: F811 - the fixtures of test_labels and test_labels_easypost, imported by name
+# ruff: noqa: F811 - the fixtures of tests/support/simulated_labels.py and easypost_labels.py, imported by name
 
 from __future__ import annotations
 
@@ -16,18 +16,18 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.test_labels import (  # noqa: F401 - the running services and their merchants
-    CUSTOMER_ADDRESS,
+from tests.fakes.easypost_server import FakeEasyPost
+from tests.support.easypost_labels import SETTINGS as EASYPOST_SETTINGS
+from tests.support.easypost_labels import easypost_service, fake  # noqa: F401 - the running service
+from tests.support.easypost_labels import purchases as easypost_purchases
+from tests.support.labels import CUSTOMER_ADDRESS, at_once, bought, held, label_id
+from tests.support.simulated_labels import (  # noqa: F401 - the running service and its merchant
     SETTINGS,
     label_data,
     label_service,
     purchases,
     shop,
 )
-from tests.e2e.test_labels_easypost import SETTINGS as EASYPOST_SETTINGS
-from tests.e2e.test_labels_easypost import _purchases, easypost_service, fake  # noqa: F401
-from tests.fakes.easypost_server import FakeEasyPost
-from tests.support.labels import at_once, bought, held, label_id
 from tests.support.tenants import Tenant, payment
 
 HEAVY = {**SETTINGS, "default_parcel": {"weight_g": 1_000_000}, "parcels": {}}  # the issue's 1,000 kg default
@@ -60,16 +60,28 @@ def test_a_label_over_the_ceiling_waits_for_an_agent_and_nothing_is_bought(shop:
     case = _held_return(shop)
     label = case["label"]
     assert label["hold"] == {
-        "reason": "over_ceiling", "carrier": "Simulated Post", "service": "Ground", "amount": HEAVY_RATE,
-        "currency": "EUR", "ceiling": TSHIRT_CEILING, "approved_by": None, "approved_at": None,
+        "reason": "over_ceiling",
+        "carrier": "Simulated Post",
+        "service": "Ground",
+        "amount": HEAVY_RATE,
+        "currency": "EUR",
+        "ceiling": TSHIRT_CEILING,
+        "approved_by": None,
+        "approved_at": None,
     }
     assert (label["amount"], label["tracking_code"]) == (None, None)
     assert {"label/buy", "label/decline"} <= set(case["allowed_actions"])
     [event] = _events(shop, case["id"], "label_held")
     assert event["actor_role"] == "system" and event["data"] == {
-        "label_id": label_id(shop, case["id"]), "reason": "over_ceiling", "carrier": "Simulated Post",
-        "service": "Ground", "amount": HEAVY_RATE, "currency": "EUR", "ceiling": TSHIRT_CEILING,
-        "items_total": 1999, "case_currency": "EUR",
+        "label_id": label_id(shop, case["id"]),
+        "reason": "over_ceiling",
+        "carrier": "Simulated Post",
+        "service": "Ground",
+        "amount": HEAVY_RATE,
+        "currency": "EUR",
+        "ceiling": TSHIRT_CEILING,
+        "items_total": 1999,
+        "case_currency": "EUR",
     }
     # the storefront (and so the customer) sees the label wait, not the merchant's ceiling
     seen = shop.storefront.get(f"/v1/cases/{case['id']}").json()
@@ -163,7 +175,10 @@ GOOD_CEILING = {"percent_of_items": 40, "max_amount": {"EUR": 1500, "JPY": 2000}
 
 def test_the_ceiling_is_stored_and_defaults_to_half_the_items(shop: Tenant) -> None:
     assert shop.agent.get("/admin/v1/shipping-settings").json()["label_ceiling"] == {
-        "percent_of_items": 50, "max_amount": {}, "other_currency": "hold"}
+        "percent_of_items": 50,
+        "max_amount": {},
+        "other_currency": "hold",
+    }
     _settings(shop, {**SETTINGS, "label_ceiling": GOOD_CEILING})
     assert shop.agent.get("/admin/v1/shipping-settings").json()["label_ceiling"] == GOOD_CEILING
 
@@ -223,22 +238,21 @@ def test_easypost_holds_a_label_over_the_ceiling_and_buys_it_once_for_20_agents(
     assert (hold["reason"], hold["carrier"], hold["amount"], hold["ceiling"]) == ("over_ceiling", "USPS", 729, 500)
     reference = label_id(easypost_shop, case["id"])
     time.sleep(0.5)
-    assert _purchases(fake, reference) == 0
+    assert easypost_purchases(fake, reference) == 0
     assert at_once(easypost_shop, f"/admin/v1/cases/{case['id']}/label/buy") == [200] + [409] * 19
     assert bought(easypost_shop, case["id"])["label"]["amount"] == 729
-    assert _purchases(fake, reference) == 1
+    assert easypost_purchases(fake, reference) == 1
 
 
-def test_easypost_the_issue_label_waits_and_is_declined(
-    easypost_shop: Tenant, fake: FakeEasyPost, issue_rates: None
-) -> None:
+def test_easypost_the_issue_label_waits_and_is_declined(easypost_shop: Tenant, fake: FakeEasyPost, issue_rates: None) -> None:
     lines = [{"line_id": "l1", "sku": "SCARF", "title": "Scarf", "quantity": 1, "unit_price": 2500}]
     settings = {**EASYPOST_SETTINGS, "default_parcel": {"weight_g": 1_000_000}}
-    case = _held_return(easypost_shop, settings, lines=lines,
-                        payment=payment(2500))
+    case = _held_return(
+        easypost_shop, settings, lines=lines, payment=payment(2500)
+    )
     hold = case["label"]["hold"]
     assert (hold["reason"], hold["amount"], hold["currency"], hold["ceiling"]) == ("other_currency", 675001000, "USD", 0)
     declined = easypost_shop.agent.post(f"/admin/v1/cases/{case['id']}/label/decline", json={})
     assert declined.status_code == 200 and declined.json()["label"]["status"] == "cancelled"
     time.sleep(0.5)
-    assert _purchases(fake, label_id(easypost_shop, case["id"])) == 0
+    assert easypost_purchases(fake, label_id(easypost_shop, case["id"])) == 0

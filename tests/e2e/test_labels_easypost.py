@@ -5,6 +5,8 @@ answer is lost, and when the worker is killed while EasyPost buys it) → its re
 money → tracking webhooks signed as EasyPost signs them, in any order and repeated, move the case
 forward only → a bad, moved or re-signed signature answers 400 and changes nothing."""
 
+# ruff: noqa: F811 - the fixtures of tests/support/easypost_labels.py, imported by name
+
 from __future__ import annotations
 
 import io
@@ -21,46 +23,34 @@ import httpx
 import pypdf
 import pytest
 
-from service.config import Settings
 from tests.fakes.easypost_server import FakeEasyPost, signature, signed
-from tests.support.database import fresh_database
+from tests.support.easypost_labels import (  # noqa: F401 - the running service
+    SECRET,
+    SETTINGS,
+    easypost_service,
+    fake,
+    purchases,
+    service_settings,
+)
 from tests.support.labels import (
+    CUSTOMER_ADDRESS,
     approve_at_once,
     bought,
     case_for_review,
     label_id,
     worker_process,
 )
-from tests.support.server import serve
+from tests.support.server import fresh_service
 from tests.support.tenants import Tenant
 from tests.support.waiting import eventually
 
-SECRET = "easypost-webhook-secret"
 LEASE_SECONDS = 2  # a killed worker's label is taken over after this
-RATES = [("USPS", "Priority", "7.29", "EUR", 2), ("UPS", "Ground", "11.10", "EUR", 5)]  # the cheapest: 729
-RETURN_ADDRESS = {"name": "Shop Returns", "street1": "Lagerstr. 1", "city": "Hamburg", "zip": "20095", "country": "DE"}
-CUSTOMER_ADDRESS = {"name": "Ann Lee", "street1": "Rue de Rivoli 5", "city": "Paris", "zip": "75001", "country": "FR"}
-SETTINGS = {"label_buyer": "merchant", "return_address": RETURN_ADDRESS, "default_parcel": {"weight_g": 800}}
-
-
-def _settings(fake: FakeEasyPost, database_url: str, data_dir: Any, **changes: Any) -> Settings:
-    """EasyPost (the fake) for labels and webhooks; no polling unless a test asks for it."""
-    chosen: dict[str, Any] = {
-        "log_format": "json", "worker_idle_seconds": 0.05, "tracking_poll_after_seconds": 3600,
-        "label_first_backoff_seconds": 0.2, **changes,
-    }
-    return Settings(
-        database_url=database_url, data_dir=data_dir, easypost_api_key="EZTK_e2e", easypost_api_base=fake.api_base,
-        easypost_webhook_secrets=(SECRET,), **chosen,
-    )
 
 
 @contextmanager
 def _own_service(fake: FakeEasyPost, data_dir: Any, **changes: Any) -> Iterator[Tenant]:
     """A service of the test's own (its own database), and a merchant on it with shipping settings."""
-    from service.bootstrap import build_app
-
-    with fresh_database() as database_url, serve(build_app(_settings(fake, database_url, data_dir, **changes))) as url:
+    with fresh_service(**service_settings(fake, data_dir, **changes)) as (url, database_url):
         shop = Tenant(url, database_url)
         try:
             assert shop.admin.put("/admin/v1/shipping-settings", json=SETTINGS).status_code == 200
@@ -69,35 +59,12 @@ def _own_service(fake: FakeEasyPost, data_dir: Any, **changes: Any) -> Iterator[
             shop.close()
 
 
-@pytest.fixture(scope="module")
-def fake() -> Iterator[FakeEasyPost]:
-    with FakeEasyPost(RATES) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def easypost_service(fake: FakeEasyPost, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
-    from service.bootstrap import build_app
-
-    with fresh_database() as database_url, serve(
-        build_app(_settings(fake, database_url, tmp_path_factory.mktemp("easypost")))
-    ) as url:
-        yield url, database_url
-
-
 @pytest.fixture
 def shop(easypost_service: tuple[str, str]) -> Iterator[Tenant]:
     tenant = Tenant(*easypost_service)
     assert tenant.admin.put("/admin/v1/shipping-settings", json=SETTINGS).status_code == 200
     yield tenant
     tenant.close()
-
-
-def _purchases(fake: FakeEasyPost, reference: str) -> int:
-    """Labels EasyPost sold for our label (its id is the shipment's reference)."""
-    with fake.lock:
-        ours = {s["id"] for s in fake.shipments.values() if s["reference"] == reference}
-        return sum(1 for shipment_id, _ in fake.purchases if shipment_id in ours)
 
 
 def _approved_case(shop: Tenant) -> dict[str, Any]:
@@ -118,7 +85,7 @@ def test_approval_buys_one_label_at_easypost_and_its_rate_is_in_the_money(shop: 
     assert case["money"]["return_shipping"]["customer_share"] == 729 != flat
     assert case["money"]["refund_total"] == 1999 - 729
     reference = label_id(shop, case["id"])
-    assert _purchases(fake, reference) == 1
+    assert purchases(fake, reference) == 1
     [shipment] = [s for s in fake.shipments.values() if s["reference"] == reference]
     assert label["tracking_code"] == shipment["tracking_code"]
     assert shipment["from_address"]["street1"] == "Rue de Rivoli 5" and shipment["to_address"]["city"] == "Hamburg"
@@ -137,14 +104,14 @@ def test_twenty_concurrent_approvals_buy_one_label(shop: Tenant, fake: FakeEasyP
     assert approve_at_once(shop, case["id"]) == [200] + [409] * 19
     case = bought(shop, case["id"])
     assert case["label"]["amount"] == 729 and case["money"]["refund_total"] == 30000 - 729
-    assert _purchases(fake, label_id(shop, case["id"])) == 1
+    assert purchases(fake, label_id(shop, case["id"])) == 1
 
 
 def test_a_lost_answer_and_a_failing_easypost_buy_once(shop: Tenant, fake: FakeEasyPost) -> None:
     fake.fail_next(2, status=503, on="/buy")  # EasyPost down twice: nothing bought, tried again later
     fake.drop_connection_next(after_commit=True, on="/buy")  # then bought, and the answer lost
     case = bought(shop, _approved_case(shop)["id"])
-    assert _purchases(fake, label_id(shop, case["id"])) == 1
+    assert purchases(fake, label_id(shop, case["id"])) == 1
     assert case["label"]["amount"] == 729
 
 
@@ -153,11 +120,13 @@ def test_a_lost_answer_and_a_failing_easypost_buy_once(shop: Tenant, fake: FakeE
 
 def _worker(fake: FakeEasyPost, database_url: str) -> subprocess.Popen[bytes]:
     return worker_process(
-        database_url, RETURNS_WORKER_IDLE_SECONDS="0.05", EASYPOST_API_KEY="EZTK_e2e",
-        RETURNS_EASYPOST_API_BASE=fake.api_base, RETURNS_TRACKING_POLL_AFTER_SECONDS="3600",
+        database_url,
+        RETURNS_WORKER_IDLE_SECONDS="0.05",
+        EASYPOST_API_KEY="EZTK_e2e",
+        RETURNS_EASYPOST_API_BASE=fake.api_base,
+        RETURNS_TRACKING_POLL_AFTER_SECONDS="3600",
         RETURNS_LABEL_LEASE_SECONDS=str(LEASE_SECONDS),
     )
-
 
 
 def test_kill_9_while_easypost_buys_then_a_new_worker_buys_nothing_more(
@@ -169,7 +138,7 @@ def test_kill_9_while_easypost_buys_then_a_new_worker_buys_nothing_more(
         fake.delay_next(30, after_commit=True, on="/buy")  # bought at EasyPost, the answer held back
         doomed = _worker(fake, shop.database_url)
         try:
-            eventually(lambda: _purchases(fake, reference) == 1, timeout=30)
+            eventually(lambda: purchases(fake, reference) == 1, timeout=30)
             os.kill(doomed.pid, signal.SIGKILL)
             doomed.wait(timeout=10)
         finally:
@@ -182,7 +151,7 @@ def test_kill_9_while_easypost_buys_then_a_new_worker_buys_nothing_more(
         finally:
             successor.send_signal(signal.SIGTERM)
             successor.wait(timeout=15)
-        assert _purchases(fake, reference) == 1
+        assert purchases(fake, reference) == 1
         assert taken_over["label"]["amount"] == 729 and taken_over["money"]["refund_total"] == 1999 - 729
 
 
@@ -232,7 +201,10 @@ def test_scans_in_any_order_and_repeated_move_the_case_forward_only(shop: Tenant
     assert replayed.status_code == 400 and replayed.json()["code"] == "replayed_event", replayed.text
     now = shop.agent.get(f"/admin/v1/cases/{case['id']}").json()
     assert (now["state"], now["version"], now["delivered_at"]) == (
-        "in_transit", after_delivery["version"], after_delivery["delivered_at"])
+        "in_transit",
+        after_delivery["version"],
+        after_delivery["delivered_at"],
+    )
     assert _history(shop, case["id"]) == [("ship", "carrier"), ("delivered", "carrier")]
     queue = shop.agent.get("/admin/v1/cases", params={"delivered": "true"}).json()["items"]
     assert case["id"] in [c["id"] for c in queue]
@@ -283,9 +255,7 @@ def test_a_scan_polled_from_a_quiet_tracker_and_its_webhook_later_are_one_scan(
     with _own_service(fake, tmp_path_factory.mktemp("poll"), tracking_poll_after_seconds=0.2) as shop:
         case = bought(shop, _approved_case(shop)["id"])
         event = fake.scan(case["label"]["tracking_code"], "in_transit")  # its webhook is late
-        moved = eventually(
-            lambda: (c := shop.agent.get(f"/admin/v1/cases/{case['id']}").json())["state"] == "in_transit" and c
-        )
+        moved = eventually(lambda: (c := shop.agent.get(f"/admin/v1/cases/{case['id']}").json())["state"] == "in_transit" and c)
         assert _history(shop, case["id"]) == [("ship", "carrier")]
         assert _post(shop, *signed(event, SECRET)).json() == {"received": True, "duplicate": True}
         assert shop.agent.get(f"/admin/v1/cases/{case['id']}").json()["version"] == moved["version"]

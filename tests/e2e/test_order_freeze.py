@@ -1,16 +1,18 @@
 """Once cases or refunds rest on an order, PUT /v1/orders/{id} may not change what they rest on:
-409 order_locked naming each field, nothing stored. What does not touch money still changes."""
+409 order_locked naming each field, nothing stored. What does not touch money still changes.
+Captures lowered while cases open on the order never leave the order promising more than captured."""
 
 from __future__ import annotations
 
 import asyncio
 import copy
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.support.tenants import Tenant, order_body
+from tests.support.tenants import Tenant, order_body, payment
 from tests.support.waiting import eventually
 
 
@@ -70,8 +72,9 @@ def test_a_claimed_line_cannot_be_removed_and_every_offence_is_named(tenant: Ten
     body, _ = _order_with_a_case(tenant, "o_freeze")
     _assert_locked(tenant, "o_freeze", {**body, "lines": body["lines"][1:]}, "lines")
     everything = {**_changed(body, "currency", "USD"), "lines": body["lines"][1:]}
-    _assert_locked(tenant, "o_freeze", _changed(everything, "payment.captured_amount", 0),
-                   "currency", "payment.captured_amount", "lines")
+    _assert_locked(
+        tenant, "o_freeze", _changed(everything, "payment.captured_amount", 0), "currency", "payment.captured_amount", "lines"
+    )
 
 
 def test_shipping_is_locked_once_a_case_refunds_it(tenant: Tenant) -> None:
@@ -103,7 +106,11 @@ def test_what_does_not_touch_money_still_changes(tenant: Tenant) -> None:
     assert answer.status_code == 200, answer.text
     stored = tenant.storefront.get("/v1/orders/o_free").json()
     assert stored["delivered_at"] is None and stored["customer"]["email"] == "new@example.com"
-    assert stored["lines"][0]["title"] == "T-shirt, medium" and [line["line_id"] for line in stored["lines"]] == ["l1", "l2", "l3"]
+    assert stored["lines"][0]["title"] == "T-shirt, medium" and [line["line_id"] for line in stored["lines"]] == [
+        "l1",
+        "l2",
+        "l3",
+    ]
     assert stored["payment"]["captured_amount"] == 1499 and stored["refundable_amount"] == 0
     assert tenant.storefront.get(f"/v1/cases/{case['id']}").json()["money"]["refund_total"] == 1499
 
@@ -151,12 +158,18 @@ def _async_client(tenant: Tenant) -> httpx.AsyncClient:
 async def _race(tenant: Tenant, order_id: str, body: dict[str, Any]) -> tuple[list[int], httpx.Response]:
     """Ten PUTs lowering the capture (each to another amount) and one case opening among them."""
     async with _async_client(tenant) as client:
-        puts = [client.put(f"/v1/orders/{order_id}", json=_changed(body, "payment.captured_amount", 500 + 100 * i))
-                for i in range(10)]
-        case = client.post("/v1/cases", json={
-            "order_id": order_id, "type": "return", "resolution": "refund",
-            "items": [{"line_id": "l1", "quantity": 1, "reason": "changed_mind"}],
-        })
+        puts = [
+            client.put(f"/v1/orders/{order_id}", json=_changed(body, "payment.captured_amount", 500 + 100 * i)) for i in range(10)
+        ]
+        case = client.post(
+            "/v1/cases",
+            json={
+                "order_id": order_id,
+                "type": "return",
+                "resolution": "refund",
+                "items": [{"line_id": "l1", "quantity": 1, "reason": "changed_mind"}],
+            },
+        )
         answers = await asyncio.gather(*puts[:5], case, *puts[5:])
     opened = answers.pop(5)
     return [answer.status_code for answer in answers], opened
@@ -183,3 +196,45 @@ def test_a_new_order_put_many_times_at_once_is_made_once_and_checked_after(tenan
             return await asyncio.gather(*(client.put("/v1/orders/o_new", json=body) for _ in range(10)))
 
     assert sorted(answer.status_code for answer in asyncio.run(race())) == [200] * 9 + [201]
+
+
+def test_concurrent_order_puts_and_case_opens_never_let_the_capture_drop_below_refunds(tenant: Tenant) -> None:
+    """Storefront lowers the capture while cases open on the order: whatever wins, the order's
+    live promises never exceed the stored capture.
+
+    Origin: outside review round 1, an attack the service withstood."""
+    order = tenant.put_order(
+        lines=[{"line_id": "l1", "sku": "A", "title": "A", "quantity": 5, "unit_price": 1000}],
+        shipping_total=0,
+        payment=payment(5000),
+    )
+    reference = order["payment"]["reference"]
+    body = tenant.storefront.get(f"/v1/orders/{order['order_id']}").json()
+
+    def lower(i: int) -> httpx.Response:
+        lowered = {
+            "currency": "EUR",
+            "placed_at": body["placed_at"],
+            "delivered_at": body["delivered_at"],
+            "customer": body["customer"],
+            "shipping_total": 0,
+            "lines": [{"line_id": "l1", "sku": "A", "title": "A", "quantity": 5, "unit_price": 1000}],
+            "payment": payment(500 * i, reference),
+        }
+        return tenant.storefront.put(f"/v1/orders/{order['order_id']}", json=lowered)
+
+    def open_one(_: int) -> httpx.Response:
+        return tenant.open_case(order["order_id"], items=[{"line_id": "l1", "quantity": 1, "reason": "changed_mind"}])
+
+    with ThreadPoolExecutor(8) as pool:
+        futures = [pool.submit(lower, i) for i in range(1, 5)] + [pool.submit(open_one, i) for i in range(4)]
+        answers = [f.result() for f in futures]
+    assert all(a.status_code < 500 for a in answers), [a.text for a in answers if a.status_code >= 500]
+    stored = tenant.storefront.get(f"/v1/orders/{order['order_id']}").json()
+    cases = tenant.agent.get("/admin/v1/cases", params={"limit": 50}).json()["items"]
+    promised = sum(
+        c["money"]["refund_total"]
+        for c in cases
+        if c["order_id"] == order["order_id"] and c["state"] not in ("cancelled", "rejected")
+    )
+    assert promised <= stored["payment"]["captured_amount"]

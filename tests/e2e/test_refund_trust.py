@@ -12,9 +12,9 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from tests.e2e.conftest import SECRET, post_event, stripe_app
 from tests.fakes.stripe_server import FakeStripe
 from tests.support.flows import received_return
+from tests.support.stripe_service import SECRET, post_event, stripe_app
 from tests.support.tenants import Tenant
 from tests.support.waiting import eventually
 
@@ -155,8 +155,15 @@ def test_a_signed_event_that_does_not_match_our_refund_changes_nothing(
     case = received_return(quiet_shop, stripe_fake, amount=1500)
     ours = case["refunds"][0]
     assert ours["status"] == "pending" and ours["gateway_refund_id"] is None
-    honest = {"id": "re_" + secrets.token_hex(6), "object": "refund", "amount": ours["amount"], "currency": "eur",
-              "status": "succeeded", "metadata": {"refund_id": ours["id"]}, "created": 1}
+    honest = {
+        "id": "re_" + secrets.token_hex(6),
+        "object": "refund",
+        "amount": ours["amount"],
+        "currency": "eur",
+        "status": "succeeded",
+        "metadata": {"refund_id": ours["id"]},
+        "created": 1,
+    }
     before = {reason: _ignored_count(url, reason) for reason in ("amount_mismatch", "currency_mismatch", "unknown_refund")}
 
     forged = [
@@ -206,8 +213,15 @@ def test_a_signed_body_that_is_no_event_is_a_400(quiet_service: tuple[str, str])
     from tests.fakes.stripe_server import sign_webhook
 
     url, _ = quiet_service
-    for body in (b"[]", b'{"id": 5, "type": "refund.updated", "data": {"object": {}}}', b'{"id": "evt_1"}',
-                 b'{"id": "evt_2", "type": "charge.refunded", "data": {"object": {"object": "charge", "refunds": {"data": 5}}}}'):
-        answer = httpx.post(f"{url}/webhooks/stripe", content=body,
-                            headers={"Stripe-Signature": sign_webhook(body, SECRET), "Content-Type": "application/json"})
+    for body in (
+        b"[]",
+        b'{"id": 5, "type": "refund.updated", "data": {"object": {}}}',
+        b'{"id": "evt_1"}',
+        b'{"id": "evt_2", "type": "charge.refunded", "data": {"object": {"object": "charge", "refunds": {"data": 5}}}}',
+    ):
+        answer = httpx.post(
+            f"{url}/webhooks/stripe",
+            content=body,
+            headers={"Stripe-Signature": sign_webhook(body, SECRET), "Content-Type": "application/json"},
+        )
         assert answer.status_code == 400 and answer.json()["code"] == "invalid_event", body

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import httpx
 
-from tests.e2e.conftest import SECRET
 from tests.fakes.stripe_server import FakeStripe, signed_event
 from tests.support.flows import received_return
+from tests.support.stripe_service import SECRET
 from tests.support.tenants import Tenant
 from tests.support.waiting import eventually
 
@@ -27,8 +27,9 @@ def test_a_return_walked_end_to_end_through_stripe(shop: Tenant, stripe_fake: Fa
 
 
 def _post_event(url: str, payload: bytes, signature: str) -> httpx.Response:
-    return httpx.post(f"{url}/webhooks/stripe", content=payload,
-                      headers={"Stripe-Signature": signature, "Content-Type": "application/json"})
+    return httpx.post(
+        f"{url}/webhooks/stripe", content=payload, headers={"Stripe-Signature": signature, "Content-Type": "application/json"}
+    )
 
 
 def test_webhooks_five_times_and_out_of_order(shop: Tenant, stripe_fake: FakeStripe, stripe_service: tuple[str, str]) -> None:

@@ -1,5 +1,6 @@
 """What the Reports page added to the report endpoints, against the real service and its
-simulated gateway: the reasons report per day, and agent keys let in by an operator setting."""
+simulated gateway: the reasons report per day, and agent keys let in by an operator setting (to
+the reports, their own merchant's cases only, and to nothing else of finance's)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 
 from service.config import Settings
 from tests.support.database import fresh_database
+from tests.support.flows import OTHER_L1
 from tests.support.reports import RETURNS, period, seed
 from tests.support.server import serve
 from tests.support.tenants import Tenant
@@ -94,3 +96,30 @@ def test_agent_keys_read_reports_only_where_the_operator_says_so(
         assert opened.agent.post("/finance/v1/reconciliations", json=period()).status_code == 403
     finally:
         opened.close()
+
+
+def test_an_agent_key_reads_no_finance_endpoint_but_the_reports_where_reports_are_opened(
+    agents_may_read_reports: tuple[str, str],
+) -> None:
+    """With RETURNS_REPORTS_FOR_AGENTS=1 an agent key reads both reports (``by_day`` included,
+    its own merchant's cases only) and nothing else of finance's.
+
+    Origin: outside review round 4, an attack the service withstood."""
+    ours, theirs = Tenant(*agents_may_read_reports), Tenant(*agents_may_read_reports)
+    try:
+        theirs.open_case(theirs.put_order()["order_id"], items=OTHER_L1)
+        ours.open_case(ours.put_order()["order_id"])
+        report = ours.agent.get("/finance/v1/reports/reasons", params={**period(), "by_day": "true"}).json()
+        assert report["items"] == 1 and [r["reason"] for d in report["by_day"] for r in d["reasons"]] == ["changed_mind"]
+        assert ours.agent.get("/finance/v1/reports/summary", params={**period(), "group_by": "sku"}).status_code == 200
+        for method, path in (
+            ("GET", "/finance/v1/refunds"),
+            ("GET", "/finance/v1/refunds.csv"),
+            ("GET", "/finance/v1/reconciliations/rec_1"),
+            ("POST", "/finance/v1/reconciliations"),
+        ):
+            answer = ours.agent.request(method, path, json=period() if method == "POST" else None)
+            assert answer.status_code == 403, (path, answer.text)
+    finally:
+        ours.close()
+        theirs.close()

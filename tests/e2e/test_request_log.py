@@ -1,6 +1,7 @@
 """Every answer is logged and counted with the status the client got (a 401 from the key check
 included), health polling stays out of the info log, and public operations say so in the
-OpenAPI document."""
+OpenAPI document. A request id is echoed as sent or replaced, and stays one log field whatever
+it holds."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import io
 import json
 
 import httpx
+import pytest
 
 from service.logging import configure_logging
 from tests.support.tenants import Tenant
@@ -42,8 +44,9 @@ def test_each_answer_is_logged_and_counted_with_the_status_sent(tenant: Tenant, 
         configure_logging("json")
     assert {status: answer.status_code for status, answer in answers.items()} == {401: 401, 403: 403, 404: 404}
     logged = [(line["path"], line["status"]) for line in _request_lines(buffer)]
-    assert logged == [("/v1/cases/case_x", 401), ("/v1/cases/case_x", 403), ("/v1/cases/case_x", 404)], \
+    assert logged == [("/v1/cases/case_x", 401), ("/v1/cases/case_x", 403), ("/v1/cases/case_x", 404)], (
         "each with the status sent, and no health polling at info"
+    )
     after = {status: _counted(base_url, "/v1/cases/{case_id}", status) for status in before}
     assert {status: after[status] - before[status] for status in before} == {401: 1, 403: 1, 404: 1, 500: 0}
 
@@ -51,11 +54,20 @@ def test_each_answer_is_logged_and_counted_with_the_status_sent(tenant: Tenant, 
 def test_public_operations_say_so_in_the_document(base_url: str) -> None:
     document = httpx.get(f"{base_url}/schema/openapi.json").json()
     assert document["security"] == [{"api_key": []}]
-    public = {(method, path) for path, item in document["paths"].items() for method, operation in item.items()
-              if isinstance(operation, dict) and operation.get("security") == []}
-    assert public == {("get", "/"), ("get", "/health/live"), ("get", "/health/ready"), ("post", "/webhooks/stripe"),
-                      ("post", "/webhooks/easypost"),  # signed by EasyPost
-                      ("post", "/v1/portal-sessions")}  # the customer finds an order by number and e-mail
+    public = {
+        (method, path)
+        for path, item in document["paths"].items()
+        for method, operation in item.items()
+        if isinstance(operation, dict) and operation.get("security") == []
+    }
+    assert public == {
+        ("get", "/"),
+        ("get", "/health/live"),
+        ("get", "/health/ready"),
+        ("post", "/webhooks/stripe"),
+        ("post", "/webhooks/easypost"),  # signed by EasyPost
+        ("post", "/v1/portal-sessions"),
+    }  # the customer finds an order by number and e-mail
     for method, path in public:
         assert httpx.request(method.upper(), base_url + path).status_code != 401, f"{method} {path} needs no key"
 
@@ -82,3 +94,28 @@ def test_options_names_every_method_of_the_path(tenant: Tenant, base_url: str) -
         answer = tenant.admin.options(base_url + path.replace("{", "").replace("}", ""))
         assert answer.status_code < 400, (path, answer.status_code)
         assert {m.strip() for m in answer.headers["allow"].split(",")} == documented | {"OPTIONS"}, path
+
+
+def test_a_request_id_is_echoed_byte_for_byte_or_replaced(tenant: Tenant) -> None:
+    """Origin: outside review round 2, a finding (fixed since)."""
+    sent = b"trace-\xe9\xff"
+    answer = tenant.storefront.get("/v1/cases", headers={"X-Request-ID": sent})
+    assert answer.status_code == 200
+    echoed = dict(answer.headers.raw)[b"x-request-id"]
+    # either the caller's id as sent, or one of ours (not a third value the caller never sent)
+    assert echoed == sent or echoed.isascii(), echoed
+
+
+def test_a_request_id_with_a_crlf_or_a_json_breaker_stays_one_field(tenant: Tenant) -> None:
+    """Origin: outside review round 2, an attack the service withstood."""
+    buffer = io.StringIO()
+    configure_logging("json", stream=buffer)
+    try:
+        answer = tenant.storefront.get("/v1/cases", headers={"X-Request-ID": 'x", "status": 999, "y": "'})
+    finally:
+        configure_logging("json")
+    assert answer.status_code == 200
+    request = _request_lines(buffer)
+    assert [line["status"] for line in request] == [200]
+    with pytest.raises(httpx.LocalProtocolError):
+        tenant.storefront.get("/v1/cases", headers={"X-Request-ID": "a\r\nSet-Cookie: x=1"})

@@ -1,6 +1,7 @@
 """Security over real HTTP, on every documented operation: no key → 401, a revoked key → 401,
-the wrong role → 403; hostile input (SQL-shaped, oversize) is refused or stored as plain data;
-no secret and no e-mail address in any log line."""
+the wrong role → 403, also behind a public path's prefix (dot segments, encodings); hostile input
+(SQL-shaped, oversize) is refused or stored as plain data; no secret and no e-mail address in any
+log line."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ import asyncio
 import io
 import json
 import re
+import socket
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -107,7 +110,9 @@ def test_no_secret_or_email_in_any_log_line(tenant: Tenant, base_url: str) -> No
     try:
         order = tenant.put_order(customer={"id": "cus_log", "email": "jane.doe@example.com"})
         tenant.open_case(order["order_id"], customer_note="write to me at jane.doe@example.com")
-        tenant.admin.put("/admin/v1/webhook-endpoints", json={"url": "http://127.0.0.1:9/hooks", "secret": "whsec_do_not_log_me_ever"})
+        tenant.admin.put(
+            "/admin/v1/webhook-endpoints", json={"url": "http://127.0.0.1:9/hooks", "secret": "whsec_do_not_log_me_ever"}
+        )
         tenant.storefront.put("/v1/orders/o_bad", json={"customer": {"email": "bad@example.com"}})
         httpx.get(base_url + "/v1/cases", headers={"Authorization": "Bearer rk_store_wrong_key_value"})
         tenant.agent.get("/admin/v1/cases")
@@ -137,7 +142,40 @@ def _order(**changes: object) -> dict:
 
 
 def test_a_nul_character_is_refused_not_a_server_error(tenant: Tenant) -> None:
-    answer = tenant.admin.put("/admin/v1/webhook-endpoints", json={"url": "https://shop.example/hook", "secret": "x" * 16 + "\u0000"})
+    answer = tenant.admin.put(
+        "/admin/v1/webhook-endpoints", json={"url": "https://shop.example/hook", "secret": "x" * 16 + "\u0000"}
+    )
     assert answer.status_code == 422 and answer.json()["code"] == "validation_error"
     assert tenant.storefront.get("/v1/orders/o%00x").status_code in (404, 422)
     assert tenant.admin.get("/admin/v1/webhook-endpoints").json()["items"] == []
+
+
+def _raw_get(base_url: str, target: str) -> int:
+    """The status of a GET of ``target`` exactly as written (no client normalises the path)."""
+    host, port = urlsplit(base_url).hostname, urlsplit(base_url).port
+    with socket.create_connection((host, port), timeout=30) as sock:
+        sock.sendall(f"GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return int(answer.split(b" ", 2)[1])
+
+
+def test_public_paths_open_nothing_behind_them(base_url: str) -> None:
+    """The key check skips paths by prefix (``PUBLIC_PATHS``): dot segments and encodings after a
+    public prefix do not reach a keyed operation without a key.
+
+    Origin: outside review round 5 (#16), an attack the service withstood."""
+    for target in (
+        "/console/../v1/cases",
+        "/health/../v1/cases",
+        "/v1/portal-sessions/../cases",
+        "/schema/../v1/cases",
+        "/webhooks/../v1/cases",
+        "/console%2f..%2fv1/cases",
+        "/health/x/../../v1/cases",
+        "/v1/portal-sessions%00",
+    ):
+        assert _raw_get(base_url, target) == 404, target
+    for target in ("//v1/cases", "/v1//cases", "/v1/cases?x=/console", "/v1/cases/"):
+        assert _raw_get(base_url, target) == 401, target

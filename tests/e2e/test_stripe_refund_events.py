@@ -11,9 +11,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.e2e.conftest import post_event, stripe_app
 from tests.fakes.stripe_server import FakeStripe
 from tests.support.flows import received_return
+from tests.support.stripe_service import post_event, stripe_app
 from tests.support.tenants import Tenant
 from tests.support.waiting import eventually
 
@@ -55,8 +55,13 @@ def _list_calls(fake: FakeStripe) -> int:
 
 @pytest.mark.parametrize(
     ("event_type", "outcome"),
-    [("refund.created", "succeeded"), ("refund.updated", "succeeded"), ("charge.refund.updated", "succeeded"),
-     ("refund.failed", "failed"), ("charge.refund.updated", "failed")],
+    [
+        ("refund.created", "succeeded"),
+        ("refund.updated", "succeeded"),
+        ("charge.refund.updated", "succeeded"),
+        ("refund.failed", "failed"),
+        ("charge.refund.updated", "failed"),
+    ],
 )
 def test_each_refund_event_moves_a_submitted_refund(
     shop: Tenant, stripe_fake: FakeStripe, stripe_service: tuple[str, str], event_type: str, outcome: str
@@ -143,9 +148,7 @@ def test_replayed_and_overlapping_events_settle_a_refund_once(
     assert [r["id"] for r in ours] == [at_stripe["id"]], "paid once"
 
 
-def test_an_event_about_another_accounts_refund_moves_nothing(
-    stripe_service: tuple[str, str], stripe_fake: FakeStripe
-) -> None:
+def test_an_event_about_another_accounts_refund_moves_nothing(stripe_service: tuple[str, str], stripe_fake: FakeStripe) -> None:
     """Merchant B refunds on its connected account. Events from A's account, or the platform's,
     naming B's charge or B's refund move nothing: the charge's refunds are asked of the event's
     account (which has no such charge), and refunds are looked up on it; B's own event does."""

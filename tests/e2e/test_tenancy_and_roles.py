@@ -1,10 +1,12 @@
 """Every endpoint keeps merchants apart (another merchant's id is a 404, exactly like an id
-that does not exist) and checks the caller's role (403)."""
+that does not exist; the agents' search and attention queue find only their own merchant's
+cases) and checks the caller's role (403)."""
 
 from __future__ import annotations
 
 import pytest
 
+from tests.support.flows import OTHER_L1
 from tests.support.tenants import Tenant
 
 
@@ -41,10 +43,12 @@ def test_another_merchants_ids_are_not_found_on_every_endpoint(tenant: Tenant, o
         assert response.status_code == 404, (method, path, response.text)
         assert response.headers["content-type"].startswith("application/problem+json")
         assert response.json()["code"] == "not_found"
-        missing = tenant.clients[role].request(method, path.replace(case["id"], "case_nope").replace(order_id, "o_nope"), json=body)
-        assert missing.status_code == 404 and missing.json() == {
-            **response.json(), "detail": missing.json()["detail"]
-        }, "another merchant's id must look exactly like a missing one"
+        missing = tenant.clients[role].request(
+            method, path.replace(case["id"], "case_nope").replace(order_id, "o_nope"), json=body
+        )
+        assert missing.status_code == 404 and missing.json() == {**response.json(), "detail": missing.json()["detail"]}, (
+            "another merchant's id must look exactly like a missing one"
+        )
     # nothing the other merchant tried changed the case
     after = tenant.storefront.get(f"/v1/cases/{case['id']}").json()
     assert after["state"] == case["state"] == "pending_review"
@@ -129,3 +133,23 @@ def test_metrics_count_requests_cases_and_refunds(tenant: Tenant, base_url: str)
     assert 'returns_cases{state="approved",type="return"}' in text
     for name in ("returns_refunds", "returns_outbox_depth", "returns_worker_lag_seconds", "returns_gateway_errors_total"):
         assert name in text
+
+
+def test_search_and_attention_never_cross_merchants(tenant: Tenant, other_tenant: Tenant) -> None:
+    """Another merchant's case id, the same order id, customer id and e-mail (any case) find
+    only the caller's own cases; ``attention`` and ``/me`` answer for the caller alone.
+
+    Origin: outside review round 4, an attack the service withstood."""
+    customer = {"id": "cus_shared", "email": "Shared@Example.com"}
+    theirs = other_tenant.put_order(customer=customer)
+    their_case = other_tenant.open_case(theirs["order_id"], items=OTHER_L1).json()
+    ours = tenant.put_order(theirs["order_id"], customer={"id": "cus_shared", "email": "shared@example.com"})
+    our_case = tenant.open_case(ours["order_id"], items=OTHER_L1).json()
+    for q in (their_case["id"], theirs["order_id"], "cus_shared", "SHARED@EXAMPLE.COM", "%", "_"):
+        found = tenant.agent.get("/admin/v1/cases", params={"q": q}).json()["items"]
+        assert {c["id"] for c in found} <= {our_case["id"]}, q
+    assert tenant.agent.get("/admin/v1/cases", params={"q": their_case["id"]}).json()["items"] == []
+    assert [c["id"] for c in tenant.agent.get("/admin/v1/cases", params={"attention": "false"}).json()["items"]] == [
+        our_case["id"]
+    ]
+    assert tenant.agent.get("/admin/v1/me").json() == {"key_id": tenant.agent_key_id(), "role": "agent"}

@@ -1,7 +1,8 @@
 """The refund worker at the gateway's speed, and still exactly once: refunds sent side by side,
 one refund's error isolated from the others, leases renewed while a call is in flight and taken
-over after a dead worker's lease, rate limits honoured; Real PostgreSQL (a
-database per test), the real stripe SDK against the fake Stripe server."""
+over after a dead worker's lease (a stale worker neither undoes nor renews what another
+recorded), rate limits honoured, a refund only ever sent through the gateway it was opened for.
+Real PostgreSQL (a database per test), the real stripe SDK against the fake Stripe server."""
 
 from __future__ import annotations
 
@@ -10,13 +11,15 @@ from datetime import timedelta
 
 import pytest
 
+from adapters.gateways.simulated import SimulatedGateway
 from adapters.gateways.stripe_gateway import StripeGateway
 from adapters.postgres.database import PostgresDatabase
+from domain.refunds import RefundStatus
 from service.metrics import REFUND_ERRORS
 from service.ports import GatewayRefund
 from service.refunds import RefundService
 from tests.fakes.stripe_server import FakeStripe, stripe_gateway
-from tests.support.refunds import Clock, due_refunds, load_refund
+from tests.support.refunds import Clock, due_refunds, load_refund, paid_on
 
 
 class BreaksOne:
@@ -80,9 +83,7 @@ async def test_one_broken_refund_of_twenty_leaves_nineteen_paid(db: PostgresData
     assert sorted(r.status for r in refunds.values()) == ["pending"] + ["succeeded"] * 19
     assert refunds[broken].status == "pending" and refunds[broken].gateway_refund_id is None
     async with db.pool.acquire() as conn:
-        row = await conn.fetchrow(
-            "SELECT last_error, next_attempt_at, claimed_until FROM refunds WHERE id = $1", broken
-        )
+        row = await conn.fetchrow("SELECT last_error, next_attempt_at, claimed_until FROM refunds WHERE id = $1", broken)
     assert row["last_error"].startswith("RuntimeError" if how == "bug" else "UniqueViolationError")
     assert row["next_attempt_at"] > clock.now and row["claimed_until"] is None, "postponed, not stuck in a claim"
     assert _errors_counted() == errors_before + 1
@@ -150,9 +151,7 @@ async def test_a_rate_limit_slows_the_account_and_costs_the_refund_no_try(db: Po
     assert len(fake.refunds("acct_busy")) == 1
 
 
-async def test_dispatch_keeps_refunds_in_flight_across_accounts_and_stops_cleanly(
-    db: PostgresDatabase, fake: FakeStripe
-) -> None:
+async def test_dispatch_keeps_refunds_in_flight_across_accounts_and_stops_cleanly(db: PostgresDatabase, fake: FakeStripe) -> None:
     counting = CountsInFlight(stripe_gateway(fake))
     service = RefundService(db, counting, Clock(), max_in_flight=8, rate_per_account=50)
     expected = []
@@ -174,3 +173,54 @@ async def test_dispatch_keeps_refunds_in_flight_across_accounts_and_stops_cleanl
     assert 4 <= counting.peak <= 8, f"side by side, never more than allowed in flight (peak {counting.peak})"
     paid = sorted(r["metadata"]["refund_id"] for a in ("acct_one", "acct_two", "acct_three") for r in fake.refunds(a))
     assert paid == sorted(expected)
+
+
+async def test_a_refund_opened_for_one_gateway_is_never_sent_through_another(
+    db: PostgresDatabase, own_database_url: str, fake: FakeStripe
+) -> None:
+    """Raised by the review: a refund's gateway is the one configured when it was opened. A
+    process that ran without ``STRIPE_API_KEY`` opened simulated refunds; a Stripe worker must
+    not pay them for real (nor a simulated worker "pay" Stripe refunds): they wait, pending, and
+    show in ``returns_worker_lag_seconds`` for the operator, who fixes the set-up. Decided: a
+    refund never changes gateway by itself.
+
+    Origin: outside review round 1, a finding (fixed since)."""
+    clock = Clock()
+    simulated = SimulatedGateway(own_database_url)
+    try:
+        laptop = RefundService(db, simulated, clock)
+        _, pi, [_refund_id] = await due_refunds(db, laptop, 1, amount=600)  # the order says gateway "stripe"
+    finally:
+        await simulated.close()
+    fake.add_payment_intent(pi, amount=600)
+    stripe = RefundService(db, stripe_gateway(fake), clock)
+    assert await stripe.send_due() == 0 and fake.requests == []
+    async with db.transaction() as repos:
+        counts = await repos.operational_counts()
+    assert counts.worker_lag_seconds > 0 and counts.refunds.get("pending") == 1, "the operator sees it wait"
+
+
+async def test_a_stale_worker_can_neither_undo_nor_renew_what_another_worker_recorded(
+    db: PostgresDatabase, fake: FakeStripe
+) -> None:
+    """Origin: outside review round 1, an attack the service withstood."""
+    clock = Clock()
+    lease = timedelta(seconds=5)
+    stale = RefundService(db, stripe_gateway(fake), clock, lease=lease)
+    live = RefundService(db, stripe_gateway(fake), clock, lease=lease)
+    merchant, pi, [refund_id] = await due_refunds(db, stale, 1, amount=900)
+    fake.add_payment_intent(pi, amount=900)
+    [claimed] = await stale.claim(1, [])
+    stale._held.clear()  # stalled: no renewals
+    clock.advance(seconds=6)
+    assert await live.send_due() == 1
+    assert (await load_refund(db, merchant, refund_id)).status == RefundStatus.SUCCEEDED
+
+    # the stale worker wakes up: its renewal finds nothing of its own, its send replays the key
+    async with db.transaction() as repos:
+        assert await repos.renew_claims(stale.worker_id, [refund_id], clock() + lease) == 0
+    await stale.send(claimed)
+    done = await load_refund(db, merchant, refund_id)
+    assert done.status == RefundStatus.SUCCEEDED
+    assert len(fake.refunds()) == 1 and paid_on(fake, pi) == 900
+    assert await live.send_due() == 0, "a recorded refund is never claimed again"

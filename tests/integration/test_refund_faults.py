@@ -1,5 +1,7 @@
 """Exactly-once refunds under faults, through the real SDK against the fake Stripe server and a
-real PostgreSQL (a database per test, so no other worker touches these refunds)."""
+real PostgreSQL (a database per test, so no other worker touches these refunds). A refund whose
+answers are lost is never failed, and is looked for at the gateway before it is sent again (also
+once Stripe has forgotten its idempotency key); a canceled refund retried pays once."""
 
 from __future__ import annotations
 
@@ -10,10 +12,11 @@ import pytest
 
 from adapters.gateways.stripe_gateway import StripeGateway
 from adapters.postgres.database import PostgresDatabase
-from domain.errors import RefundExceedsCaptured, RefundExceedsCaseTotal
+from domain.errors import InvalidTransition, RefundExceedsCaptured, RefundExceedsCaseTotal
+from domain.refunds import RefundStatus
 from service.refunds import RefundService
 from tests.fakes.stripe_server import FakeStripe, stripe_gateway
-from tests.support.refunds import Clock, due_refunds, load_refund
+from tests.support.refunds import AGENT, Clock, due_refunds, load_refund, paid_on
 
 
 class WorkerKilled(BaseException):
@@ -30,8 +33,6 @@ class DiesAfterTheCall:
     async def create_refund(self, **request):
         await self.inner.create_refund(**request)
         raise WorkerKilled
-
-
 
 
 async def test_worker_killed_between_the_gateway_call_and_the_commit(db: PostgresDatabase, fake: FakeStripe) -> None:
@@ -138,3 +139,74 @@ async def test_a_refund_over_what_is_left_is_refused_before_the_gateway(
             await service.open_refund(repos, case, order, asked, datetime.now(UTC))
     assert refused.value.extra == {"amount": asked, "remaining": remaining}
     assert fake.requests == []
+
+
+# ----------------------------------------------------------------------------- answers lost, keys expired
+
+
+async def test_a_refund_whose_answers_are_lost_is_never_failed_nor_paid_twice(db: PostgresDatabase, fake: FakeStripe) -> None:
+    """Found by the review: after ``max_tries`` lost answers a refund went to ``failed`` though
+    Stripe had made it, and the agent's retry then paid it twice. Now an unknown outcome is
+    never a failure, and a refund sent again is first looked for at the gateway.
+
+    Origin: outside review round 1, a finding (fixed since)."""
+    clock = Clock()
+    service = RefundService(db, stripe_gateway(fake), clock)  # the default max_tries (25)
+    merchant, pi, [refund_id] = await due_refunds(db, service, 1, amount=1000, captured=5000)
+    fake.add_payment_intent(pi, amount=5000)
+    # Stripe makes the refund on the first call, but every answer is lost on the way back
+    fake.drop_connection_next(service.max_tries, after_commit=True)
+    for _ in range(service.max_tries):
+        assert await service.send_due() == 1
+        assert (await load_refund(db, merchant, refund_id)).status == RefundStatus.PENDING, "unknown is not failed"
+        clock.advance(hours=1)
+    assert paid_on(fake, pi) == 1000, "Stripe did pay it"
+
+    assert await service.send_due() == 1  # the gateway answers again: the lookup finds the refund made
+    found = await load_refund(db, merchant, refund_id)
+    assert found.status == RefundStatus.SUCCEEDED and found.gateway_refund_id == fake.refunds()[0]["id"]
+    creates = [r for r in fake.requests if r[0] == "POST"]
+    assert len(creates) == 1, "never created again once it may have been made"
+    with pytest.raises(InvalidTransition):
+        await service.retry(merchant, refund_id, AGENT)
+    assert paid_on(fake, pi) == 1000 and len(fake.refunds()) == 1
+
+
+async def test_a_refund_sent_again_after_the_key_expired_is_not_made_twice(db: PostgresDatabase, fake: FakeStripe) -> None:
+    """Stripe forgets idempotency keys after 24 hours: the lookup, not the key, keeps a refund
+    tried for longer from being made twice.
+
+    Origin: outside review round 1, a finding (fixed since)."""
+    clock = Clock()
+    service = RefundService(db, stripe_gateway(fake), clock)
+    merchant, pi, [refund_id] = await due_refunds(db, service, 1, amount=900, captured=5000)
+    fake.add_payment_intent(pi, amount=5000)
+    fake.drop_connection_next(1, after_commit=True)
+    assert await service.send_due() == 1
+    fake.account().idempotency.clear()  # a day later: the key is gone at Stripe
+    clock.advance(hours=25)
+    assert await service.send_due() == 1
+    assert (await load_refund(db, merchant, refund_id)).status == RefundStatus.SUCCEEDED
+    assert len(fake.refunds()) == 1 and paid_on(fake, pi) == 900
+
+
+async def test_a_canceled_refund_retried_pays_once(db: PostgresDatabase, fake: FakeStripe) -> None:
+    """requires_action → canceled at Stripe → retried: the new attempt alone pays.
+
+    Origin: outside review round 1, an attack the service withstood."""
+    clock = Clock()
+    service = RefundService(db, stripe_gateway(fake), clock, poll_after=timedelta(seconds=1))
+    merchant, pi, [refund_id] = await due_refunds(db, service, 1, amount=400, captured=400)
+    fake.add_payment_intent(pi, amount=400)
+    fake.set_next_status("requires_action")
+    assert await service.send_due() == 1
+    waiting = await load_refund(db, merchant, refund_id)
+    assert waiting.status == RefundStatus.REQUIRES_ACTION
+    fake.set_status(waiting.gateway_refund_id or "", "canceled")
+    clock.advance(seconds=2)
+    assert await service.poll_unsettled() == 1
+    assert (await load_refund(db, merchant, refund_id)).status == RefundStatus.CANCELED
+    retried = await service.retry(merchant, refund_id, AGENT)
+    assert await service.send_due() == 1
+    assert (await load_refund(db, merchant, retried.id)).status == RefundStatus.SUCCEEDED
+    assert paid_on(fake, pi) == 400

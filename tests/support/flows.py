@@ -12,6 +12,11 @@ from tests.support.waiting import eventually
 LAMP = 1999  # the one line of ``lamp_order``
 LAMP_CAPTURED = LAMP + 495  # what its payment captured: the lamp and the shipping
 
+# one t-shirt (line ``l1`` of ``Tenant.put_order``'s order) returned for reason ``other``: it waits
+# for an agent, who decides who is responsible; and its receipt, as new
+OTHER_L1 = [{"line_id": "l1", "quantity": 1, "reason": "other", "note": "the colour is not what I expected"}]
+RECEIVE_L1 = {"items": [{"line_id": "l1", "quantity": 1, "condition": "as_new"}]}
+
 # The body of an exchange of one t-shirt for a larger one (the order of ``Tenant.put_order``).
 EXCHANGE = {
     "type": "exchange",
@@ -45,14 +50,24 @@ def cases_of_every_kind(tenant: Tenant) -> None:
     exchange, a repair. Fuzzers that start from a list then reach real ids."""
     tenant.put_order("o_fuzz")
     refunded = tenant.open_case("o_fuzz").json()
-    tenant.agent.post(f"/admin/v1/cases/{refunded['id']}/receive",
-                      json={"items": [{"line_id": "l1", "quantity": 1, "condition": "as_new"}]})
+    tenant.agent.post(
+        f"/admin/v1/cases/{refunded['id']}/receive", json={"items": [{"line_id": "l1", "quantity": 1, "condition": "as_new"}]}
+    )
     tenant.open_case("o_fuzz", items=[{"line_id": "l2", "quantity": 1, "reason": "other", "note": "why"}])
     tenant.put_order("o_fuzz_2")
-    tenant.open_case("o_fuzz_2", type="exchange", resolution=None,
-                     items=[{"line_id": "l1", "quantity": 1, "reason": "wrong_size", "replacement_sku": "TSHIRT-L"}])
-    tenant.open_case("o_fuzz_2", type="repair", resolution=None, issue_description="the handle broke",
-                     items=[{"line_id": "l2", "quantity": 1, "reason": "defective"}])
+    tenant.open_case(
+        "o_fuzz_2",
+        type="exchange",
+        resolution=None,
+        items=[{"line_id": "l1", "quantity": 1, "reason": "wrong_size", "replacement_sku": "TSHIRT-L"}],
+    )
+    tenant.open_case(
+        "o_fuzz_2",
+        type="repair",
+        resolution=None,
+        issue_description="the handle broke",
+        items=[{"line_id": "l2", "quantity": 1, "reason": "defective"}],
+    )
 
 
 def lamp_order(pi: str, customer: dict[str, str] | None = None) -> dict[str, Any]:
@@ -94,11 +109,15 @@ def refund_through(shop: Tenant, order_id: str) -> None:
 def failed_refund(tenant: Tenant) -> dict:
     """A received return whose refund the simulated gateway declines (amounts ending in 13 are
     declined): the case a console must put in front of the agent. Answers the case as it stands."""
-    order = tenant.put_order(lines=[{"line_id": "l1", "sku": "A", "title": "Lamp", "quantity": 1, "unit_price": 2513}],
-                             shipping_total=0, payment=payment(6000))
+    order = tenant.put_order(
+        lines=[{"line_id": "l1", "sku": "A", "title": "Lamp", "quantity": 1, "unit_price": 2513}],
+        shipping_total=0,
+        payment=payment(6000),
+    )
     case = tenant.open_case(order["order_id"], items=[{"line_id": "l1", "quantity": 1, "reason": "wrong_item"}]).json()
-    tenant.agent.post(f"/admin/v1/cases/{case['id']}/approve",
-                      json={"overrides": [{"rule": "photo_evidence", "reason": "seen in store"}]})
+    tenant.agent.post(
+        f"/admin/v1/cases/{case['id']}/approve", json={"overrides": [{"rule": "photo_evidence", "reason": "seen in store"}]}
+    )
     tenant.agent.post(
         f"/admin/v1/cases/{case['id']}/receive", json={"items": [{"line_id": "l1", "quantity": 1, "condition": "wrong_item"}]}
     )
@@ -108,3 +127,13 @@ def failed_refund(tenant: Tenant) -> dict:
         return now if any(r["status"] == "failed" for r in now["refunds"]) else None
 
     return eventually(failed)
+
+
+def one_line_order(tenant: Tenant, unit_price: int, captured: int, *, quantity: int = 1) -> dict:
+    """An order of one line (``l1``, SKU ``A``) without shipping, of which ``captured`` was paid
+    (with a payment intent of its own)."""
+    return tenant.put_order(
+        lines=[{"line_id": "l1", "sku": "A", "title": "A", "quantity": quantity, "unit_price": unit_price}],
+        shipping_total=0,
+        payment=payment(captured),
+    )

@@ -16,10 +16,11 @@ from tests.support.tenants import Tenant, payment
 from tests.support.waiting import eventually
 
 CUSTOMER_ADDRESS = {"name": "Ann Lee", "street1": "Rue de Rivoli 5", "city": "Paris", "zip": "75001", "country": "FR"}
+RETURN_ADDRESS = {"name": "Shop Returns", "street1": "Lagerstr. 1", "city": "Hamburg", "zip": "20095", "country": "DE"}
 # the fewest settings that make the service buy labels (the browser tests')
 MERCHANT_BUYS_LABELS = {
     "label_buyer": "merchant",
-    "return_address": {"name": "Shop Returns", "street1": "Lagerstr. 1", "city": "Hamburg", "zip": "20095", "country": "DE"},
+    "return_address": RETURN_ADDRESS,
     "default_parcel": {"weight_g": 800},
 }
 
@@ -66,6 +67,7 @@ def case_for_review(shop: Tenant, shipping_address: dict[str, str]) -> dict[str,
 
 def at_once(shop: Tenant, path: str, agents: int = 20) -> list[int]:
     """The statuses of ``agents`` agents' POSTs of ``{}`` to ``path`` sent at the same time, sorted."""
+
     def post(_: int) -> int:
         with httpx.Client(base_url=shop.base_url, headers=shop.agent.headers, timeout=30) as client:
             return client.post(path, json={}).status_code

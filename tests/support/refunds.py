@@ -1,5 +1,5 @@
-"""Refunds set up below HTTP for worker tests: a clock tests move by hand, and received returns
-whose refunds are due."""
+"""Refunds set up below HTTP for worker tests: a clock tests move by hand, received returns
+whose refunds are due, and what the fake Stripe paid on a payment intent."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from domain.orders import Customer, Order, OrderLine, Payment
 from domain.refunds import Refund
 from service.ids import new_id
 from service.refunds import RefundService
+from tests.fakes.stripe_server import FakeStripe
 
 AGENT = Actor(id="key_test", role="agent")
 
@@ -28,7 +29,12 @@ class Clock:
 
 
 async def due_refunds(
-    db: PostgresDatabase, service: RefundService, count: int, *, amount: int = 100, captured: int | None = None,
+    db: PostgresDatabase,
+    service: RefundService,
+    count: int,
+    *,
+    amount: int = 100,
+    captured: int | None = None,
     account: str | None = None,
 ) -> tuple[str, str, list[str]]:
     """``count`` received returns of one order, each with a pending refund of ``amount`` (on the
@@ -36,8 +42,14 @@ async def due_refunds(
     merchant, pi = new_id("m"), new_id("pi")
     at = service.clock()
     order = Order(
-        merchant_id=merchant, order_id="o1", currency="EUR", placed_at=at, delivered_at=at,
-        customer=Customer(id="cus_1"), lines=[OrderLine("l1", "SKU", "Thing", count, amount)], shipping_total=0,
+        merchant_id=merchant,
+        order_id="o1",
+        currency="EUR",
+        placed_at=at,
+        delivered_at=at,
+        customer=Customer(id="cus_1"),
+        lines=[OrderLine("l1", "SKU", "Thing", count, amount)],
+        shipping_total=0,
         payment=Payment("stripe", pi, captured if captured is not None else count * amount),
     )
     money = CaseMoney("EUR", amount, 0, ShippingShares(Payer.MERCHANT, 0, 0), 0, amount, 0, 0)
@@ -50,9 +62,17 @@ async def due_refunds(
         await repos.upsert_order(order, at)
         for _ in range(count):
             case = Case.open(
-                case_id=new_id("case"), merchant_id=merchant, order_id="o1", customer_id="cus_1",
-                case_type=CaseType.RETURN, items=[CaseItem("l1", "SKU", 1, amount, Reason.DEFECTIVE)],
-                resolution=Resolution.REFUND, decision=decision, money=money, actor=AGENT, at=at,
+                case_id=new_id("case"),
+                merchant_id=merchant,
+                order_id="o1",
+                customer_id="cus_1",
+                case_type=CaseType.RETURN,
+                items=[CaseItem("l1", "SKU", 1, amount, Reason.DEFECTIVE)],
+                resolution=Resolution.REFUND,
+                decision=decision,
+                money=money,
+                actor=AGENT,
+                at=at,
             )
             for action in (CaseAction.AUTO_APPROVE, CaseAction.RECEIVE):
                 case.apply(action, AGENT, at)
@@ -68,3 +88,8 @@ async def load_refund(db: PostgresDatabase, merchant: str, refund_id: str) -> Re
         refund = await repos.get_refund(merchant, refund_id)
     assert refund is not None
     return refund
+
+
+def paid_on(fake: FakeStripe, pi: str, account: str | None = None) -> int:
+    """What the fake Stripe paid back on the payment intent ``pi`` (of ``account``): its succeeded refunds."""
+    return sum(r["amount"] for r in fake.refunds(account) if r["payment_intent"] == pi and r["status"] == "succeeded")

@@ -1,5 +1,6 @@
 """The real service on 127.0.0.1 for end-to-end tests over real HTTP: under uvicorn in a
-background thread, or as ``returns serve`` in a process of its own."""
+background thread (also on a fresh database of its own), or as ``returns serve`` in a process of
+its own."""
 
 from __future__ import annotations
 
@@ -11,12 +12,14 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import httpx
 import uvicorn
 from litestar import Litestar
 
-from service.config import http_server_options
+from service.config import Settings, http_server_options
+from tests.support.database import fresh_database
 
 
 def free_port() -> int:
@@ -47,14 +50,26 @@ def serve(app: Litestar, port: int = 0) -> Iterator[str]:
 
 
 @contextmanager
-def serve_process(*args: str, env: dict[str, str], stop: int = signal.SIGTERM,
-                  output: list[str] | None = None) -> Iterator[str]:
+def fresh_service(**settings: Any) -> Iterator[tuple[str, str]]:
+    """The service (its worker too, unless ``run_worker=False``) with these settings on a fresh
+    database of its own, under ``serve``: its URL and its database's."""
+    from service.bootstrap import build_app
+
+    with fresh_database() as database_url, serve(build_app(Settings(database_url=database_url, **settings))) as url:
+        yield url, database_url
+
+
+@contextmanager
+def serve_process(*args: str, env: dict[str, str], stop: int = signal.SIGTERM, output: list[str] | None = None) -> Iterator[str]:
     """``returns serve`` on a free port with exactly the environment ``env`` until the block ends,
     then stopped with ``stop``; its output lands in ``output``."""
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "service.cli", "serve", "--port", str(port), *args],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     url = f"http://127.0.0.1:{port}"
     try:

@@ -154,17 +154,21 @@ def test_addresses_and_names() -> None:
 
 
 async def test_a_name_is_checked_by_every_address_it_resolves_to() -> None:
-    resolver = ScriptedResolver({
-        "shop.example.com": ["93.184.216.34", "2606:2800:220:1:248:1893:25c8:1946"],
-        "sneaky.example.com": ["93.184.216.34", "10.0.0.7"],
-        "loopy.example.com": ["::ffff:127.0.0.1"],
-    })
+    resolver = ScriptedResolver(
+        {
+            "shop.example.com": ["93.184.216.34", "2606:2800:220:1:248:1893:25c8:1946"],
+            "sneaky.example.com": ["93.184.216.34", "10.0.0.7"],
+            "loopy.example.com": ["::ffff:127.0.0.1"],
+        }
+    )
     shop = parse_target("https://shop.example.com/hook")
     assert await checked_addresses(shop, resolver, allow_internal=False) == resolver.answers["shop.example.com"]
     for url in ("https://sneaky.example.com/", "https://loopy.example.com/", "https://gone.example.com/"):
         with pytest.raises(TargetRefused):
             await checked_addresses(parse_target(url), resolver, allow_internal=False)
-    assert await checked_addresses(parse_target("https://loopy.example.com/"), resolver, allow_internal=True) == ["::ffff:127.0.0.1"]
+    assert await checked_addresses(parse_target("https://loopy.example.com/"), resolver, allow_internal=True) == [
+        "::ffff:127.0.0.1"
+    ]
 
 
 async def test_literals_and_internal_names_are_not_looked_up() -> None:
@@ -174,3 +178,52 @@ async def test_literals_and_internal_names_are_not_looked_up() -> None:
         await checked_addresses(parse_target("http://localhost/"), resolver, allow_internal=False)
     assert resolver.asked == []
     assert await checked_addresses(parse_target("http://localhost/"), resolver, allow_internal=True) == ["127.0.0.1"]
+
+
+# internal or ambiguous spellings an attacker might try (outside review round 2)
+INTERNAL = [
+    "http://0x7f.1/",
+    "http://0x7f.0.0.1/",
+    "http://017700000001/",
+    "http://127.1./",
+    "HTTP://LOCALHOST./",
+    "http://[::ffff:7f00:1]/",
+    "http://[::127.0.0.1]/",
+    "http://[64:ff9b::a9fe:a9fe]/",
+    "http://[2002:7f00:1::]/",
+    "http://[fe80::1%25eth0]/",
+    "http://[::]/",
+    "http://0/",
+    "http://169.254.169.254./latest",
+    "http://%31%32%37.0.0.1/",
+    "http://127\u30020\u30020\u30021/",
+    "http://\uff11\uff12\uff17.0.0.1/",
+    "http://metadata.google.internal./",
+    "http://foo.localhost/",
+    "http://shop:80/",
+    "http://example.com:0/",
+    "http://example.com:65536/",
+    "http://example.com:/",
+    "http://user@example.com/",
+    "http://example.com\\@127.0.0.1/",
+    "gopher://example.com/",
+    "http://example.com:8080:80/",
+    "http://[::1]x/",
+    "http://100.64.0.1/",
+    "http://192.0.0.1/",
+    "http://198.18.0.1/",
+    "http://240.0.0.1/",
+    "http://255.255.255.255/",
+]
+
+
+@pytest.mark.parametrize("url", INTERNAL)
+def test_internal_or_ambiguous_webhook_urls_are_refused(url: str) -> None:
+    """Origin: outside review round 2, an attack the service withstood."""
+    assert internal_target(url), url
+
+
+@pytest.mark.parametrize("url", ["https://shop.example.com/hooks", "HTTPS://Shop.Example.com./hooks?a=@127.0.0.1"])
+def test_public_names_pass_the_literal_check(url: str) -> None:
+    """Origin: outside review round 2, an attack the service withstood."""
+    assert not internal_target(url)

@@ -1,7 +1,10 @@
-"""Review round 6 (#17, return labels): attacks driven below HTTP, with the worker's steps run by
-the test so that a crash or an interleaving lands exactly where it hurts. The four findings
-(failing on the main of their day, fixed since) and the attacks the service withstood are kept as
-regression tests."""
+"""What a return label does to a case's money, below HTTP, with the label worker's steps run by the
+test so that a crash or an interleaving lands exactly where it hurts: a label voided after the
+refund leaves the money as paid; a scan racing a cancel never undoes the void; the carrier never
+receives a case the policy sent to an agent; a case reported shipped before its label was recorded
+keeps no label and pays none; an agent's override stands through the label's price and void;
+keep-the-item and customer-ships buy nothing; workers whose leases run out mid-call buy and price
+each label once; an ``other`` item decided on approval pays the real rate."""
 
 from __future__ import annotations
 
@@ -30,7 +33,7 @@ from service.ports import Principal, TrackingEvent
 from tests.support.database import fresh_database
 from tests.support.tenants import order_body
 
-MERCHANT = "m_review6"
+MERCHANT = "m_label_money"
 STOREFRONT = Principal(key_id="k_sf", merchant_id=MERCHANT, role="storefront")
 AGENT = Principal(key_id="k_agent", merchant_id=MERCHANT, role="agent")
 ADDRESS = {"name": "Ann Lee", "street1": "Rue de Rivoli 5", "city": "Paris", "zip": "75001", "country": "FR"}
@@ -45,17 +48,19 @@ async def services(tmp_path: Path) -> AsyncIterator[Services]:
         async with open_services(settings) as opened:
             async with opened.db.transaction() as repos:
                 await repos.ensure_merchant(MERCHANT)
-            await opened.labels.put_settings(
-                MERCHANT, msgspec.convert({"return_address": RETURN_ADDRESS}, ShippingSettingsIn)
-            )
+            await opened.labels.put_settings(MERCHANT, msgspec.convert({"return_address": RETURN_ADDRESS}, ShippingSettingsIn))
             yield opened
 
 
 async def open_return(services: Services, order_id: str, quantity: int = 1, **item: str) -> CaseView:
     """A return of t-shirts (1999 each) on an order of its own, for ``changed_mind`` unless told."""
     await services.cases.put_order(STOREFRONT, order_id, msgspec.convert(order_body(shipping_address=ADDRESS), OrderIn))
-    body = {"order_id": order_id, "type": "return", "resolution": "refund",
-            "items": [{"line_id": "l1", "quantity": quantity, "reason": "changed_mind", **item}]}
+    body = {
+        "order_id": order_id,
+        "type": "return",
+        "resolution": "refund",
+        "items": [{"line_id": "l1", "quantity": quantity, "reason": "changed_mind", **item}],
+    }
     view, _ = await services.cases.open_case(STOREFRONT, msgspec.convert(body, CaseIn), None)
     return view
 
@@ -92,6 +97,7 @@ AS_NEW = {"items": [{"line_id": "l1", "quantity": 1, "condition": "as_new"}]}
 
 
 async def test_a_label_voided_after_the_refund_leaves_the_money_as_paid(services: Services) -> None:
+    """Origin: outside review round 6 (#17), a finding (fixed since)."""
     case_id = await approved_case(services, "o_void_after_refund")
     await bought_by_a_worker_that_died(services, case_id)
     # the parcel arrives (the customer used their own box) and an agent receives it: refund opened
@@ -126,6 +132,7 @@ def _agent_audience():
 
 
 async def test_a_scan_racing_a_cancel_never_undoes_the_void(services: Services, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Origin: outside review round 6 (#17), a finding (fixed since)."""
     case_id = await approved_case(services, "o_scan_vs_cancel")
     await services.labels.run_once()
     label = await label_of(services, case_id)
@@ -142,8 +149,9 @@ async def test_a_scan_racing_a_cancel_never_undoes_the_void(services: Services, 
         return found
 
     monkeypatch.setattr(PgLabels, "label_by_tracking", paused)
-    scan = TrackingEvent(event_id=f"{label.tracking_code}:pre_transit", tracking_code=label.tracking_code,
-                         status="pre_transit", at=label.bought_at)
+    scan = TrackingEvent(
+        event_id=f"{label.tracking_code}:pre_transit", tracking_code=label.tracking_code, status="pre_transit", at=label.bought_at
+    )
     taking = asyncio.create_task(services.tracking.ingest([scan]))
     await read.wait()
     # the cancel may commit now (as today), or wait for the scan's transaction (a locking fix)
@@ -161,17 +169,20 @@ async def test_a_scan_racing_a_cancel_never_undoes_the_void(services: Services, 
 
 
 def delivered_scan(label) -> TrackingEvent:
-    return TrackingEvent(event_id=f"{label.tracking_code}:delivered", tracking_code=label.tracking_code,
-                         status="delivered", at=label.bought_at)
+    return TrackingEvent(
+        event_id=f"{label.tracking_code}:delivered", tracking_code=label.tracking_code, status="delivered", at=label.bought_at
+    )
 
 
 async def test_the_carrier_never_receives_a_case_the_policy_sent_to_an_agent(services: Services) -> None:
     # the merchant wants an agent to look at every 'changed_mind' return; cheap ones the carrier may receive
+    """Origin: outside review round 6 (#17), a finding (fixed since)."""
     async with services.db.transaction() as repos:
         await repos.add_policy(
             MERCHANT,
             {"rules": {"auto_approve": {"receive_on_delivery": True}, "review": {"reasons": ["changed_mind", "other"]}}},
-            services.cases.clock(), "k_admin",
+            services.cases.clock(),
+            "k_admin",
         )
     view = await open_return(services, "o_review")
     assert view.state == "pending_review"
@@ -191,6 +202,7 @@ async def test_the_carrier_never_receives_a_case_the_policy_sent_to_an_agent(ser
 
 
 async def test_a_case_reported_shipped_before_the_label_was_recorded_keeps_no_label(services: Services) -> None:
+    """Origin: outside review round 6 (#17), a finding (fixed since)."""
     case_id = await approved_case(services, "o_shipped_first")
     flat = (await services.cases.get_case(AGENT, case_id, _agent_audience())).money
     await bought_by_a_worker_that_died(services, case_id)
@@ -209,12 +221,15 @@ async def test_a_case_reported_shipped_before_the_label_was_recorded_keeps_no_la
 
 async def agents_review_changed_minds(services: Services) -> None:
     async with services.db.transaction() as repos:
-        await repos.add_policy(MERCHANT, {"rules": {"review": {"reasons": ["changed_mind", "other"]}}},
-                               services.cases.clock(), "k_admin")
+        await repos.add_policy(
+            MERCHANT, {"rules": {"review": {"reasons": ["changed_mind", "other"]}}}, services.cases.clock(), "k_admin"
+        )
 
 
 async def test_an_agents_override_survives_the_labels_price(services: Services) -> None:
-    """Regression: the agent's approved figure stands when the real label is priced in and when it is voided."""
+    """Regression: the agent's approved figure stands when the real label is priced in and when it is voided.
+
+    Origin: outside review round 6 (#17), an attack the service withstood."""
     await agents_review_changed_minds(services)
     view = await open_return(services, "o_override", 2)
     assert view.state == "pending_review"
@@ -233,7 +248,9 @@ async def test_an_agents_override_survives_the_labels_price(services: Services) 
 
 
 async def test_keep_item_and_customer_ships_buy_no_label(services: Services) -> None:
-    """Regression: an agent's keep-the-item approval, and a merchant whose customers ship, buy nothing."""
+    """Regression: an agent's keep-the-item approval, and a merchant whose customers ship, buy nothing.
+
+    Origin: outside review round 6 (#17), an attack the service withstood."""
     await agents_review_changed_minds(services)
     view = await open_return(services, "o_keep", 2)
     kept = await services.cases.approve(AGENT, view.id, None, msgspec.convert({"keep_item": True}, ApproveIn))
@@ -250,7 +267,9 @@ async def test_keep_item_and_customer_ships_buy_no_label(services: Services) -> 
 
 async def test_workers_whose_leases_run_out_mid_call_buy_each_label_once(services: Services) -> None:
     """Regression: three workers with a lease far shorter than the carrier's answer take each
-    other's labels over again and again; each label is still paid for once, priced in once."""
+    other's labels over again and again; each label is still paid for once, priced in once.
+
+    Origin: outside review round 6 (#17), an attack the service withstood."""
     from datetime import timedelta
 
     from service.labels import LabelService
@@ -259,10 +278,7 @@ async def test_workers_whose_leases_run_out_mid_call_buy_each_label_once(service
     own = services.labels
     carrier = own.carrier
     carrier.latency = 0.3
-    workers = [
-        LabelService(own.db, carrier, own.blobs, own.cases, own.clock, lease=timedelta(milliseconds=50))
-        for _ in range(3)
-    ]
+    workers = [LabelService(own.db, carrier, own.blobs, own.cases, own.clock, lease=timedelta(milliseconds=50)) for _ in range(3)]
 
     async def work(worker: LabelService) -> None:
         for _ in range(40):
@@ -288,7 +304,9 @@ async def test_reason_other_decided_on_approval_then_the_real_label(
     services: Services, decided: str, share: int, refund: int
 ) -> None:
     """Regression: who pays is decided by the agent, what is paid is the real rate, and the
-    refund actually opened on receipt is that figure."""
+    refund actually opened on receipt is that figure.
+
+    Origin: outside review round 6 (#17), an attack the service withstood."""
     order_id = f"o_other_{decided}"
     view = await open_return(services, order_id, reason="other", note="it smells")
     assert view.state == "pending_review"
