@@ -528,3 +528,40 @@ def test_odd_toml_policies_are_4xx_or_kept_exactly(tenant: Tenant, document: byt
     """Origin: outside review round 2, an attack the service withstood."""
     answer = tenant.admin.put("/admin/v1/policy", content=document, headers={"content-type": "application/toml"})
     assert answer.status_code < 500, answer.text
+
+
+TRAILING_LINE_BREAKS = {
+    # the mail library refuses a line break in a header: every mail of the merchant is then not
+    # composed (logged ``customer_mail_not_composed``, no row, nothing for the agents to see)
+    "mail-sender-name": ("admin", "PUT", "/admin/v1/mail-settings", {"sender_name": "Shop\n"}),
+    # h11 refuses the Stripe-Account header: every refund is retried, stuck, forever; and the
+    # "one merchant per account" index sees another string than the account taken
+    "gateway-account": ("admin", "PUT", "/admin/v1/gateway-account", {"account": "acct_taken\n"}),
+    # every mail to the customer is given up: "not one e-mail address"
+    "customer-email": ("storefront", "PUT", "/v1/orders/o_line_break",
+                       order_body(customer={"id": "cus_lb", "email": "ann@example.com\n"})),
+}
+
+
+@pytest.mark.parametrize("role, method, path, body", TRAILING_LINE_BREAKS.values(), ids=TRAILING_LINE_BREAKS.keys())
+def test_a_trailing_line_break_is_a_422_where_the_service_would_choke_on_it(
+    tenant: Tenant, role: str, method: str, path: str, body: dict[str, Any]
+) -> None:
+    """Attack: a value that ends in ``\\n`` where the body's pattern is ``^[…]+$``: Python's ``$``
+    (msgspec's ``pattern`` is ``re.search``) also matches before a final line break, so
+    ``sender_name``, the customer's ``email``, ``gateway-account``'s ``account`` and every field
+    of an address (lines, ``zip``, ``country``, ``state``, ``phone``, ``email``) take one
+    (``reply_to`` too, but ``mail_address`` refuses it after). ``Id`` already guards with
+    ``(?!\\n)``; these do not.
+
+    Impact: stored and answered 200, then the service chokes on it later and silently (see each
+    case's comment): bad input is not refused as the conventions say, and the merchant's mail or
+    refunds stop without a trace the agents see.
+
+    Fix: anchor with ``\\Z`` (or append ``(?!\\n)`` as ``ID_PATTERN`` does) in every DTO pattern;
+    a test over every ``pattern=`` in ``service/dto.py`` keeps it so (tests/unit/test_request_patterns.py).
+
+    Origin: outside review of #23, a finding (fixed since)."""
+    answer = tenant.clients[role].request(method, path, json=body)
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["code"] == "validation_error"

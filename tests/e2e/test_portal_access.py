@@ -17,6 +17,7 @@ import email.policy
 import hashlib
 import hmac
 import json
+import secrets
 import statistics
 import time
 from collections.abc import Iterator
@@ -31,6 +32,7 @@ import pytest
 
 from service.config import LOCAL_URL
 from service.portal import Claims, key_id, sign
+from tests.support.flows import sold
 from tests.support.images import encode, photo
 from tests.support.mails import eml_mails, link_token, portal_links
 from tests.support.portal import lookup_links, public_client
@@ -41,6 +43,7 @@ from tests.support.waiting import eventually
 SECRET = "portal-test-secret"
 PER_EMAIL = 3
 PER_IP = 8
+RETURN_LAMP = [{"line_id": "l1", "quantity": 1, "reason": "changed_mind"}]  # the one line of ``sold``
 
 
 @pytest.fixture(scope="module")
@@ -692,3 +695,37 @@ def test_twenty_concurrent_lookups_from_one_address_get_its_budget_only(portal_s
     with ThreadPoolExecutor(20) as pool:
         statuses = sorted(pool.map(ask, range(20)))
     assert statuses == [202] * PER_IP + [429] * (20 - PER_IP)
+
+
+def test_a_portal_token_stays_with_its_customer_when_the_order_changes_hands(tenant: Tenant) -> None:
+    """A customer's token names the order and the customer: once the storefront gives the order to
+    another customer (allowed when no live case holds it), the old token reaches neither the order
+    nor the new customer's cases, and the new one none of the old customer's.
+
+    Origin: outside review of #23, an attack the service withstood."""
+    first = {"id": f"cus_{secrets.token_hex(3)}", "email": "first@example.com"}
+    pi = f"pi_{secrets.token_hex(4)}"
+    order_id = sold(tenant, pi, first)
+    second = {"id": f"cus_{secrets.token_hex(3)}", "email": "second@example.com"}
+    with _order_token(tenant, order_id, first["id"]) as old:
+        opened = old.post("/v1/cases", json={"order_id": order_id, "type": "return", "resolution": "refund", "items": RETURN_LAMP})
+        assert opened.status_code == 201, opened.text
+        mine = opened.json()["id"]
+        assert old.post(f"/v1/cases/{mine}/cancel").status_code == 200
+        assert sold(tenant, pi, second, order_id) == order_id, "no live case holds the order: it may change hands"
+        with _order_token(tenant, order_id, second["id"]) as new:
+            theirs = new.post("/v1/cases", json={"order_id": order_id, "type": "return", "resolution": "refund", "items": RETURN_LAMP})
+            assert theirs.status_code == 201, theirs.text
+            assert old.get(f"/v1/orders/{order_id}").status_code == 404
+            assert old.get(f"/v1/cases/{theirs.json()['id']}").status_code == 404
+            assert [c["id"] for c in old.get("/v1/cases").json()["items"]] == [mine], "only its own, released case"
+            again = old.post("/v1/cases", json={"order_id": order_id, "type": "return", "resolution": "refund", "items": RETURN_LAMP})
+            assert again.status_code == 422 and again.json()["errors"][0]["field"] == "order_id"
+            assert new.get(f"/v1/cases/{mine}").status_code == 404
+            assert [c["id"] for c in new.get("/v1/cases").json()["items"]] == [theirs.json()["id"]]
+
+
+def _order_token(shop: Tenant, order_id: str, customer_id: str) -> httpx.Client:
+    link = shop.storefront.post("/v1/portal-links", json={"order_id": order_id, "customer_id": customer_id})
+    assert link.status_code == 201, link.text
+    return httpx.Client(base_url=shop.base_url, headers={"Authorization": f"Bearer {link.json()['token']}"}, timeout=30)

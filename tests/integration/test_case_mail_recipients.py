@@ -1,9 +1,10 @@
-"""An outside reviewer's attacks on customer e-mail after the criticals of issue #23, below HTTP
-(the worker's planning and sending run by hand, so the test decides what happens in between):
-real PostgreSQL, the mailer writing ``.eml`` files.
+"""Who a case's e-mail goes to and what its links let in, below HTTP (the worker's planning and
+sending run by hand, so the test decides what happens in between): real PostgreSQL, the mailer
+writing ``.eml`` files. A case's mail goes only to its case's customer; a mail planned before
+links had slots goes out as it was stored, signing nothing.
 
-The ``xfail(strict=True)`` test is a finding: it fails today and says the attack, its impact and a
-fix. The other is an attack the service repelled, kept as a guard."""
+Origin: outside review of #23 (the first was a finding, fixed since; the second an attack the
+service withstood)."""
 
 from __future__ import annotations
 
@@ -33,11 +34,11 @@ from tests.support.mails import eml_mails, link_token, portal_links
 from tests.support.refunds import Clock
 from tests.support.tenants import order_body
 
-MERCHANT = "m_review"
+MERCHANT = "m_mail_recipients"
 STOREFRONT = Principal(key_id="k_sf", merchant_id=MERCHANT, role="storefront")
 AGENT = Principal(key_id="k_agent", merchant_id=MERCHANT, role="agent")
 PORTAL = "https://returns.example.com"
-SECRET = "outside-review-secret"
+SECRET = "mail-recipients-secret"
 SIGNED = re.compile(r"pt1\.[0-9a-f]{8}\.")
 
 
