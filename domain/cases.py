@@ -90,9 +90,7 @@ class Responsibility(StrEnum):
     UNKNOWN = "unknown"  # reason ``other``: an agent decides
 
 
-CUSTOMER_REASONS = frozenset(
-    {Reason.CHANGED_MIND, Reason.WRONG_SIZE, Reason.ORDERED_BY_MISTAKE, Reason.BETTER_PRICE_ELSEWHERE}
-)
+CUSTOMER_REASONS = frozenset({Reason.CHANGED_MIND, Reason.WRONG_SIZE, Reason.ORDERED_BY_MISTAKE, Reason.BETTER_PRICE_ELSEWHERE})
 
 
 def responsibility(reason: Reason) -> Responsibility:
@@ -354,9 +352,7 @@ class Case(msgspec.Struct):
             customer_note=customer_note,
             issue_description=issue_description,
         )
-        case.pending_events.append(
-            CaseEvent(case_id, "created", actor, at, None, CaseState.REQUESTED, {"type": case_type})
-        )
+        case.pending_events.append(CaseEvent(case_id, "created", actor, at, None, CaseState.REQUESTED, {"type": case_type}))
         return case
 
     @property
@@ -368,9 +364,7 @@ class Case(msgspec.Struct):
     def table(self) -> Table[CaseState, CaseAction]:
         return TABLES[self.type]
 
-    def apply(
-        self, action: CaseAction, actor: Actor, at: datetime, data: dict[str, Any] | None = None
-    ) -> None:
+    def apply(self, action: CaseAction, actor: Actor, at: datetime, data: dict[str, Any] | None = None) -> None:
         """Move the case by ``action`` or raise ``InvalidTransition`` leaving it unchanged."""
         new_state = next_state("case", self.table, self.state, action)
         event = CaseEvent(self.id, str(action), actor, at, self.state, new_state, data or {})

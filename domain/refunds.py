@@ -86,9 +86,7 @@ class Refund(msgspec.Struct):
         if self.status not in RETRYABLE_STATUSES:
             raise InvalidTransition("refund", str(self.status), "retry")
         if self.retried_by is not None:
-            raise RefundAlreadyRetried(
-                f"refund {self.id} was already retried as {self.retried_by}", retried_by=self.retried_by
-            )
+            raise RefundAlreadyRetried(f"refund {self.id} was already retried as {self.retried_by}", retried_by=self.retried_by)
 
     def retried_as(self, successor_id: str, at: datetime) -> None:
         """Link this refund to the one that pays it again."""

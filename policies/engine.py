@@ -30,9 +30,7 @@ from policies.rules import (
     price_in,
 )
 
-DEFAULT_POLICY: dict[str, Any] = {
-    "rules": {rule.name: msgspec.to_builtins(rule.Params()) for rule in BUILT_IN_RULES}
-}
+DEFAULT_POLICY: dict[str, Any] = {"rules": {rule.name: msgspec.to_builtins(rule.Params()) for rule in BUILT_IN_RULES}}
 # The built-in defaults before amounts were per currency: the same amount in any currency. A case
 # decided then keeps them (see ``Policy.decided_prices``).
 LEGACY_DEFAULT_PRICES = {
@@ -66,9 +64,7 @@ class Policy:
         self.given = given  # the amount parameters the stored document itself gave
         # every amount parameter of the rules in force, by its place in the document
         self.prices = {
-            f"rules.{rule.name}.{key}": getattr(rule.params, key)
-            for rule in rules
-            for key in price_parameters(type(rule.params))
+            f"rules.{rule.name}.{key}": getattr(rule.params, key) for rule in rules for key in price_parameters(type(rule.params))
         }
 
     def evaluate(self, facts: Facts, under: Decision | None = None) -> Verdict:
@@ -263,7 +259,7 @@ def _read_prices(
                 {
                     "field": field,
                     "message": f"amounts are per currency: {{EUR = {value}}} (or name the policy's currency "
-                    "for its bare amounts: currency = \"EUR\")",
+                    'for its bare amounts: currency = "EUR")',
                 }
             )
         else:
@@ -299,9 +295,7 @@ def load_policy(document: Any, version: int, registry: RuleRegistry, *, submitte
         )
     currency = document.get("currency")
     if currency is not None and (not isinstance(currency, str) or currency not in KNOWN_CURRENCIES):
-        raise PolicyInvalid(
-            [{"field": "currency", "message": "the ISO 4217 code of the policy's bare amounts, such as EUR"}]
-        )
+        raise PolicyInvalid([{"field": "currency", "message": "the ISO 4217 code of the policy's bare amounts, such as EUR"}])
     given: dict[str, Any] = document["rules"]
     errors: list[dict[str, str]] = []
     defaults = DEFAULT_POLICY["rules"]

@@ -105,7 +105,9 @@ class FinalSale(Rule[RuleParams]):
     def evaluate(self, facts: Facts, money: MoneyDraft) -> RuleOutcome:
         blocked = [i.line_id for i in facts.items if i.final_sale and i.responsibility != Responsibility.MERCHANT]
         if blocked:
-            return self.outcome(FAIL, f"final-sale lines are returnable only when the merchant is responsible: {', '.join(blocked)}")
+            return self.outcome(
+                FAIL, f"final-sale lines are returnable only when the merchant is responsible: {', '.join(blocked)}"
+            )
         if any(i.final_sale for i in facts.items):
             return self.outcome(PASS, "final-sale item, but the merchant is responsible")
         return self.outcome(PASS, "no final-sale item")
@@ -216,9 +218,7 @@ def _default_grades() -> dict[Condition, int | None]:
 class GradingParams(RuleParams, frozen=True):
     """Percent of an item's value refunded per condition on arrival; ``null``: an agent decides."""
 
-    grades: dict[Condition, Annotated[int, msgspec.Meta(ge=0, le=100)] | None] = msgspec.field(
-        default_factory=_default_grades
-    )
+    grades: dict[Condition, Annotated[int, msgspec.Meta(ge=0, le=100)] | None] = msgspec.field(default_factory=_default_grades)
 
 
 class ConditionGrading(Rule[GradingParams]):
@@ -260,9 +260,7 @@ class RestockingFee(Rule[PercentParams]):
         bp = basis_points(self.params.percent)
         if facts.case_type != CaseType.RETURN or bp == 0:
             return self.outcome(INFO, "no restocking fee")
-        opened = [
-            i for i in facts.items if i.responsibility == Responsibility.CUSTOMER and i.condition == Condition.OPENED
-        ]
+        opened = [i for i in facts.items if i.responsibility == Responsibility.CUSTOMER and i.condition == Condition.OPENED]
         if not opened:
             return self.outcome(INFO, f"{self.params.percent:g}% fee if a customer-responsible item arrives opened")
         money.restocking_fee = sum(percent_of(money.item_values[i.line_id], bp) for i in opened)
@@ -294,14 +292,16 @@ class ReturnShipping(Rule[ReturnShippingParams]):
                 return self.outcome(
                     INFO, f"the merchant is responsible and pays the {money.show(label)} label; nothing came back"
                 )
-            if self.params.refund_original_shipping and facts.case_type == CaseType.RETURN and not facts.shipping_already_refunded:
+            if (
+                self.params.refund_original_shipping
+                and facts.case_type == CaseType.RETURN
+                and not facts.shipping_already_refunded
+            ):
                 money.original_shipping_refund = facts.order.shipping_total
             return self.outcome(INFO, f"the merchant is responsible and pays the {money.show(label)} label")
         if facts.responsibility_undecided:
             money.return_shipping = ShippingShares(Payer.UNDECIDED, 0, 0, undecided_share=label)
-            return self.outcome(
-                INFO, f"who pays the {money.show(label)} label waits for an agent to decide who is responsible"
-            )
+            return self.outcome(INFO, f"who pays the {money.show(label)} label waits for an agent to decide who is responsible")
         money.return_shipping = ShippingShares(Payer.CUSTOMER, label, 0)
         return self.outcome(INFO, f"the customer pays the {money.show(label)} label, deducted from the refund")
 
@@ -340,7 +340,6 @@ class ExchangeShipping(Rule[ExchangeShippingParams]):
         return self.outcome(
             INFO, f"shipping {money.show(cost)} split: customer {money.show(customer)}, merchant {money.show(merchant)}"
         )
-
 
     def _split(self, cost: int) -> tuple[int, int]:
         """The customer's and the merchant's parts of ``cost``; an odd minor unit is the merchant's."""

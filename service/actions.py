@@ -51,16 +51,10 @@ ENDPOINTS: dict[Audience, dict[CaseAction, str]] = {
 def endpoint_actions(case: Case, audience: Audience, *, label_held: bool = False) -> list[str]:
     """The path suffixes ``audience`` may POST to on ``case`` now, each once, in table order. An
     agent decides on a ``held`` label: buy it while the case waits for the item, or decline it."""
-    names = [
-        ENDPOINTS[audience][a]
-        for a in allowed_actions(case.table, case.state)
-        if a in ENDPOINTS[audience]
-    ]
+    names = [ENDPOINTS[audience][a] for a in allowed_actions(case.table, case.state) if a in ENDPOINTS[audience]]
     if audience == Audience.STOREFRONT:
         names += ["photos"] if case.state not in TERMINAL_STATES else []
-        names += (
-            ["survey"] if case.state == CaseState.CLOSED and case.survey is None else []
-        )
+        names += ["survey"] if case.state == CaseState.CLOSED and case.survey is None else []
     else:
         names += ["repair/complete"] if case.state == CaseState.REPAIRING else []
         if label_held:

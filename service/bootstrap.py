@@ -175,9 +175,7 @@ def build_services(
         resolver=resolver or LoopResolver(),
         secret_grace=timedelta(seconds=settings.webhook_secret_grace_seconds),
     )
-    portal = PortalService(
-        db, utcnow, settings.portal_secrets, settings.portal_lookups_per_ip, settings.portal_lookups_per_email
-    )
+    portal = PortalService(db, utcnow, settings.portal_secrets, settings.portal_lookups_per_ip, settings.portal_lookups_per_email)
     mailer = Mailer(
         db,
         mail_transport(settings),

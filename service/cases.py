@@ -242,9 +242,7 @@ class CaseService:
         verdict = policy.evaluate(facts)  # for the storefront or the customer
         return QuoteView(decision=verdict.decision.without_agent_details(), money=verdict.money)
 
-    async def open_case(
-        self, principal: Principal, body: CaseIn, idempotency_key: str | None
-    ) -> tuple[CaseView, bool]:
+    async def open_case(self, principal: Principal, body: CaseIn, idempotency_key: str | None) -> tuple[CaseView, bool]:
         """Open a case; answer it and whether it is a replay of an earlier identical request."""
         now = self.clock()
         case_id = new_id("case")
@@ -253,15 +251,11 @@ class CaseService:
                 if principal.order_id is not None:  # a customer's keys are its own: none claims the storefront's
                     idempotency_key = f"{principal.key_id}/{idempotency_key}"
                 request_hash = hashlib.sha256(msgspec.json.encode(body)).digest()
-                earlier = await repos.claim_idempotency_key(
-                    principal.merchant_id, idempotency_key, request_hash, case_id, now
-                )
+                earlier = await repos.claim_idempotency_key(principal.merchant_id, idempotency_key, request_hash, case_id, now)
                 if earlier is not None:
                     earlier_hash, earlier_case_id = earlier
                     if earlier_hash != request_hash:
-                        raise IdempotencyConflict(
-                            "this Idempotency-Key was used with a different request body"
-                        )
+                        raise IdempotencyConflict("this Idempotency-Key was used with a different request body")
                     case = await case_for(repos, principal, earlier_case_id)
                     return await self._view(repos, case, Audience.STOREFRONT), True
             policy, facts = await self._facts(repos, principal, body, lock_order=True)
@@ -269,7 +263,9 @@ class CaseService:
             decision = verdict.decision
             if not decision.eligible:
                 failed = [o for o in decision.outcomes if o.result == RuleResult.FAIL]
-                raise PolicyViolation("the policy does not allow this case: " + "; ".join(o.detail for o in failed), decision.outcomes)
+                raise PolicyViolation(
+                    "the policy does not allow this case: " + "; ".join(o.detail for o in failed), decision.outcomes
+                )
             order = facts.order
             case = Case.open(
                 case_id=case_id,
@@ -307,9 +303,7 @@ class CaseService:
         _refuse_customer_prices(principal, body)
         order = await repos.get_order(principal.merchant_id, body.order_id, for_update=lock_order)
         if order is None or not principal.may_see(order.order_id, order.customer.id):
-            raise InvalidRequest(
-                f"no order {body.order_id}", [{"field": "order_id", "message": "no such order; PUT it first"}]
-            )
+            raise InvalidRequest(f"no order {body.order_id}", [{"field": "order_id", "message": "no such order; PUT it first"}])
         _check_case_request(order, body)
         items = [_item_from(order, item) for item in body.items]
         resolution = (body.resolution or Resolution.REFUND) if body.type == CaseType.RETURN else None
@@ -411,9 +405,7 @@ class CaseService:
     async def _view(self, repos: Repositories, case: Case, audience: Audience) -> CaseView:
         return (await self._views(repos, case.merchant_id, [case], audience))[0]
 
-    async def _views(
-        self, repos: Repositories, merchant_id: str, cases: list[Case], audience: Audience
-    ) -> list[CaseView]:
+    async def _views(self, repos: Repositories, merchant_id: str, cases: list[Case], audience: Audience) -> list[CaseView]:
         """Cases with their refunds, photos and labels, in at most three queries however many cases
         there are, and none for cases that cannot have any (the hot paths: opening, reading)."""
         refunds: dict[str, list[RefundView]] = {}
@@ -427,8 +419,7 @@ class CaseService:
         with_labels = [case.id for case in cases if case.state not in NO_LABEL_YET] if self.carrier_name else []
         labels = {label.case_id: label for label in await repos.case_labels(merchant_id, with_labels)} if with_labels else {}
         return [
-            case_view(case, audience, refunds.get(case.id, []), photos.get(case.id, []), labels.get(case.id))
-            for case in cases
+            case_view(case, audience, refunds.get(case.id, []), photos.get(case.id, []), labels.get(case.id)) for case in cases
         ]
 
     async def events(self, principal: Principal, case_id: str) -> EventList:
@@ -440,7 +431,12 @@ class CaseService:
     # ----------------------------------------------------------------- changing cases
 
     async def change(
-        self, principal: Principal, case_id: str, if_match: frozenset[int] | None, step: Step, audience: Audience = Audience.STOREFRONT
+        self,
+        principal: Principal,
+        case_id: str,
+        if_match: frozenset[int] | None,
+        step: Step,
+        audience: Audience = Audience.STOREFRONT,
     ) -> CaseView:
         """The one shape of every case change: load, check the expected version, let the
         domain change it, save only if nobody else did meanwhile. Answers the case as
@@ -500,9 +496,7 @@ class CaseService:
     async def provide_info(
         self, principal: Principal, case_id: str, if_match: frozenset[int] | None, body: ProvideInfoIn
     ) -> CaseView:
-        return await self.change(
-            principal, case_id, if_match, transition(CaseAction.PROVIDE_INFO, {"message": body.message})
-        )
+        return await self.change(principal, case_id, if_match, transition(CaseAction.PROVIDE_INFO, {"message": body.message}))
 
     async def approve(self, principal: Principal, case_id: str, if_match: frozenset[int] | None, body: ApproveIn) -> CaseView:
         async def approve(repos: Repositories, case: Case, actor: Actor, at: datetime) -> None:
@@ -521,8 +515,9 @@ class CaseService:
                 for o in case.decision.outcomes
             ]
             blocking = [
-                o for o in outcomes if o.result in (RuleResult.FAIL, RuleResult.REVIEW) and o.overridden_by is None
-                and o.rule == "photo_evidence"
+                o
+                for o in outcomes
+                if o.result in (RuleResult.FAIL, RuleResult.REVIEW) and o.overridden_by is None and o.rule == "photo_evidence"
             ]
             if blocking:
                 raise PolicyViolation(
@@ -609,8 +604,15 @@ class CaseService:
         await plan_label(repos, case, order, self.carrier_name, at)
 
     async def price_label(
-        self, repos: Repositories, case: Case, amount: int, currency: str, actor: Actor, at: datetime,
-        event: str, data: dict[str, Any],
+        self,
+        repos: Repositories,
+        case: Case,
+        amount: int,
+        currency: str,
+        actor: Actor,
+        at: datetime,
+        event: str,
+        data: dict[str, Any],
     ) -> None:
         """What the return label really cost (0 once voided) in place of the policy's flat
         ``label_cost``: the case's money worked out again under its decision, the policy still
@@ -639,7 +641,10 @@ class CaseService:
                 "amount": amount,
                 "currency": currency,
                 "money_reworked": repriced,
-                "customer_share": {"before": before.return_shipping.customer_share, "after": case.money.return_shipping.customer_share},
+                "customer_share": {
+                    "before": before.return_shipping.customer_share,
+                    "after": case.money.return_shipping.customer_share,
+                },
                 "refund_total": {"before": before.refund_total, "after": case.money.refund_total},
             },
         )
@@ -665,9 +670,7 @@ class CaseService:
         return await self.change(principal, case_id, if_match, note, Audience.AGENT)
 
     async def close(self, principal: Principal, case_id: str, if_match: frozenset[int] | None, body: CloseIn) -> CaseView:
-        return await self.change(
-            principal, case_id, if_match, transition(CaseAction.CLOSE, {"note": body.note}), Audience.AGENT
-        )
+        return await self.change(principal, case_id, if_match, transition(CaseAction.CLOSE, {"note": body.note}), Audience.AGENT)
 
     async def ship_replacement(
         self, principal: Principal, case_id: str, if_match: frozenset[int] | None, body: ShipmentIn
@@ -677,15 +680,14 @@ class CaseService:
         )
 
     async def ship_back(self, principal: Principal, case_id: str, if_match: frozenset[int] | None, body: ShipmentIn) -> CaseView:
-        return await self.change(
-            principal, case_id, if_match, shipping(CaseAction.SHIP_BACK, "ship_back", body), Audience.AGENT
-        )
+        return await self.change(principal, case_id, if_match, shipping(CaseAction.SHIP_BACK, "ship_back", body), Audience.AGENT)
 
     async def diagnose(self, principal: Principal, case_id: str, if_match: frozenset[int] | None, body: DiagnoseIn) -> CaseView:
         """In warranty: repair it. Out of warranty: quote a price the customer accepts or declines."""
         if not body.in_warranty and body.quote_amount is None:
             raise InvalidRequest(
-                "a repair out of warranty needs a quote", [{"field": "quote_amount", "message": "required when in_warranty is false"}]
+                "a repair out of warranty needs a quote",
+                [{"field": "quote_amount", "message": "required when in_warranty is false"}],
             )
 
         async def diagnose(repos: Repositories, case: Case, actor: Actor, at: datetime) -> None:
@@ -696,9 +698,7 @@ class CaseService:
 
         return await self.change(principal, case_id, if_match, diagnose, Audience.AGENT)
 
-    async def answer_quote(
-        self, principal: Principal, case_id: str, if_match: frozenset[int] | None, accept: bool
-    ) -> CaseView:
+    async def answer_quote(self, principal: Principal, case_id: str, if_match: frozenset[int] | None, accept: bool) -> CaseView:
         """The customer's answer: accepted, the quote is due; declined, the item goes back unrepaired."""
 
         async def answer(repos: Repositories, case: Case, actor: Actor, at: datetime) -> None:
@@ -749,9 +749,7 @@ class CaseService:
             ],
         )
 
-    async def evidence_added(
-        self, repos: Repositories, case: Case, actor: Actor, at: datetime, match: PhotoMatch | None
-    ) -> None:
+    async def evidence_added(self, repos: Repositories, case: Case, actor: Actor, at: datetime, match: PhotoMatch | None) -> None:
         """A photo arrived: the photo rule looks again (under the case's policy version; the rest
         of the decision stands), a case waiting on evidence goes back to review, and a picture
         already seen on another customer's case flags this one."""
@@ -759,9 +757,7 @@ class CaseService:
         assert order is not None
         count = case.decision.photo_count + 1
         policy = await self.policies.at_version(repos, case.merchant_id, case.decision.policy_version)
-        facts = await self._assemble(
-            repos, order, case.type, case.resolution, case.items, photo_count=count, case_id=case.id
-        )
+        facts = await self._assemble(repos, order, case.type, case.resolution, case.items, photo_count=count, case_id=case.id)
         fresh = policy.reevaluate("photo_evidence", facts)
         outcomes = [
             msgspec.structs.replace(fresh, overridden_by=o.overridden_by, override_reason=o.override_reason)
@@ -952,7 +948,9 @@ def _decide_responsibility(
         elif decision.line_id in given:
             errors.append({"field": field, "message": "each line once"})
         elif responsibility(item.reason) != Responsibility.UNKNOWN:
-            errors.append({"field": field, "message": f"reason '{item.reason}' already makes the {item.responsibility} responsible"})
+            errors.append(
+                {"field": field, "message": f"reason '{item.reason}' already makes the {item.responsibility} responsible"}
+            )
         given[decision.line_id] = decision.responsibility
     if errors:
         raise InvalidRequest("responsibility is decided only for this case's items with reason 'other'", errors)
@@ -997,9 +995,7 @@ def _arrivals(case: Case, body: ReceiveIn) -> dict[str, ReceivedItemIn]:
         elif item.line_id in arrived:
             errors.append({"field": f"{where}.line_id", "message": "each line once"})
         elif item.quantity > claimed[item.line_id].quantity:
-            errors.append(
-                {"field": f"{where}.quantity", "message": f"more than the {claimed[item.line_id].quantity} claimed"}
-            )
+            errors.append({"field": f"{where}.quantity", "message": f"more than the {claimed[item.line_id].quantity} claimed"})
         if item.condition == Condition.MISSING and item.quantity:
             errors.append({"field": f"{where}.quantity", "message": "a missing item has quantity 0"})
         arrived[item.line_id] = item
@@ -1047,9 +1043,7 @@ def _order_from(merchant_id: str, order_id: str, body: OrderIn) -> Order:
             reference=body.payment.reference,
             captured_amount=body.payment.captured_amount,
         ),
-        shipping_address=msgspec.convert(msgspec.to_builtins(body.shipping_address), Address)
-        if body.shipping_address
-        else None,
+        shipping_address=msgspec.convert(msgspec.to_builtins(body.shipping_address), Address) if body.shipping_address else None,
     )
 
 

@@ -35,13 +35,22 @@ def _serve(args: argparse.Namespace, settings: Settings) -> None:
 
             database_url(settings)
         uvicorn.run(
-            "service.bootstrap:build_app", factory=True, workers=args.workers,
-            host=args.host, port=args.port, log_level="warning", access_log=False,
+            "service.bootstrap:build_app",
+            factory=True,
+            workers=args.workers,
+            host=args.host,
+            port=args.port,
+            log_level="warning",
+            access_log=False,
             **http_server_options(settings.trusted_proxies),
         )
         return
     uvicorn.run(
-        build_app(settings), host=args.host, port=args.port, log_level="warning", access_log=False,
+        build_app(settings),
+        host=args.host,
+        port=args.port,
+        log_level="warning",
+        access_log=False,
         **http_server_options(settings.trusted_proxies),
     )
 

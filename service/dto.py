@@ -533,8 +533,16 @@ class CustomerMailView(msgspec.Struct):
 
     id: str
     kind: Literal[
-        "received", "approved", "rejected", "info_requested", "refund_sent", "store_credit", "survey", "label_ready",
-        "in_transit", "delivered",
+        "received",
+        "approved",
+        "rejected",
+        "info_requested",
+        "refund_sent",
+        "store_credit",
+        "survey",
+        "label_ready",
+        "in_transit",
+        "delivered",
     ]
     recipient: str
     language: str

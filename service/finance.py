@@ -46,8 +46,20 @@ from service.ports import (
 from service.views import refund_view
 
 CSV_COLUMNS = [
-    "refund_id", "case_id", "order_id", "customer_id", "reason", "status", "currency", "amount", "amount_minor",
-    "gateway", "gateway_refund_id", "created_at", "settled_at", "failure_reason",
+    "refund_id",
+    "case_id",
+    "order_id",
+    "customer_id",
+    "reason",
+    "status",
+    "currency",
+    "amount",
+    "amount_minor",
+    "gateway",
+    "gateway_refund_id",
+    "created_at",
+    "settled_at",
+    "failure_reason",
 ]
 MAX_PERIOD = timedelta(days=366)
 DEFAULT_PERIOD = timedelta(days=30)
@@ -57,9 +69,7 @@ _OURS = {"pending": RefundStatus.SUBMITTED}
 
 
 def ledger_view(refund: Refund) -> LedgerRefundView:
-    return LedgerRefundView(
-        **msgspec.structs.asdict(refund_view(refund)), customer_id=refund.customer_id, reason=refund.reason
-    )
+    return LedgerRefundView(**msgspec.structs.asdict(refund_view(refund)), customer_id=refund.customer_id, reason=refund.reason)
 
 
 def check_period(since: datetime, until: datetime) -> None:
@@ -129,7 +139,8 @@ class FinanceService:
                 )
                 our_ids, gateway_ids = {r.id for r in ours}, {r.gateway_refund_id for r in ours}
                 theirs = [
-                    r for r in theirs
+                    r
+                    for r in theirs
                     if r.payment_reference in owned or r.gateway_refund_id in gateway_ids or r.refund_id in our_ids
                 ]
         report = ReconciliationView(
@@ -138,14 +149,10 @@ class FinanceService:
         await self._classify(report, ours, theirs)
         report.totals = _totals(report)
         async with self.db.transaction() as repos:
-            await repos.add_reconciliation(
-                merchant_id, report.id, since, until, report.created_at, msgspec.to_builtins(report)
-            )
+            await repos.add_reconciliation(merchant_id, report.id, since, until, report.created_at, msgspec.to_builtins(report))
         return report
 
-    async def _classify(
-        self, report: ReconciliationView, ours: list[Refund], theirs: list[GatewayRefund]
-    ) -> None:
+    async def _classify(self, report: ReconciliationView, ours: list[Refund], theirs: list[GatewayRefund]) -> None:
         by_gateway_id = {r.gateway_refund_id: r for r in ours if r.gateway_refund_id}
         by_id = {r.id: r for r in ours}
         matched_ours: set[str] = set()
@@ -186,14 +193,14 @@ class FinanceService:
         check_period(since, until)
         return since, until
 
-    async def summary(
-        self, principal: Principal, since: datetime | None, until: datetime | None, group_by: str
-    ) -> SummaryReport:
+    async def summary(self, principal: Principal, since: datetime | None, until: datetime | None, group_by: str) -> SummaryReport:
         since, until = self.report_period(since, until)
         async with self.db.reading() as repos:
             rows = await repos.summary(principal.merchant_id, since, until, group_by)
         return SummaryReport(
-            period_from=since, period_to=until, group_by=group_by,
+            period_from=since,
+            period_to=until,
+            group_by=group_by,
             # items and their value are the SKU report's; elsewhere they would add apples and pears
             rows=[SummaryRow(**(row if group_by == "sku" else {**row, "items": None, "item_value": None})) for row in rows],
         )
@@ -281,10 +288,20 @@ def _csv_row(refund: Refund) -> list[str | int]:
     they are so a spreadsheet adds them up."""
     t = _text
     return [
-        t(refund.id), t(refund.case_id), t(refund.order_id), t(refund.customer_id), t(refund.reason or ""),
-        t(str(refund.status)), t(refund.currency), to_major(refund.amount, refund.currency), refund.amount,
-        t(refund.gateway), t(refund.gateway_refund_id or ""), refund.created_at.isoformat(),
-        refund.settled_at.isoformat() if refund.settled_at else "", t(refund.failure_reason or ""),
+        t(refund.id),
+        t(refund.case_id),
+        t(refund.order_id),
+        t(refund.customer_id),
+        t(refund.reason or ""),
+        t(str(refund.status)),
+        t(refund.currency),
+        to_major(refund.amount, refund.currency),
+        refund.amount,
+        t(refund.gateway),
+        t(refund.gateway_refund_id or ""),
+        refund.created_at.isoformat(),
+        refund.settled_at.isoformat() if refund.settled_at else "",
+        t(refund.failure_reason or ""),
     ]
 
 

@@ -177,9 +177,16 @@ def ceiling_for(ceiling: LabelCeiling, currency: str, money: CaseMoney) -> int |
 
 def hold_data(hold: LabelHold) -> dict[str, object]:
     """A hold as the case's events carry it: the rate held and the ceiling it is over."""
-    return {"reason": hold.reason, "carrier": hold.rate.carrier, "service": hold.rate.service,
-            "amount": hold.rate.amount, "currency": hold.rate.currency, "ceiling": hold.ceiling,
-            "items_total": hold.items_total, "case_currency": hold.case_currency}
+    return {
+        "reason": hold.reason,
+        "carrier": hold.rate.carrier,
+        "service": hold.rate.service,
+        "amount": hold.rate.amount,
+        "currency": hold.rate.currency,
+        "ceiling": hold.ceiling,
+        "items_total": hold.items_total,
+        "case_currency": hold.case_currency,
+    }
 
 
 def unattended(label: ReturnLabel, rate: CarrierRate, money: CaseMoney) -> bool:
@@ -236,11 +243,16 @@ class LabelService:
         ceiling = body.label_ceiling
         errors += [
             {"field": f"label_ceiling.max_amount.{currency}", "message": "not an ISO 4217 currency this service knows"}
-            for currency in ceiling.max_amount if currency not in KNOWN_CURRENCIES
+            for currency in ceiling.max_amount
+            if currency not in KNOWN_CURRENCIES
         ]
         if ceiling.other_currency == "max_amount" and not ceiling.max_amount:
-            errors.append({"field": "label_ceiling.other_currency",
-                           "message": "max_amount prices no currency to compare such a rate with: give it, or say hold"})
+            errors.append(
+                {
+                    "field": "label_ceiling.other_currency",
+                    "message": "max_amount prices no currency to compare such a rate with: give it, or say hold",
+                }
+            )
         if errors:
             raise InvalidRequest("the shipping settings are not valid", errors)
         async with self.db.transaction() as repos:
@@ -278,14 +290,19 @@ class LabelService:
             label = await repos.get_case_label(case.merchant_id, case.id, for_update=True)
             if label is None or label.status != "held" or label.hold is None:
                 status = label.status if label else None
-                raise LabelNotHeld(f"case {case_id} has no label waiting for an agent ({status or 'no label'})",
-                                   label_status=status)
+                raise LabelNotHeld(
+                    f"case {case_id} has no label waiting for an agent ({status or 'no label'})", label_status=status
+                )
             if buy and case.state not in WAITING_FOR_ITEM:
                 raise InvalidTransition("case", case.state, "buy_label")
             hold = msgspec.structs.replace(label.hold, approved_by=actor.id, approved_at=at) if buy else label.hold
             await repos.update_label(msgspec.structs.replace(label, status="pending" if buy else "cancelled", hold=hold))
-            case.record("label_approved" if buy else "label_declined", actor, at,
-                        {"label_id": label.id, **hold_data(hold), "note": body.note})
+            case.record(
+                "label_approved" if buy else "label_declined",
+                actor,
+                at,
+                {"label_id": label.id, **hold_data(hold), "note": body.note},
+            )
 
         return await self.cases.change(principal, case_id, if_match, decide, Audience.AGENT)
 
@@ -362,11 +379,17 @@ class LabelService:
             case = await repos.get_case(label.merchant_id, label.case_id)
             ceiling = ceiling_for(current.request.ceiling, rate.currency, case.money)
             assert ceiling is not None, "a rate over no ceiling is bought, not held"
-            held = LabelHold(rate=rate, ceiling=ceiling, items_total=case.money.items_total,
-                             case_currency=case.money.currency)
+            held = LabelHold(rate=rate, ceiling=ceiling, items_total=case.money.items_total, case_currency=case.money.currency)
             await repos.update_label(msgspec.structs.replace(current, status="held", hold=held, last_error=None))
-            log.warning("label_held", label_id=label.id, case_id=label.case_id, merchant_id=label.merchant_id,
-                        amount=rate.amount, currency=rate.currency, ceiling=ceiling)
+            log.warning(
+                "label_held",
+                label_id=label.id,
+                case_id=label.case_id,
+                merchant_id=label.merchant_id,
+                amount=rate.amount,
+                currency=rate.currency,
+                ceiling=ceiling,
+            )
             loaded_version = case.version
             case.record("label_held", SYSTEM, self.clock(), {"label_id": label.id, **hold_data(held)})
             await repos.save_case(case, loaded_version)
@@ -415,10 +438,19 @@ class LabelService:
             await repos.update_label(recorded)
             if in_use:
                 await self.cases.price_label(
-                    repos, case, bought.amount, bought.currency, carrier_actor(label.carrier_name), at,
+                    repos,
+                    case,
+                    bought.amount,
+                    bought.currency,
+                    carrier_actor(label.carrier_name),
+                    at,
                     "label_ready",
-                    {"label_id": label.id, "carrier": bought.carrier, "service": bought.service,
-                     "tracking_code": bought.tracking_code},
+                    {
+                        "label_id": label.id,
+                        "carrier": bought.carrier,
+                        "service": bought.service,
+                        "tracking_code": bought.tracking_code,
+                    },
                 )
                 await repos.save_case(case, loaded_version)
 
@@ -456,8 +488,14 @@ class LabelService:
             if await self._gives_cost_back(repos, case, current):
                 loaded_version = case.version
                 await self.cases.price_label(
-                    repos, case, 0, current.currency or case.money.currency, carrier_actor(label.carrier_name), at,
-                    "label_voided", {"label_id": label.id, "refunded_amount": current.amount},
+                    repos,
+                    case,
+                    0,
+                    current.currency or case.money.currency,
+                    carrier_actor(label.carrier_name),
+                    at,
+                    "label_voided",
+                    {"label_id": label.id, "refunded_amount": current.amount},
                 )
                 await repos.save_case(case, loaded_version)
 
@@ -474,8 +512,9 @@ class LabelService:
         return any(e.type == "label_ready" and e.data.get("label_id") == label.id for e in events)
 
     async def _carrier_failed(self, label: ReturnLabel, error: CarrierError) -> None:
-        log.warning("label_carrier_error", label_id=label.id, merchant_id=label.merchant_id, code=error.code,
-                    retryable=error.retryable)
+        log.warning(
+            "label_carrier_error", label_id=label.id, merchant_id=label.merchant_id, code=error.code, retryable=error.retryable
+        )
         if error.retryable:
             await self._postpone(label, f"{error.code or 'carrier_error'}: {error}")
         else:

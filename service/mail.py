@@ -87,103 +87,176 @@ TEMPLATES: dict[str, dict[str, tuple[str, list[Block]]]] = {
     "en": {
         "received": (
             "We received your return request {case_id}",
-            ["Hello,", ("we received your request {case_id} for order {order_id}. We will tell you by e-mail "
-             "as soon as it is reviewed."), ("See your return", "status", {})],
+            [
+                "Hello,",
+                (
+                    "we received your request {case_id} for order {order_id}. We will tell you by e-mail "
+                    "as soon as it is reviewed."
+                ),
+                ("See your return", "status", {}),
+            ],
         ),
         "approved": (
             "Your return {case_id} is approved",
-            ["Hello,", "your return {case_id} for order {order_id} is approved.",
-             "Please send the item back to: {return_address}",
-             "Pack it safely and keep the shipping receipt. No shipping label is needed from us yet.",
-             ("See your return", "status", {})],
+            [
+                "Hello,",
+                "your return {case_id} for order {order_id} is approved.",
+                "Please send the item back to: {return_address}",
+                "Pack it safely and keep the shipping receipt. No shipping label is needed from us yet.",
+                ("See your return", "status", {}),
+            ],
         ),
         "approved_label": (
             "Your return {case_id} is approved",
-            ["Hello,", "your return {case_id} for order {order_id} is approved.",
-             ("We are buying your return label: it comes in a separate e-mail in a few minutes, and your "
-              "return's page has it too. Pack the item safely and stick the label on the parcel."),
-             ("See your return", "status", {})],
+            [
+                "Hello,",
+                "your return {case_id} for order {order_id} is approved.",
+                (
+                    "We are buying your return label: it comes in a separate e-mail in a few minutes, and your "
+                    "return's page has it too. Pack the item safely and stick the label on the parcel."
+                ),
+                ("See your return", "status", {}),
+            ],
         ),
         "approved_keep": (
             "Your return {case_id} is approved: keep the item",
-            ["Hello,", ("your return {case_id} for order {order_id} is approved. You do not need to send "
-              "the item back: please keep it. We will tell you when the money is on its way."),
-             ("See your return", "status", {})],
+            [
+                "Hello,",
+                (
+                    "your return {case_id} for order {order_id} is approved. You do not need to send "
+                    "the item back: please keep it. We will tell you when the money is on its way."
+                ),
+                ("See your return", "status", {}),
+            ],
         ),
         "rejected": (
             "Your return {case_id} was not approved",
-            ["Hello,", "we are sorry: your return {case_id} for order {order_id} was not approved.",
-             "Reason: {reason}", "{note}", ("See your return", "status", {})],
+            [
+                "Hello,",
+                "we are sorry: your return {case_id} for order {order_id} was not approved.",
+                "Reason: {reason}",
+                "{note}",
+                ("See your return", "status", {}),
+            ],
         ),
         "info_requested": (
             "We need more information about your return {case_id}",
-            ["Hello,", "to go on with your return {case_id} we need more information:", "{message}",
-             ("Answer here", "info", {})],
+            ["Hello,", "to go on with your return {case_id} we need more information:", "{message}", ("Answer here", "info", {})],
         ),
         "refund_sent": (
             "Your refund of {amount} is on its way",
-            ["Hello,", ("we sent a refund of {amount} for your return {case_id} to your original payment method. "
-             "It may take a few days to show on your statement."), ("See your return", "status", {})],
+            [
+                "Hello,",
+                (
+                    "we sent a refund of {amount} for your return {case_id} to your original payment method. "
+                    "It may take a few days to show on your statement."
+                ),
+                ("See your return", "status", {}),
+            ],
         ),
         "store_credit": (
             "You received {amount} in store credit",
-            ["Hello,", ("we granted {amount} of store credit for your return {case_id}. "
-             "You can use it on your next order."), ("See your return", "status", {})],
+            [
+                "Hello,",
+                ("we granted {amount} of store credit for your return {case_id}. You can use it on your next order."),
+                ("See your return", "status", {}),
+            ],
         ),
         "label_ready": (
             "Your return label for {case_id} is ready",
-            ["Hello,", ("your {carrier} return label for {case_id} is ready. Print it (or show its QR code at the "
-             "drop-off point), stick it on the parcel and hand it to {carrier}. Tracking number: {tracking_code}."),
-             ("Get your label", "status", {})],
+            [
+                "Hello,",
+                (
+                    "your {carrier} return label for {case_id} is ready. Print it (or show its QR code at the "
+                    "drop-off point), stick it on the parcel and hand it to {carrier}. Tracking number: {tracking_code}."
+                ),
+                ("Get your label", "status", {}),
+            ],
         ),
         "in_transit": (
             "Your return {case_id} is on its way",
-            ["Hello,", "your parcel for return {case_id} is on its way to us. We will tell you when it arrives.",
-             ("See your return", "status", {})],
+            [
+                "Hello,",
+                "your parcel for return {case_id} is on its way to us. We will tell you when it arrives.",
+                ("See your return", "status", {}),
+            ],
         ),
         "delivered": (
             "Your return {case_id} has arrived",
-            ["Hello,", "your parcel for return {case_id} was delivered to our warehouse. We will check it soon.",
-             ("See your return", "status", {})],
+            [
+                "Hello,",
+                "your parcel for return {case_id} was delivered to our warehouse. We will check it soon.",
+                ("See your return", "status", {}),
+            ],
         ),
         "survey": (
             "How did we do with your return {case_id}?",
-            ["Hello,", ("your return {case_id} is complete. How satisfied are you? One click is enough "
-             "(1 = very unhappy, 5 = very happy):"), *[(f"{n} of 5", "survey", {"rating": str(n)}) for n in RATINGS]],
+            [
+                "Hello,",
+                (
+                    "your return {case_id} is complete. How satisfied are you? One click is enough "
+                    "(1 = very unhappy, 5 = very happy):"
+                ),
+                *[(f"{n} of 5", "survey", {"rating": str(n)}) for n in RATINGS],
+            ],
         ),
         "portal_link": (
             "Your link to the returns of order {order_id}",
-            ["Hello,", ("you asked for a link to return or exchange items of order {order_id}. "
-             "It works for one hour; if you did not ask for it, you can ignore this e-mail."),
-             ("Open your order", "", {})],
+            [
+                "Hello,",
+                (
+                    "you asked for a link to return or exchange items of order {order_id}. "
+                    "It works for one hour; if you did not ask for it, you can ignore this e-mail."
+                ),
+                ("Open your order", "", {}),
+            ],
         ),
     },
     "zh-CN": {
         "received": (
             "我们已收到您的退货申请 {case_id}",
-            ["您好，", "我们已收到您针对订单 {order_id} 的申请 {case_id}。审核完成后我们会通过电子邮件通知您。",
-             ("查看退货进度", "status", {})],
+            [
+                "您好，",
+                "我们已收到您针对订单 {order_id} 的申请 {case_id}。审核完成后我们会通过电子邮件通知您。",
+                ("查看退货进度", "status", {}),
+            ],
         ),
         "approved": (
             "您的退货申请 {case_id} 已批准",
-            ["您好，", "您针对订单 {order_id} 的退货申请 {case_id} 已批准。", "请将商品寄回：{return_address}",
-             "请妥善包装并保留寄件凭证。目前无需我们提供的运单。", ("查看退货进度", "status", {})],
+            [
+                "您好，",
+                "您针对订单 {order_id} 的退货申请 {case_id} 已批准。",
+                "请将商品寄回：{return_address}",
+                "请妥善包装并保留寄件凭证。目前无需我们提供的运单。",
+                ("查看退货进度", "status", {}),
+            ],
         ),
         "approved_label": (
             "您的退货申请 {case_id} 已批准",
-            ["您好，", "您针对订单 {order_id} 的退货申请 {case_id} 已批准。",
-             "我们正在为您购买退货运单，几分钟后会另发邮件给您，您也可以在退货页面下载。请妥善包装商品，并将运单贴在包裹上。",
-             ("查看退货进度", "status", {})],
+            [
+                "您好，",
+                "您针对订单 {order_id} 的退货申请 {case_id} 已批准。",
+                "我们正在为您购买退货运单，几分钟后会另发邮件给您，您也可以在退货页面下载。请妥善包装商品，并将运单贴在包裹上。",
+                ("查看退货进度", "status", {}),
+            ],
         ),
         "approved_keep": (
             "您的退货申请 {case_id} 已批准：商品无需寄回",
-            ["您好，", "您针对订单 {order_id} 的退货申请 {case_id} 已批准。商品无需寄回，请自行保留。款项发出时我们会通知您。",
-             ("查看退货进度", "status", {})],
+            [
+                "您好，",
+                "您针对订单 {order_id} 的退货申请 {case_id} 已批准。商品无需寄回，请自行保留。款项发出时我们会通知您。",
+                ("查看退货进度", "status", {}),
+            ],
         ),
         "rejected": (
             "您的退货申请 {case_id} 未获批准",
-            ["您好，", "很抱歉，您针对订单 {order_id} 的退货申请 {case_id} 未获批准。", "原因：{reason}", "{note}",
-             ("查看退货进度", "status", {})],
+            [
+                "您好，",
+                "很抱歉，您针对订单 {order_id} 的退货申请 {case_id} 未获批准。",
+                "原因：{reason}",
+                "{note}",
+                ("查看退货进度", "status", {}),
+            ],
         ),
         "info_requested": (
             "关于您的退货申请 {case_id}，我们需要更多信息",
@@ -191,8 +264,11 @@ TEMPLATES: dict[str, dict[str, tuple[str, list[Block]]]] = {
         ),
         "refund_sent": (
             "您的退款 {amount} 已发出",
-            ["您好，", "我们已将退货 {case_id} 的退款 {amount} 退回您的原支付方式，到账可能需要几天。",
-             ("查看退货进度", "status", {})],
+            [
+                "您好，",
+                "我们已将退货 {case_id} 的退款 {amount} 退回您的原支付方式，到账可能需要几天。",
+                ("查看退货进度", "status", {}),
+            ],
         ),
         "store_credit": (
             "您已获得 {amount} 的商店积分",
@@ -200,8 +276,11 @@ TEMPLATES: dict[str, dict[str, tuple[str, list[Block]]]] = {
         ),
         "label_ready": (
             "您的退货 {case_id} 的运单已生成",
-            ["您好，", "您的退货 {case_id} 的 {carrier} 运单已生成。请打印运单（或在投递点出示二维码），贴在包裹上并交给 {carrier}。运单号：{tracking_code}。",
-             ("获取运单", "status", {})],
+            [
+                "您好，",
+                "您的退货 {case_id} 的 {carrier} 运单已生成。请打印运单（或在投递点出示二维码），贴在包裹上并交给 {carrier}。运单号：{tracking_code}。",
+                ("获取运单", "status", {}),
+            ],
         ),
         "in_transit": (
             "您的退货 {case_id} 正在寄回途中",
@@ -213,13 +292,19 @@ TEMPLATES: dict[str, dict[str, tuple[str, list[Block]]]] = {
         ),
         "survey": (
             "您对退货 {case_id} 的处理满意吗？",
-            ["您好，", "您的退货 {case_id} 已处理完毕。请为我们的服务打分，点击一次即可（1 = 非常不满意，5 = 非常满意）：",
-             *[(f"{n} 分", "survey", {"rating": str(n)}) for n in RATINGS]],
+            [
+                "您好，",
+                "您的退货 {case_id} 已处理完毕。请为我们的服务打分，点击一次即可（1 = 非常不满意，5 = 非常满意）：",
+                *[(f"{n} 分", "survey", {"rating": str(n)}) for n in RATINGS],
+            ],
         ),
         "portal_link": (
             "订单 {order_id} 的退货链接",
-            ["您好，", "您申请了订单 {order_id} 的退换货链接，一小时内有效。如果不是您本人申请，请忽略此邮件。",
-             ("打开您的订单", "", {})],
+            [
+                "您好，",
+                "您申请了订单 {order_id} 的退换货链接，一小时内有效。如果不是您本人申请，请忽略此邮件。",
+                ("打开您的订单", "", {}),
+            ],
         ),
     },
 }
@@ -242,7 +327,7 @@ def render(language: str, kind: str, values: dict[str, str], link: Callable[[str
             url = link(purpose, params)
             text_parts.append(f"{label}: {url}")
             html_parts.append(f'<p><a href="{html.escape(url)}">{html.escape(label)}</a></p>')
-    body = "<!doctype html><html lang=\"{0}\"><head><meta charset=\"utf-8\"></head><body>{1}</body></html>"
+    body = '<!doctype html><html lang="{0}"><head><meta charset="utf-8"></head><body>{1}</body></html>'
     return subject_template.format(**values), "\n\n".join(text_parts) + "\n", body.format(language, "".join(html_parts))
 
 
@@ -265,8 +350,12 @@ def mail_kind(message: OutboxMessage) -> str | None:
     if message.topic == "refund.succeeded":
         return "refund_sent" if payload.get("amount") else None
     if message.topic == "case.updated":
-        return {"approved": "approved", "rejected": "rejected", "info_requested": "info_requested",
-                "refunded": "store_credit"}.get(payload.get("to_state") or "")
+        return {
+            "approved": "approved",
+            "rejected": "rejected",
+            "info_requested": "info_requested",
+            "refunded": "store_credit",
+        }.get(payload.get("to_state") or "")
     return None
 
 
@@ -380,7 +469,10 @@ class Mailer:
         if kind == "approved":
             values["return_address"] = settings.return_address or NO_ADDRESS[language]
         elif kind == "rejected":
-            values |= {"reason": case.rejection.reason if case.rejection else "", "note": (case.rejection and case.rejection.note) or ""}
+            values |= {
+                "reason": case.rejection.reason if case.rejection else "",
+                "note": (case.rejection and case.rejection.note) or "",
+            }
         elif kind == "info_requested":
             values["message"] = case.info_request.message if case.info_request else ""
         elif kind == "refund_sent":
@@ -425,8 +517,15 @@ class Mailer:
         subject, text, page = contents
         identifier = mail_id(merchant_id, message.id, recipient, kind)
         row = CustomerMail(
-            merchant_id=merchant_id, id=identifier, event_id=message.id, recipient=recipient, kind=kind,
-            case_id=case_id, language=language, message="", link=link,
+            merchant_id=merchant_id,
+            id=identifier,
+            event_id=message.id,
+            recipient=recipient,
+            kind=kind,
+            case_id=case_id,
+            language=language,
+            message="",
+            link=link,
         )
         try:
             to = mail_address(recipient)
@@ -457,8 +556,16 @@ class Mailer:
         """A mail not to send, recorded with why for the agents (no recipient, no message)."""
         log.warning("customer_mail_not_sent", case_id=case_id, kind=kind, why=why)
         return CustomerMail(
-            merchant_id=message.merchant_id, id=mail_id(message.merchant_id, message.id, "", kind), event_id=message.id,
-            recipient="", kind=kind, case_id=case_id, language=language, message="", status="gave_up", last_error=why,
+            merchant_id=message.merchant_id,
+            id=mail_id(message.merchant_id, message.id, "", kind),
+            event_id=message.id,
+            recipient="",
+            kind=kind,
+            case_id=case_id,
+            language=language,
+            message="",
+            status="gave_up",
+            last_error=why,
         )
 
     async def send_due(self, limit: int = 20) -> int:
@@ -539,4 +646,3 @@ def _money(amount: int, currency: str) -> str:
 
 def _domain(address: str) -> str:
     return address.rpartition("@")[2] or "localhost"
-

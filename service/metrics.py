@@ -37,9 +37,7 @@ REFUND_ERRORS = Counter(
     ["gateway", "error"],
     registry=REGISTRY,
 )
-WEBHOOK_FAILURES = Counter(
-    "returns_webhook_delivery_failures_total", "Failed deliveries of outbound webhooks", registry=REGISTRY
-)
+WEBHOOK_FAILURES = Counter("returns_webhook_delivery_failures_total", "Failed deliveries of outbound webhooks", registry=REGISTRY)
 MAIL_FAILURES = Counter(
     "returns_customer_mail_failures_total",
     "Customer e-mails the mail server refused or could not take: retried, or given up",
@@ -49,9 +47,7 @@ MAIL_FAILURES = Counter(
 CASES = Gauge("returns_cases", "Cases by type and state", ["type", "state"], registry=REGISTRY)
 REFUNDS = Gauge("returns_refunds", "Refunds by status", ["status"], registry=REGISTRY)
 OUTBOX_DEPTH = Gauge("returns_outbox_depth", "Outbox messages not delivered yet", registry=REGISTRY)
-WORKER_LAG = Gauge(
-    "returns_worker_lag_seconds", "How long the oldest due refund has waited for a worker", registry=REGISTRY
-)
+WORKER_LAG = Gauge("returns_worker_lag_seconds", "How long the oldest due refund has waited for a worker", registry=REGISTRY)
 
 
 async def render(db: Database) -> bytes:

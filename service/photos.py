@@ -125,9 +125,7 @@ class PhotoService:
 
         async def add(repos: Repositories, case: Case, actor: Actor, at: datetime) -> None:
             self._check_room(case, await repos.count_case_photos(case.merchant_id, case.id))
-            match = await repos.similar_photo_elsewhere(
-                case.merchant_id, case.customer_id, photo.phash, SAME_PHOTO_MAX_DISTANCE
-            )
+            match = await repos.similar_photo_elsewhere(case.merchant_id, case.customer_id, photo.phash, SAME_PHOTO_MAX_DISTANCE)
             candidate = photo if match is None else _with_match(photo, match)
             inserted = await repos.add_photo(case.merchant_id, candidate)
             if inserted is None:

@@ -62,9 +62,7 @@ class PolicyBook:
             policy = self._load(merchant_id, version, document)
         return _view(policy)
 
-    async def install(
-        self, repos: Repositories, merchant_id: str, document: dict[str, Any], at: datetime, by: str
-    ) -> PolicyView:
+    async def install(self, repos: Repositories, merchant_id: str, document: dict[str, Any], at: datetime, by: str) -> PolicyView:
         # raises PolicyInvalid before anything is stored; a bare amount needs the document's currency
         load_policy(document, 0, self.registry, submitted=True)
         version = await repos.add_policy(merchant_id, document, at, by)

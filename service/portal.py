@@ -240,7 +240,9 @@ class PortalService:
     def expiry(self, minutes: int) -> datetime:
         return self.clock().replace(microsecond=0) + timedelta(minutes=minutes)
 
-    async def _link(self, merchant_id: str, order_id: str, customer_id: str, language: str, minutes: int, base: str) -> PortalLinkView:
+    async def _link(
+        self, merchant_id: str, order_id: str, customer_id: str, language: str, minutes: int, base: str
+    ) -> PortalLinkView:
         expires_at = self.expiry(minutes)
         claims = Claims(m=merchant_id, o=order_id, c=customer_id, lang=language, exp=int(expires_at.timestamp()))
         token = sign((await self.secrets())[0], claims)

@@ -272,9 +272,7 @@ class Repositories(Protocol):
         locked for this transaction; rows another transaction holds are skipped."""
         ...
 
-    async def list_cases(
-        self, merchant_id: str, filters: CaseFilter, *, sort: str, limit: int, cursor: str | None
-    ) -> Page: ...
+    async def list_cases(self, merchant_id: str, filters: CaseFilter, *, sort: str, limit: int, cursor: str | None) -> Page: ...
 
     async def case_events(self, merchant_id: str, case_id: str) -> list[CaseEvent]: ...
 
@@ -290,7 +288,6 @@ class Repositories(Protocol):
 
     async def add_policy(self, merchant_id: str, document: dict[str, Any], at: datetime, by: str) -> int: ...
 
-
     # refunds
     async def add_refund(self, refund: Refund) -> None: ...
 
@@ -304,9 +301,7 @@ class Repositories(Protocol):
 
     async def case_refunds(self, merchant_id: str, case_ids: list[str]) -> list[Refund]: ...
 
-    async def committed_refunds(
-        self, merchant_id: str, order_id: str, case_id: str | None = None
-    ) -> CommittedRefunds: ...
+    async def committed_refunds(self, merchant_id: str, order_id: str, case_id: str | None = None) -> CommittedRefunds: ...
 
     async def gateway_account(self, merchant_id: str) -> str | None: ...
 
@@ -341,9 +336,7 @@ class Repositories(Protocol):
     async def record_gateway_event(self, gateway: str, event_id: str, event_type: str, at: datetime) -> bool: ...
 
     # limits every process keeps together: one row per bucket, taken in one statement
-    async def take_lookup_token(
-        self, kind: str, key_hash: bytes, capacity: float, per_second: float, now: datetime
-    ) -> float:
+    async def take_lookup_token(self, kind: str, key_hash: bytes, capacity: float, per_second: float, now: datetime) -> float:
         """Take a token from the bucket ``(kind, key_hash)`` (full, ``capacity`` ≥ 1, the first
         time; refilled at ``per_second``): 0 when taken, else the seconds until one is there."""
         ...
@@ -362,7 +355,6 @@ class Repositories(Protocol):
         """The gateway answered 429 to a call given its slot under ``generation``: no slot before
         ``pause_until``, and the rate halved unless it was halved since that slot. Answers the rate."""
         ...
-
 
     # outbox, webhooks, store credit
     async def add_outbox(self, merchant_id: str, topic: str, payload: dict[str, Any], at: datetime) -> None: ...
@@ -406,9 +398,7 @@ class Repositories(Protocol):
 
     async def finish_mail(self, merchant_id: str, mail_id: str, status: str, error: str | None, at: datetime) -> None: ...
 
-    async def postpone_mail(
-        self, merchant_id: str, mail_id: str, until: datetime, error: str, *, permanent: bool
-    ) -> None: ...
+    async def postpone_mail(self, merchant_id: str, mail_id: str, until: datetime, error: str, *, permanent: bool) -> None: ...
 
     async def customer_mails(self, merchant_id: str, case_id: str) -> list[CustomerMail]: ...
 
@@ -434,7 +424,12 @@ class Repositories(Protocol):
     ) -> list[Refund]: ...
 
     async def add_reconciliation(
-        self, merchant_id: str, reconciliation_id: str, since: datetime, until: datetime, at: datetime,
+        self,
+        merchant_id: str,
+        reconciliation_id: str,
+        since: datetime,
+        until: datetime,
+        at: datetime,
         report: dict[str, Any],
     ) -> None: ...
 
@@ -442,9 +437,7 @@ class Repositories(Protocol):
 
     async def summary(self, merchant_id: str, since: datetime, until: datetime, group_by: str) -> list[dict[str, Any]]: ...
 
-    async def reason_trends(
-        self, merchant_id: str, since: datetime, until: datetime, by_day: bool = False
-    ) -> dict[str, Any]: ...
+    async def reason_trends(self, merchant_id: str, since: datetime, until: datetime, by_day: bool = False) -> dict[str, Any]: ...
 
     # photos
     async def add_photo(self, merchant_id: str, photo: Photo) -> Photo | None: ...
@@ -633,9 +626,7 @@ class PaymentGateway(Protocol):
 
     async def get_refund(self, gateway_refund_id: str, *, account: str | None = None) -> GatewayRefund: ...
 
-    async def find_refund(
-        self, *, payment_reference: str, refund_id: str, account: str | None = None
-    ) -> GatewayRefund | None:
+    async def find_refund(self, *, payment_reference: str, refund_id: str, account: str | None = None) -> GatewayRefund | None:
         """The refund the gateway made for our ``refund_id`` (named in its metadata) on that
         payment, or None: asked before sending a refund again whose earlier try may have reached
         the gateway, so an answer lost (or an idempotency key expired, after 24 h at Stripe)

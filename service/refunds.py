@@ -251,9 +251,7 @@ class RefundService:
                         in_flight[asyncio.create_task(self.send(item))] = _account_key(item.refund)
                 if claimed and self.max_in_flight - len(in_flight) >= batch:
                     continue
-                done, _ = await asyncio.wait(
-                    [*in_flight, stopping], timeout=idle_seconds, return_when=asyncio.FIRST_COMPLETED
-                )
+                done, _ = await asyncio.wait([*in_flight, stopping], timeout=idle_seconds, return_when=asyncio.FIRST_COMPLETED)
                 for task in done:
                     in_flight.pop(task, None)  # type: ignore[arg-type]  # ``stopping`` is among them
         finally:
@@ -306,7 +304,10 @@ class RefundService:
             with contextlib.suppress(Exception):  # the database may be what failed: the lease hands it on
                 async with self.db.transaction() as repos:
                     await repos.postpone_refund(
-                        self.worker_id, refund.merchant_id, refund.id, self.clock() + self._backoff(claimed.tries),
+                        self.worker_id,
+                        refund.merchant_id,
+                        refund.id,
+                        self.clock() + self._backoff(claimed.tries),
                         f"{type(error).__name__}: {error}",
                     )
         finally:
@@ -362,7 +363,11 @@ class RefundService:
                 log.warning("refund_postponed", refund_id=refund.id, tries=claimed.tries, error=str(error))
             async with self.db.transaction() as repos:
                 await repos.postpone_refund(
-                    self.worker_id, refund.merchant_id, refund.id, self.clock() + delay, str(error),
+                    self.worker_id,
+                    refund.merchant_id,
+                    refund.id,
+                    self.clock() + delay,
+                    str(error),
                     count_try=not error.rate_limited,
                 )
             return
@@ -374,13 +379,22 @@ class RefundService:
     def _ignored(self, source: str, reason: str, refund_id: str | None, reported: GatewayRefund) -> None:
         GATEWAY_REPORTS_IGNORED.labels(self.gateway.name, source, reason).inc()
         log.warning(
-            "gateway_report_ignored", source=source, reason=reason, refund_id=refund_id,
-            gateway_refund_id=reported.gateway_refund_id, reported_refund_id=reported.refund_id,
-            amount=reported.amount, currency=reported.currency,
+            "gateway_report_ignored",
+            source=source,
+            reason=reason,
+            refund_id=refund_id,
+            gateway_refund_id=reported.gateway_refund_id,
+            reported_refund_id=reported.refund_id,
+            amount=reported.amount,
+            currency=reported.currency,
         )
 
     async def _record(
-        self, merchant_id: str, refund_id: str, source: str, report: GatewayRefund | None,
+        self,
+        merchant_id: str,
+        refund_id: str,
+        source: str,
+        report: GatewayRefund | None,
         refused_because: str | None = None,
     ) -> None:
         """Bring a refund forward to the gateway's ``report`` (or to failed, when the gateway
@@ -397,7 +411,11 @@ class RefundService:
                     raise
 
     async def _advance(
-        self, repos: Repositories, refund: Refund, source: str, report: GatewayRefund | None,
+        self,
+        repos: Repositories,
+        refund: Refund,
+        source: str,
+        report: GatewayRefund | None,
         refused_because: str | None = None,
     ) -> None:
         """Bring the locked refund forward to what the gateway reports and let the case follow.
@@ -442,8 +460,13 @@ class RefundService:
         await repos.add_outbox(
             refund.merchant_id,
             topic,
-            {**data, "case_id": case.id, "order_id": case.order_id, "status": str(refund.status),
-             "failure_reason": refund.failure_reason},
+            {
+                **data,
+                "case_id": case.id,
+                "order_id": case.order_id,
+                "status": str(refund.status),
+                "failure_reason": refund.failure_reason,
+            },
             at,
         )
 

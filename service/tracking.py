@@ -121,8 +121,12 @@ class Tracking:
         case = await repos.get_case(label.merchant_id, label.case_id)
         loaded_version, loaded_state = case.version, case.state
         actor, at = carrier_actor(label.carrier_name), self.clock()
-        scan = {"carrier": label.carrier, "tracking_number": label.tracking_code, "scan": event.event_id,
-                "scanned_at": event.at.isoformat()}
+        scan = {
+            "carrier": label.carrier,
+            "tracking_number": label.tracking_code,
+            "scan": event.event_id,
+            "scanned_at": event.at.isoformat(),
+        }
         if case.state == CaseState.APPROVED:
             case.apply(CaseAction.SHIP, actor, at, scan)
             case.shipments = [*case.shipments, Shipment("return", label.carrier or "", label.tracking_code or "", at)]
@@ -148,4 +152,3 @@ class Tracking:
         policy = await self.cases.policies.at_version(repos, case.merchant_id, case.decision.policy_version)
         allowed = policy.document["rules"].get("auto_approve", {}).get("receive_on_delivery", False)
         return bool(allowed) and case.decision.auto_approve and case.money_override is None
-

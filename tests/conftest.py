@@ -26,8 +26,12 @@ def base_url(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
     from service.bootstrap import build_app
 
     settings = Settings(
-        database_url=database_url, data_dir=tmp_path_factory.mktemp("data"), log_format="json", worker_idle_seconds=0.05,
-        webhook_first_backoff_seconds=0.2, stripe_webhook_secret="whsec_main_test_server",
+        database_url=database_url,
+        data_dir=tmp_path_factory.mktemp("data"),
+        log_format="json",
+        worker_idle_seconds=0.05,
+        webhook_first_backoff_seconds=0.2,
+        stripe_webhook_secret="whsec_main_test_server",
         webhook_allow_internal_targets=True,  # the tests' receivers listen on 127.0.0.1
     )
     # Webhook hosts are looked up by a scripted resolver: no test asks real DNS about a name.

@@ -141,14 +141,17 @@ class EasyPostCarrier:
         """The tracker EasyPost keeps for the code (bought labels come with one), else a new one."""
         listed = await self._call(self.client.tracker.all, tracking_code=tracking_code, carrier=carrier)
         trackers = [t for t in listed.get("trackers") or [] if t.get("tracking_code") == tracking_code]
-        tracker = trackers[0] if trackers else await self._call(
-            self.client.tracker.create, tracking_code=tracking_code, carrier=carrier
+        tracker = (
+            trackers[0]
+            if trackers
+            else await self._call(self.client.tracker.create, tracking_code=tracking_code, carrier=carrier)
         )
         try:
             return tracking_events(tracker)
         except (ValueError, TypeError, KeyError) as error:
-            raise CarrierError(f"EasyPost's tracker is not one we can read: {error}", code="malformed_answer",
-                               retryable=True) from error
+            raise CarrierError(
+                f"EasyPost's tracker is not one we can read: {error}", code="malformed_answer", retryable=True
+            ) from error
 
     # ----------------------------------------------------------------- reading EasyPost's answers
 
@@ -170,8 +173,7 @@ class EasyPostCarrier:
         except CarrierError as error:
             if error.retryable:
                 raise
-            raise CarrierError(f"label of {shipment['id']} bought, not read: {error}", code=error.code,
-                               retryable=True) from error
+            raise CarrierError(f"label of {shipment['id']} bought, not read: {error}", code=error.code, retryable=True) from error
 
     async def _read_label(self, shipment: dict[str, Any]) -> BoughtLabel:
         """Its files: the PNG, the PDF (converted once) and the QR code where offered."""
@@ -251,8 +253,14 @@ def _form_url(shipment: dict[str, Any]) -> str | None:
 
 def _address(address: ShippingAddress) -> dict[str, str]:
     fields = {
-        "name": address.name, "street1": address.street1, "street2": address.street2, "city": address.city,
-        "state": address.state, "zip": address.zip, "country": address.country, "phone": address.phone,
+        "name": address.name,
+        "street1": address.street1,
+        "street2": address.street2,
+        "city": address.city,
+        "state": address.state,
+        "zip": address.zip,
+        "country": address.country,
+        "phone": address.phone,
         "email": address.email,
     }
     return {name: value for name, value in fields.items() if value is not None}
@@ -333,13 +341,15 @@ def tracking_events(tracker: Mapping[str, Any]) -> list[TrackingEvent]:
         if not isinstance(status, str):
             raise TypeError("a scan's status is a string")
         message = detail.get("message")
-        events.append(TrackingEvent(
-            event_id=f"{tracker_id}/{at.isoformat()}/{status}",
-            tracking_code=tracking_code,
-            status=STATUSES.get(status, "unknown"),
-            at=at,
-            detail=message if isinstance(message, str) else None,
-        ))
+        events.append(
+            TrackingEvent(
+                event_id=f"{tracker_id}/{at.isoformat()}/{status}",
+                tracking_code=tracking_code,
+                status=STATUSES.get(status, "unknown"),
+                at=at,
+                detail=message if isinstance(message, str) else None,
+            )
+        )
     return events
 
 
@@ -394,5 +404,4 @@ class EasyPostWebhook:
                 raise TypeError("a tracker event carries its tracker")
             return tracking_events(result)
         except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as error:
-            raise InvalidWebhook(f"the body is not an EasyPost event we can read: {error}",
-                                 code="invalid_event") from error
+            raise InvalidWebhook(f"the body is not an EasyPost event we can read: {error}", code="invalid_event") from error

@@ -52,7 +52,9 @@ CURRENCIES = {
 # a price in cents becomes this many minor units of the currency (about the same value)
 MINOR_UNITS_PER_CENT = {"JPY": 1.5, "CNY": 7.0, "CAD": 1.4, "AUD": 1.5}
 
-_SHIPMENT_COLUMNS = "id, reference, from_address::text, to_address::text, parcel::text, rates::text, rate_id, tracking_code, bought_at, voided_at"
+_SHIPMENT_COLUMNS = (
+    "id, reference, from_address::text, to_address::text, parcel::text, rates::text, rate_id, tracking_code, bought_at, voided_at"
+)
 
 
 class SimulatedCarrier(SimulatedSystem):
@@ -90,7 +92,13 @@ class SimulatedCarrier(SimulatedSystem):
             await conn.execute(
                 "INSERT INTO simulated_carrier_shipments (id, reference, from_address, to_address, parcel, rates, created_at)"
                 " VALUES ($1, $2, $3::jsonb, $4::jsonb, $5::jsonb, $6::jsonb, $7)",
-                shipment_id, reference, _json(from_address), _json(to_address), _json(parcel), _json(rates), self.clock(),
+                shipment_id,
+                reference,
+                _json(from_address),
+                _json(to_address),
+                _json(parcel),
+                _json(rates),
+                self.clock(),
             )
         await self._answer_back()
         return CarrierShipment(shipment_id=shipment_id, rates=rates)
@@ -114,12 +122,19 @@ class SimulatedCarrier(SimulatedSystem):
                 row = await conn.fetchrow(
                     "UPDATE simulated_carrier_shipments SET rate_id = $2, tracking_code = $3, bought_at = $4"
                     f" WHERE id = $1 RETURNING {_SHIPMENT_COLUMNS}",
-                    shipment_id, rate_id, tracking_code, now,
+                    shipment_id,
+                    rate_id,
+                    tracking_code,
+                    now,
                 )
                 await conn.execute(
                     "INSERT INTO simulated_carrier_purchases (shipment_id, reference, amount, currency, at)"
                     " VALUES ($1, $2, $3, $4, $5)",
-                    shipment_id, row["reference"], rate.amount, rate.currency, now,
+                    shipment_id,
+                    row["reference"],
+                    rate.amount,
+                    rate.currency,
+                    now,
                 )
         await self._answer_back()
         label = _shipment(row).label
@@ -132,7 +147,9 @@ class SimulatedCarrier(SimulatedSystem):
             changed = await conn.execute(
                 "UPDATE simulated_carrier_shipments SET voided_at = coalesce(voided_at, $2)"
                 " WHERE id = $1 AND bought_at IS NOT NULL AND (voided_at IS NOT NULL OR bought_at > $3)",
-                shipment_id, self.clock(), self.clock() - self.in_transit_after,
+                shipment_id,
+                self.clock(),
+                self.clock() - self.in_transit_after,
             )
         return changed == "UPDATE 1"
 
@@ -156,8 +173,13 @@ class SimulatedCarrier(SimulatedSystem):
         ]
         now = self.clock()
         return [
-            TrackingEvent(event_id=f"{tracking_code}:{status}", tracking_code=tracking_code, status=status,
-                          at=bought_at + after, detail=detail)
+            TrackingEvent(
+                event_id=f"{tracking_code}:{status}",
+                tracking_code=tracking_code,
+                status=status,
+                at=bought_at + after,
+                detail=detail,
+            )
             for status, after, detail in script
             if bought_at + after <= now and (voided_at is None or after == timedelta(0))
         ]
@@ -182,7 +204,6 @@ class SimulatedCarrier(SimulatedSystem):
         if row is None:
             raise CarrierError(f"no shipment {shipment_id}", code="not_found")
         return row
-
 
 
 def quote(shipment_id: str, from_address: ShippingAddress, to_address: ShippingAddress, parcel: Parcel) -> list[CarrierRate]:

@@ -44,9 +44,7 @@ from service.ports import GatewayError, GatewayRefund
 FAILING_SUFFIX = 13  # amount % 100
 REQUIRES_ACTION_SUFFIX = 17
 
-_COLUMNS = (
-    "id AS gateway_refund_id, payment_reference, amount, currency, status, failure_reason, refund_id, created_at"
-)
+_COLUMNS = "id AS gateway_refund_id, payment_reference, amount, currency, status, failure_reason, refund_id, created_at"
 _BY_KEY = f"SELECT {_COLUMNS} FROM simulated_gateway_refunds WHERE account = $1 AND idempotency_key = $2"
 
 
@@ -73,7 +71,9 @@ class SimulatedGateway(SimulatedSystem):
             await conn.execute(
                 "INSERT INTO simulated_gateway_payments (account, reference, amount) VALUES ($1, $2, $3)"
                 " ON CONFLICT (account, reference) DO UPDATE SET amount = EXCLUDED.amount",
-                account or "", reference, amount,
+                account or "",
+                reference,
+                amount,
             )
 
     def fail_next(self, count: int = 1, *, retryable: bool = True, code: str | None = None) -> None:
@@ -87,7 +87,9 @@ class SimulatedGateway(SimulatedSystem):
         async with self._own_connection() as conn:
             changed = await conn.execute(
                 "UPDATE simulated_gateway_refunds SET status = $2, failure_reason = $3, settles_at = NULL WHERE id = $1",
-                gateway_refund_id, status, failure_reason,
+                gateway_refund_id,
+                status,
+                failure_reason,
             )
         if changed == "UPDATE 0":
             raise KeyError(gateway_refund_id)
@@ -98,7 +100,8 @@ class SimulatedGateway(SimulatedSystem):
             rows = await conn.fetch(
                 f"SELECT {_COLUMNS} FROM simulated_gateway_refunds"
                 " WHERE account = $1 AND ($2::text IS NULL OR payment_reference = $2) ORDER BY created_at, id",
-                account or "", payment_reference,
+                account or "",
+                payment_reference,
             )
         return [_refund(row) for row in rows]
 
@@ -122,7 +125,8 @@ class SimulatedGateway(SimulatedSystem):
                 # refunds on one registered payment are made one at a time, so what is left holds
                 captured = await conn.fetchval(
                     "SELECT amount FROM simulated_gateway_payments WHERE account = $1 AND reference = $2 FOR UPDATE",
-                    account_key, payment_reference,
+                    account_key,
+                    payment_reference,
                 )
                 row = await conn.fetchrow(_BY_KEY, account_key, idempotency_key)
                 if row is None:
@@ -146,23 +150,24 @@ class SimulatedGateway(SimulatedSystem):
             await self._settle(conn, account or "", self.clock())
             row = await conn.fetchrow(
                 f"SELECT {_COLUMNS} FROM simulated_gateway_refunds WHERE id = $1 AND account = $2",
-                gateway_refund_id, account or "",
+                gateway_refund_id,
+                account or "",
             )
         await self._answer_back()
         if row is None:
             raise GatewayError(f"no refund {gateway_refund_id}", code="resource_missing")
         return _refund(row)
 
-    async def find_refund(
-        self, *, payment_reference: str, refund_id: str, account: str | None = None
-    ) -> GatewayRefund | None:
+    async def find_refund(self, *, payment_reference: str, refund_id: str, account: str | None = None) -> GatewayRefund | None:
         await self._answer()
         async with self._pooled() as conn:
             await self._settle(conn, account or "", self.clock())
             row = await conn.fetchrow(
                 f"SELECT {_COLUMNS} FROM simulated_gateway_refunds"
                 " WHERE account = $1 AND payment_reference = $2 AND refund_id = $3 ORDER BY created_at LIMIT 1",
-                account or "", payment_reference, refund_id,
+                account or "",
+                payment_reference,
+                refund_id,
             )
         await self._answer_back()
         return _refund(row) if row else None
@@ -188,15 +193,23 @@ class SimulatedGateway(SimulatedSystem):
             rows = await conn.fetch(
                 f"SELECT {_COLUMNS} FROM simulated_gateway_refunds"
                 f" WHERE account = $1 AND {where} ORDER BY created_at DESC, id DESC",
-                account or "", *args,
+                account or "",
+                *args,
             )
         await self._answer_back()
         for row in rows:
             yield _refund(row)
 
     async def _insert(
-        self, conn: asyncpg.Connection, account: str, idempotency_key: str, payment_reference: str, amount: int,
-        currency: str, refund_id: str, now: datetime,
+        self,
+        conn: asyncpg.Connection,
+        account: str,
+        idempotency_key: str,
+        payment_reference: str,
+        amount: int,
+        currency: str,
+        refund_id: str,
+        now: datetime,
     ) -> asyncpg.Record | None:
         """The new refund, or None when another call made one with this key first."""
         outcome_status, outcome_reason = _outcome(amount)
@@ -208,8 +221,19 @@ class SimulatedGateway(SimulatedSystem):
             " status, failure_reason, refund_id, outcome_status, outcome_failure_reason, created_at, settles_at)"
             " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
             f" ON CONFLICT (account, idempotency_key) DO NOTHING RETURNING {_COLUMNS}",
-            f"sim_re_{number:06d}", account, idempotency_key, payment_reference, amount, currency, status,
-            failure_reason, refund_id, outcome_status, outcome_reason, now, now + self.settle_after if pending else None,
+            f"sim_re_{number:06d}",
+            account,
+            idempotency_key,
+            payment_reference,
+            amount,
+            currency,
+            status,
+            failure_reason,
+            refund_id,
+            outcome_status,
+            outcome_reason,
+            now,
+            now + self.settle_after if pending else None,
         )
 
     @staticmethod
@@ -220,7 +244,8 @@ class SimulatedGateway(SimulatedSystem):
             " SET status = outcome_status, failure_reason = outcome_failure_reason, settles_at = NULL"
             " WHERE id IN (SELECT id FROM simulated_gateway_refunds WHERE account = $1 AND settles_at <= $2"
             " ORDER BY id FOR UPDATE)",
-            account, now,
+            account,
+            now,
         )
 
     @asynccontextmanager
@@ -240,7 +265,8 @@ async def _check_left(conn: asyncpg.Connection, account: str, payment_reference:
     refunded = await conn.fetchval(
         "SELECT coalesce(sum(amount), 0) FROM simulated_gateway_refunds"
         " WHERE account = $1 AND payment_reference = $2 AND status NOT IN ('failed', 'canceled')",
-        account, payment_reference,
+        account,
+        payment_reference,
     )
     left = captured - refunded
     if amount > left:

@@ -65,9 +65,7 @@ class StripeGateway:
             refund = await self.client.v1.refunds.retrieve_async(gateway_refund_id, options=_on(account))
             return refund_from_stripe(refund.to_dict())
 
-    async def find_refund(
-        self, *, payment_reference: str, refund_id: str, account: str | None = None
-    ) -> GatewayRefund | None:
+    async def find_refund(self, *, payment_reference: str, refund_id: str, account: str | None = None) -> GatewayRefund | None:
         """Our refund among the payment's (Stripe lists them by ``payment_intent``), by the
         ``metadata[refund_id]`` every refund we make carries."""
         async with aclosing(self._refunds({"payment_intent": payment_reference}, account)) as refunds:
@@ -116,7 +114,10 @@ def _gateway_errors() -> Iterator[None]:
         code = error.code or (details.code or details.type if details else None)
         retryable = status == 409 or status >= 500
         raise GatewayError(
-            error.user_message or str(error), code=code, retryable=retryable, rate_limited=status == 429,
+            error.user_message or str(error),
+            code=code,
+            retryable=retryable,
+            rate_limited=status == 429,
             retry_after=_seconds(error.headers.get("retry-after") if error.headers else None),
         ) from error
     except ValueError as error:  # an answer that is not a refund we can read: ask again later

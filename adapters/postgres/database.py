@@ -40,9 +40,7 @@ class PostgresDatabase:
         self.acquire_timeout = acquire_timeout
 
     @classmethod
-    async def connect(
-        cls, dsn: str, *, min_size: int = 2, max_size: int = 10, acquire_timeout: float = 5.0
-    ) -> PostgresDatabase:
+    async def connect(cls, dsn: str, *, min_size: int = 2, max_size: int = 10, acquire_timeout: float = 5.0) -> PostgresDatabase:
         pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, reset=_keep_session)
         return cls(pool, acquire_timeout)
 

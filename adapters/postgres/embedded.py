@@ -77,8 +77,10 @@ def _signals_deferred() -> Iterator[None]:
         yield
         return
     caught: list[signal.Signals] = []
-    previous = {signum: signal.signal(signum, lambda number, _: caught.append(signal.Signals(number)))
-                for signum in (signal.SIGINT, signal.SIGTERM)}
+    previous = {
+        signum: signal.signal(signum, lambda number, _: caught.append(signal.Signals(number)))
+        for signum in (signal.SIGINT, signal.SIGTERM)
+    }
     try:
         yield
     finally:

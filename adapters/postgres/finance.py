@@ -73,6 +73,7 @@ WITH shares AS (
 )
 """
 
+
 def _where(merchant_id: str, filters: LedgerFilter) -> tuple[list[str], list[Any]]:
     where: list[str] = ["merchant_id = $1"]
     args: list[Any] = [merchant_id]
@@ -126,9 +127,7 @@ class PgFinance:
         )
         return [refund_from_row(row) for row in rows]
 
-    async def refunds_by_gateway_ids(
-        self, merchant_id: str, gateway: str, account: str | None, ids: list[str]
-    ) -> list[Refund]:
+    async def refunds_by_gateway_ids(self, merchant_id: str, gateway: str, account: str | None, ids: list[str]) -> list[Refund]:
         rows = await self.conn.fetch(
             f"SELECT {REFUND_COLUMNS} FROM refunds WHERE merchant_id = $1 AND gateway = $2"
             " AND gateway_account IS NOT DISTINCT FROM $3"
@@ -192,9 +191,7 @@ class PgFinance:
         numbers = ("refunded", "failed_amount", "in_flight", "items", "item_value")
         return [{**row, **{name: int(row[name]) for name in numbers}} for row in rows]
 
-    async def reason_trends(
-        self, merchant_id: str, since: datetime, until: datetime, by_day: bool = False
-    ) -> dict[str, Any]:
+    async def reason_trends(self, merchant_id: str, since: datetime, until: datetime, by_day: bool = False) -> dict[str, Any]:
         """Per SKU, reason and the agent's responsibility decision (``decided``, null where none),
         the items asked back on cases opened in the period; the share of merchant-responsible items
         (by the decision where there is one, else by the reason); satisfaction from surveys on those cases. With ``by_day``, the
@@ -262,4 +259,3 @@ class PgFinance:
             until,
         )
         return {**trends, "days": [dict(row) for row in days], "day_surveys": [dict(row) for row in day_surveys]}
-

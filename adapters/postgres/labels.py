@@ -36,22 +36,30 @@ class PgLabels:
         await self.conn.execute(
             "INSERT INTO shipping_settings (merchant_id, doc, updated_at) VALUES ($1, $2::jsonb, $3)"
             " ON CONFLICT (merchant_id) DO UPDATE SET doc = EXCLUDED.doc, updated_at = EXCLUDED.updated_at",
-            merchant_id, msgspec.json.encode(settings).decode(), at,
+            merchant_id,
+            msgspec.json.encode(settings).decode(),
+            at,
         )
 
     async def add_label(self, label: ReturnLabel) -> bool:
         status = await self.conn.execute(
             "INSERT INTO return_labels (merchant_id, id, case_id, carrier_name, status, request, created_at, available_at)"
             " VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $7) ON CONFLICT DO NOTHING",
-            label.merchant_id, label.id, label.case_id, label.carrier_name, label.status,
-            msgspec.json.encode(label.request).decode(), label.created_at,
+            label.merchant_id,
+            label.id,
+            label.case_id,
+            label.carrier_name,
+            label.status,
+            msgspec.json.encode(label.request).decode(),
+            label.created_at,
         )
         return status.endswith(" 1")
 
     async def case_labels(self, merchant_id: str, case_ids: list[str]) -> list[ReturnLabel]:
         rows = await self.conn.fetch(
             f"SELECT {LABEL_COLUMNS} FROM return_labels WHERE merchant_id = $1 AND case_id = ANY($2::text[])",
-            merchant_id, case_ids,
+            merchant_id,
+            case_ids,
         )
         return [_label(row) for row in rows]
 
@@ -59,7 +67,8 @@ class PgLabels:
         row = await self.conn.fetchrow(
             f"SELECT {LABEL_COLUMNS} FROM return_labels WHERE merchant_id = $1 AND case_id = $2"
             + (" FOR UPDATE" if for_update else ""),
-            merchant_id, case_id,
+            merchant_id,
+            case_id,
         )
         return _label(row) if row else None
 
@@ -75,7 +84,9 @@ class PgLabels:
                     FOR UPDATE SKIP LOCKED)
             RETURNING {LABEL_COLUMNS}
             """,
-            now, lease, limit,
+            now,
+            lease,
+            limit,
         )
         return [_label(row) for row in sorted(rows, key=lambda row: (row["created_at"], row["id"]))]  # oldest first
 
@@ -83,7 +94,9 @@ class PgLabels:
         stored = await self.conn.fetchval(
             "UPDATE return_labels SET shipment_id = coalesce(shipment_id, $3) WHERE merchant_id = $1 AND id = $2"
             " RETURNING shipment_id",
-            merchant_id, label_id, shipment_id,
+            merchant_id,
+            label_id,
+            shipment_id,
         )
         return stored
 
@@ -96,9 +109,24 @@ class PgLabels:
                    hold = $19::jsonb, claimed_until = NULL
              WHERE merchant_id = $1 AND id = $2
             """,
-            label.merchant_id, label.id, label.status, label.shipment_id, label.carrier, label.service,
-            label.tracking_code, label.tracker_id, label.amount, label.currency, label.pdf_key, label.png_key,
-            label.qr_key, label.last_error, label.scan_status, label.last_scan_at, label.bought_at, label.voided_at,
+            label.merchant_id,
+            label.id,
+            label.status,
+            label.shipment_id,
+            label.carrier,
+            label.service,
+            label.tracking_code,
+            label.tracker_id,
+            label.amount,
+            label.currency,
+            label.pdf_key,
+            label.png_key,
+            label.qr_key,
+            label.last_error,
+            label.scan_status,
+            label.last_scan_at,
+            label.bought_at,
+            label.voided_at,
             msgspec.json.encode(label.hold).decode() if label.hold else None,
         )
 
@@ -106,13 +134,17 @@ class PgLabels:
         await self.conn.execute(
             "UPDATE return_labels SET available_at = $3, last_error = $4, claimed_until = NULL"
             " WHERE merchant_id = $1 AND id = $2",
-            merchant_id, label_id, until, error[:1000],
+            merchant_id,
+            label_id,
+            until,
+            error[:1000],
         )
 
     async def label_by_tracking(self, carrier_name: str, tracking_code: str) -> ReturnLabel | None:
         row = await self.conn.fetchrow(
             f"SELECT {LABEL_COLUMNS} FROM return_labels WHERE carrier_name = $1 AND tracking_code = $2 FOR UPDATE",
-            carrier_name, tracking_code,
+            carrier_name,
+            tracking_code,
         )
         return _label(row) if row else None
 
@@ -120,13 +152,16 @@ class PgLabels:
         inserted = await self.conn.fetchval(
             "INSERT INTO carrier_events (carrier, event_id, tracking_code, status, at, received_at)"
             " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING RETURNING true",
-            carrier_name, event.event_id, event.tracking_code, event.status, event.at, at,
+            carrier_name,
+            event.event_id,
+            event.tracking_code,
+            event.status,
+            event.at,
+            at,
         )
         return bool(inserted)
 
-    async def claim_quiet_labels(
-        self, carrier_name: str, quiet_since: datetime, now: datetime, limit: int
-    ) -> list[ReturnLabel]:
+    async def claim_quiet_labels(self, carrier_name: str, quiet_since: datetime, now: datetime, limit: int) -> list[ReturnLabel]:
         rows = await self.conn.fetch(
             f"""
             UPDATE return_labels SET polled_at = $3
@@ -138,6 +173,9 @@ class PgLabels:
                     FOR UPDATE SKIP LOCKED)
             RETURNING {LABEL_COLUMNS}
             """,
-            carrier_name, quiet_since, now, limit,
+            carrier_name,
+            quiet_since,
+            now,
+            limit,
         )
         return [_label(row) for row in rows]

@@ -27,9 +27,7 @@ _PACE_NOW = """(
 class PgLimits:
     conn: asyncpg.Connection
 
-    async def take_lookup_token(
-        self, kind: str, key_hash: bytes, capacity: float, per_second: float, now: datetime
-    ) -> float:
+    async def take_lookup_token(self, kind: str, key_hash: bytes, capacity: float, per_second: float, now: datetime) -> float:
         """A refused take stores the refill (as the in-process buckets did) and takes nothing."""
         return await self.conn.fetchval(
             """
@@ -44,7 +42,11 @@ class PgLimits:
             )
             RETURNING CASE WHEN granted THEN 0 ELSE (1 - tokens) / $4::float8 END
             """,
-            kind, key_hash, capacity, per_second, now,
+            kind,
+            key_hash,
+            capacity,
+            per_second,
+            now,
         )
 
     async def sweep_lookup_buckets(self, untouched_since: datetime) -> int:
@@ -63,7 +65,12 @@ class PgLimits:
             )
             RETURNING extract(epoch FROM updated_at - $6)::float8 + greatest(0, -tokens) / rate AS wait, generation
             """,
-            gateway, account, pace.rate, pace.burst, pace.recovery, now,
+            gateway,
+            account,
+            pace.rate,
+            pace.burst,
+            pace.recovery,
+            now,
         )
         return GatewaySlot(wait=max(0.0, row["wait"]), generation=row["generation"])
 
@@ -83,5 +90,13 @@ class PgLimits:
             )
             RETURNING rate
             """,
-            gateway, account, pace.rate, pace.burst, pace.recovery, now, pace.min_rate, generation, pause_until,
+            gateway,
+            account,
+            pace.rate,
+            pace.burst,
+            pace.recovery,
+            now,
+            pace.min_rate,
+            generation,
+            pause_until,
         )

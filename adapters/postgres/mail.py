@@ -96,9 +96,7 @@ class PgMail:
             at,
         )
 
-    async def postpone_mail(
-        self, merchant_id: str, mail_id: str, until: datetime, error: str, *, permanent: bool
-    ) -> None:
+    async def postpone_mail(self, merchant_id: str, mail_id: str, until: datetime, error: str, *, permanent: bool) -> None:
         await self.conn.execute(
             """
             UPDATE customer_mail SET available_at = $3, last_error = $4, claimed_until = NULL,

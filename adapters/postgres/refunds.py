@@ -92,16 +92,13 @@ class PgRefunds:
 
     async def case_refunds(self, merchant_id: str, case_ids: list[str]) -> list[Refund]:
         rows = await self.conn.fetch(
-            f"SELECT {REFUND_COLUMNS} FROM refunds WHERE merchant_id = $1 AND case_id = ANY($2::text[])"
-            " ORDER BY created_at, id",
+            f"SELECT {REFUND_COLUMNS} FROM refunds WHERE merchant_id = $1 AND case_id = ANY($2::text[]) ORDER BY created_at, id",
             merchant_id,
             case_ids,
         )
         return [refund_from_row(row) for row in rows]
 
-    async def committed_refunds(
-        self, merchant_id: str, order_id: str, case_id: str | None = None
-    ) -> CommittedRefunds:
+    async def committed_refunds(self, merchant_id: str, order_id: str, case_id: str | None = None) -> CommittedRefunds:
         """What the order's refunds, and the case's among them, have paid or may still pay (all
         but failed and canceled)."""
         row = await self.conn.fetchrow(

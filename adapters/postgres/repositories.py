@@ -72,9 +72,7 @@ class PgRepositories(PgRefunds, PgWorkflows, PgPhotos, PgFinance, PgMail, PgLabe
     # ----------------------------------------------------------------- merchants and keys
 
     async def ensure_merchant(self, merchant_id: str) -> None:
-        await self.conn.execute(
-            "INSERT INTO merchants (id) VALUES ($1) ON CONFLICT (id) DO NOTHING", merchant_id
-        )
+        await self.conn.execute("INSERT INTO merchants (id) VALUES ($1) ON CONFLICT (id) DO NOTHING", merchant_id)
 
     async def deployment_secret(self, name: str, candidate: str) -> str:
         await self.conn.execute(
@@ -111,8 +109,7 @@ class PgRepositories(PgRefunds, PgWorkflows, PgPhotos, PgFinance, PgMail, PgLabe
 
     async def get_order(self, merchant_id: str, order_id: str, *, for_update: bool = False) -> Order | None:
         doc = await self.conn.fetchval(
-            "SELECT doc::text FROM orders WHERE merchant_id = $1 AND order_id = $2"
-            + (" FOR UPDATE" if for_update else ""),
+            "SELECT doc::text FROM orders WHERE merchant_id = $1 AND order_id = $2" + (" FOR UPDATE" if for_update else ""),
             merchant_id,
             order_id,
         )
@@ -138,9 +135,7 @@ class PgRepositories(PgRefunds, PgWorkflows, PgPhotos, PgFinance, PgMail, PgLabe
         )
         return bool(created)
 
-    async def order_commitments(
-        self, merchant_id: str, order_id: str, exclude_case_id: str | None = None
-    ) -> OrderCommitments:
+    async def order_commitments(self, merchant_id: str, order_id: str, exclude_case_id: str | None = None) -> OrderCommitments:
         rows = await self.conn.fetch(
             """
             SELECT item->>'line_id' AS line_id,
@@ -194,9 +189,7 @@ class PgRepositories(PgRefunds, PgWorkflows, PgPhotos, PgFinance, PgMail, PgLabe
             since,
             list(_RELEASED),
         )
-        return CustomerActivity(
-            items_purchased=row["purchased"], items_returned=row["returned"], flagged=row["flagged"]
-        )
+        return CustomerActivity(items_purchased=row["purchased"], items_returned=row["returned"], flagged=row["flagged"])
 
     # ----------------------------------------------------------------- cases
 
@@ -299,11 +292,7 @@ class PgRepositories(PgRefunds, PgWorkflows, PgPhotos, PgFinance, PgMail, PgLabe
                 for event in events
             ],
         )
-        messages = [
-            (topic, event)
-            for event in events
-            for topic in _topics(event)
-        ]
+        messages = [(topic, event) for event in events for topic in _topics(event)]
         if messages:
             await self.conn.executemany(
                 """
@@ -331,9 +320,7 @@ class PgRepositories(PgRefunds, PgWorkflows, PgPhotos, PgFinance, PgMail, PgLabe
                 ],
             )
 
-    async def list_cases(
-        self, merchant_id: str, filters: CaseFilter, *, sort: str, limit: int, cursor: str | None
-    ) -> Page:
+    async def list_cases(self, merchant_id: str, filters: CaseFilter, *, sort: str, limit: int, cursor: str | None) -> Page:
         where = ["merchant_id = $1"]
         args: list[Any] = [merchant_id]
 
@@ -445,8 +432,7 @@ class PgRepositories(PgRefunds, PgWorkflows, PgPhotos, PgFinance, PgMail, PgLabe
 
     async def current_policy(self, merchant_id: str) -> tuple[int, dict[str, Any]] | None:
         row = await self.conn.fetchrow(
-            "SELECT version, document::text AS document FROM policies WHERE merchant_id = $1"
-            " ORDER BY version DESC LIMIT 1",
+            "SELECT version, document::text AS document FROM policies WHERE merchant_id = $1 ORDER BY version DESC LIMIT 1",
             merchant_id,
         )
         return (row["version"], msgspec.json.decode(row["document"])) if row else None

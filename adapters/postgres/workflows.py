@@ -105,9 +105,7 @@ class PgWorkflows:
     # ----------------------------------------------------------------- webhook endpoint and log
 
     async def webhook_endpoint(self, merchant_id: str) -> WebhookEndpoint | None:
-        row = await self.conn.fetchrow(
-            f"SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE merchant_id = $1", merchant_id
-        )
+        row = await self.conn.fetchrow(f"SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE merchant_id = $1", merchant_id)
         return WebhookEndpoint(**dict(row)) if row else None
 
     async def put_webhook_endpoint(self, merchant_id: str, endpoint: WebhookEndpoint, at: datetime) -> WebhookEndpoint:
@@ -217,4 +215,3 @@ class PgWorkflows:
             customer_id,
         )
         return [StoreCreditGrant(**dict(row)) for row in rows]
-

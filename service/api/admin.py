@@ -87,7 +87,13 @@ class AgentController(Controller):
         console lists them first); ``delivered=true`` the cases whose parcel the carrier delivered
         to the warehouse and nobody received yet (the receive queue)."""
         filters = CaseFilter(
-            state=case_state, type=type, assignee=assignee, reason=reason, flagged=flagged, q=q, attention=attention,
+            state=case_state,
+            type=type,
+            assignee=assignee,
+            reason=reason,
+            flagged=flagged,
+            q=q,
+            attention=attention,
             delivered=delivered,
         )
         sort_key = "sla_due_at" if sort == "sla_due_at" else "created"
@@ -111,73 +117,128 @@ class AgentController(Controller):
 
     @post("/{case_id:str}/approve", operation_id="approveCase", status_code=200)
     async def approve(
-        self, request: Request[Any, Any, Any], services: Services, case_id: PathId, data: ApproveIn, expected_version: frozenset[int] | None
+        self,
+        request: Request[Any, Any, Any],
+        services: Services,
+        case_id: PathId,
+        data: ApproveIn,
+        expected_version: frozenset[int] | None,
     ) -> CaseView:
         """Approve; overriding a rule's outcome needs a written reason and is audited."""
         return await services.cases.approve(principal_of(request), case_id, expected_version, data)
 
     @post("/{case_id:str}/reject", operation_id="rejectCase", status_code=200)
     async def reject(
-        self, request: Request[Any, Any, Any], services: Services, case_id: PathId, data: RejectIn, expected_version: frozenset[int] | None
+        self,
+        request: Request[Any, Any, Any],
+        services: Services,
+        case_id: PathId,
+        data: RejectIn,
+        expected_version: frozenset[int] | None,
     ) -> CaseView:
         return await services.cases.reject(principal_of(request), case_id, expected_version, data)
 
     @post("/{case_id:str}/receive", operation_id="receiveItems", status_code=200)
     async def receive(
-        self, request: Request[Any, Any, Any], services: Services, case_id: PathId, data: ReceiveIn, expected_version: frozenset[int] | None
+        self,
+        request: Request[Any, Any, Any],
+        services: Services,
+        case_id: PathId,
+        data: ReceiveIn,
+        expected_version: frozenset[int] | None,
     ) -> CaseView:
         """Record what arrived, per item with its condition; settles the money on what arrived."""
         return await services.cases.receive(principal_of(request), case_id, expected_version, data)
 
     @post("/{case_id:str}/ship-replacement", operation_id="shipReplacement", status_code=200)
     async def ship_replacement(
-        self, request: Request[Any, Any, Any], services: Services, case_id: PathId, data: ShipmentIn, expected_version: frozenset[int] | None
+        self,
+        request: Request[Any, Any, Any],
+        services: Services,
+        case_id: PathId,
+        data: ShipmentIn,
+        expected_version: frozenset[int] | None,
     ) -> CaseView:
         """An exchange's replacement is on its way to the customer."""
         return await services.cases.ship_replacement(principal_of(request), case_id, expected_version, data)
 
     @post("/{case_id:str}/ship-back", operation_id="shipBack", status_code=200)
     async def ship_back(
-        self, request: Request[Any, Any, Any], services: Services, case_id: PathId, data: ShipmentIn, expected_version: frozenset[int] | None
+        self,
+        request: Request[Any, Any, Any],
+        services: Services,
+        case_id: PathId,
+        data: ShipmentIn,
+        expected_version: frozenset[int] | None,
     ) -> CaseView:
         """A repaired (or, quote declined, unrepaired) item goes back to the customer."""
         return await services.cases.ship_back(principal_of(request), case_id, expected_version, data)
 
     @post("/{case_id:str}/repair/diagnose", operation_id="diagnoseRepair", status_code=200)
     async def diagnose(
-        self, request: Request[Any, Any, Any], services: Services, case_id: PathId, data: DiagnoseIn, expected_version: frozenset[int] | None
+        self,
+        request: Request[Any, Any, Any],
+        services: Services,
+        case_id: PathId,
+        data: DiagnoseIn,
+        expected_version: frozenset[int] | None,
     ) -> CaseView:
         """In warranty → repairing; out of warranty → a quote for the customer."""
         return await services.cases.diagnose(principal_of(request), case_id, expected_version, data)
 
     @post("/{case_id:str}/repair/complete", operation_id="completeRepair", status_code=200)
     async def complete_repair(
-        self, request: Request[Any, Any, Any], services: Services, case_id: PathId, data: CompleteRepairIn, expected_version: frozenset[int] | None
+        self,
+        request: Request[Any, Any, Any],
+        services: Services,
+        case_id: PathId,
+        data: CompleteRepairIn,
+        expected_version: frozenset[int] | None,
     ) -> CaseView:
         return await services.cases.complete_repair(principal_of(request), case_id, expected_version, data)
 
     @post("/{case_id:str}/assign", operation_id="assignCase", status_code=200)
     async def assign(
-        self, request: Request[Any, Any, Any], services: Services, case_id: PathId, data: AssignIn, expected_version: frozenset[int] | None
+        self,
+        request: Request[Any, Any, Any],
+        services: Services,
+        case_id: PathId,
+        data: AssignIn,
+        expected_version: frozenset[int] | None,
     ) -> CaseView:
         return await services.cases.assign(principal_of(request), case_id, expected_version, data)
 
     @post("/{case_id:str}/notes", operation_id="addNote", status_code=200)
     async def add_note(
-        self, request: Request[Any, Any, Any], services: Services, case_id: PathId, data: NoteIn, expected_version: frozenset[int] | None
+        self,
+        request: Request[Any, Any, Any],
+        services: Services,
+        case_id: PathId,
+        data: NoteIn,
+        expected_version: frozenset[int] | None,
     ) -> CaseView:
         """An internal note for other agents; customers never see it."""
         return await services.cases.add_note(principal_of(request), case_id, expected_version, data)
 
     @post("/{case_id:str}/close", operation_id="closeCase", status_code=200)
     async def close(
-        self, request: Request[Any, Any, Any], services: Services, case_id: PathId, data: CloseIn, expected_version: frozenset[int] | None
+        self,
+        request: Request[Any, Any, Any],
+        services: Services,
+        case_id: PathId,
+        data: CloseIn,
+        expected_version: frozenset[int] | None,
     ) -> CaseView:
         return await services.cases.close(principal_of(request), case_id, expected_version, data)
 
     @post("/{case_id:str}/request-info", operation_id="requestInfo", status_code=200)
     async def request_info(
-        self, request: Request[Any, Any, Any], services: Services, case_id: PathId, data: RequestInfoIn, expected_version: frozenset[int] | None
+        self,
+        request: Request[Any, Any, Any],
+        services: Services,
+        case_id: PathId,
+        data: RequestInfoIn,
+        expected_version: frozenset[int] | None,
     ) -> CaseView:
         """Send the case back to the customer for more photos or details."""
         return await services.cases.request_info(principal_of(request), case_id, expected_version, data)
@@ -302,12 +363,14 @@ class WebhookController(Controller):
 # types, openapi-python-client (0.29, its issue #1451) generates code for a required body that
 # does not import.
 POLICY_BODY = RequestBody(
-    content=contents({
-        "application/json": Schema(type=OpenAPIType.OBJECT, description="The policy document, e.g. {\"rules\": {...}}"),
-        "application/toml": Schema(
-            type=OpenAPIType.STRING, format=OpenAPIFormat.BINARY, description="The policy document as TOML (UTF-8)"
-        ),
-    }),
+    content=contents(
+        {
+            "application/json": Schema(type=OpenAPIType.OBJECT, description='The policy document, e.g. {"rules": {...}}'),
+            "application/toml": Schema(
+                type=OpenAPIType.STRING, format=OpenAPIFormat.BINARY, description="The policy document as TOML (UTF-8)"
+            ),
+        }
+    ),
     description="The new policy, as JSON or TOML (needed: an empty body answers 422 `validation_error`)",
     required=False,
 )
@@ -363,6 +426,6 @@ def _parse_policy(body: bytes, content_type: str) -> dict[str, Any]:
     except RecursionError as exc:  # the depth check above should have refused it already
         raise too_deep() from exc
     if not isinstance(document, dict):
-        raise InvalidRequest("a policy is an object", [{"field": "body", "message": "expected {\"rules\": {...}}"}])
+        raise InvalidRequest("a policy is an object", [{"field": "body", "message": 'expected {"rules": {...}}'}])
     check_value_depth(document)  # TOML's dotted keys nest tables without brackets
     return document

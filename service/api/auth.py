@@ -18,7 +18,14 @@ from service.ports import Principal
 # Paths that need no key: probes, metrics, the schema, the console's static page, Stripe's
 # webhooks (signed by Stripe instead), the portal's static page and its lookup by order number and e-mail.
 PUBLIC_PATHS = [
-    "^/$", "^/health", "^/metrics", "^/schema", "^/webhooks/", "^/console", "^/portal(/|$)", "^/v1/portal-sessions$",
+    "^/$",
+    "^/health",
+    "^/metrics",
+    "^/schema",
+    "^/webhooks/",
+    "^/console",
+    "^/portal(/|$)",
+    "^/v1/portal-sessions$",
 ]
 
 
@@ -53,16 +60,12 @@ def roles(*allowed: str) -> Callable[[ASGIConnection[Any, Any, Any, Any], BaseRo
             if not handler.opt.get(CUSTOMER):
                 raise PermissionDeniedException("a customer's portal link may not do this")
         elif principal.role not in permitted and not _opened_to_agents(principal, connection, handler):
-            raise PermissionDeniedException(
-                f"role '{principal.role}' may not do this; needs {' or '.join(sorted(permitted))}"
-            )
+            raise PermissionDeniedException(f"role '{principal.role}' may not do this; needs {' or '.join(sorted(permitted))}")
 
     return guard
 
 
-def _opened_to_agents(
-    principal: Principal, connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
-) -> bool:
+def _opened_to_agents(principal: Principal, connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> bool:
     """Agent keys pass too where the handler names an operator setting (``opt["agents_if"]``) that
     is on: the reports, for teams whose agents analyse return reasons (RETURNS_REPORTS_FOR_AGENTS)."""
     setting = handler.opt.get("agents_if")

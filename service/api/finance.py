@@ -81,9 +81,7 @@ class FinanceController(Controller):
         )
 
     @post("/reconciliations", operation_id="reconcile", status_code=201)
-    async def reconcile(
-        self, request: Request[Any, Any, Any], services: Services, data: ReconciliationIn
-    ) -> ReconciliationView:
+    async def reconcile(self, request: Request[Any, Any, Any], services: Services, data: ReconciliationIn) -> ReconciliationView:
         """Compare our refunds of the period with the gateway's; the report is kept."""
         return await services.finance.reconcile(principal_of(request), data.period_from, data.period_to)
 
@@ -108,10 +106,13 @@ class FinanceController(Controller):
 
     @get("/reports/reasons", operation_id="reasonsReport", opt=AGENTS_IF_ENABLED)
     async def reasons(
-        self, request: Request[Any, Any, Any], services: Services, period_from: From = None, period_to: To = None,
+        self,
+        request: Request[Any, Any, Any],
+        services: Services,
+        period_from: From = None,
+        period_to: To = None,
         by_day: Annotated[bool, Parameter(description="also per UTC day the cases were opened (added)")] = False,
     ) -> ReasonsReport:
         """Return reasons by SKU, the share the merchant is responsible for, and CSAT."""
         since, until = query_period(request, "from", "to")
         return await services.finance.reasons(principal_of(request), since, until, by_day)
-

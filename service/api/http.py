@@ -86,9 +86,7 @@ def document_case_etags(document: OpenAPI) -> None:
 BINARY = Schema(type=OpenAPIType.STRING, format=OpenAPIFormat.BINARY)
 
 
-def documented(
-    request_body: RequestBody | None = None, answers: dict[str, dict[str, Schema]] | None = None
-) -> type[Operation]:
+def documented(request_body: RequestBody | None = None, answers: dict[str, dict[str, Schema]] | None = None) -> type[Operation]:
     """An ``operation_class`` for a handler that reads its body itself (a stream, TOML) or answers
     bytes, where the framework cannot see what goes in or out: its ``request_body``, and each
     status' answer in ``answers`` as media type → schema."""

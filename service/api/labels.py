@@ -38,7 +38,11 @@ class StorefrontLabelController(Controller):
     tags = ("labels",)
 
     @get(
-        "/", operation_id="getLabel", guards=[roles("storefront")], opt={"customer": True}, media_type="application/pdf",
+        "/",
+        operation_id="getLabel",
+        guards=[roles("storefront")],
+        opt={"customer": True},
+        media_type="application/pdf",
         operation_class=LABEL_ANSWER,
     )
     async def label(
@@ -65,7 +69,11 @@ class AgentLabelController(Controller):
 
     @post("/buy", operation_id="buyHeldLabel", status_code=200)
     async def buy(
-        self, request: Request[Any, Any, Any], services: Services, case_id: PathId, data: LabelDecisionIn,
+        self,
+        request: Request[Any, Any, Any],
+        services: Services,
+        case_id: PathId,
+        data: LabelDecisionIn,
         expected_version: frozenset[int] | None,
     ) -> CaseView:
         """Buy a ``held`` label anyway (its rate is over the merchant's ceiling): the worker buys
@@ -76,7 +84,11 @@ class AgentLabelController(Controller):
 
     @post("/decline", operation_id="declineHeldLabel", status_code=200)
     async def decline(
-        self, request: Request[Any, Any, Any], services: Services, case_id: PathId, data: LabelDecisionIn,
+        self,
+        request: Request[Any, Any, Any],
+        services: Services,
+        case_id: PathId,
+        data: LabelDecisionIn,
         expected_version: frozenset[int] | None,
     ) -> CaseView:
         """Buy no label for this case (``cancelled``): the customer ships the item themselves, as

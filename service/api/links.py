@@ -69,8 +69,11 @@ def _operations(document: OpenAPI) -> dict[str, tuple[str, Operation]]:
 def document_links(document: OpenAPI) -> None:
     """Add the links above to the document's responses (only where both operations exist)."""
     operations = _operations(document)
-    case_actions = {op_id: {"case_id": CASE_ID} for op_id, (path, _) in operations.items()
-                    if path.count("{") == 1 and "{case_id}" in path and op_id not in NOT_ON_EVERY_CASE}
+    case_actions = {
+        op_id: {"case_id": CASE_ID}
+        for op_id, (path, _) in operations.items()
+        if path.count("{") == 1 and "{case_id}" in path and op_id not in NOT_ON_EVERY_CASE
+    }
     links: dict[tuple[str, str], dict[str, dict[str, Any]]] = dict(OTHER_LINKS)
     for source, status in CASE_SOURCES.items():
         links[(source, status)] = {**case_actions, **CASE_CHILDREN}

@@ -60,9 +60,7 @@ _CODES_BY_STATUS = {
 log = structlog.get_logger()
 
 
-def problem(
-    status: int, code: str, detail: str, headers: dict[str, str] | None = None, **extra: Any
-) -> Response[dict[str, Any]]:
+def problem(status: int, code: str, detail: str, headers: dict[str, str] | None = None, **extra: Any) -> Response[dict[str, Any]]:
     title = code.replace("_", " ").capitalize()
     body = {"type": f"https://returns.dev/problems/{code}", "title": title, "status": status, "detail": detail, "code": code}
     body.update({key: value for key, value in extra.items() if value is not None})
@@ -80,7 +78,7 @@ def _parameters(request: Request[Any, Any, Any]) -> dict[str, tuple[str, str]]:
     handler = request.scope.get("route_handler")
     signature = getattr(handler, "parsed_fn_signature", None)
     names: dict[str, tuple[str, str]] = {}
-    for name, definition in (signature.parameters.items() if signature else ()):
+    for name, definition in signature.parameters.items() if signature else ():
         kwarg = definition.kwarg_definition
         if name in _NOT_PARAMETERS or (kwarg is not None and not isinstance(kwarg, ParameterKwarg)):
             continue  # the body, a dependency
@@ -158,7 +156,12 @@ def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Respons
         if status >= 500:
             log.error("http_error", status=status, detail=exc.detail)
         if status == 400:  # an undecodable body: the client's input, named like any bad field
-            return problem(422, "validation_error", "the request is not valid", errors=[{"field": "", "in": "body", "message": str(exc.detail)}])
+            return problem(
+                422,
+                "validation_error",
+                "the request is not valid",
+                errors=[{"field": "", "in": "body", "message": str(exc.detail)}],
+            )
         # keep what the exception says in headers (Allow on a 405, WWW-Authenticate on a 401)
         return problem(status, _CODES_BY_STATUS.get(status, "error"), str(exc.detail), headers=exc.headers)
     log.exception("unhandled_error", error_type=type(exc).__name__)
@@ -192,8 +195,7 @@ ERROR_STATUSES = {
     422: "`validation_error` (each bad field in `errors`), `policy_violation` or a refund limit",
     429: "`rate_limited`: too many portal lookups from this address or for this e-mail; see `Retry-After`",
     502: "`gateway_error`: the payment gateway refused or answered something unreadable; nothing stored",
-    503: "`unavailable`: the database is unreachable or busy; `gateway_unavailable`: the payment gateway is "
-    "(see `Retry-After`)",
+    503: "`unavailable`: the database is unreachable or busy; `gateway_unavailable`: the payment gateway is (see `Retry-After`)",
 }
 # Statuses only some operations answer, where no rule of ``_error_statuses`` finds them
 EXTRA_STATUSES = {

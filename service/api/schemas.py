@@ -62,8 +62,11 @@ def document_presence(document: OpenAPI, plugin: StructSchemas) -> None:
     assert document.components is not None
     schemas = document.components.schemas = dict(document.components.schemas or {})
     sent, answered = _reached(schemas, _roots(document, "sent")), _reached(schemas, _roots(document, "answered"))
-    structs = {name: plugin.structs[str(schema.title)] for name, schema in schemas.items()
-               if isinstance(schema, Schema) and schema.title in plugin.structs}
+    structs = {
+        name: plugin.structs[str(schema.title)]
+        for name, schema in schemas.items()
+        if isinstance(schema, Schema) and schema.title in plugin.structs
+    }
     both = {name: _view_name(name) for name in sent & answered if name in structs}
     taken = set(both.values()) & set(schemas)
     if taken:
@@ -91,8 +94,20 @@ def _any_members(schema: Schema) -> None:
 
 
 # the keywords that constrain values of one type only
-_TYPED = ("max_length", "min_length", "pattern", "format", "maximum", "minimum", "exclusive_maximum", "exclusive_minimum",
-          "multiple_of", "max_items", "min_items", "unique_items")
+_TYPED = (
+    "max_length",
+    "min_length",
+    "pattern",
+    "format",
+    "maximum",
+    "minimum",
+    "exclusive_maximum",
+    "exclusive_minimum",
+    "multiple_of",
+    "max_items",
+    "min_items",
+    "unique_items",
+)
 
 
 def _constraints_on_the_value(schema: Schema) -> None:

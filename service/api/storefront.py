@@ -71,9 +71,7 @@ class StorefrontController(Controller):
         request: Request[Any, Any, Any],
         services: Services,
         data: CaseIn,
-        idempotency_key: Annotated[
-            str | None, HeaderParameter(name="Idempotency-Key", max_length=255, required=False)
-        ] = None,
+        idempotency_key: Annotated[str | None, HeaderParameter(name="Idempotency-Key", max_length=255, required=False)] = None,
     ) -> Response[CaseView]:
         """Open a case. The same Idempotency-Key with the same body answers the same case."""
         view, replayed = await services.cases.open_case(principal_of(request), data, idempotency_key)
@@ -103,7 +101,11 @@ class StorefrontController(Controller):
 
     @post("/cases/{case_id:str}/return-shipment", operation_id="reportReturnShipment", opt={"customer": True}, status_code=200)
     async def return_shipment(
-        self, request: Request[Any, Any, Any], services: Services, case_id: PathId, data: ShipmentIn,
+        self,
+        request: Request[Any, Any, Any],
+        services: Services,
+        case_id: PathId,
+        data: ShipmentIn,
         expected_version: frozenset[int] | None,
     ) -> CaseView:
         """The customer shipped the item back."""
@@ -111,7 +113,11 @@ class StorefrontController(Controller):
 
     @post("/cases/{case_id:str}/info", operation_id="provideInfo", opt={"customer": True}, status_code=200)
     async def provide_info(
-        self, request: Request[Any, Any, Any], services: Services, case_id: PathId, data: ProvideInfoIn,
+        self,
+        request: Request[Any, Any, Any],
+        services: Services,
+        case_id: PathId,
+        data: ProvideInfoIn,
         expected_version: frozenset[int] | None,
     ) -> CaseView:
         """The customer's answer to an agent's request for information: back to review."""
@@ -144,9 +150,7 @@ class StorefrontController(Controller):
         return await services.cases.survey(principal_of(request), case_id, expected_version, data)
 
     @get("/customers/{customer_id:str}/store-credit", operation_id="getStoreCredit")
-    async def store_credit(
-        self, request: Request[Any, Any, Any], services: Services, customer_id: PathId
-    ) -> StoreCreditView:
+    async def store_credit(self, request: Request[Any, Any, Any], services: Services, customer_id: PathId) -> StoreCreditView:
         """The customer's store credit: balance per currency and every grant."""
         return await services.cases.store_credit(principal_of(request), customer_id)
 

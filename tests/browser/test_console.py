@@ -27,13 +27,51 @@ pytestmark = pytest.mark.skipif(
 XSS = "<img src=x onerror=alert(1)>"
 AXE = Path(__file__).parent / "vendor" / "axe.min.js"
 SCREENSHOTS = Path(__file__).parents[2] / "docs" / "screenshots"
-STATES = ("requested", "pending_review", "info_requested", "approved", "rejected", "in_transit", "received",
-          "refund_pending", "refunded", "replacement_shipped", "diagnosing", "quote_pending", "repairing",
-          "shipped_back", "closed", "cancelled")
-REASONS = ("changed_mind", "wrong_size", "ordered_by_mistake", "better_price_elsewhere", "defective",
-           "damaged_in_transit", "wrong_item", "not_as_described", "arrived_late", "missing_parts")
-ENGLISH_WORDS = ("Pending review", "Approved", "Refund pending", "Requested", "Defective", "Changed mind",
-                 "Photo evidence", "Return window", "Case opened", "Agent", "overdue", "due in", "Queue")
+STATES = (
+    "requested",
+    "pending_review",
+    "info_requested",
+    "approved",
+    "rejected",
+    "in_transit",
+    "received",
+    "refund_pending",
+    "refunded",
+    "replacement_shipped",
+    "diagnosing",
+    "quote_pending",
+    "repairing",
+    "shipped_back",
+    "closed",
+    "cancelled",
+)
+REASONS = (
+    "changed_mind",
+    "wrong_size",
+    "ordered_by_mistake",
+    "better_price_elsewhere",
+    "defective",
+    "damaged_in_transit",
+    "wrong_item",
+    "not_as_described",
+    "arrived_late",
+    "missing_parts",
+)
+ENGLISH_WORDS = (
+    "Pending review",
+    "Approved",
+    "Refund pending",
+    "Requested",
+    "Defective",
+    "Changed mind",
+    "Photo evidence",
+    "Return window",
+    "Case opened",
+    "Agent",
+    "overdue",
+    "due in",
+    "Queue",
+)
 MONTHS = r"\b(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)[a-z]*\b"
 # every text node's words, each on one line: a word whose Range has rects on two lines was broken
 BROKEN_WORDS = """() => {
@@ -79,7 +117,8 @@ def page(browser, base_url: str, tenant: Tenant):
 def _defect_case(tenant: Tenant, quantity: int = 1) -> dict:
     order = tenant.put_order()
     case = tenant.open_case(
-        order["order_id"], customer_note=f"it broke {XSS}",
+        order["order_id"],
+        customer_note=f"it broke {XSS}",
         items=[{"line_id": "l1", "quantity": quantity, "reason": "defective", "note": XSS}],
     ).json()
     uploaded = tenant.storefront.post(
@@ -107,7 +146,12 @@ def _make_overdue(database_url: str, merchant_id: str, case_id: str, hours: floa
         try:
             await conn.execute(
                 "UPDATE cases SET sla_due_at = $3, doc = jsonb_set(doc, '{sla_due_at}', to_jsonb($4::text))"
-                " WHERE merchant_id = $1 AND id = $2", merchant_id, case_id, at, at.isoformat().replace("+00:00", "Z"))
+                " WHERE merchant_id = $1 AND id = $2",
+                merchant_id,
+                case_id,
+                at,
+                at.isoformat().replace("+00:00", "Z"),
+            )
         finally:
             await conn.close()
 
@@ -132,8 +176,13 @@ def test_sign_in_find_open_see_decision_and_photo_then_approve(page, tenant: Ten
     button.click()
     page.wait_for_selector("#viewer[open]")
     page.wait_for_selector("#viewer-image[src^='blob:']")
-    assert page.evaluate("new Promise((done) => { const image = document.querySelector('#viewer-image');"
-                         " image.decode().then(() => done(image.naturalWidth)); })") > 320
+    assert (
+        page.evaluate(
+            "new Promise((done) => { const image = document.querySelector('#viewer-image');"
+            " image.decode().then(() => done(image.naturalWidth)); })"
+        )
+        > 320
+    )
     page.click("#viewer button")
     _screenshot(page, "case")
 
@@ -340,7 +389,9 @@ def test_chinese_pages_have_no_english_state_reason_rule_or_date(page, tenant: T
     _scan_for_english(page)
     assert page.text_content('form[data-action="approve"] button[type=submit]') == "批准"
     assert "年" in page.text_content("#timeline time")
-    untranslated = "[...document.querySelectorAll('#all-outcomes .detail')].filter((e) => e.lang === 'en').map((e) => e.textContent)"
+    untranslated = (
+        "[...document.querySelectorAll('#all-outcomes .detail')].filter((e) => e.lang === 'en').map((e) => e.textContent)"
+    )
     assert page.evaluate(untranslated) == [], "every rule explanation of this case is in Chinese"
     assert "已收到 1 张照片（有缺陷）" in page.text_content('#all-outcomes li[data-rule="photo_evidence"]')
     _screenshot(page, "zh-CN")
@@ -365,8 +416,15 @@ def _scan_for_english(page) -> None:
 
 def test_a_phone_shows_cards_with_whole_words(browser, base_url: str, tenant: Tenant) -> None:
     case = _defect_case(tenant)
-    phone = _signed_in(browser, base_url, tenant.keys["agent"], viewport={"width": 390, "height": 844},
-                       device_scale_factor=2, is_mobile=True, has_touch=True)
+    phone = _signed_in(
+        browser,
+        base_url,
+        tenant.keys["agent"],
+        viewport={"width": 390, "height": 844},
+        device_scale_factor=2,
+        is_mobile=True,
+        has_touch=True,
+    )
     phone.wait_for_selector(f'tr[data-case="{case["id"]}"]')
     assert phone.evaluate("getComputedStyle(document.querySelector('#queue-table thead')).display") == "none"
     assert phone.evaluate(BROKEN_WORDS) == []
@@ -376,7 +434,9 @@ def test_a_phone_shows_cards_with_whole_words(browser, base_url: str, tenant: Te
     phone.wait_for_selector(f'#case-id:text("{case["id"]}")')
     assert phone.evaluate(BROKEN_WORDS) == []
     assert phone.evaluate(WIDER_THAN_PAGE) == []
-    bar = phone.evaluate("(() => { const r = document.querySelector('#next').getBoundingClientRect(); return [r.top, r.bottom]; })()")
+    bar = phone.evaluate(
+        "(() => { const r = document.querySelector('#next').getBoundingClientRect(); return [r.top, r.bottom]; })()"
+    )
     assert bar[0] > 0 and bar[1] <= 844, "the next step is on screen, not three screens down"
     _screenshot(phone, "phone-case", full_page=False)
     phone.select_option("#language", "zh")
@@ -457,12 +517,20 @@ def test_console_files_are_served_with_one_charset_and_the_policy(base_url: str)
 def test_a_quote_is_typed_in_major_units_and_the_repair_is_described(page, tenant: Tenant) -> None:
     delivered = datetime.now(UTC) - timedelta(days=400)
     order = tenant.put_order(placed_at=(delivered - timedelta(days=2)).isoformat(), delivered_at=delivered.isoformat())
-    case = tenant.open_case(order["order_id"], type="repair", resolution=None, issue_description="zip broken",
-                            items=[{"line_id": "l1", "quantity": 1, "reason": "defective"}]).json()
-    tenant.agent.post(f"/admin/v1/cases/{case['id']}/approve",
-                      json={"overrides": [{"rule": "photo_evidence", "reason": "inspected at the counter"}]})
-    tenant.agent.post(f"/admin/v1/cases/{case['id']}/receive",
-                      json={"items": [{"line_id": "l1", "quantity": 1, "condition": "defective"}]})
+    case = tenant.open_case(
+        order["order_id"],
+        type="repair",
+        resolution=None,
+        issue_description="zip broken",
+        items=[{"line_id": "l1", "quantity": 1, "reason": "defective"}],
+    ).json()
+    tenant.agent.post(
+        f"/admin/v1/cases/{case['id']}/approve",
+        json={"overrides": [{"rule": "photo_evidence", "reason": "inspected at the counter"}]},
+    )
+    tenant.agent.post(
+        f"/admin/v1/cases/{case['id']}/receive", json={"items": [{"line_id": "l1", "quantity": 1, "condition": "defective"}]}
+    )
     _open(page, case["id"])
     assert page.text_content('#details dd[data-field="issue_description"]') == "zip broken"
     assert page.text_content("#next") == "Diagnose"
@@ -481,8 +549,20 @@ def test_a_quote_is_typed_in_major_units_and_the_repair_is_described(page, tenan
 
 def test_an_exchange_shows_its_replacement_and_approve_sends_a_money_override(page, tenant: Tenant) -> None:
     order = tenant.put_order()
-    exchange = tenant.open_case(order["order_id"], type="exchange", resolution=None, items=[
-        {"line_id": "l1", "quantity": 1, "reason": "wrong_size", "replacement_sku": "TSHIRT-L", "replacement_unit_price": 2199}]).json()
+    exchange = tenant.open_case(
+        order["order_id"],
+        type="exchange",
+        resolution=None,
+        items=[
+            {
+                "line_id": "l1",
+                "quantity": 1,
+                "reason": "wrong_size",
+                "replacement_sku": "TSHIRT-L",
+                "replacement_unit_price": 2199,
+            }
+        ],
+    ).json()
     _open(page, exchange["id"])
     assert "TSHIRT-L (€21.99)" in page.text_content("#case-gets")
     assert "TSHIRT-L €21.99" in page.text_content('#details dd[data-field="replacement"]')
@@ -498,13 +578,16 @@ def test_an_exchange_shows_its_replacement_and_approve_sends_a_money_override(pa
     page.fill(f'{form} input[name="money_override_reason"]', "goodwill, agreed by phone")
     page.click(f"{form} button[type=submit]")
     page.wait_for_selector('#case-state:text("Approved")')
-    assert sent == [{"note": None, "overrides": [], "money_override": {"refund_total": 1000, "reason": "goodwill, agreed by phone"}}]
+    assert sent == [
+        {"note": None, "overrides": [], "money_override": {"refund_total": 1000, "reason": "goodwill, agreed by phone"}}
+    ]
 
 
 def test_refund_without_return_and_who_is_responsible_are_decided_on_approval(page, tenant: Tenant) -> None:
     order = tenant.put_order()
-    case = tenant.open_case(order["order_id"], items=[
-        {"line_id": "l1", "quantity": 1, "reason": "other", "note": "not what the picture showed"}]).json()
+    case = tenant.open_case(
+        order["order_id"], items=[{"line_id": "l1", "quantity": 1, "reason": "other", "note": "not what the picture showed"}]
+    ).json()
     assert case["money"]["return_shipping"]["payer"] == "undecided"
     _open(page, case["id"])
     form = 'form[data-action="approve"]'
@@ -515,13 +598,18 @@ def test_refund_without_return_and_who_is_responsible_are_decided_on_approval(pa
     page.check(f'{form} input[name="keep_item"]')
     page.click(f"{form} button[type=submit]")
     page.wait_for_selector('#case-state:text("Refund pending"), #case-state:text("Closed")')
-    assert sent == [{"note": None, "overrides": [], "keep_item": True,
-                     "responsibility": [{"line_id": "l1", "responsibility": "customer"}]}]
+    assert sent == [
+        {"note": None, "overrides": [], "keep_item": True, "responsibility": [{"line_id": "l1", "responsibility": "customer"}]}
+    ]
     paid = tenant.agent.get(f"/admin/v1/cases/{case['id']}").json()
     assert paid["money"]["refund_total"] == 1999 and paid["money"]["return_shipping"]["customer_share"] == 0
 
-    exchange = tenant.open_case(order["order_id"], type="exchange", resolution=None, items=[
-        {"line_id": "l2", "quantity": 1, "reason": "other", "note": "chipped", "replacement_sku": "MUG-2"}]).json()
+    exchange = tenant.open_case(
+        order["order_id"],
+        type="exchange",
+        resolution=None,
+        items=[{"line_id": "l2", "quantity": 1, "reason": "other", "note": "chipped", "replacement_sku": "MUG-2"}],
+    ).json()
     _open(page, exchange["id"])
     assert page.is_visible(form) and page.is_visible("#approve-responsibility")
     assert not page.is_visible("#approve-keep")  # only a return is refunded without coming back

@@ -53,13 +53,13 @@ RETURN_ADDRESS = "Returns dept.\nHauptstraße 1\n10115 Berlin"
 
 def _order(tenant: Tenant, lines: list[dict] | None = None, language: str | None = None) -> dict:
     customer = {"id": f"cus_{tenant.merchant_id}", "email": "c@example.com", **({"language": language} if language else {})}
-    return tenant.put_order(lines=lines or THREE_LINES, customer=customer,
-                            payment=payment(8693))
+    return tenant.put_order(lines=lines or THREE_LINES, customer=customer, payment=payment(8693))
 
 
 def _link(tenant: Tenant, order: dict, language: str = "en") -> str:
-    made = tenant.storefront.post("/v1/portal-links", json={
-        "order_id": order["order_id"], "customer_id": order["customer"]["id"], "language": language})
+    made = tenant.storefront.post(
+        "/v1/portal-links", json={"order_id": order["order_id"], "customer_id": order["customer"]["id"], "language": language}
+    )
     assert made.status_code == 201, made.text
     return made.json()["url"]
 
@@ -86,8 +86,10 @@ def _draft(page, picks: dict[str, tuple[int, str, str]], photos: int = 0) -> Non
         if note:
             page.fill(f"{item} input[name=note]", note)
     for seed in range(photos):
-        page.set_input_files("#photo-input", files=[{"name": f"p{seed}.jpg", "mimeType": "image/jpeg",
-                                                     "buffer": encode(photo(seed=50 + seed), "JPEG")}])
+        page.set_input_files(
+            "#photo-input",
+            files=[{"name": f"p{seed}.jpg", "mimeType": "image/jpeg", "buffer": encode(photo(seed=50 + seed), "JPEG")}],
+        )
     page.click("#draft button[type=submit]")
     page.wait_for_selector("#quote:not([hidden])")
 
@@ -97,9 +99,7 @@ def _cases(tenant: Tenant, order: dict) -> list[dict]:
 
 
 @pytest.mark.parametrize("device", ["desktop", "phone"])
-def test_a_return_of_two_of_three_lines_with_a_photo_from_a_storefront_link(
-    browser, tenant: Tenant, device: str
-) -> None:
+def test_a_return_of_two_of_three_lines_with_a_photo_from_a_storefront_link(browser, tenant: Tenant, device: str) -> None:
     tenant.admin.put("/admin/v1/mail-settings", json={"return_address": RETURN_ADDRESS})
     order = _order(tenant)
     page = _page(browser, _link(tenant, order), **(PHONE if device == "phone" else DESKTOP))
@@ -128,7 +128,10 @@ def test_a_return_of_two_of_three_lines_with_a_photo_from_a_storefront_link(
     assert re.match(r".*#/cases/case_\w+$", page.url)
 
     [case] = _cases(tenant, order)
-    assert [(i["line_id"], i["quantity"], i["reason"]) for i in case["items"]] == [("l1", 2, "defective"), ("l2", 1, "changed_mind")]
+    assert [(i["line_id"], i["quantity"], i["reason"]) for i in case["items"]] == [
+        ("l1", 2, "defective"),
+        ("l2", 1, "changed_mind"),
+    ]
     assert len(case["photos"]) == 1, "the photo went with the request"
     assert page.text_content("#case-state") == "We are looking at your request"
     page.wait_for_selector("#case-photos img[src^='blob:']")
@@ -161,7 +164,10 @@ def test_a_double_tap_or_a_retry_after_a_lost_answer_opens_one_case(browser, ten
     page = _page(browser, _link(tenant, order))
     _draft(page, {"l3": (1, "changed_mind", "")})
     keys: list[str] = []
-    page.on("request", lambda r: keys.append(r.headers.get("idempotency-key")) if r.method == "POST" and r.url.endswith("/v1/cases") else None)
+    page.on(
+        "request",
+        lambda r: keys.append(r.headers.get("idempotency-key")) if r.method == "POST" and r.url.endswith("/v1/cases") else None,
+    )
 
     def lose_the_first_answer(route) -> None:
         if len(keys) == 1:
@@ -215,7 +221,10 @@ def test_the_chinese_portal_has_no_untranslated_text(browser, tenant: Tenant) ->
     assert page.evaluate(WIDER_THAN_PAGE) == []
     page.set_input_files("#more-photos", files=[{"name": "p.jpg", "mimeType": "image/jpeg", "buffer": b"not a picture"}])
     page.click('form[data-action="photos"] button[type=submit]')
-    assert page.wait_for_selector('form[data-action="photos"] .result:not(:empty)').text_content() == "无法识别此文件，请换一张照片。"
+    assert (
+        page.wait_for_selector('form[data-action="photos"] .result:not(:empty)').text_content()
+        == "无法识别此文件，请换一张照片。"
+    )
     assert _english_left(page) == []
     page.select_option("#language", "en")
     page.wait_for_selector('#case-state:text("We are looking at your request")')
@@ -277,7 +286,11 @@ def test_an_expired_or_altered_link_offers_the_lookup_which_answers_alike(browse
     fresh.wait_for_selector("#lookup:not([hidden])")
     assert not fresh.is_visible("#lookup-expired") and not fresh.is_visible("#lookup-merchant")
     answers = []
-    for order_id, email in ((order["order_id"], "c@example.com"), ("o_missing", "c@example.com"), (order["order_id"], "x@example.com")):
+    for order_id, email in (
+        (order["order_id"], "c@example.com"),
+        ("o_missing", "c@example.com"),
+        (order["order_id"], "x@example.com"),
+    ):
         fresh.fill("#lookup-order", order_id)
         fresh.fill("#lookup-email", email)
         fresh.evaluate("() => { document.querySelector('#lookup-result').textContent = ''; }")
@@ -300,8 +313,9 @@ def _closed_case(tenant: Tenant, order: dict) -> dict:
     case = tenant.open_case(order["order_id"], items=[{"line_id": "l3", "quantity": 1, "reason": "arrived_late"}]).json()
     if case["state"] != "approved":
         assert tenant.agent.post(f"/admin/v1/cases/{case['id']}/approve", json={}).status_code == 200
-    received = tenant.agent.post(f"/admin/v1/cases/{case['id']}/receive",
-                                 json={"items": [{"line_id": "l3", "quantity": 1, "condition": "as_new"}]})
+    received = tenant.agent.post(
+        f"/admin/v1/cases/{case['id']}/receive", json={"items": [{"line_id": "l3", "quantity": 1, "condition": "as_new"}]}
+    )
     assert received.status_code == 200, received.text
     return eventually(lambda: (c := tenant.storefront.get(f"/v1/cases/{case['id']}").json())["state"] == "closed" and c)
 
@@ -342,7 +356,9 @@ def test_an_information_request_is_answered_from_its_link(browser, tenant: Tenan
 def test_the_return_label_is_downloaded_from_the_status_page(browser, tenant: Tenant) -> None:
     assert tenant.admin.put("/admin/v1/shipping-settings", json=MERCHANT_BUYS_LABELS).status_code == 200
     order = tenant.put_order(
-        lines=THREE_LINES, shipping_address=CUSTOMER_ADDRESS, customer={"id": f"cus_{tenant.merchant_id}", "email": "c@example.com"},
+        lines=THREE_LINES,
+        shipping_address=CUSTOMER_ADDRESS,
+        customer={"id": f"cus_{tenant.merchant_id}", "email": "c@example.com"},
         payment=payment(8693),
     )
     case = tenant.open_case(order["order_id"], items=[{"line_id": "l1", "quantity": 1, "reason": "changed_mind"}]).json()
@@ -367,9 +383,7 @@ def test_the_return_label_is_downloaded_from_the_status_page(browser, tenant: Te
 
 
 @pytest.mark.parametrize("language", ["en", "zh-CN"])
-def test_axe_finds_nothing_critical_or_serious_on_any_portal_page(
-    browser, tenant: Tenant, base_url: str, language: str
-) -> None:
+def test_axe_finds_nothing_critical_or_serious_on_any_portal_page(browser, tenant: Tenant, base_url: str, language: str) -> None:
     tenant.admin.put("/admin/v1/mail-settings", json={"return_address": RETURN_ADDRESS})
     order = _order(tenant)
     closed = _closed_case(tenant, order)
@@ -397,8 +411,10 @@ def test_axe_finds_nothing_critical_or_serious_on_any_portal_page(
     page.click("#submit")
     page.wait_for_selector("#case:not([hidden]) #case-state")
     opened = _cases(tenant, order)[0]
-    approved = tenant.agent.post(f"/admin/v1/cases/{opened['id']}/approve",
-                                 json={"overrides": [{"rule": "photo_evidence", "reason": "seen at the counter"}]})
+    approved = tenant.agent.post(
+        f"/admin/v1/cases/{opened['id']}/approve",
+        json={"overrides": [{"rule": "photo_evidence", "reason": "seen at the counter"}]},
+    )
     assert approved.status_code == 200, approved.text
     page.reload()
     page.wait_for_selector('form[data-action="return-shipment"]')
@@ -415,10 +431,13 @@ def test_each_line_says_what_it_allows_and_the_choices_show_their_money(browser,
     order = _order(tenant, lines=lines)
     tenant.open_case(order["order_id"], items=[{"line_id": "l3", "quantity": 1, "reason": "changed_mind"}])
     page = _page(browser, _link(tenant, order))
-    page.wait_for_function("() => document.querySelector('#lines li[data-line=\"l2\"] .avail')?.textContent.includes('final sale')")
+    page.wait_for_function(
+        "() => document.querySelector('#lines li[data-line=\"l2\"] .avail')?.textContent.includes('final sale')"
+    )
     assert page.text_content('#lines li[data-line="l2"] .avail') == (
         "Possible: Repair · Return: final sale, only if it is faulty or not what you ordered · "
-        "Exchange: final sale, only if it is faulty or not what you ordered")
+        "Exchange: final sale, only if it is faulty or not what you ordered"
+    )
     assert page.text_content('#lines li[data-line="l3"] .avail') == "Already returned or in a request"
     assert page.is_disabled('#lines li[data-line="l3"] input[name=pick]')
     assert page.text_content("#bonus") == "includes a 10% bonus"
@@ -427,7 +446,9 @@ def test_each_line_says_what_it_allows_and_the_choices_show_their_money(browser,
     _draft(page, {"l1": (1, "changed_mind", "")})
     money = page.text_content("#quote-money")
     # 19.99 less the 5.00 label the customer pays = 14.99, and 10% on top: 1.50
-    assert "You pay the €5.00 return label; it is deducted." in money and "€16.49 in store credit (with a €1.50 bonus)" in money, money
+    assert (
+        "You pay the €5.00 return label; it is deducted." in money and "€16.49 in store credit (with a €1.50 bonus)" in money
+    ), money
     page.click("#change")
     page.check('#draft input[name=type][value="exchange"]')
     page.fill('#lines li[data-line="l1"] input[name=replacement_sku]', "TSHIRT-L")
@@ -439,8 +460,13 @@ def test_each_line_says_what_it_allows_and_the_choices_show_their_money(browser,
     page.on("request", lambda r: sent.append(r.post_data_json) if r.method == "POST" and r.url.endswith("/v1/cases") else None)
     page.click("#submit")
     page.wait_for_selector("#case:not([hidden]) #case-state")
-    assert sent == [{"order_id": order["order_id"], "type": "exchange",
-                     "items": [{"line_id": "l1", "quantity": 1, "reason": "changed_mind", "replacement_sku": "TSHIRT-L"}]}]
+    assert sent == [
+        {
+            "order_id": order["order_id"],
+            "type": "exchange",
+            "items": [{"line_id": "l1", "quantity": 1, "reason": "changed_mind", "replacement_sku": "TSHIRT-L"}],
+        }
+    ]
 
     page.click("#back-to-order")  # the final-sale mug can still go back when it is faulty
     _draft(page, {"l2": (1, "changed_mind", "")})
@@ -455,24 +481,42 @@ def test_each_line_says_what_it_allows_and_the_choices_show_their_money(browser,
 
 def test_a_repair_quote_is_accepted_and_a_request_cancelled_with_a_second_tap(browser, tenant: Tenant) -> None:
     delivered = datetime.now(UTC) - timedelta(days=400)
-    order = tenant.put_order(lines=THREE_LINES, placed_at=(delivered - timedelta(days=2)).isoformat(), delivered_at=delivered.isoformat(),
-                             customer={"id": "cus_repair", "email": "r@example.com"})
-    repair = tenant.open_case(order["order_id"], type="repair", resolution=None, issue_description="zip broken",
-                              items=[{"line_id": "l1", "quantity": 1, "reason": "defective"}]).json()
+    order = tenant.put_order(
+        lines=THREE_LINES,
+        placed_at=(delivered - timedelta(days=2)).isoformat(),
+        delivered_at=delivered.isoformat(),
+        customer={"id": "cus_repair", "email": "r@example.com"},
+    )
+    repair = tenant.open_case(
+        order["order_id"],
+        type="repair",
+        resolution=None,
+        issue_description="zip broken",
+        items=[{"line_id": "l1", "quantity": 1, "reason": "defective"}],
+    ).json()
     path = f"/admin/v1/cases/{repair['id']}"
     tenant.agent.post(f"{path}/approve", json={"overrides": [{"rule": "photo_evidence", "reason": "seen at the counter"}]})
     tenant.agent.post(f"{path}/receive", json={"items": [{"line_id": "l1", "quantity": 1, "condition": "defective"}]})
-    quoted = tenant.agent.post(f"{path}/repair/diagnose", json={"finding": "motor <b>worn</b>", "in_warranty": False, "quote_amount": 4500})
+    quoted = tenant.agent.post(
+        f"{path}/repair/diagnose", json={"finding": "motor <b>worn</b>", "in_warranty": False, "quote_amount": 4500}
+    )
     assert quoted.json()["state"] == "quote_pending", quoted.text
     page = _page(browser, f"{_link(tenant, order)}&case={repair['id']}&do=status")
     page.wait_for_selector('#case-state:text("A repair quote is waiting for your answer")')
-    assert "motor <b>worn</b>" in page.text_content("#next-actions") and "Repair quote: €45.00" in page.text_content("#next-actions")
+    assert "motor <b>worn</b>" in page.text_content("#next-actions") and "Repair quote: €45.00" in page.text_content(
+        "#next-actions"
+    )
     page.click('button[data-action="quote/accept"]')
     page.wait_for_selector('#case-state:text("Your item is being repaired")')
     assert "You accepted the quote" in page.text_content("#timeline")
 
-    other = tenant.open_case(order["order_id"], type="repair", resolution=None, issue_description="button loose",
-                             items=[{"line_id": "l2", "quantity": 1, "reason": "defective"}]).json()
+    other = tenant.open_case(
+        order["order_id"],
+        type="repair",
+        resolution=None,
+        issue_description="button loose",
+        items=[{"line_id": "l2", "quantity": 1, "reason": "defective"}],
+    ).json()
     page.goto(f"{_link(tenant, order)}&case={other['id']}&do=status")
     page.wait_for_selector("#cancel")
     page.click("#cancel")
@@ -496,17 +540,24 @@ def mail_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str
     port = free_port()
     with smtp_server() as (inbox, smtp_url), fresh_database() as database_url:
         settings = Settings(
-            database_url=database_url, data_dir=tmp_path_factory.mktemp("portal-mail"), log_format="json",
-            smtp_url=smtp_url, public_url=f"http://127.0.0.1:{port}", worker_idle_seconds=0.05,
-            worker_poll_every_seconds=0.2, mail_first_backoff_seconds=0.2,
+            database_url=database_url,
+            data_dir=tmp_path_factory.mktemp("portal-mail"),
+            log_format="json",
+            smtp_url=smtp_url,
+            public_url=f"http://127.0.0.1:{port}",
+            worker_idle_seconds=0.05,
+            worker_poll_every_seconds=0.2,
+            mail_first_backoff_seconds=0.2,
         )
         with serve(build_app(settings), port=port) as url:
             yield url, database_url, inbox
 
 
 def _mail(inbox: Inbox, case_id: str, kind: str) -> EmailMessage:
-    return eventually(lambda: next((m for m in inbox.messages if m["X-Returns-Case"] == case_id and m["X-Returns-Kind"] == kind), None),
-                      timeout=30)
+    return eventually(
+        lambda: next((m for m in inbox.messages if m["X-Returns-Case"] == case_id and m["X-Returns-Kind"] == kind), None),
+        timeout=30,
+    )
 
 
 def _links(mail: EmailMessage, base_url: str) -> list[str]:
@@ -548,7 +599,10 @@ def test_from_a_link_to_the_refund_with_every_e_mail_and_the_rating_in_csat(
         page.context.close()
         assert tenant.storefront.get(f"/v1/cases/{case['id']}").json()["state"] == "in_transit"
 
-        receipt = [{"line_id": "l1", "quantity": 1, "condition": "defective"}, {"line_id": "l3", "quantity": 1, "condition": "as_new"}]
+        receipt = [
+            {"line_id": "l1", "quantity": 1, "condition": "defective"},
+            {"line_id": "l3", "quantity": 1, "condition": "as_new"},
+        ]
         assert tenant.agent.post(f"/admin/v1/cases/{case['id']}/receive", json={"items": receipt}).status_code == 200
         refund_sent = _mail(inbox, case["id"], "refund_sent")
         survey = _mail(inbox, case["id"], "survey")

@@ -19,9 +19,18 @@ def _agent(tenant: Tenant, case_id: str, action: str, body: dict | None = None, 
 def _exchange(tenant: Tenant, replacement_price: int) -> dict:
     order = tenant.put_order()
     response = tenant.open_case(
-        order["order_id"], type="exchange", resolution=None,
-        items=[{"line_id": "l1", "quantity": 1, "reason": "wrong_size", "replacement_sku": "TSHIRT-L",
-                "replacement_unit_price": replacement_price}],
+        order["order_id"],
+        type="exchange",
+        resolution=None,
+        items=[
+            {
+                "line_id": "l1",
+                "quantity": 1,
+                "reason": "wrong_size",
+                "replacement_sku": "TSHIRT-L",
+                "replacement_unit_price": replacement_price,
+            }
+        ],
     )
     assert response.status_code == 201, response.text
     return response.json()
@@ -61,7 +70,10 @@ def _repair(tenant: Tenant, delivered_days_ago: int) -> dict:
     delivered = datetime.now(UTC) - timedelta(days=delivered_days_ago)
     order = tenant.put_order(placed_at=(delivered - timedelta(days=2)).isoformat(), delivered_at=delivered.isoformat())
     response = tenant.open_case(
-        order["order_id"], type="repair", resolution=None, issue_description="zip broken",
+        order["order_id"],
+        type="repair",
+        resolution=None,
+        issue_description="zip broken",
         items=[{"line_id": "l1", "quantity": 1, "reason": "defective"}],
     )
     assert response.status_code == 201, response.text
@@ -73,7 +85,10 @@ def test_in_warranty_repair(tenant: Tenant) -> None:
     warranty = next(o for o in case["decision"]["outcomes"] if o["rule"] == "repair_warranty")
     assert warranty["result"] == "pass"
     _agent(tenant, case["id"], "approve", {"overrides": [{"rule": "photo_evidence", "reason": "inspected at the counter"}]})
-    assert _agent(tenant, case["id"], "receive", {"items": [{"line_id": "l1", "quantity": 1, "condition": "defective"}]})["state"] == "diagnosing"
+    assert (
+        _agent(tenant, case["id"], "receive", {"items": [{"line_id": "l1", "quantity": 1, "condition": "defective"}]})["state"]
+        == "diagnosing"
+    )
     repairing = _agent(tenant, case["id"], "repair/diagnose", {"finding": "zip teeth", "in_warranty": True})
     assert repairing["state"] == "repairing" and repairing["diagnosis"]["in_warranty"] is True
     assert _agent(tenant, case["id"], "repair/complete", {"note": "new zip"})["state"] == "repairing"
@@ -123,15 +138,22 @@ def test_an_override_needs_a_reason_and_is_audited(tenant: Tenant) -> None:
     assert unknown.status_code == 422
     too_much = tenant.agent.post(
         f"/admin/v1/cases/{case['id']}/approve",
-        json={"overrides": [{"rule": "photo_evidence", "reason": "video call"}],
-              "money_override": {"refund_total": 999_999, "reason": "goodwill"}},
+        json={
+            "overrides": [{"rule": "photo_evidence", "reason": "video call"}],
+            "money_override": {"refund_total": 999_999, "reason": "goodwill"},
+        },
     )
     assert too_much.status_code == 422 and too_much.json()["code"] == "refund_exceeds_captured"
-    approved = _agent(tenant, case["id"], "approve", {
-        "note": "saw it on a video call",
-        "overrides": [{"rule": "photo_evidence", "reason": "customer showed the defect on a video call"}],
-        "money_override": {"refund_total": 2200, "reason": "goodwill for the trouble"},
-    })
+    approved = _agent(
+        tenant,
+        case["id"],
+        "approve",
+        {
+            "note": "saw it on a video call",
+            "overrides": [{"rule": "photo_evidence", "reason": "customer showed the defect on a video call"}],
+            "money_override": {"refund_total": 2200, "reason": "goodwill for the trouble"},
+        },
+    )
     assert approved["state"] == "approved" and approved["money"]["refund_total"] == 2200
     photo = next(o for o in approved["decision"]["outcomes"] if o["rule"] == "photo_evidence")
     assert photo["result"] == "review"  # the original outcome stays; the override is beside it
@@ -149,8 +171,9 @@ def test_queue_assignment_notes_and_if_match(tenant: Tenant) -> None:
     order = tenant.put_order()
     case = tenant.open_case(order["order_id"], items=[{"line_id": "l1", "quantity": 1, "reason": "other", "note": "?"}]).json()
     assigned = _agent(tenant, case["id"], "assign", {"assignee": "ana"}, **{"If-Match": f'"{case["version"]}"'})
-    stale = tenant.agent.post(f"/admin/v1/cases/{case['id']}/notes", json={"text": "x"},
-                              headers={"If-Match": f'"{case["version"]}"'})
+    stale = tenant.agent.post(
+        f"/admin/v1/cases/{case['id']}/notes", json={"text": "x"}, headers={"If-Match": f'"{case["version"]}"'}
+    )
     assert stale.status_code == 412 and stale.json()["code"] == "version_conflict"
     noted = _agent(tenant, case["id"], "notes", {"text": "called the customer <b>twice</b>"})
     assert noted["notes"][0]["text"] == "called the customer <b>twice</b>"
@@ -197,7 +220,8 @@ def test_webhooks_reach_a_receiver_signed_and_survive_its_downtime(tenant: Tenan
         case = tenant.open_case(order["order_id"]).json()
         eventually(lambda: len(receiver.of_case(case["id"])) == 2)
         assert [(e["type"], e["data"]["to_state"]) for e in receiver.of_case(case["id"])] == [
-            ("case.created", "requested"), ("case.updated", "approved")
+            ("case.created", "requested"),
+            ("case.updated", "approved"),
         ]
 
         receiver.up = False  # the storefront is down for a while
@@ -205,8 +229,12 @@ def test_webhooks_reach_a_receiver_signed_and_survive_its_downtime(tenant: Tenan
         eventually(lambda: receiver.refused >= 3)
         receiver.up = True
         expected = {
-            ("case.updated", "received"), ("case.updated", "refund_pending"), ("case.updated", "refunded"),
-            ("case.updated", "closed"), ("case.survey_requested", "closed"), ("refund.succeeded", None),
+            ("case.updated", "received"),
+            ("case.updated", "refund_pending"),
+            ("case.updated", "refunded"),
+            ("case.updated", "closed"),
+            ("case.survey_requested", "closed"),
+            ("refund.succeeded", None),
         }
         eventually(lambda: expected <= {(e["type"], e["data"].get("to_state")) for e in receiver.of_case(case["id"])})
         assert receiver.bad_signatures == 0

@@ -36,9 +36,7 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str
             worker_poll_every_seconds=0.1,
             webhook_allow_internal_targets=True,
         )
-        app = build_app(
-            settings, resolver=ScriptedResolver({"localhost": ["127.0.0.1"]})
-        )
+        app = build_app(settings, resolver=ScriptedResolver({"localhost": ["127.0.0.1"]}))
         with serve(app) as url:
             yield url, database_url
 
@@ -78,43 +76,23 @@ def test_a_shipped_exchange_closes_by_itself_and_asks_for_the_survey(
     shop = Tenant(*service)
     try:
         with receiving() as receiver:
-            receiver.secret = shop.admin.put(
-                "/admin/v1/webhook-endpoints", json={"url": receiver.url}
-            ).json()["secret"]
+            receiver.secret = shop.admin.put("/admin/v1/webhook-endpoints", json={"url": receiver.url}).json()["secret"]
             fresh = _shipped_exchange(shop)
             old = _shipped_exchange(shop)
             _shipped_days_ago(shop, old, 15)
-            eventually(
-                lambda: (
-                    shop.storefront.get(f"/v1/cases/{old}").json()["state"] == "closed"
-                )
-            )
+            eventually(lambda: shop.storefront.get(f"/v1/cases/{old}").json()["state"] == "closed")
             close = shop.agent.get(f"/admin/v1/cases/{old}/events").json()["items"][-1]
             assert (close["type"], close["actor_role"], close["to_state"]) == (
                 "close",
                 "system",
                 "closed",
             )
-            eventually(
-                lambda: (
-                    "case.survey_requested"
-                    in {e["type"] for e in receiver.of_case(old)}
-                )
-            )
+            eventually(lambda: "case.survey_requested" in {e["type"] for e in receiver.of_case(old)})
             assert receiver.bad_signatures == 0
-            assert (
-                shop.storefront.get(f"/v1/cases/{fresh}").json()["state"]
-                == "replacement_shipped"
-            )
-            assert "case.survey_requested" not in {
-                e["type"] for e in receiver.of_case(fresh)
-            }
+            assert shop.storefront.get(f"/v1/cases/{fresh}").json()["state"] == "replacement_shipped"
+            assert "case.survey_requested" not in {e["type"] for e in receiver.of_case(fresh)}
             # the survey it asked for can be answered, once
-            answered = shop.storefront.post(
-                f"/v1/cases/{old}/survey", json={"rating": 5}
-            )
-            assert (
-                answered.status_code == 200 and answered.json()["allowed_actions"] == []
-            )
+            answered = shop.storefront.post(f"/v1/cases/{old}/survey", json={"rating": 5})
+            assert answered.status_code == 200 and answered.json()["allowed_actions"] == []
     finally:
         shop.close()

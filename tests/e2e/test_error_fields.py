@@ -98,9 +98,7 @@ CASES: list[tuple[str, str, str, dict[str, Any], str, str]] = [
                 "order_id": "o_1",
                 "type": "return",
                 "resolution": "refund",
-                "items": [
-                    {"line_id": "l1", "quantity": "two", "reason": "changed_mind"}
-                ],
+                "items": [{"line_id": "l1", "quantity": "two", "reason": "changed_mind"}],
             }
         },
         "items[0].quantity",
@@ -151,29 +149,21 @@ def test_each_error_names_the_field_the_client_sent(
 
 def test_a_bad_if_match_is_named_as_the_header(tenant: Tenant) -> None:
     case = tenant.open_case(tenant.put_order()["order_id"]).json()
-    answer = tenant.agent.post(
-        f"/admin/v1/cases/{case['id']}/approve", json={}, headers={"If-Match": "soon"}
-    )
+    answer = tenant.agent.post(f"/admin/v1/cases/{case['id']}/approve", json={}, headers={"If-Match": "soon"})
     assert answer.status_code == 422, answer.text
-    assert [(e["field"], e["in"]) for e in answer.json()["errors"]] == [
-        ("If-Match", "header")
-    ]
+    assert [(e["field"], e["in"]) for e in answer.json()["errors"]] == [("If-Match", "header")]
 
 
 def _bad_value(schema: dict[str, Any], components: dict[str, Any]) -> str | None:
     """A value the parameter's schema refuses, or None where any text is fine."""
     schemas = [schema, *schema.get("oneOf", []), *schema.get("anyOf", [])]
-    schemas = [
-        components[s["$ref"].rsplit("/", 1)[1]] if "$ref" in s else s for s in schemas
-    ]
+    schemas = [components[s["$ref"].rsplit("/", 1)[1]] if "$ref" in s else s for s in schemas]
     kinds = {s.get("type") for s in schemas} - {None, "null"}
     if kinds & {"integer", "number"}:
         return "not-a-number"
     if "boolean" in kinds:
         return "maybe"
-    if any(
-        "enum" in s or "pattern" in s or s.get("format") == "date-time" for s in schemas
-    ):
+    if any("enum" in s or "pattern" in s or s.get("format") == "date-time" for s in schemas):
         return "!no such value!"
     return None
 
@@ -186,11 +176,7 @@ def _operations(base_url: str) -> list[tuple[str, str, str, dict[str, Any]]]:
     for path, item in document["paths"].items():
         get = item.get("get")
         if get:
-            parameters = [
-                p
-                for p in get.get("parameters", []) + item.get("parameters", [])
-                if p["in"] in ("query", "path")
-            ]
+            parameters = [p for p in get.get("parameters", []) + item.get("parameters", []) if p["in"] in ("query", "path")]
             for parameter in parameters:
                 bad = _bad_value(parameter.get("schema", {}), components)
                 if bad is not None:
@@ -198,9 +184,7 @@ def _operations(base_url: str) -> list[tuple[str, str, str, dict[str, Any]]]:
     return found
 
 
-def test_every_query_and_path_parameter_refused_is_named_as_the_openapi_names_it(
-    tenant: Tenant, base_url: str
-) -> None:
+def test_every_query_and_path_parameter_refused_is_named_as_the_openapi_names_it(tenant: Tenant, base_url: str) -> None:
     """Fuzz-ish: for every GET and each of its parameters with a schema that refuses something,
     a bad value alone is refused naming exactly that parameter where it is, and no error ever
     names a field that is not one of the operation's parameters."""

@@ -64,8 +64,12 @@ def service(postgres: Postgres, tmp_path_factory: pytest.TempPathFactory) -> Ite
     from service.bootstrap import build_app
 
     settings = Settings(
-        database_url=postgres.url, data_dir=tmp_path_factory.mktemp("faults"), log_format="json",
-        run_worker=False, db_pool_max=2, db_acquire_timeout_seconds=0.5,
+        database_url=postgres.url,
+        data_dir=tmp_path_factory.mktemp("faults"),
+        log_format="json",
+        run_worker=False,
+        db_pool_max=2,
+        db_acquire_timeout_seconds=0.5,
     )
     with serve(build_app(settings)) as url:
         yield url
@@ -135,8 +139,11 @@ def test_an_exhausted_pool_answers_503_at_once(shop: Tenant, service: str, postg
     holder = loop.run_until_complete(hold_the_order())
     blocked: list[httpx.Response] = []
     threads = [
-        threading.Thread(target=lambda: blocked.append(httpx.put(
-            f"{service}/v1/orders/o_locked", json=order_body(), headers=dict(shop.storefront.headers), timeout=30)))
+        threading.Thread(
+            target=lambda: blocked.append(
+                httpx.put(f"{service}/v1/orders/o_locked", json=order_body(), headers=dict(shop.storefront.headers), timeout=30)
+            )
+        )
         for _ in range(2)  # each holds one of the pool's two connections, waiting on the lock
     ]
     for thread in threads:
@@ -192,7 +199,8 @@ def test_a_use_case_cancelled_mid_transaction_leaves_nothing(shop: Tenant, postg
 
     assert asyncio.run(scenario()) == (0, 0)
     retried = shop.storefront.post(
-        "/v1/cases", headers={"Idempotency-Key": "key-cancelled"},
+        "/v1/cases",
+        headers={"Idempotency-Key": "key-cancelled"},
         json={"order_id": "o_cancel", "type": "return", "items": [{"line_id": "l1", "quantity": 1, "reason": "wrong_size"}]},
     )
     assert retried.status_code == 201 and "Idempotent-Replayed" not in retried.headers
@@ -207,8 +215,10 @@ def test_sigterm_finishes_the_request_in_flight(postgres: Postgres, shop: Tenant
         port = sock.getsockname()[1]
     env = {**os.environ, "RETURNS_DATABASE_URL": postgres.url, "RETURNS_DATA_DIR": str(tmp_path), "RETURNS_LOG_FORMAT": "json"}
     process = subprocess.Popen(
-        [sys.executable, "-m", "service.cli", "serve", "--port", str(port)], env=env,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [sys.executable, "-m", "service.cli", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
     loop = asyncio.new_event_loop()
@@ -223,9 +233,16 @@ def test_sigterm_finishes_the_request_in_flight(postgres: Postgres, shop: Tenant
 
         holder = loop.run_until_complete(hold())
         in_flight: list[httpx.Response] = []
-        request = threading.Thread(target=lambda: in_flight.append(httpx.put(
-            f"{url}/v1/orders/o_sigterm", json=order_body(shipping_total=1), headers=dict(shop.storefront.headers),
-            timeout=30)))
+        request = threading.Thread(
+            target=lambda: in_flight.append(
+                httpx.put(
+                    f"{url}/v1/orders/o_sigterm",
+                    json=order_body(shipping_total=1),
+                    headers=dict(shop.storefront.headers),
+                    timeout=30,
+                )
+            )
+        )
         request.start()
         time.sleep(0.5)
         process.send_signal(signal.SIGTERM)

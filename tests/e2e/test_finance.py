@@ -41,6 +41,7 @@ def test_reconciliation_sorts_every_difference_and_the_totals_add_up(shop: Tenan
     made = shop.finance.post("/finance/v1/reconciliations", json=_period())
     assert made.status_code == 201, made.text
     report = made.json()
+
     def ids(name: str) -> list[tuple[str, str]]:
         return [(e["refund_id"], e["gateway_refund_id"]) for e in report[name]]
 
@@ -49,7 +50,9 @@ def test_reconciliation_sorts_every_difference_and_the_totals_add_up(shop: Tenan
     assert ids("amount_mismatch") == [(refunds[2]["id"], refunds[2]["gateway_refund_id"])]
     assert report["amount_mismatch"][0]["our_amount"] == 3003 - 500 and report["amount_mismatch"][0]["gateway_amount"] == 2000
     assert ids("status_mismatch") == [(refunds[3]["id"], refunds[3]["gateway_refund_id"])]
-    assert report["status_mismatch"][0]["our_status"] == "succeeded" and report["status_mismatch"][0]["gateway_status"] == "failed"
+    assert (
+        report["status_mismatch"][0]["our_status"] == "succeeded" and report["status_mismatch"][0]["gateway_status"] == "failed"
+    )
     assert [e["gateway_refund_id"] for e in report["unknown_at_gateway"]] == [outside["id"]]
 
     eur = report["totals"]["EUR"]
@@ -107,10 +110,20 @@ def test_reports_summary_and_reason_trends(shop: Tenant, stripe_fake: FakeStripe
     period = _period()
 
     by_currency = shop.finance.get("/finance/v1/reports/summary", params={**period, "group_by": "currency"}).json()
-    assert by_currency["rows"] == [{
-        "key": "EUR", "currency": "EUR", "refunds": 2, "succeeded": 2, "failed": 0,
-        "refunded": 1600 + 1700, "in_flight": 0, "items": None, "item_value": None, "failed_amount": 0,
-    }]
+    assert by_currency["rows"] == [
+        {
+            "key": "EUR",
+            "currency": "EUR",
+            "refunds": 2,
+            "succeeded": 2,
+            "failed": 0,
+            "refunded": 1600 + 1700,
+            "in_flight": 0,
+            "items": None,
+            "item_value": None,
+            "failed_amount": 0,
+        }
+    ]
     by_day = shop.finance.get("/finance/v1/reports/summary", params={**period, "group_by": "day"}).json()["rows"]
     assert sum(r["refunded"] for r in by_day) == 3300
     by_reason = shop.finance.get("/finance/v1/reports/summary", params={**period, "group_by": "reason"}).json()["rows"]
@@ -152,7 +165,11 @@ def _stored_reconciliations(shop: Tenant) -> int:
     ids=["unreachable", "500", "rate-limited", "refused-401"],
 )
 def test_reconciliation_with_the_gateway_failing_names_the_gateway_and_stores_nothing(
-    shop: Tenant, stripe_fake: FakeStripe, fault: Callable[[FakeStripe], None], status: int, code: str,
+    shop: Tenant,
+    stripe_fake: FakeStripe,
+    fault: Callable[[FakeStripe], None],
+    status: int,
+    code: str,
     retry_after: str | None,
 ) -> None:
     """It was a 422 on ``from``: the request was fine, the gateway was not."""

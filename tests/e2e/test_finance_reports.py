@@ -366,9 +366,7 @@ def test_the_sku_summary_of_huge_but_valid_amounts_is_no_500(tenant: Tenant) -> 
     Origin: outside review round 1, a finding (fixed since)."""
     big = 10**13
     lines = [{"line_id": f"l{i}", "sku": "BIG", "title": "Big", "quantity": 100_000, "unit_price": big} for i in range(10)]
-    order = tenant.put_order(
-        lines=lines, shipping_total=0, payment=payment(big)
-    )
+    order = tenant.put_order(lines=lines, shipping_total=0, payment=payment(big))
     items = [{"line_id": f"l{i}", "quantity": 100_000, "reason": "wrong_item"} for i in range(10)]
     case = tenant.open_case(order["order_id"], items=items).json()
     approved = tenant.agent.post(

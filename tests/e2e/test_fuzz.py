@@ -58,8 +58,12 @@ def test_every_operation_answers_as_documented(case: schemathesis.Case, base_url
     )
 
 
-_PATHS = {operation["operationId"]: path for path, item in json.loads(COMMITTED.read_text())["paths"].items()
-          for operation in item.values() if isinstance(operation, dict) and "operationId" in operation}
+_PATHS = {
+    operation["operationId"]: path
+    for path, item in json.loads(COMMITTED.read_text())["paths"].items()
+    for operation in item.values()
+    if isinstance(operation, dict) and "operationId" in operation
+}
 
 
 def _operation_id(case: schemathesis.Case) -> str:
@@ -100,8 +104,16 @@ def test_sequences_follow_the_links_and_answer_as_documented(role: str, base_url
     # examples against a live server that check fails without any fault of the API. So each run
     # is one example of its own engine, generated only.
     for _ in range(STATEFUL_EXAMPLES):
-        Workflow.run(settings=settings(max_examples=1, stateful_step_count=STATEFUL_STEPS, deadline=None,
-                                       suppress_health_check=list(HealthCheck), database=None, phases=[Phase.generate]))
+        Workflow.run(
+            settings=settings(
+                max_examples=1,
+                stateful_step_count=STATEFUL_STEPS,
+                deadline=None,
+                suppress_health_check=list(HealthCheck),
+                database=None,
+                phases=[Phase.generate],
+            )
+        )
     assert seen, "the state machine made calls"
 
 
@@ -113,10 +125,17 @@ def test_the_links_lead_from_the_queue_to_real_cases(base_url: str, fuzz_tenant:
     queue = fuzz_tenant.admin.get("/admin/v1/cases").json()
     followed = 0
     for link in links.values():
-        path, method = next((p, m) for p, item in document["paths"].items() for m, op in item.items()
-                            if isinstance(op, dict) and op.get("operationId") == link["operationId"])
-        values = {name: queue["items"][0]["id"] for name, expression in link["parameters"].items()
-                  if expression == "$response.body#/items/0/id"}
+        path, method = next(
+            (p, m)
+            for p, item in document["paths"].items()
+            for m, op in item.items()
+            if isinstance(op, dict) and op.get("operationId") == link["operationId"]
+        )
+        values = {
+            name: queue["items"][0]["id"]
+            for name, expression in link["parameters"].items()
+            if expression == "$response.body#/items/0/id"
+        }
         if set(values) != {name.strip("{}") for name in path.split("/") if name.startswith("{")}:
             continue
         answer = fuzz_tenant.admin.request(method.upper(), path.format(**values), json={} if method == "post" else None)

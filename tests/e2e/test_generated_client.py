@@ -35,17 +35,41 @@ def generated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Mo
     imported from a temporary folder; its output must carry no warning."""
     folder = tmp_path_factory.mktemp("client")
     run = subprocess.run(
-        [sys.executable, "-m", "openapi_python_client", "generate", "--path", str(DOCUMENT), "--config", str(CONFIG),
-         "--meta", "none", "--output-path", str(folder / PACKAGE)],
-        capture_output=True, text=True, timeout=120, cwd=folder, check=False,
+        [
+            sys.executable,
+            "-m",
+            "openapi_python_client",
+            "generate",
+            "--path",
+            str(DOCUMENT),
+            "--config",
+            str(CONFIG),
+            "--meta",
+            "none",
+            "--output-path",
+            str(folder / PACKAGE),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=folder,
+        check=False,
     )
     output = run.stdout + run.stderr
     assert run.returncode == 0, output
     assert "Warning" not in output and "Error" not in output, output
     sys.path.insert(0, str(folder))
     try:
-        names = ["client", "models", "types", *(f"api.{tag}.{name.stem}" for tag in ("storefront", "agent", "photos", "policy")
-                                                for name in (folder / PACKAGE / "api" / tag).glob("[a-z]*.py"))]
+        names = [
+            "client",
+            "models",
+            "types",
+            *(
+                f"api.{tag}.{name.stem}"
+                for tag in ("storefront", "agent", "photos", "policy")
+                for name in (folder / PACKAGE / "api" / tag).glob("[a-z]*.py")
+            ),
+        ]
         yield {name: importlib.import_module(f"{PACKAGE}.{name}") for name in names}
     finally:
         sys.path.remove(str(folder))
@@ -109,8 +133,13 @@ def _open(walker: Walker, order_id: str, **body: Any) -> Any:
 
 def test_a_return_with_photo_evidence_approved_received_and_refunded(walker: Walker) -> None:
     order_id = _order(walker)
-    case = _open(walker, order_id, type="return", resolution="refund",
-                 items=[{"line_id": "l1", "quantity": 1, "reason": "defective", "note": "seam torn"}])
+    case = _open(
+        walker,
+        order_id,
+        type="return",
+        resolution="refund",
+        items=[{"line_id": "l1", "quantity": 1, "reason": "defective", "note": "seam torn"}],
+    )
     assert case.state == walker.models.CaseState.PENDING_REVIEW and case.decision.requires_photos
 
     original = photo(seed=5)
@@ -130,19 +159,26 @@ def test_a_return_with_photo_evidence_approved_received_and_refunded(walker: Wal
 
     shipped, response = walker.call("storefront", "report_return_shipment", case.id, body=walker.model("ShipmentIn", SHIP))
     assert shipped.state == walker.models.CaseState.IN_TRANSIT and response.headers["etag"] == f'"{shipped.version}"'
-    received = walker.act(case.id, "receive_items", {"items": [{"line_id": "l1", "quantity": 1, "condition": "defective"}]},
-                          "ReceiveIn")
+    received = walker.act(
+        case.id, "receive_items", {"items": [{"line_id": "l1", "quantity": 1, "condition": "defective"}]}, "ReceiveIn"
+    )
     assert received.money.refund_total > 0
     assert [(refund.amount, refund.currency) for refund in received.refunds] == [(received.money.refund_total, "EUR")]
 
 
 def test_a_stale_if_match_is_answered_412_as_a_problem(walker: Walker) -> None:
-    case = _open(walker, _order(walker), type="return", resolution="refund",
-                 items=[{"line_id": "l1", "quantity": 1, "reason": "other", "note": "why"}])
+    case = _open(
+        walker,
+        _order(walker),
+        type="return",
+        resolution="refund",
+        items=[{"line_id": "l1", "quantity": 1, "reason": "other", "note": "why"}],
+    )
     stale = f'"{case.version}"'
     walker.act(case.id, "add_note", {"text": "first"}, "NoteIn", if_match=stale)
-    problem, response = walker.call("agent", "add_note", case.id, body=walker.model("NoteIn", {"text": "second"}),
-                                    if_match=stale, expect=412)
+    problem, response = walker.call(
+        "agent", "add_note", case.id, body=walker.model("NoteIn", {"text": "second"}), if_match=stale, expect=412
+    )
     assert isinstance(problem, walker.models.Problem) and problem.code == "version_conflict"
     assert response.headers["content-type"] == "application/problem+json"
     after, _ = walker.call("agent", "agent_get_case", case.id)
@@ -150,8 +186,12 @@ def test_a_stale_if_match_is_answered_412_as_a_problem(walker: Walker) -> None:
 
 
 def test_an_exchange(walker: Walker) -> None:
-    case = _open(walker, _order(walker), type="exchange",
-                 items=[{"line_id": "l1", "quantity": 1, "reason": "wrong_size", "replacement_sku": "TSHIRT-L"}])
+    case = _open(
+        walker,
+        _order(walker),
+        type="exchange",
+        items=[{"line_id": "l1", "quantity": 1, "reason": "wrong_size", "replacement_sku": "TSHIRT-L"}],
+    )
     assert case.state == walker.models.CaseState.APPROVED
     walker.act(case.id, "receive_items", {"items": [{"line_id": "l1", "quantity": 1, "condition": "as_new"}]}, "ReceiveIn")
     shipped = walker.act(case.id, "ship_replacement", SHIP, "ShipmentIn")
@@ -164,12 +204,17 @@ def test_a_paid_repair_and_an_in_warranty_one(walker: Walker) -> None:
     for days, in_warranty in ((400, False), (100, True)):
         delivered = datetime.now(UTC) - timedelta(days=days)
         order_id = _order(walker, placed_at=(delivered - timedelta(days=2)).isoformat(), delivered_at=delivered.isoformat())
-        case = _open(walker, order_id, type="repair", issue_description="zip broken",
-                     items=[{"line_id": "l1", "quantity": 1, "reason": "defective"}])
-        walker.act(case.id, "approve_case", {"overrides": [{"rule": "photo_evidence", "reason": "seen at the counter"}]},
-                   "ApproveIn")
-        walker.act(case.id, "receive_items", {"items": [{"line_id": "l1", "quantity": 1, "condition": "defective"}]},
-                   "ReceiveIn")
+        case = _open(
+            walker,
+            order_id,
+            type="repair",
+            issue_description="zip broken",
+            items=[{"line_id": "l1", "quantity": 1, "reason": "defective"}],
+        )
+        walker.act(
+            case.id, "approve_case", {"overrides": [{"rule": "photo_evidence", "reason": "seen at the counter"}]}, "ApproveIn"
+        )
+        walker.act(case.id, "receive_items", {"items": [{"line_id": "l1", "quantity": 1, "condition": "defective"}]}, "ReceiveIn")
         diagnosis = {"finding": "zip teeth", "in_warranty": in_warranty, **({} if in_warranty else {"quote_amount": 4500})}
         diagnosed = walker.act(case.id, "diagnose_repair", diagnosis, "DiagnoseIn")
         if not in_warranty:

@@ -538,8 +538,12 @@ TRAILING_LINE_BREAKS = {
     # "one merchant per account" index sees another string than the account taken
     "gateway-account": ("admin", "PUT", "/admin/v1/gateway-account", {"account": "acct_taken\n"}),
     # every mail to the customer is given up: "not one e-mail address"
-    "customer-email": ("storefront", "PUT", "/v1/orders/o_line_break",
-                       order_body(customer={"id": "cus_lb", "email": "ann@example.com\n"})),
+    "customer-email": (
+        "storefront",
+        "PUT",
+        "/v1/orders/o_line_break",
+        order_body(customer={"id": "cus_lb", "email": "ann@example.com\n"}),
+    ),
 }
 
 

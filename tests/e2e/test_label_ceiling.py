@@ -247,9 +247,7 @@ def test_easypost_holds_a_label_over_the_ceiling_and_buys_it_once_for_20_agents(
 def test_easypost_the_issue_label_waits_and_is_declined(easypost_shop: Tenant, fake: FakeEasyPost, issue_rates: None) -> None:
     lines = [{"line_id": "l1", "sku": "SCARF", "title": "Scarf", "quantity": 1, "unit_price": 2500}]
     settings = {**EASYPOST_SETTINGS, "default_parcel": {"weight_g": 1_000_000}}
-    case = _held_return(
-        easypost_shop, settings, lines=lines, payment=payment(2500)
-    )
+    case = _held_return(easypost_shop, settings, lines=lines, payment=payment(2500))
     hold = case["label"]["hold"]
     assert (hold["reason"], hold["amount"], hold["currency"], hold["ceiling"]) == ("other_currency", 675001000, "USD", 0)
     declined = easypost_shop.agent.post(f"/admin/v1/cases/{case['id']}/label/decline", json={})

@@ -40,7 +40,9 @@ def kill_database_url() -> Iterator[str]:
 
 def _worker(database_url: str, latency_ms: int) -> subprocess.Popen[bytes]:
     return worker_process(
-        database_url, RETURNS_WORKER_IDLE_SECONDS="0.1", RETURNS_SIMULATED_CARRIER_LATENCY_MS=str(latency_ms),
+        database_url,
+        RETURNS_WORKER_IDLE_SECONDS="0.1",
+        RETURNS_SIMULATED_CARRIER_LATENCY_MS=str(latency_ms),
         RETURNS_LABEL_LEASE_SECONDS=str(LEASE_SECONDS),
     )
 
@@ -62,15 +64,17 @@ async def _approved_cases(database_url: str, count: int) -> list[str]:
     async with open_services(settings) as services:
         async with services.db.transaction() as repos:
             await repos.ensure_merchant(MERCHANT)
-        await services.labels.put_settings(
-            MERCHANT, msgspec.convert({"return_address": RETURN_ADDRESS}, ShippingSettingsIn)
-        )
+        await services.labels.put_settings(MERCHANT, msgspec.convert({"return_address": RETURN_ADDRESS}, ShippingSettingsIn))
         case_ids = []
         for index in range(count):
             order_id = f"o_kill_{index}"
             await services.cases.put_order(STOREFRONT, order_id, msgspec.convert(order_body(shipping_address=ADDRESS), OrderIn))
-            body = {"order_id": order_id, "type": "return", "resolution": "refund",
-                    "items": [{"line_id": "l1", "quantity": 1, "reason": "changed_mind"}]}
+            body = {
+                "order_id": order_id,
+                "type": "return",
+                "resolution": "refund",
+                "items": [{"line_id": "l1", "quantity": 1, "reason": "changed_mind"}],
+            }
             view, _ = await services.cases.open_case(STOREFRONT, msgspec.convert(body, CaseIn), None)
             assert view.label is not None and view.label.status == "pending"
             case_ids.append(view.id)

@@ -34,8 +34,12 @@ REFUNDS = 20
 def _serve_env(database_url: str, data_dir: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RETURNS_", "STRIPE_", "EASYPOST_"))}
     env.update(
-        RETURNS_DATABASE_URL=database_url, RETURNS_DATA_DIR=str(data_dir), RETURNS_LOG_FORMAT="json",
-        RETURNS_RUN_WORKER="0", RETURNS_PORTAL_LOOKUPS_PER_EMAIL=str(PER_EMAIL), RETURNS_PORTAL_LOOKUPS_PER_IP=str(PER_IP),
+        RETURNS_DATABASE_URL=database_url,
+        RETURNS_DATA_DIR=str(data_dir),
+        RETURNS_LOG_FORMAT="json",
+        RETURNS_RUN_WORKER="0",
+        RETURNS_PORTAL_LOOKUPS_PER_EMAIL=str(PER_EMAIL),
+        RETURNS_PORTAL_LOOKUPS_PER_IP=str(PER_IP),
     )
     return env
 
@@ -81,11 +85,16 @@ async def _pace_at_the_gateway(database_url: str) -> tuple[list[float], set[str]
         deadline = time.monotonic() + 90
         while await conn.fetchval("SELECT count(*) FROM refunds WHERE status = 'succeeded'") < REFUNDS:
             assert all(w.poll() is None for w in workers) and time.monotonic() < deadline, "the workers stalled"
-            claimants |= {row[0] for row in await conn.fetch("SELECT DISTINCT claimed_by FROM refunds WHERE claimed_by IS NOT NULL")}
+            claimants |= {
+                row[0] for row in await conn.fetch("SELECT DISTINCT claimed_by FROM refunds WHERE claimed_by IS NOT NULL")
+            }
             await asyncio.sleep(0.05)
-        made = [row[0] for row in await conn.fetch(
-            "SELECT created_at FROM simulated_gateway_refunds WHERE account = 'acct_pace' ORDER BY created_at"
-        )]
+        made = [
+            row[0]
+            for row in await conn.fetch(
+                "SELECT created_at FROM simulated_gateway_refunds WHERE account = 'acct_pace' ORDER BY created_at"
+            )
+        ]
     finally:
         for worker in workers:
             worker.terminate()

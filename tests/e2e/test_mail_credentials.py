@@ -56,8 +56,12 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     data_dir = tmp_path_factory.mktemp("mail-credentials")
     with fresh_database() as database_url:
         settings = Settings(
-            database_url=database_url, data_dir=data_dir, log_format="json", worker_idle_seconds=0.05,
-            worker_poll_every_seconds=0.2, portal_secrets=(SECRET,),
+            database_url=database_url,
+            data_dir=data_dir,
+            log_format="json",
+            worker_idle_seconds=0.05,
+            worker_poll_every_seconds=0.2,
+            portal_secrets=(SECRET,),
         )
         with serve(build_app(settings)) as url:
             made = World(url, database_url, data_dir)
@@ -143,15 +147,18 @@ def test_claims_written_anywhere_that_reaches_a_mail_never_become_a_credential(w
                 assert holder.get(f"/v1/orders/{order_id}").status_code == 200  # the mail's own order
 
 
-@pytest.mark.parametrize("lifetime", [MAX_LIFETIME_SECONDS + 120, 4102444800 - int(time.time())], ids=["past-the-cap", "year-2100"])
+@pytest.mark.parametrize(
+    "lifetime", [MAX_LIFETIME_SECONDS + 120, 4102444800 - int(time.time())], ids=["past-the-cap", "year-2100"]
+)
 def test_a_token_outliving_the_longest_lifetime_is_refused_even_when_signed(world: World, lifetime: int) -> None:
     order_id = world.victim.put_order(customer={"id": "cus_cap", "email": "cap@example.com"})["order_id"]
 
     def read_with(seconds: int) -> int:
-        token = sign(SECRET, Claims(m=world.victim.merchant_id, o=order_id, c="cus_cap", lang="en", exp=int(time.time()) + seconds))
+        token = sign(
+            SECRET, Claims(m=world.victim.merchant_id, o=order_id, c="cus_cap", lang="en", exp=int(time.time()) + seconds)
+        )
         with httpx.Client(base_url=world.victim.base_url, headers={"Authorization": f"Bearer {token}"}) as holder:
             return holder.get(f"/v1/orders/{order_id}").status_code
 
     assert read_with(MAX_LIFETIME_SECONDS - 120) == 200  # the longest the service gives still works
     assert read_with(lifetime) == 401
-

@@ -44,7 +44,9 @@ def test_every_error_is_a_problem_and_the_frameworks_own_400_is_gone() -> None:
     """Litestar documents a 400 of its own (``detail, extra, status_code``) on every operation
     with input; this service never answers it, and generated clients warn on it."""
     document = json.loads(COMMITTED.read_text())
-    assert not [schema for schema in _objects(document) if {"detail", "extra", "status_code"} <= set(schema.get("properties", {}))]
+    assert not [
+        schema for schema in _objects(document) if {"detail", "extra", "status_code"} <= set(schema.get("properties", {}))
+    ]
     problems = 0
     for path, method, operation in _operations(document):
         for status, answer in operation["responses"].items():
@@ -52,7 +54,10 @@ def test_every_error_is_a_problem_and_the_frameworks_own_400_is_gone() -> None:
                 if (operation["operationId"], status) == ("ready", "503"):
                     continue  # readiness answers its JSON status when not ready: the probe reads it
                 assert answer["content"] == {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}, (
-                    path, method, status)
+                    path,
+                    method,
+                    status,
+                )
                 problems += 1
         assert "default" in operation["responses"], (path, method)
     assert problems > 300
@@ -60,19 +65,38 @@ def test_every_error_is_a_problem_and_the_frameworks_own_400_is_gone() -> None:
 
 def test_if_match_is_declared_exactly_where_it_is_read_and_case_answers_carry_an_etag() -> None:
     document = json.loads(COMMITTED.read_text())
-    reading = {path.removeprefix("/admin/v1/cases/{case_id}/") for path, _, operation in _operations(document)
-               if any(parameter["name"] == "If-Match" for parameter in operation.get("parameters", []))}
-    assert reading == {"approve", "reject", "request-info", "receive", "ship-replacement", "ship-back", "repair/diagnose",
-                       "repair/complete", "assign", "notes", "close", "label/buy", "label/decline",
-                       # as docs/contract.md says, and the storefront's:
-                       *(f"/v1/cases/{{case_id}}/{action}" for action in (
-                           "cancel", "return-shipment", "info", "quote/accept", "quote/decline", "survey"))}
+    reading = {
+        path.removeprefix("/admin/v1/cases/{case_id}/")
+        for path, _, operation in _operations(document)
+        if any(parameter["name"] == "If-Match" for parameter in operation.get("parameters", []))
+    }
+    assert reading == {
+        "approve",
+        "reject",
+        "request-info",
+        "receive",
+        "ship-replacement",
+        "ship-back",
+        "repair/diagnose",
+        "repair/complete",
+        "assign",
+        "notes",
+        "close",
+        "label/buy",
+        "label/decline",
+        # as docs/contract.md says, and the storefront's:
+        *(
+            f"/v1/cases/{{case_id}}/{action}"
+            for action in ("cancel", "return-shipment", "info", "quote/accept", "quote/decline", "survey")
+        ),
+    }
     for path, method, operation in _operations(document):
         headers = {parameter["name"] for parameter in operation.get("parameters", []) if parameter["in"] == "header"}
         assert ("412" in operation["responses"]) == ("If-Match" in headers), (path, method)
         for status, answer in operation["responses"].items():
             is_case = answer.get("content", {}).get("application/json", {}).get("schema") == {
-                "$ref": "#/components/schemas/CaseView"}
+                "$ref": "#/components/schemas/CaseView"
+            }
             assert ("ETag" in answer.get("headers", {})) == is_case, (path, method, status)
     assert "Idempotency-Key" in {parameter["name"] for parameter in document["paths"]["/v1/cases"]["post"]["parameters"]}
 
@@ -120,10 +144,15 @@ def test_answers_require_every_field_they_always_carry() -> None:
     document = json.loads(COMMITTED.read_text())
     schemas = document["components"]["schemas"]
     answered = _components_reached(document, "answered")
-    optional = {name: set(schemas[name]["properties"]) - set(schemas[name].get("required", []))
-                for name in answered if "properties" in schemas[name]}
+    optional = {
+        name: set(schemas[name]["properties"]) - set(schemas[name].get("required", []))
+        for name in answered
+        if "properties" in schemas[name]
+    }
     assert {name: fields for name, fields in optional.items() if fields} == {
-        "ShippingShares": {"undecided_share"}, "Problem": {"errors"}}
+        "ShippingShares": {"undecided_share"},
+        "Problem": {"errors"},
+    }
     assert not {name for name in answered if name.endswith("In")}
     assert schemas["OrderView"]["properties"]["customer"] == {"$ref": "#/components/schemas/CustomerView"}
     for name in ("RefundView", "LedgerRefundView"):
@@ -164,8 +193,11 @@ def test_every_schema_reads_as_meant_by_strict_clients() -> None:
     patterns = [schema["pattern"] for schema in schemas if isinstance(schema.get("pattern"), str)]
     assert len(patterns) > 20
     assert not [pattern for pattern in patterns if set(re.findall(r"\\(.)", pattern)) - _ECMA_ESCAPES]
-    assert not [schema for schema in schemas if schema.get("type") == "object"
-                and not {"properties", "additionalProperties"} & set(schema)]
+    assert not [
+        schema
+        for schema in schemas
+        if schema.get("type") == "object" and not {"properties", "additionalProperties"} & set(schema)
+    ]
     typed = {"maxLength", "minLength", "pattern", "format", "maximum", "minimum", "maxItems", "minItems"}
     assert not [schema for schema in schemas if "oneOf" in schema and typed & set(schema)]
     for name, field in (("EventView", "data"), ("PolicyView", "document")):

@@ -80,7 +80,9 @@ def test_of_two_merchants_claiming_one_new_payment_at_once_exactly_one_owns_it(m
     with ThreadPoolExecutor(20) as pool:
         answers = list(pool.map(lambda job: job[0].storefront.put(f"/v1/orders/{job[1]}", json=lamp_order(pi)), jobs))
     assert all(a.status_code < 500 for a in answers), [a.text for a in answers if a.status_code >= 500]
-    outcome = {shop.merchant_id: {a.status_code for (s, _), a in zip(jobs, answers, strict=True) if s is shop} for shop in merchants}
+    outcome = {
+        shop.merchant_id: {a.status_code for (s, _), a in zip(jobs, answers, strict=True) if s is shop} for shop in merchants
+    }
     assert sorted(map(sorted, outcome.values())) == [[201], [409]], outcome
     assert all(_taken(a) for a in answers if a.status_code == 409)
     for (shop, order_id), answer in zip(jobs, answers, strict=True):
@@ -142,7 +144,10 @@ def test_a_reconciliation_lists_no_other_merchants_refunds(merchants: tuple[Tena
     made = shop.finance.post("/finance/v1/reconciliations", json=period)
     assert made.status_code == 201, made.text
     report = made.json()
-    listed = {e["gateway_refund_id"] for name in ("matched", "missing_at_gateway", "unknown_at_gateway",
-                                                  "amount_mismatch", "status_mismatch") for e in report[name]}
+    listed = {
+        e["gateway_refund_id"]
+        for name in ("matched", "missing_at_gateway", "unknown_at_gateway", "amount_mismatch", "status_mismatch")
+        for e in report[name]
+    }
     assert not listed & {r["id"] for r in theirs}, "another merchant's refunds are in this merchant's report"
     assert mine["id"] in {e["gateway_refund_id"] for e in report["matched"]}

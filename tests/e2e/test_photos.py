@@ -20,7 +20,9 @@ def _defect_case(tenant: Tenant, **order: object) -> dict:
     return response.json()
 
 
-def _upload(tenant: Tenant, case_id: str, data: bytes, name: str = "photo.jpg", content_type: str = "image/jpeg") -> httpx.Response:
+def _upload(
+    tenant: Tenant, case_id: str, data: bytes, name: str = "photo.jpg", content_type: str = "image/jpeg"
+) -> httpx.Response:
     return tenant.storefront.post(f"/v1/cases/{case_id}/photos", files={"file": (name, data, content_type)})
 
 
@@ -61,7 +63,9 @@ def test_refused_uploads_store_nothing(tenant: Tenant) -> None:
     whole = encode(photo(), "JPEG")
     truncated = _upload(tenant, case["id"], whole[: len(whole) // 2])
     assert truncated.status_code == 422
-    not_multipart = tenant.storefront.post(f"/v1/cases/{case['id']}/photos", content=whole, headers={"content-type": "image/jpeg"})
+    not_multipart = tenant.storefront.post(
+        f"/v1/cases/{case['id']}/photos", content=whole, headers={"content-type": "image/jpeg"}
+    )
     assert not_multipart.status_code == 415
     wrong_field = tenant.storefront.post(f"/v1/cases/{case['id']}/photos", files={"picture": ("a.jpg", whole, "image/jpeg")})
     assert wrong_field.status_code == 422 and wrong_field.json()["errors"][0]["field"] == "file"

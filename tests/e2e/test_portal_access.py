@@ -708,18 +708,24 @@ def test_a_portal_token_stays_with_its_customer_when_the_order_changes_hands(ten
     order_id = sold(tenant, pi, first)
     second = {"id": f"cus_{secrets.token_hex(3)}", "email": "second@example.com"}
     with _order_token(tenant, order_id, first["id"]) as old:
-        opened = old.post("/v1/cases", json={"order_id": order_id, "type": "return", "resolution": "refund", "items": RETURN_LAMP})
+        opened = old.post(
+            "/v1/cases", json={"order_id": order_id, "type": "return", "resolution": "refund", "items": RETURN_LAMP}
+        )
         assert opened.status_code == 201, opened.text
         mine = opened.json()["id"]
         assert old.post(f"/v1/cases/{mine}/cancel").status_code == 200
         assert sold(tenant, pi, second, order_id) == order_id, "no live case holds the order: it may change hands"
         with _order_token(tenant, order_id, second["id"]) as new:
-            theirs = new.post("/v1/cases", json={"order_id": order_id, "type": "return", "resolution": "refund", "items": RETURN_LAMP})
+            theirs = new.post(
+                "/v1/cases", json={"order_id": order_id, "type": "return", "resolution": "refund", "items": RETURN_LAMP}
+            )
             assert theirs.status_code == 201, theirs.text
             assert old.get(f"/v1/orders/{order_id}").status_code == 404
             assert old.get(f"/v1/cases/{theirs.json()['id']}").status_code == 404
             assert [c["id"] for c in old.get("/v1/cases").json()["items"]] == [mine], "only its own, released case"
-            again = old.post("/v1/cases", json={"order_id": order_id, "type": "return", "resolution": "refund", "items": RETURN_LAMP})
+            again = old.post(
+                "/v1/cases", json={"order_id": order_id, "type": "return", "resolution": "refund", "items": RETURN_LAMP}
+            )
             assert again.status_code == 422 and again.json()["errors"][0]["field"] == "order_id"
             assert new.get(f"/v1/cases/{mine}").status_code == 404
             assert [c["id"] for c in new.get("/v1/cases").json()["items"]] == [theirs.json()["id"]]

@@ -68,7 +68,9 @@ def test_no_case_view_shows_a_label_its_money_does_not_carry(tenant: Tenant) -> 
         "storefront": lambda c: [c.get(f"/v1/cases/{case['id']}", headers=tenant.storefront.headers).json()],
         "agent": lambda c: [c.get(f"/admin/v1/cases/{case['id']}", headers=tenant.agent.headers).json()],
         "portal": lambda c: [c.get(f"/v1/cases/{case['id']}", headers=auth).json()],
-        "queue": lambda c: c.get("/admin/v1/cases", headers=tenant.agent.headers, params={"order_id": case["order_id"]}).json()["items"],
+        "queue": lambda c: c.get("/admin/v1/cases", headers=tenant.agent.headers, params={"order_id": case["order_id"]}).json()[
+            "items"
+        ],
     }
     stop = threading.Event()
     seen: dict[str, list[int]] = {name: [0, 0] for name in reads}  # [reads, torn]

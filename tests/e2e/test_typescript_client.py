@@ -25,8 +25,15 @@ NPM = {"npm_config_cache": str(PROJECT / ".npm-cache"), "npm_config_update_notif
 
 
 def _run(*command: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    run = subprocess.run(command, cwd=PROJECT, capture_output=True, text=True, timeout=timeout, check=False,
-                         env={**os.environ, **NPM, **(env or {})})
+    run = subprocess.run(
+        command,
+        cwd=PROJECT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        env={**os.environ, **NPM, **(env or {})},
+    )
     assert run.returncode == 0, f"{' '.join(command)} failed:\n{run.stdout}\n{run.stderr}"
     return run
 
@@ -53,9 +60,31 @@ def test_a_typescript_storefront_walks_the_contract_and_every_answer_matches_its
     assert walked.stderr == "", walked.stderr
     checked = json.loads(walked.stdout.strip().splitlines()[-1])["checked"]
     assert {
-        "putOrder 201", "putOrder 200", "putOrder 422", "putOrder 403", "previewCase 200", "openCase 201", "uploadPhoto 201",
-        "getPhoto 200", "agentGetCase 200", "approveCase 412", "approveCase 200", "reportReturnShipment 200",
-        "receiveItems 200", "getCase 200", "agentCaseEvents 200", "listRefunds 200", "exportRefunds 200", "reconcile 201",
-        "shipReplacement 200", "closeCase 200", "diagnoseRepair 200", "acceptQuote 200", "shipBack 200",
-        "createPortalLink 201", "listCases 200", "putShippingSettings 200", "putPolicy 200",
+        "putOrder 201",
+        "putOrder 200",
+        "putOrder 422",
+        "putOrder 403",
+        "previewCase 200",
+        "openCase 201",
+        "uploadPhoto 201",
+        "getPhoto 200",
+        "agentGetCase 200",
+        "approveCase 412",
+        "approveCase 200",
+        "reportReturnShipment 200",
+        "receiveItems 200",
+        "getCase 200",
+        "agentCaseEvents 200",
+        "listRefunds 200",
+        "exportRefunds 200",
+        "reconcile 201",
+        "shipReplacement 200",
+        "closeCase 200",
+        "diagnoseRepair 200",
+        "acceptQuote 200",
+        "shipBack 200",
+        "createPortalLink 201",
+        "listCases 200",
+        "putShippingSettings 200",
+        "putPolicy 200",
     } <= set(checked), checked

@@ -29,8 +29,11 @@ def guarded_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[
     resolver = ScriptedResolver({"shop.example.com": [PUBLIC_IP], "loopback.example.com": ["127.0.0.1"]})
     with fresh_database() as database_url:
         settings = Settings(
-            database_url=database_url, data_dir=tmp_path_factory.mktemp("hooks"), log_format="json",
-            worker_idle_seconds=0.05, webhook_first_backoff_seconds=0.2,
+            database_url=database_url,
+            data_dir=tmp_path_factory.mktemp("hooks"),
+            log_format="json",
+            worker_idle_seconds=0.05,
+            webhook_first_backoff_seconds=0.2,
         )
         with serve(build_app(settings, resolver=resolver)) as url:
             yield url, database_url, resolver
@@ -44,13 +47,29 @@ def guarded(guarded_service: tuple[str, str, ScriptedResolver]) -> Iterator[Tena
     tenant.close()
 
 
-@pytest.mark.parametrize("url", [
-    "http://127.0.0.1:5432/", "http://2130706433/", "http://0x7f000001/", "http://0177.0.0.1/", "http://127.1/",
-    "http://0/", "http://①②⑦.0.0.1/", "http://127.0.0.1%2f@example.com/", "http://localhost/hooks",
-    "http://localhost.localdomain/", "http://metadata.google.internal/computeMetadata/v1/",
-    "http://169.254.169.254/latest/meta-data", "http://[::1]/", "http://[::ffff:127.0.0.1]/", "http://100.64.0.1/",
-    "https://loopback.example.com/hooks", "https://nowhere.example.com/hooks", "ftp://shop.example.com/",
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:5432/",
+        "http://2130706433/",
+        "http://0x7f000001/",
+        "http://0177.0.0.1/",
+        "http://127.1/",
+        "http://0/",
+        "http://①②⑦.0.0.1/",
+        "http://127.0.0.1%2f@example.com/",
+        "http://localhost/hooks",
+        "http://localhost.localdomain/",
+        "http://metadata.google.internal/computeMetadata/v1/",
+        "http://169.254.169.254/latest/meta-data",
+        "http://[::1]/",
+        "http://[::ffff:127.0.0.1]/",
+        "http://100.64.0.1/",
+        "https://loopback.example.com/hooks",
+        "https://nowhere.example.com/hooks",
+        "ftp://shop.example.com/",
+    ],
+)
 def test_an_internal_target_answers_422_when_saved(guarded: Tenant, url: str) -> None:
     answer = guarded.admin.put("/admin/v1/webhook-endpoints", json={"url": url})
     assert answer.status_code == 422, answer.text
@@ -92,7 +111,10 @@ def test_a_save_keeps_the_secret_and_a_rotation_signs_with_both_for_a_while(tena
         old = tenant.admin.put("/admin/v1/webhook-endpoints", json={"url": receiver.url}).json()["secret"]
         again = tenant.admin.put("/admin/v1/webhook-endpoints", json={"url": receiver.url, "enabled": True})
         assert again.status_code == 200 and again.json()["secret"] is None
-        assert tenant.admin.put("/admin/v1/webhook-endpoints", json={"url": receiver.url, "secret": "whsec_" + "y" * 20}).status_code == 422
+        assert (
+            tenant.admin.put("/admin/v1/webhook-endpoints", json={"url": receiver.url, "secret": "whsec_" + "y" * 20}).status_code
+            == 422
+        )
 
         assert tenant.agent.post("/admin/v1/webhook-endpoints/rotate-secret").status_code == 403
         rotated = tenant.admin.post("/admin/v1/webhook-endpoints/rotate-secret")

@@ -40,8 +40,11 @@ def crash_database_url() -> Iterator[str]:
 def _worker(database_url: str, latency_ms: int) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RETURNS_", "STRIPE_"))}
     env.update(
-        RETURNS_DATABASE_URL=database_url, RETURNS_SIMULATED_LATENCY_MS=str(latency_ms), RETURNS_LOG_FORMAT="json",
-        RETURNS_WORKER_IDLE_SECONDS="0.1", RETURNS_GATEWAY_RATE_PER_SECOND="1",
+        RETURNS_DATABASE_URL=database_url,
+        RETURNS_SIMULATED_LATENCY_MS=str(latency_ms),
+        RETURNS_LOG_FORMAT="json",
+        RETURNS_WORKER_IDLE_SECONDS="0.1",
+        RETURNS_GATEWAY_RATE_PER_SECOND="1",
     )
     return subprocess.Popen(
         [sys.executable, "-m", "service.cli", "worker"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL

@@ -93,25 +93,33 @@ class FakeEasyPost(FakeService):
 
     # ----------------------------------------------------------------- tracking
 
-    def scan(self, tracking_code: str, status: str, *, at: datetime | None = None, message: str | None = None,
-             carrier: str = "USPS") -> dict[str, Any]:
+    def scan(
+        self, tracking_code: str, status: str, *, at: datetime | None = None, message: str | None = None, carrier: str = "USPS"
+    ) -> dict[str, Any]:
         """A scan of the parcel: it joins its tracker's history (a tracker is made for a code no
         label of ours has) and the ``tracker.updated`` event EasyPost would send is answered."""
         at = at or datetime.now(UTC)
         with self.lock:
             tracker = self._tracker_for(tracking_code, carrier)
             previous = tracker["status"]
-            tracker["tracking_details"].append({
-                "object": "TrackingDetail",
-                "message": message or status.replace("_", " ").capitalize(),
-                "description": None,
-                "status": status,
-                "status_detail": "status_update",
-                "datetime": at.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                "source": tracker["carrier"],
-                "tracking_location": {"object": "TrackingLocation", "city": None, "state": None, "country": None,
-                                      "zip": None},
-            })
+            tracker["tracking_details"].append(
+                {
+                    "object": "TrackingDetail",
+                    "message": message or status.replace("_", " ").capitalize(),
+                    "description": None,
+                    "status": status,
+                    "status_detail": "status_update",
+                    "datetime": at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    "source": tracker["carrier"],
+                    "tracking_location": {
+                        "object": "TrackingLocation",
+                        "city": None,
+                        "state": None,
+                        "country": None,
+                        "zip": None,
+                    },
+                }
+            )
             tracker["status"], tracker["updated_at"] = status, _now()
             return {
                 "id": f"evt_{next(self._ids):012d}",
@@ -161,8 +169,11 @@ class FakeEasyPost(FakeService):
                     return _error(422, "TRACKER.TRACKING_CODE.REQUIRED", "Missing required parameter: tracking_code")
                 return 200, self._tracker_for(fields["tracking_code"], fields.get("carrier") or "USPS")
             if parts == ["trackers"] and method == "GET":
-                listed = [t for t in self.trackers.values() if t["tracking_code"] == query.get("tracking_code")
-                          and query.get("carrier", t["carrier"]) == t["carrier"]]
+                listed = [
+                    t
+                    for t in self.trackers.values()
+                    if t["tracking_code"] == query.get("tracking_code") and query.get("carrier", t["carrier"]) == t["carrier"]
+                ]
                 return 200, {"trackers": listed, "has_more": False}
             if len(parts) == 2 and parts[0] == "trackers" and method == "GET":
                 tracker = self.trackers.get(parts[1])
@@ -196,20 +207,44 @@ class FakeEasyPost(FakeService):
             return _error(422, "PARCEL.WEIGHT.INVALID", "Parcel weight must be greater than zero.")
         shipment_id = f"shp_{next(self._ids):012d}"
         rates = [
-            {"id": f"rate_{next(self._ids):012d}", "object": "Rate", "mode": "test", "shipment_id": shipment_id,
-             "carrier": carrier, "service": service, "rate": rate, "currency": currency, "retail_rate": rate,
-             "retail_currency": currency, "list_rate": rate, "list_currency": currency, "delivery_days": days,
-             "carrier_account_id": f"ca_{carrier.lower()}"}
+            {
+                "id": f"rate_{next(self._ids):012d}",
+                "object": "Rate",
+                "mode": "test",
+                "shipment_id": shipment_id,
+                "carrier": carrier,
+                "service": service,
+                "rate": rate,
+                "currency": currency,
+                "retail_rate": rate,
+                "retail_currency": currency,
+                "list_rate": rate,
+                "list_currency": currency,
+                "delivery_days": days,
+                "carrier_account_id": f"ca_{carrier.lower()}",
+            }
             for carrier, service, rate, currency, days in self.rates
         ]
         shipment = {
-            "id": shipment_id, "object": "Shipment", "mode": "test", "reference": fields.get("reference"),
-            "status": "unknown", "created_at": _now(), "updated_at": _now(),
+            "id": shipment_id,
+            "object": "Shipment",
+            "mode": "test",
+            "reference": fields.get("reference"),
+            "status": "unknown",
+            "created_at": _now(),
+            "updated_at": _now(),
             "to_address": {"object": "Address", **fields["to_address"]},
             "from_address": {"object": "Address", **fields["from_address"]},
             "parcel": {"id": f"prcl_{next(self._ids):012d}", "object": "Parcel", **parcel},
-            "rates": rates, "selected_rate": None, "postage_label": None, "tracking_code": None,
-            "tracker": None, "forms": [], "refund_status": None, "messages": [], "fees": [],
+            "rates": rates,
+            "selected_rate": None,
+            "postage_label": None,
+            "tracking_code": None,
+            "tracker": None,
+            "forms": [],
+            "refund_status": None,
+            "messages": [],
+            "fees": [],
         }
         self.shipments[shipment_id] = shipment
         return 200, shipment
@@ -228,10 +263,16 @@ class FakeEasyPost(FakeService):
             status="unknown",
             updated_at=_now(),
             postage_label={
-                "id": f"pl_{next(self._ids):012d}", "object": "PostageLabel", "label_file_type": "image/png",
-                "label_size": "4x6", "label_resolution": 300, "label_date": _now(),
+                "id": f"pl_{next(self._ids):012d}",
+                "object": "PostageLabel",
+                "label_file_type": "image/png",
+                "label_size": "4x6",
+                "label_resolution": 300,
+                "label_date": _now(),
                 "label_url": f"{self.url}/files/{shipment['id']}.png",
-                "label_pdf_url": None, "label_zpl_url": None, "label_epl2_url": None,
+                "label_pdf_url": None,
+                "label_zpl_url": None,
+                "label_epl2_url": None,
             },
         )
         shipment["tracker"] = self._tracker_for(tracking_code, rate["carrier"], shipment["id"])
@@ -253,11 +294,18 @@ class FakeEasyPost(FakeService):
             return _error(422, "SHIPMENT.POSTAGE.REQUIRED", "Buy the shipment before creating forms.")
         if form_type != "label_qr_code" or shipment["selected_rate"]["carrier"] != "USPS":
             return _error(422, "FORM.TYPE.UNSUPPORTED", f"{form_type} is not available for this carrier.")
-        shipment["forms"].append({
-            "id": f"form_{next(self._ids):012d}", "object": "Form", "mode": "test", "form_type": form_type,
-            "form_url": f"{self.url}/files/{shipment['id']}-qr.png", "submitted_electronically": None,
-            "created_at": _now(), "updated_at": _now(),
-        })
+        shipment["forms"].append(
+            {
+                "id": f"form_{next(self._ids):012d}",
+                "object": "Form",
+                "mode": "test",
+                "form_type": form_type,
+                "form_url": f"{self.url}/files/{shipment['id']}-qr.png",
+                "submitted_electronically": None,
+                "created_at": _now(),
+                "updated_at": _now(),
+            }
+        )
         return 200, shipment
 
     def _refund(self, shipment: dict[str, Any]) -> Answer:
@@ -334,8 +382,9 @@ class _Handler(FakeHandler):
         if fault is not None and fault.kind == "delay" and not fault.after_commit:
             time.sleep(fault.seconds)
         if fault is not None and fault.kind == "status":
-            self._json(*_error(fault.status, "INTERNAL_SERVER_ERROR" if fault.status >= 500 else "RATE_LIMITED",
-                               "Simulated failure."))
+            self._json(
+                *_error(fault.status, "INTERNAL_SERVER_ERROR" if fault.status >= 500 else "RATE_LIMITED", "Simulated failure.")
+            )
             return
         if fault is not None and fault.kind == "drop" and not fault.after_commit:
             self._drop()

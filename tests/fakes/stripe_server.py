@@ -44,8 +44,18 @@ if TYPE_CHECKING:
 Answer = tuple[int, dict[str, Any], dict[str, str]]  # status, JSON body, extra headers
 
 REFUND_PARAMETERS = {
-    "amount", "charge", "currency", "customer", "expand", "instructions_email", "metadata", "origin",
-    "payment_intent", "reason", "refund_application_fee", "reverse_transfer",
+    "amount",
+    "charge",
+    "currency",
+    "customer",
+    "expand",
+    "instructions_email",
+    "metadata",
+    "origin",
+    "payment_intent",
+    "reason",
+    "refund_application_fee",
+    "reverse_transfer",
 }
 FAILURE_REASON = "lost_or_stolen_card"  # what a refund made ``failed`` by ``set_next_status`` reports
 
@@ -79,6 +89,7 @@ class FakeStripe(FakeService):
         self.requests: list[tuple[str, str, str | None]] = []  # (method, path, idempotency key)
         self._next_statuses: list[str] = []
         self._ids = itertools.count(1)
+
     # ----------------------------------------------------------------- set-up and inspection
 
     def account(self, account: str | None = None) -> Account:
@@ -147,22 +158,53 @@ class FakeStripe(FakeService):
         with self.lock:
             state = self.account(account)
             intent = state.payment_intents[pi_id]
-            refunded = sum(r["amount"] for r in state.refunds.values()
-                           if r["payment_intent"] == pi_id and r["status"] not in ("failed", "canceled"))
+            refunded = sum(
+                r["amount"]
+                for r in state.refunds.values()
+                if r["payment_intent"] == pi_id and r["status"] not in ("failed", "canceled")
+            )
             return {
-                "id": _charge_id(pi_id), "object": "charge", "amount": intent["amount"],
-                "amount_captured": intent["amount"], "amount_refunded": refunded, "application": None,
-                "application_fee": None, "application_fee_amount": None, "balance_transaction": None,
+                "id": _charge_id(pi_id),
+                "object": "charge",
+                "amount": intent["amount"],
+                "amount_captured": intent["amount"],
+                "amount_refunded": refunded,
+                "application": None,
+                "application_fee": None,
+                "application_fee_amount": None,
+                "balance_transaction": None,
                 "billing_details": {"address": None, "email": None, "name": None, "phone": None},
-                "calculated_statement_descriptor": None, "captured": True, "created": int(time.time()),
-                "currency": intent["currency"], "customer": None, "description": None, "disputed": False,
-                "failure_balance_transaction": None, "failure_code": None, "failure_message": None,
-                "fraud_details": {}, "livemode": False, "metadata": {}, "on_behalf_of": None, "outcome": None,
-                "paid": True, "payment_intent": pi_id, "payment_method": None, "payment_method_details": None,
-                "receipt_email": None, "receipt_number": None, "receipt_url": None,
-                "refunded": refunded >= intent["amount"], "review": None, "shipping": None, "source_transfer": None,
-                "statement_descriptor": None, "statement_descriptor_suffix": None, "status": "succeeded",
-                "transfer_data": None, "transfer_group": None,
+                "calculated_statement_descriptor": None,
+                "captured": True,
+                "created": int(time.time()),
+                "currency": intent["currency"],
+                "customer": None,
+                "description": None,
+                "disputed": False,
+                "failure_balance_transaction": None,
+                "failure_code": None,
+                "failure_message": None,
+                "fraud_details": {},
+                "livemode": False,
+                "metadata": {},
+                "on_behalf_of": None,
+                "outcome": None,
+                "paid": True,
+                "payment_intent": pi_id,
+                "payment_method": None,
+                "payment_method_details": None,
+                "receipt_email": None,
+                "receipt_number": None,
+                "receipt_url": None,
+                "refunded": refunded >= intent["amount"],
+                "review": None,
+                "shipping": None,
+                "source_transfer": None,
+                "statement_descriptor": None,
+                "statement_descriptor_suffix": None,
+                "status": "succeeded",
+                "transfer_data": None,
+                "transfer_group": None,
             }
 
     # ----------------------------------------------------------------- the API
@@ -191,8 +233,12 @@ class FakeStripe(FakeService):
         if refund is None:
             return _error(404, "invalid_request_error", "resource_missing", f"No such refund: '{refund_id}'", "id")
         if refund["status"] != "requires_action":
-            return _error(400, "invalid_request_error", "charge_refund_cancel_invalid",
-                          f"Only a refund with status requires_action can be canceled; this one is {refund['status']}.")
+            return _error(
+                400,
+                "invalid_request_error",
+                "charge_refund_cancel_invalid",
+                f"Only a refund with status requires_action can be canceled; this one is {refund['status']}.",
+            )
         refund["status"] = "canceled"
         return 200, dict(refund), {}
 
@@ -202,7 +248,9 @@ class FakeStripe(FakeService):
             first_request, status, body = account.idempotency[key]
             if first_request != request:
                 return _error(
-                    400, "idempotency_error", None,
+                    400,
+                    "idempotency_error",
+                    None,
                     f"Keys for idempotent requests can only be used with the same parameters they were first used "
                     f"with. Try using a key other than '{key}' if you meant to execute a different request.",
                 )
@@ -220,16 +268,15 @@ class FakeStripe(FakeService):
             )
         pi_id = form.get("payment_intent")
         if not pi_id:
-            return _error(
-                400, "invalid_request_error", "parameter_missing", "Must provide either `charge` or `payment_intent`."
-            )
+            return _error(400, "invalid_request_error", "parameter_missing", "Must provide either `charge` or `payment_intent`.")
         intent = account.payment_intents.get(pi_id)
         if intent is None:
             return _error(
                 404, "invalid_request_error", "resource_missing", f"No such payment_intent: '{pi_id}'", "payment_intent"
             )
         left = intent["amount"] - sum(
-            r["amount"] for r in account.refunds.values()
+            r["amount"]
+            for r in account.refunds.values()
             if r["payment_intent"] == pi_id and r["status"] not in ("failed", "canceled")
         )
         raw_amount = form.get("amount", str(left))
@@ -238,8 +285,11 @@ class FakeStripe(FakeService):
         amount = int(raw_amount)
         if amount > left:
             return _error(
-                400, "invalid_request_error", "amount_too_large",
-                f"Refund amount ({amount}) is greater than unrefunded amount on charge ({left})", "amount",
+                400,
+                "invalid_request_error",
+                "amount_too_large",
+                f"Refund amount ({amount}) is greater than unrefunded amount on charge ({left})",
+                "amount",
             )
         return 200, self._make_refund(account, pi_id, amount, form.get("metadata", {}), form.get("reason")), {}
 
@@ -262,9 +312,15 @@ class FakeStripe(FakeService):
             "charge": _charge_id(pi_id),
             "created": int(time.time()) if created is None else created,
             "currency": intent["currency"],
-            "destination_details": {"card": {"reference": None, "reference_status": "pending",
-                                             "reference_type": "acquirer_reference_number", "type": "refund"},
-                                    "type": "card"},
+            "destination_details": {
+                "card": {
+                    "reference": None,
+                    "reference_status": "pending",
+                    "reference_type": "acquirer_reference_number",
+                    "type": "refund",
+                },
+                "type": "card",
+            },
             "failure_reason": FAILURE_REASON if status == "failed" else None,
             "livemode": False,
             "metadata": metadata,
@@ -281,9 +337,7 @@ class FakeStripe(FakeService):
     def _list(self, account: Account, query: dict[str, str], path: str) -> Answer:
         limit = query.get("limit", "10")
         if not limit.isdigit() or not 1 <= int(limit) <= 100:
-            return _error(
-                400, "invalid_request_error", "parameter_invalid_integer", "limit must be between 1 and 100", "limit"
-            )
+            return _error(400, "invalid_request_error", "parameter_invalid_integer", "limit must be between 1 and 100", "limit")
         rows = sorted(account.refunds.values(), key=_position, reverse=True)
         bounds = {"gte": int.__ge__, "gt": int.__gt__, "lte": int.__le__, "lt": int.__lt__}
         for name, holds in bounds.items():
@@ -339,8 +393,9 @@ class _Handler(FakeHandler):
         fake.requests.append((method, split.path, headers.get("idempotency-key")))
         with fake._running(headers) as alone:
             fault = fake._take_fault() if alone else Fault("status", status=409)
-            answer = self._outcome(fault, lambda: fake._route(method, split.path, dict(parse_qsl(split.query)),
-                                                              _form(body), headers))
+            answer = self._outcome(
+                fault, lambda: fake._route(method, split.path, dict(parse_qsl(split.query)), _form(body), headers)
+            )
         if answer is None:
             self._drop()
         else:
@@ -412,7 +467,7 @@ def _form(body: str) -> dict[str, Any]:
     form: dict[str, Any] = {}
     for key, value in parse_qsl(body, keep_blank_values=True):
         if key.startswith("metadata[") and key.endswith("]"):
-            form.setdefault("metadata", {})[key[len("metadata["):-1]] = value
+            form.setdefault("metadata", {})[key[len("metadata[") : -1]] = value
         else:
             form[key] = value
     return form

@@ -60,9 +60,7 @@ async def world(db: PostgresDatabase, own_database_url: str) -> AsyncIterator[Wo
     notifications = Notifications(db, sender, clock, resolver=ScriptedResolver({}))
     async with db.transaction() as repos:
         await repos.ensure_merchant(MERCHANT)
-    workers = [
-        Worker(refunds, notifications, cases, auto_close_after=AFTER) for _ in range(2)
-    ]
+    workers = [Worker(refunds, notifications, cases, auto_close_after=AFTER) for _ in range(2)]
     try:
         yield World(clock, cases, workers)
     finally:
@@ -71,20 +69,14 @@ async def world(db: PostgresDatabase, own_database_url: str) -> AsyncIterator[Wo
 
 
 async def _opened(world: World, order_id: str, **case: Any) -> str:
-    await world.cases.put_order(
-        STOREFRONT, order_id, msgspec.convert(order_body(), OrderIn)
-    )
+    await world.cases.put_order(STOREFRONT, order_id, msgspec.convert(order_body(), OrderIn))
     body = {"order_id": order_id, "resolution": None, **case}
-    view, _ = await world.cases.open_case(
-        STOREFRONT, msgspec.convert(body, CaseIn), None
-    )
+    view, _ = await world.cases.open_case(STOREFRONT, msgspec.convert(body, CaseIn), None)
     return view.id
 
 
 async def _received(world: World, case_id: str) -> None:
-    receipt = msgspec.convert(
-        {"items": [{"line_id": "l1", "quantity": 1, "condition": "as_new"}]}, ReceiveIn
-    )
+    receipt = msgspec.convert({"items": [{"line_id": "l1", "quantity": 1, "condition": "as_new"}]}, ReceiveIn)
     await world.cases.receive(AGENT, case_id, None, receipt)
 
 
@@ -107,15 +99,9 @@ async def _shipped_exchange(world: World, order_id: str) -> str:
 async def _declined_repair(world: World, order_id: str) -> str:
     """A repair whose quote the customer declined: shipped back unrepaired, no shipment recorded."""
     items = [{"line_id": "l1", "quantity": 1, "reason": "defective"}]
-    case_id = await _opened(
-        world, order_id, type="repair", issue_description="zip", items=items
-    )
-    override = {
-        "overrides": [{"rule": "photo_evidence", "reason": "seen at the counter"}]
-    }
-    await world.cases.approve(
-        AGENT, case_id, None, msgspec.convert(override, ApproveIn)
-    )
+    case_id = await _opened(world, order_id, type="repair", issue_description="zip", items=items)
+    override = {"overrides": [{"rule": "photo_evidence", "reason": "seen at the counter"}]}
+    await world.cases.approve(AGENT, case_id, None, msgspec.convert(override, ApproveIn))
     await _received(world, case_id)
     await world.cases.diagnose(
         AGENT,
@@ -155,9 +141,7 @@ async def test_a_shipped_exchange_and_repair_close_after_the_wait_and_ask_for_th
 
     world.clock.advance(days=1, seconds=1)
     closed = await asyncio.gather(*(worker.close_idle() for worker in world.workers))
-    assert sum(closed) == 2, (
-        f"two workers side by side close the two due cases once: {closed}"
-    )
+    assert sum(closed) == 2, f"two workers side by side close the two due cases once: {closed}"
     assert [await _state(world, c) for c in (exchange, repair, fresh)] == [
         "closed",
         "closed",
@@ -168,11 +152,7 @@ async def test_a_shipped_exchange_and_repair_close_after_the_wait_and_ask_for_th
     for case_id in (exchange, repair):
         events = (await world.cases.events(AGENT, case_id)).items
         closes = [e for e in events if e.type == "close"]
-        assert (
-            len(closes) == 1
-            and closes[0].actor_role == "system"
-            and closes[0].actor_id == "system"
-        )
+        assert len(closes) == 1 and closes[0].actor_role == "system" and closes[0].actor_id == "system"
         assert closes[0].data["after_days"] == 14
         outbox = await _outbox(db, case_id)
         assert outbox[-2:] == [

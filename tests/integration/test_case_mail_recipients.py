@@ -88,8 +88,12 @@ async def test_a_case_mail_never_goes_to_another_customer_than_the_cases(world: 
     still ``case.customer_id``, else record it ``gave_up`` ("the order belongs to another
     customer now"), or keep the recipient on the case when it opens."""
     await _sell(world, "o_moved", "cus_first", "first@example.com")
-    body = {"order_id": "o_moved", "type": "return", "resolution": "refund",
-            "items": [{"line_id": "l1", "quantity": 1, "reason": "other", "note": "it is not what I ordered"}]}
+    body = {
+        "order_id": "o_moved",
+        "type": "return",
+        "resolution": "refund",
+        "items": [{"line_id": "l1", "quantity": 1, "reason": "other", "note": "it is not what I ordered"}],
+    }
     case, _ = await world.cases.open_case(STOREFRONT, msgspec.convert(body, CaseIn), None)
     await world.mailer.run_once()
     await world.cases.reject(AGENT, case.id, None, RejectIn(reason="outside the window", note="kept for our records"))
@@ -117,8 +121,14 @@ async def test_a_mail_planned_before_the_link_slots_is_sent_as_it_is_and_signs_n
     old["X-Returns-Kind"] = "rejected"
     old.set_content(f"Reason: {unsigned}\n\nSee your return: {PORTAL}/portal#t={unsigned}&case=c_old&do=status\n")
     row = CustomerMail(
-        merchant_id=MERCHANT, id="mail_planned_before_013", event_id=1, recipient="ann@example.com", kind="rejected",
-        case_id="c_old", language="en", message=old.as_string(),
+        merchant_id=MERCHANT,
+        id="mail_planned_before_013",
+        event_id=1,
+        recipient="ann@example.com",
+        kind="rejected",
+        case_id="c_old",
+        language="en",
+        message=old.as_string(),
     )
     async with world.db.transaction() as repos:
         assert await repos.add_customer_mail(row, world.mailer.clock())

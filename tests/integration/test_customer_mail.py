@@ -98,8 +98,13 @@ async def _order(world: World, order_id: str, **customer: Any) -> None:
 
 
 async def _open(world: World, order_id: str, **case: Any) -> str:
-    body = {"order_id": order_id, "type": "return", "resolution": "refund",
-            "items": [{"line_id": "l1", "quantity": 1, "reason": "changed_mind"}], **case}
+    body = {
+        "order_id": order_id,
+        "type": "return",
+        "resolution": "refund",
+        "items": [{"line_id": "l1", "quantity": 1, "reason": "changed_mind"}],
+        **case,
+    }
     view, _ = await world.cases.open_case(STOREFRONT, msgspec.convert(body, CaseIn), None)
     return view.id
 
@@ -172,9 +177,7 @@ async def test_a_return_walked_to_its_close_mails_each_step_once_in_the_customer
             assert verify(("another-secret",), link["t"][0], world.clock().timestamp()) is None
 
 
-async def test_rejection_and_information_request_carry_the_agents_words_escaped(
-    world: World, smtp: tuple[Inbox, str]
-) -> None:
+async def test_rejection_and_information_request_carry_the_agents_words_escaped(world: World, smtp: tuple[Inbox, str]) -> None:
     inbox, url = smtp
     await _order(world, "o_review")  # no language, no merchant default: English
     needs_review = [{"line_id": "l2", "quantity": 1, "reason": "other", "note": "why"}]
@@ -208,9 +211,7 @@ async def test_an_approval_that_lets_the_customer_keep_the_item_says_so(world: W
     assert "keep it" in text and "send the item back to" not in text.lower()
 
 
-async def test_a_worker_killed_after_the_data_sends_again_with_the_same_message_id(
-    world: World, smtp: tuple[Inbox, str]
-) -> None:
+async def test_a_worker_killed_after_the_data_sends_again_with_the_same_message_id(world: World, smtp: tuple[Inbox, str]) -> None:
     inbox, url = smtp
     await _order(world, "o_crash")
     case_id = await _open(world, "o_crash", items=[{"line_id": "l2", "quantity": 1, "reason": "other", "note": "x"}])

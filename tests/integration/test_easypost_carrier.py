@@ -27,10 +27,10 @@ from tests.fakes.easypost_server import FakeEasyPost, signature, signed
 
 SECRET = "whsec-easypost-test"
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
-CUSTOMER = ShippingAddress(name="Ana Buyer", street1="1 Main St", city="Springfield", zip="62701", country="US",
-                           state="IL")
-WAREHOUSE = ShippingAddress(name="Returns Dept", street1="9 Dock Rd", city="Reno", zip="89501", country="US",
-                            state="NV", phone="+17755550100")
+CUSTOMER = ShippingAddress(name="Ana Buyer", street1="1 Main St", city="Springfield", zip="62701", country="US", state="IL")
+WAREHOUSE = ShippingAddress(
+    name="Returns Dept", street1="9 Dock Rd", city="Reno", zip="89501", country="US", state="NV", phone="+17755550100"
+)
 
 
 @pytest.fixture
@@ -69,7 +69,8 @@ async def test_a_shipment_keeps_our_reference_and_its_rates_come_in_minor_units(
     # 1000 g = 35.27 oz, 300 mm = 11.81 in: rounded up to a tenth, never declared smaller
     assert stored["parcel"]["weight"] == 35.3 and stored["parcel"]["length"] == 11.9
     assert [(r.carrier, r.service, r.amount, r.currency, r.delivery_days) for r in shipment.rates] == [
-        ("USPS", "Priority", 729, "USD", 2), ("UPS", "Ground", 1110, "USD", 5),
+        ("USPS", "Priority", 729, "USD", 2),
+        ("UPS", "Ground", 1110, "USD", 5),
     ]
     assert shipment.label is None
     assert await carrier.get_shipment(shipment.shipment_id) == shipment
@@ -77,8 +78,16 @@ async def test_a_shipment_keeps_our_reference_and_its_rates_come_in_minor_units(
 
 @pytest.mark.parametrize(
     ("rate", "currency", "minor"),
-    [("7.29", "USD", 729), ("4.35", "USD", 435), ("7.2900", "USD", 729), ("0.10", "EUR", 10), ("800", "JPY", 800),
-     ("800.00", "JPY", 800), ("1.234", "KWD", 1234), ("19.99", "usd", 1999)],
+    [
+        ("7.29", "USD", 729),
+        ("4.35", "USD", 435),
+        ("7.2900", "USD", 729),
+        ("0.10", "EUR", 10),
+        ("800", "JPY", 800),
+        ("800.00", "JPY", 800),
+        ("1.234", "KWD", 1234),
+        ("19.99", "usd", 1999),
+    ],
 )
 async def test_rates_convert_exactly_with_the_currencys_exponent(rate: str, currency: str, minor: int) -> None:
     with FakeEasyPost([("USPS", "Priority", rate, currency, None)]) as fake:
@@ -91,8 +100,12 @@ async def test_rates_convert_exactly_with_the_currencys_exponent(rate: str, curr
 
 
 async def test_a_rate_that_is_not_whole_minor_units_is_left_out_never_rounded() -> None:
-    rates = [("USPS", "Priority", "7.295", "USD", 2), ("USPS", "Express", "800.5", "JPY", 1),
-             ("UPS", "Ground", "not money", "USD", 3), ("UPS", "Air", "12.00", "USD", 1)]
+    rates = [
+        ("USPS", "Priority", "7.295", "USD", 2),
+        ("USPS", "Express", "800.5", "JPY", 1),
+        ("UPS", "Ground", "not money", "USD", 3),
+        ("UPS", "Air", "12.00", "USD", 1),
+    ]
     with FakeEasyPost(rates) as fake:
         carrier = EasyPostCarrier("EZTK_test", api_base=fake.api_base)
         shipment = await _shipment(carrier)
@@ -103,15 +116,17 @@ async def test_a_rate_that_is_not_whole_minor_units_is_left_out_never_rounded() 
 # --------------------------------------------------------------------------- buying once
 
 
-async def test_buy_answers_the_label_with_real_pdf_and_png_and_the_qr_code(
-    fake: FakeEasyPost, carrier: EasyPostCarrier
-) -> None:
+async def test_buy_answers_the_label_with_real_pdf_and_png_and_the_qr_code(fake: FakeEasyPost, carrier: EasyPostCarrier) -> None:
     shipment = await _shipment(carrier)
     usps = next(rate for rate in shipment.rates if rate.carrier == "USPS")
     label = await carrier.buy(shipment.shipment_id, usps.rate_id)
     stored = fake.shipments[shipment.shipment_id]
     assert (label.shipment_id, label.tracking_code, label.carrier, label.service) == (
-        shipment.shipment_id, stored["tracking_code"], "USPS", "Priority")
+        shipment.shipment_id,
+        stored["tracking_code"],
+        "USPS",
+        "Priority",
+    )
     assert (label.amount, label.currency) == (729, "USD")
     assert label.tracker_id == stored["tracker"]["id"]
     assert label.pdf.startswith(b"%PDF-") and label.pdf.rstrip().endswith(b"%%EOF")
@@ -141,9 +156,7 @@ async def test_buying_twice_buys_once_and_answers_the_same_label(fake: FakeEasyP
     assert fake.requests.count(("POST", f"/v2/shipments/{shipment.shipment_id}/buy")) == 3
 
 
-async def test_twenty_concurrent_buys_of_one_shipment_buy_one_label(
-    fake: FakeEasyPost, carrier: EasyPostCarrier
-) -> None:
+async def test_twenty_concurrent_buys_of_one_shipment_buy_one_label(fake: FakeEasyPost, carrier: EasyPostCarrier) -> None:
     shipment = await _shipment(carrier)
     labels = await asyncio.gather(*(carrier.buy(shipment.shipment_id, _cheapest(shipment)) for _ in range(20)))
     assert len({label.tracking_code for label in labels}) == 1
@@ -192,9 +205,7 @@ async def test_server_errors_and_rate_limits_are_retryable_and_buy_nothing(
     assert failed.value.retryable and fake.purchases == []
 
 
-async def test_a_buy_answered_only_after_the_client_gave_up_is_bought_once(
-    fake: FakeEasyPost, carrier: EasyPostCarrier
-) -> None:
+async def test_a_buy_answered_only_after_the_client_gave_up_is_bought_once(fake: FakeEasyPost, carrier: EasyPostCarrier) -> None:
     fake.delay_next(1.5, after_commit=True, on="/buy")  # aimed at the buy: the shipment is made at once
     shipment = await _shipment(carrier)
     impatient = EasyPostCarrier("EZTK_test", api_base=fake.api_base, timeout=1)
@@ -216,8 +227,7 @@ async def test_refusals_are_not_retryable(fake: FakeEasyPost, carrier: EasyPostC
         await carrier.get_shipment("shp_missing")
     assert not missing.value.retryable and missing.value.code == "NOT_FOUND"
     with pytest.raises(CarrierError) as bad_parcel:
-        await carrier.create_shipment(from_address=CUSTOMER, to_address=WAREHOUSE, parcel=Parcel(weight_g=0),
-                                      reference="lbl_2")
+        await carrier.create_shipment(from_address=CUSTOMER, to_address=WAREHOUSE, parcel=Parcel(weight_g=0), reference="lbl_2")
     assert not bad_parcel.value.retryable
     assert fake.purchases == []
 
@@ -244,9 +254,7 @@ async def test_label_files_only_over_https_or_from_the_apis_own_host(fake: FakeE
 # --------------------------------------------------------------------------- void and tracking
 
 
-async def test_void_refunds_an_unused_label_and_refuses_once_it_travels(
-    fake: FakeEasyPost, carrier: EasyPostCarrier
-) -> None:
+async def test_void_refunds_an_unused_label_and_refuses_once_it_travels(fake: FakeEasyPost, carrier: EasyPostCarrier) -> None:
     unused = await _shipment(carrier, "lbl_a")
     await carrier.buy(unused.shipment_id, _cheapest(unused))
     assert await carrier.void(unused.shipment_id) is True
@@ -276,9 +284,7 @@ async def test_track_reads_every_scan_in_the_ports_statuses(fake: FakeEasyPost, 
     assert len(fake.trackers) == 1  # the label's own tracker, no new one
 
 
-async def test_track_makes_a_tracker_for_a_code_easypost_does_not_track_yet(
-    fake: FakeEasyPost, carrier: EasyPostCarrier
-) -> None:
+async def test_track_makes_a_tracker_for_a_code_easypost_does_not_track_yet(fake: FakeEasyPost, carrier: EasyPostCarrier) -> None:
     assert await carrier.track("9400100000000000000000", "USPS") == []
     assert len(fake.trackers) == 1 and ("POST", "/v2/trackers") in fake.requests
 
@@ -295,7 +301,9 @@ def test_a_signed_event_gives_its_trackers_scans(fake: FakeEasyPost) -> None:
     payload, headers = signed(_event(fake), SECRET)
     events = EasyPostWebhook([SECRET]).verify(payload, headers, NOW)
     assert [(e.status, e.at, e.tracking_code) for e in events] == [
-        ("pre_transit", NOW - timedelta(hours=2), "EZ1"), ("in_transit", NOW, "EZ1")]
+        ("pre_transit", NOW - timedelta(hours=2), "EZ1"),
+        ("in_transit", NOW, "EZ1"),
+    ]
     # EasyPost's own SDK accepts what the fake signs
     assert easypost.util.validate_webhook(payload, headers, SECRET)["description"] == "tracker.updated"
 
@@ -324,8 +332,15 @@ def _altered(text: str) -> str:
 
 @pytest.mark.parametrize(
     "tamper",
-    ["altered body", "altered signature", "missing header", "empty header", "other secret", "bare hex",
-     "signature of another body"],
+    [
+        "altered body",
+        "altered signature",
+        "missing header",
+        "empty header",
+        "other secret",
+        "bare hex",
+        "signature of another body",
+    ],
 )
 def test_anything_not_signed_by_easypost_is_refused(fake: FakeEasyPost, tamper: str) -> None:
     payload, headers = signed(_event(fake), SECRET)
@@ -363,10 +378,18 @@ def test_a_replayed_request_is_the_same_scans_with_the_same_event_ids(fake: Fake
 
 @pytest.mark.parametrize(
     "body",
-    [b"not json", b"[]", b'{"description": 5}', b'{"description": "tracker.updated", "result": []}',
-     (b'{"description": "tracker.updated", "result": {"id": "trk_1", "tracking_code": "EZ1",'
-     b' "tracking_details": [{"status": "in_transit", "datetime": "yesterday"}]}}'),
-     b'{"description": "tracker.updated"}', b"[" * 100_000],
+    [
+        b"not json",
+        b"[]",
+        b'{"description": 5}',
+        b'{"description": "tracker.updated", "result": []}',
+        (
+            b'{"description": "tracker.updated", "result": {"id": "trk_1", "tracking_code": "EZ1",'
+            b' "tracking_details": [{"status": "in_transit", "datetime": "yesterday"}]}}'
+        ),
+        b'{"description": "tracker.updated"}',
+        b"[" * 100_000,
+    ],
 )
 def test_a_signed_body_that_is_no_event_we_read_is_invalid_event(body: bytes) -> None:
     with pytest.raises(InvalidWebhook) as refused:
@@ -375,8 +398,9 @@ def test_a_signed_body_that_is_no_event_we_read_is_invalid_event(body: bytes) ->
 
 
 def test_events_about_other_things_give_no_scans() -> None:
-    body = json.dumps({"id": "evt_1", "object": "Event", "description": "batch.updated",
-                       "result": {"id": "batch_1", "object": "Batch"}}).encode()
+    body = json.dumps(
+        {"id": "evt_1", "object": "Event", "description": "batch.updated", "result": {"id": "batch_1", "object": "Batch"}}
+    ).encode()
     assert EasyPostWebhook([SECRET]).verify(body, {"X-Hmac-Signature": signature(body, SECRET)}, NOW) == []
 
 
@@ -389,8 +413,13 @@ def test_easypost_is_configured_from_the_environment_and_its_webhook_only_where_
     from service.bootstrap import carrier_webhook
     from service.config import Settings
 
-    settings = Settings.from_env({"EASYPOST_API_KEY": "EZAK_live", "EASYPOST_WEBHOOK_SECRET": " new, old ,",
-                                  "RETURNS_EASYPOST_API_BASE": "http://127.0.0.1:9/v2"})
+    settings = Settings.from_env(
+        {
+            "EASYPOST_API_KEY": "EZAK_live",
+            "EASYPOST_WEBHOOK_SECRET": " new, old ,",
+            "RETURNS_EASYPOST_API_BASE": "http://127.0.0.1:9/v2",
+        }
+    )
     assert (settings.easypost_api_key, settings.easypost_api_base) == ("EZAK_live", "http://127.0.0.1:9/v2")
     assert settings.easypost_webhook_secrets == ("new", "old")
     assert isinstance(carrier_webhook(settings), EasyPostWebhook)

@@ -27,12 +27,25 @@ async def test_awkward_text_and_every_exponent_survive_the_round_trip(db: Postgr
     async with db.transaction() as repos:
         await repos.ensure_merchant("m_csv")
         for index, (currency, amount, failure) in enumerate(refunds):
-            await repos.add_refund(Refund(
-                id=f"rf_{index}", merchant_id="m_csv", case_id=f"case_{index}", order_id="o,1", customer_id="cus_1",
-                amount=amount, currency=currency, status=RefundStatus.FAILED if failure else RefundStatus.SUCCEEDED,
-                gateway="stripe", payment_reference="pi_1", attempt=1, created_at=AT + timedelta(minutes=index),
-                updated_at=AT, reason="defective", failure_reason=failure or None,
-            ))
+            await repos.add_refund(
+                Refund(
+                    id=f"rf_{index}",
+                    merchant_id="m_csv",
+                    case_id=f"case_{index}",
+                    order_id="o,1",
+                    customer_id="cus_1",
+                    amount=amount,
+                    currency=currency,
+                    status=RefundStatus.FAILED if failure else RefundStatus.SUCCEEDED,
+                    gateway="stripe",
+                    payment_reference="pi_1",
+                    attempt=1,
+                    created_at=AT + timedelta(minutes=index),
+                    updated_at=AT,
+                    reason="defective",
+                    failure_reason=failure or None,
+                )
+            )
     finance = FinanceService(db, SimulatedGateway(own_database_url), lambda: AT)
     principal = Principal(key_id="key_f", merchant_id="m_csv", role="finance")
     body = b"".join([chunk async for chunk in finance.ledger_csv(principal, LedgerFilter())]).decode()
@@ -40,7 +53,10 @@ async def test_awkward_text_and_every_exponent_survive_the_round_trip(db: Postgr
     rows = list(csv.DictReader(io.StringIO(body, newline="")))
     assert list(rows[0]) == CSV_COLUMNS
     assert [(r["currency"], r["amount"], r["amount_minor"]) for r in rows] == [
-        ("EUR", "19.99", "1999"), ("JPY", "1500", "1500"), ("KWD", "12.345", "12345"), ("EUR", "0.01", "1"),
+        ("EUR", "19.99", "1999"),
+        ("JPY", "1500", "1500"),
+        ("KWD", "12.345", "12345"),
+        ("EUR", "0.01", "1"),
     ]
     assert rows[0]["failure_reason"] == 'card said "no", twice\nthen yes'
     assert rows[2]["failure_reason"] == "comma, inside" and rows[0]["order_id"] == "o,1"
@@ -56,16 +72,30 @@ async def test_text_a_spreadsheet_would_run_is_neutralised_and_numbers_stay_numb
 ) -> None:
     """OWASP CSV injection: a text cell starting with = + - @, a tab or a carriage return gets a
     leading quote. Stored through the repository: the API refuses such ids itself."""
-    hostile = ["=HYPERLINK(\"http://evil.example\")", "+1+2", "-2+3", "@SUM(A1)", "\tcmd", "\r=1"]
+    hostile = ['=HYPERLINK("http://evil.example")', "+1+2", "-2+3", "@SUM(A1)", "\tcmd", "\r=1"]
     async with db.transaction() as repos:
         await repos.ensure_merchant("m_formula")
         for index, text in enumerate(hostile):
-            await repos.add_refund(Refund(
-                id=f"{text}{index}", merchant_id="m_formula", case_id=text, order_id=text, customer_id=text,
-                amount=1999 + index, currency="EUR", status=RefundStatus.FAILED, gateway="stripe",
-                payment_reference="pi_1", attempt=1, created_at=AT + timedelta(minutes=index), updated_at=AT,
-                reason=text, failure_reason=text, gateway_refund_id=text,
-            ))
+            await repos.add_refund(
+                Refund(
+                    id=f"{text}{index}",
+                    merchant_id="m_formula",
+                    case_id=text,
+                    order_id=text,
+                    customer_id=text,
+                    amount=1999 + index,
+                    currency="EUR",
+                    status=RefundStatus.FAILED,
+                    gateway="stripe",
+                    payment_reference="pi_1",
+                    attempt=1,
+                    created_at=AT + timedelta(minutes=index),
+                    updated_at=AT,
+                    reason=text,
+                    failure_reason=text,
+                    gateway_refund_id=text,
+                )
+            )
     finance = FinanceService(db, SimulatedGateway(own_database_url), lambda: AT)
     principal = Principal(key_id="key_f", merchant_id="m_formula", role="finance")
     body = b"".join([chunk async for chunk in finance.ledger_csv(principal, LedgerFilter())]).decode()

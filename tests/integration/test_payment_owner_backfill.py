@@ -16,8 +16,14 @@ T0 = datetime(2026, 1, 5, 12, tzinfo=UTC)
 
 def _order(merchant_id: str, order_id: str, reference: str) -> Order:
     return Order(
-        merchant_id=merchant_id, order_id=order_id, currency="EUR", placed_at=T0, delivered_at=T0,
-        customer=Customer(id="cus_1"), lines=[OrderLine("l1", "SKU", "Thing", 1, 1000)], shipping_total=0,
+        merchant_id=merchant_id,
+        order_id=order_id,
+        currency="EUR",
+        placed_at=T0,
+        delivered_at=T0,
+        customer=Customer(id="cus_1"),
+        lines=[OrderLine("l1", "SKU", "Thing", 1, 1000)],
+        shipping_total=0,
         payment=Payment("stripe", reference, 1000),
     )
 

@@ -20,12 +20,8 @@ PRINCIPAL = Principal(key_id="key_f", merchant_id="m_rec", role="finance")
 class LookupDown(SimulatedGateway):
     """Lists refunds, then cannot be reached for a single one."""
 
-    async def get_refund(
-        self, gateway_refund_id: str, *, account: str | None = None
-    ) -> GatewayRefund:
-        raise GatewayError(
-            "connection reset", code="api_connection_error", retryable=True
-        )
+    async def get_refund(self, gateway_refund_id: str, *, account: str | None = None) -> GatewayRefund:
+        raise GatewayError("connection reset", code="api_connection_error", retryable=True)
 
 
 async def _seed(db: PostgresDatabase) -> None:
@@ -53,9 +49,7 @@ async def _seed(db: PostgresDatabase) -> None:
 
 async def _stored(db: PostgresDatabase) -> int:
     async with db.pool.acquire() as conn:
-        return await conn.fetchval(
-            "SELECT count(*) FROM reconciliations WHERE merchant_id = 'm_rec'"
-        )
+        return await conn.fetchval("SELECT count(*) FROM reconciliations WHERE merchant_id = 'm_rec'")
 
 
 @pytest.mark.parametrize(
@@ -78,29 +72,19 @@ async def test_a_failing_gateway_makes_no_report(
     finance = FinanceService(db, gateway, lambda: AT)
     gateway.fail_next(retryable=retryable, code=code)
     with pytest.raises(GatewayUnreadable) as raised:
-        await finance.reconcile(
-            PRINCIPAL, AT - timedelta(hours=1), AT + timedelta(hours=1)
-        )
+        await finance.reconcile(PRINCIPAL, AT - timedelta(hours=1), AT + timedelta(hours=1))
     assert (raised.value.status, raised.value.code) == (status, problem)
     assert (raised.value.retry_after is not None) is retryable
     assert await _stored(db) == 0
-    report = await finance.reconcile(
-        PRINCIPAL, AT - timedelta(hours=1), AT + timedelta(hours=1)
-    )
-    assert [e.refund_id for e in report.missing_at_gateway] == ["rf_1"], (
-        "the gateway back: truly missing there"
-    )
+    report = await finance.reconcile(PRINCIPAL, AT - timedelta(hours=1), AT + timedelta(hours=1))
+    assert [e.refund_id for e in report.missing_at_gateway] == ["rf_1"], "the gateway back: truly missing there"
     assert await _stored(db) == 1
 
 
-async def test_a_refund_the_gateway_cannot_look_up_is_not_called_missing(
-    db: PostgresDatabase, own_database_url: str
-) -> None:
+async def test_a_refund_the_gateway_cannot_look_up_is_not_called_missing(db: PostgresDatabase, own_database_url: str) -> None:
     await _seed(db)
     finance = FinanceService(db, LookupDown(own_database_url), lambda: AT)
     with pytest.raises(GatewayUnreadable) as raised:
-        await finance.reconcile(
-            PRINCIPAL, AT - timedelta(hours=1), AT + timedelta(hours=1)
-        )
+        await finance.reconcile(PRINCIPAL, AT - timedelta(hours=1), AT + timedelta(hours=1))
     assert raised.value.status == 503
     assert await _stored(db) == 0

@@ -65,7 +65,9 @@ async def world(db: PostgresDatabase, own_database_url: str, tmp_path: Path) -> 
     clock = Clock()
     gateway = SimulatedGateway(own_database_url)
     carrier = SimulatedCarrier(own_database_url, in_transit_after=60, delivered_after=120, clock=clock)
-    cases = CaseService(db, PolicyBook(RuleRegistry.discover()), RefundService(db, gateway, clock), clock, carrier_name="simulated")
+    cases = CaseService(
+        db, PolicyBook(RuleRegistry.discover()), RefundService(db, gateway, clock), clock, carrier_name="simulated"
+    )
     blobs = FilesystemBlobStore(tmp_path)
     world = World(db, clock, carrier, cases, blobs, Tracking(db, cases, carrier, clock))
     async with db.transaction() as repos:
@@ -81,8 +83,13 @@ async def world(db: PostgresDatabase, own_database_url: str, tmp_path: Path) -> 
 async def _approved(world: World, order_id: str, **changes: Any) -> str:
     """An auto-approved return of one t-shirt (1999) with a label pending."""
     await world.cases.put_order(STOREFRONT, order_id, msgspec.convert(order_body(shipping_address=ADDRESS), OrderIn))
-    body = {"order_id": order_id, "type": "return", "resolution": "refund",
-            "items": [{"line_id": "l1", "quantity": 1, "reason": "changed_mind"}], **changes}
+    body = {
+        "order_id": order_id,
+        "type": "return",
+        "resolution": "refund",
+        "items": [{"line_id": "l1", "quantity": 1, "reason": "changed_mind"}],
+        **changes,
+    }
     view, _ = await world.cases.open_case(STOREFRONT, msgspec.convert(body, CaseIn), None)
     return view.id
 
@@ -177,8 +184,9 @@ async def test_a_worker_whose_lease_ran_out_buys_nothing_more(world: World) -> N
 
 async def test_two_workers_side_by_side_buy_each_label_once(world: World) -> None:
     case_ids = [await _approved(world, f"o_pair_{index}") for index in range(10)]
-    worked = await asyncio.gather(world.labels().run_once(limit=5), world.labels().run_once(limit=5),
-                                  world.labels().run_once(limit=5))
+    worked = await asyncio.gather(
+        world.labels().run_once(limit=5), world.labels().run_once(limit=5), world.labels().run_once(limit=5)
+    )
     assert sum(worked) == 10
     labels = [await _label(world, case_id) for case_id in case_ids]
     assert {label.status for label in labels} == {"bought"}
@@ -265,8 +273,12 @@ async def test_the_carrier_receives_where_the_policy_allows_it(world: World) -> 
     case_id = await _approved(world, "o_auto")
     # a t-shirt: the 9.80 label is within the default ceiling, half of its 19.99 (a mug's 15.00 is not)
     merchant_fault = await _approved(world, "o_fault", items=[{"line_id": "l1", "quantity": 1, "reason": "defective"}])
-    await world.cases.approve(AGENT, merchant_fault, None, msgspec.convert({"overrides": [
-        {"rule": "photo_evidence", "reason": "seen on a call"}]}, ApproveIn))
+    await world.cases.approve(
+        AGENT,
+        merchant_fault,
+        None,
+        msgspec.convert({"overrides": [{"rule": "photo_evidence", "reason": "seen on a call"}]}, ApproveIn),
+    )
     await world.labels().run_once()
     for each in (case_id, merchant_fault):
         label = await _label(world, each)
@@ -291,4 +303,3 @@ async def test_received_before_the_label_was_bought_buys_none(world: World) -> N
     assert label.status == "cancelled" and await world.carrier.purchases(label.id) == 0
     case = await world.cases.get_case(AGENT, case_id, Audience.AGENT)
     assert case.money.return_shipping.customer_share == flat.return_shipping.customer_share
-

@@ -57,11 +57,20 @@ def gateway(make_gateway: Callable[..., SimulatedGateway]) -> SimulatedGateway:
 
 
 async def _refund(
-    gateway: SimulatedGateway, amount: int = 100, key: str = "rf_1:1", *, pi: str = "pi_1", account: str | None = None,
+    gateway: SimulatedGateway,
+    amount: int = 100,
+    key: str = "rf_1:1",
+    *,
+    pi: str = "pi_1",
+    account: str | None = None,
     currency: str = "EUR",
 ) -> GatewayRefund:
     return await gateway.create_refund(
-        payment_reference=pi, amount=amount, currency=currency, refund_id=key.split(":", maxsplit=1)[0], idempotency_key=key,
+        payment_reference=pi,
+        amount=amount,
+        currency=currency,
+        refund_id=key.split(":", maxsplit=1)[0],
+        idempotency_key=key,
         account=account,
     )
 
@@ -73,8 +82,14 @@ async def _listed(gateway: SimulatedGateway, since: datetime, until: datetime, a
 async def test_a_refund_succeeds_at_once_in_our_terms(gateway: SimulatedGateway) -> None:
     refund = await _refund(gateway, 1999, "rf_a:1", currency="eur")
     assert refund == GatewayRefund(
-        gateway_refund_id="sim_re_000001", status="succeeded", amount=1999, currency="EUR", payment_reference="pi_1",
-        created_at=T0, refund_id="rf_a", failure_reason=None,
+        gateway_refund_id="sim_re_000001",
+        status="succeeded",
+        amount=1999,
+        currency="EUR",
+        payment_reference="pi_1",
+        created_at=T0,
+        refund_id="rf_a",
+        failure_reason=None,
     )
     assert await gateway.get_refund("sim_re_000001") == refund
 
@@ -133,8 +148,13 @@ async def test_an_amount_under_one_is_refused(gateway: SimulatedGateway, amount:
 
 @pytest.mark.parametrize(
     ("amount", "status", "reason"),
-    [(2513, "failed", "declined"), (113, "failed", "declined"), (2517, "requires_action", None),
-     (1300, "succeeded", None), (1999, "succeeded", None)],
+    [
+        (2513, "failed", "declined"),
+        (113, "failed", "declined"),
+        (2517, "requires_action", None),
+        (1300, "succeeded", None),
+        (1999, "succeeded", None),
+    ],
 )
 async def test_outcomes_by_amount(gateway: SimulatedGateway, amount: int, status: str, reason: str | None) -> None:
     refund = await _refund(gateway, amount)
@@ -150,7 +170,9 @@ async def test_refunds_stay_pending_until_they_settle(make_gateway: Callable[...
     clock.advance(0.1)
     settled = [await gateway.get_refund(r.gateway_refund_id) for r in made]
     assert [(r.status, r.failure_reason) for r in settled] == [
-        ("succeeded", None), ("failed", "declined"), ("requires_action", None)
+        ("succeeded", None),
+        ("failed", "declined"),
+        ("requires_action", None),
     ]
     assert await gateway.refunds() == settled, "settling is stored"
     assert (await _refund(gateway, 100, "rf_100:1")).status == "succeeded", "a replay shows the refund as it is now"
@@ -190,9 +212,7 @@ async def test_status_changes_are_read_back(gateway: SimulatedGateway) -> None:
     assert (await gateway.get_refund(refund.gateway_refund_id)).status == "canceled"
 
 
-async def test_set_status_overrides_a_pending_settlement(
-    make_gateway: Callable[..., SimulatedGateway], clock: Clock
-) -> None:
+async def test_set_status_overrides_a_pending_settlement(make_gateway: Callable[..., SimulatedGateway], clock: Clock) -> None:
     gateway = make_gateway(settle_after=10)
     refund = await _refund(gateway)
     await gateway.set_status(refund.gateway_refund_id, "failed", "insufficient_funds")

@@ -20,8 +20,13 @@ async def test_refund_idempotency_and_listing_on_real_stripe() -> None:
 
     client = stripe.StripeClient(KEY, http_client=stripe.HTTPXClient())
     intent = await client.v1.payment_intents.create_async(
-        params={"amount": 1000, "currency": "eur", "payment_method": "pm_card_visa", "confirm": True,
-                "automatic_payment_methods": {"enabled": True, "allow_redirects": "never"}}
+        params={
+            "amount": 1000,
+            "currency": "eur",
+            "payment_method": "pm_card_visa",
+            "confirm": True,
+            "automatic_payment_methods": {"enabled": True, "allow_redirects": "never"},
+        }
     )
     gateway = StripeGateway(KEY)
     refund_id, key = f"rf_contract_{secrets.token_hex(4)}", f"contract-{secrets.token_hex(8)}"
@@ -34,5 +39,7 @@ async def test_refund_idempotency_and_listing_on_real_stripe() -> None:
     assert again.gateway_refund_id == first.gateway_refund_id and first.refund_id == refund_id
     assert first.status in ("pending", "succeeded")
     now = datetime.now(UTC)
-    listed = [r async for r in gateway.list_refunds(created_from=now - timedelta(minutes=5), created_to=now + timedelta(minutes=1))]
+    listed = [
+        r async for r in gateway.list_refunds(created_from=now - timedelta(minutes=5), created_to=now + timedelta(minutes=1))
+    ]
     assert first.gateway_refund_id in {r.gateway_refund_id for r in listed}

@@ -37,7 +37,11 @@ async def _refund(
     gateway: StripeGateway, amount: int = 100, key: str = "rf_1:1", *, pi: str = "pi_1", account: str | None = None
 ) -> GatewayRefund:
     return await gateway.create_refund(
-        payment_reference=pi, amount=amount, currency="EUR", refund_id=key.split(":", maxsplit=1)[0], idempotency_key=key,
+        payment_reference=pi,
+        amount=amount,
+        currency="EUR",
+        refund_id=key.split(":", maxsplit=1)[0],
+        idempotency_key=key,
         account=account,
     )
 
@@ -55,8 +59,14 @@ async def test_a_refund_carries_our_id_and_comes_back_in_our_terms(fake: FakeStr
     refund = await _refund(_gateway(fake), 1234, "rf_abc:1")
     [stored] = fake.refunds()
     assert refund == GatewayRefund(
-        gateway_refund_id=stored["id"], status="succeeded", amount=1234, currency="EUR", payment_reference="pi_1",
-        created_at=datetime.fromtimestamp(stored["created"], UTC), refund_id="rf_abc", failure_reason=None,
+        gateway_refund_id=stored["id"],
+        status="succeeded",
+        amount=1234,
+        currency="EUR",
+        payment_reference="pi_1",
+        created_at=datetime.fromtimestamp(stored["created"], UTC),
+        refund_id="rf_abc",
+        failure_reason=None,
     )
     assert stored["id"].startswith("re_") and stored["currency"] == "eur"
     assert before <= refund.created_at <= datetime.now(UTC) and refund.created_at.tzinfo is UTC
@@ -196,7 +206,8 @@ async def test_status_changes_are_read_back(fake: FakeStripe) -> None:
     fake.set_status(needs_action.gateway_refund_id, "canceled")
     read = [await gateway.get_refund(r.gateway_refund_id) for r in (pending, needs_action)]
     assert [(r.status, r.failure_reason, r.refund_id) for r in read] == [
-        ("failed", "expired_or_canceled_card", "rf_a"), ("canceled", None, "rf_b")
+        ("failed", "expired_or_canceled_card", "rf_a"),
+        ("canceled", None, "rf_b"),
     ]
 
 
@@ -245,7 +256,8 @@ async def test_listing_rounds_a_fractional_range_to_stripes_seconds(fake: FakeSt
     start = int(datetime.now(UTC).timestamp()) - 100
     made = [fake.add_external_refund("pi_1", 1, created=start + i) for i in range(4)]
     listed = [
-        r.gateway_refund_id async for r in _gateway(fake).list_refunds(
+        r.gateway_refund_id
+        async for r in _gateway(fake).list_refunds(
             created_from=_at(start) + timedelta(milliseconds=500), created_to=_at(start + 2) + timedelta(milliseconds=500)
         )
     ]
@@ -258,9 +270,8 @@ async def test_listing_a_connected_account_keeps_it_on_every_page(fake: FakeStri
     fake.add_external_refund("pi_x", 5, created=now - 100)  # the platform's
     fake.add_external_refund("pi_x", 5, created=now - 100, account="acct_b")
     listed = [
-        r.gateway_refund_id async for r in _gateway(fake).list_refunds(
-            created_from=_at(now - 200), created_to=_at(now), account="acct_a"
-        )
+        r.gateway_refund_id
+        async for r in _gateway(fake).list_refunds(created_from=_at(now - 200), created_to=_at(now), account="acct_a")
     ]
     assert sorted(listed) == sorted(r["id"] for r in mine)
 
@@ -292,8 +303,16 @@ def test_the_fake_refuses_unknown_parameters_and_replays_with_a_header(fake: Fak
 
 
 def test_webhook_signatures_verify_with_the_sdk_and_the_service() -> None:
-    refund = {"id": "re_1", "object": "refund", "amount": 5, "currency": "eur", "status": "succeeded",
-              "payment_intent": "pi_1", "created": 1_700_000_000, "metadata": {"refund_id": "rf_1"}}
+    refund = {
+        "id": "re_1",
+        "object": "refund",
+        "amount": 5,
+        "currency": "eur",
+        "status": "succeeded",
+        "payment_intent": "pi_1",
+        "created": 1_700_000_000,
+        "metadata": {"refund_id": "rf_1"},
+    }
     payload, header = signed_event("refund.updated", refund, "whsec_test")
     event = stripe.Webhook.construct_event(payload, header, "whsec_test")
     assert (event.type, event.data.object.id) == ("refund.updated", "re_1")
@@ -362,7 +381,9 @@ def test_the_fake_cancels_only_refunds_that_require_action() -> None:
     with running_fake() as fake:
         fake.add_payment_intent("pi_c", amount=1000)
         fake.set_next_status("requires_action", "succeeded")
-        client = stripe.StripeClient("sk_test_fake", base_addresses={"api": fake.url}, http_client=stripe.HTTPXClient(allow_sync_methods=True))
+        client = stripe.StripeClient(
+            "sk_test_fake", base_addresses={"api": fake.url}, http_client=stripe.HTTPXClient(allow_sync_methods=True)
+        )
         waiting = client.v1.refunds.create(params={"payment_intent": "pi_c", "amount": 100})
         done = client.v1.refunds.create(params={"payment_intent": "pi_c", "amount": 200})
         assert client.v1.refunds.cancel(waiting.id).status == "canceled"

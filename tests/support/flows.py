@@ -95,8 +95,9 @@ def refund_through(shop: Tenant, order_id: str) -> None:
     if case.status_code != 201 or case.json()["state"] != "approved":
         return
     case_id = case.json()["id"]
-    received = shop.agent.post(f"/admin/v1/cases/{case_id}/receive",
-                               json={"items": [{"line_id": "l1", "quantity": 1, "condition": "as_new"}]})
+    received = shop.agent.post(
+        f"/admin/v1/cases/{case_id}/receive", json={"items": [{"line_id": "l1", "quantity": 1, "condition": "as_new"}]}
+    )
     assert received.status_code < 500, received.text
 
     def settled() -> bool:

@@ -18,6 +18,7 @@ def public_client(base_url: str, address: str) -> httpx.Client:
 
 def lookup_links(database_url: str, merchant_id: str) -> list[dict[str, Any]]:
     """The payloads of the merchant's ``customer.portal_link`` messages, oldest first."""
+
     async def read() -> list[dict[str, Any]]:
         conn = await asyncpg.connect(database_url)
         try:

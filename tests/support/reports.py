@@ -70,6 +70,4 @@ async def _backdate(db: PostgresDatabase, case_id: str, days: int) -> None:
     shift = timedelta(days=days)
     async with db.pool.acquire() as conn:
         await conn.execute("UPDATE cases SET created_at = created_at - $2::interval WHERE id = $1", case_id, shift)
-        await conn.execute(
-            "UPDATE refunds SET created_at = created_at - $2::interval WHERE case_id = $1", case_id, shift
-        )
+        await conn.execute("UPDATE refunds SET created_at = created_at - $2::interval WHERE case_id = $1", case_id, shift)

@@ -38,16 +38,34 @@ def self_signed(folder: Path) -> tuple[Path, Path]:
     """A certificate for 127.0.0.1 and its key: trust it with ``SSL_CERT_FILE``."""
     cert, key = folder / "cert.pem", folder / "key.pem"
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
-         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
     )
     return cert, key
 
 
 @contextmanager
-def smtp_server(tls: Literal["starttls", "implicit"] | None = None, cert: tuple[Path, Path] | None = None
-                ) -> Iterator[tuple[Inbox, str]]:
+def smtp_server(
+    tls: Literal["starttls", "implicit"] | None = None, cert: tuple[Path, Path] | None = None
+) -> Iterator[tuple[Inbox, str]]:
     """The inbox and the URL the transport reaches it at. ``starttls``: the server offers STARTTLS
     and refuses mail before it; ``implicit``: TLS from the first byte (``smtps://``)."""
     inbox = Inbox()

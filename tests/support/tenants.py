@@ -126,8 +126,15 @@ def order_body(**changes: Any) -> dict[str, Any]:
         "delivered_at": (now - timedelta(days=7)).isoformat(),
         "customer": {"id": f"cus_{secrets.token_hex(3)}", "email": "a@example.com"},
         "lines": [
-            {"line_id": "l1", "sku": "TSHIRT-M", "title": "T-shirt", "quantity": 2, "unit_price": 1999,
-             "category": "apparel", "final_sale": False},
+            {
+                "line_id": "l1",
+                "sku": "TSHIRT-M",
+                "title": "T-shirt",
+                "quantity": 2,
+                "unit_price": 1999,
+                "category": "apparel",
+                "final_sale": False,
+            },
             {"line_id": "l2", "sku": "MUG", "title": "Mug", "quantity": 1, "unit_price": 1500},
         ],
         "shipping_total": 495,

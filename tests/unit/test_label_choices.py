@@ -79,7 +79,9 @@ def test_an_agents_approval_lets_the_rate_it_saw_be_bought_at_no_more() -> None:
     now = datetime.now(UTC)
     home = Address("Shop", "Dock 1", "Hamburg", "20095", "DE")
     rate = CarrierRate("r2", "UPS", "Express", 1900, "EUR", 1)
-    label = ReturnLabel("m", "lbl", "case", "simulated", "pending", LabelRequest(home, home, Parcel(800), CarrierPreferences()), now)
+    label = ReturnLabel(
+        "m", "lbl", "case", "simulated", "pending", LabelRequest(home, home, Parcel(800), CarrierPreferences()), now
+    )
     money = _money(1999)
     assert not unattended(label, rate, money), "over half the items' value"
     held = LabelHold(rate, 999, 1999, "EUR")
@@ -93,16 +95,36 @@ def test_an_agents_approval_lets_the_rate_it_saw_be_bought_at_no_more() -> None:
 
 def _order_and_case(*items: tuple[str, int]) -> tuple[Order, Case]:
     now = datetime.now(UTC)
-    lines = [OrderLine("l1", "TEE", "Tee", 3, 1000, "apparel"), OrderLine("l2", "LAMP", "Lamp", 1, 5000, "lamps"),
-             OrderLine("l3", "MUG", "Mug", 2, 800, None)]
-    order = Order("m", "o", "EUR", now, now, Customer("c"), lines, 0, Payment("stripe", "pi", 9000),
-                  shipping_address=Address("Ann", "1 Main", "Paris", "75001", "FR"))
+    lines = [
+        OrderLine("l1", "TEE", "Tee", 3, 1000, "apparel"),
+        OrderLine("l2", "LAMP", "Lamp", 1, 5000, "lamps"),
+        OrderLine("l3", "MUG", "Mug", 2, 800, None),
+    ]
+    order = Order(
+        "m",
+        "o",
+        "EUR",
+        now,
+        now,
+        Customer("c"),
+        lines,
+        0,
+        Payment("stripe", "pi", 9000),
+        shipping_address=Address("Ann", "1 Main", "Paris", "75001", "FR"),
+    )
     money = _money(0)
     case = Case.open(
-        case_id="case", merchant_id="m", order_id="o", customer_id="c", case_type=CaseType.RETURN,
+        case_id="case",
+        merchant_id="m",
+        order_id="o",
+        customer_id="c",
+        case_type=CaseType.RETURN,
         items=[CaseItem(line, "SKU", quantity, 1000, Reason.CHANGED_MIND) for line, quantity in items],
-        resolution=None, decision=Decision(1, True, False, False, True, []), money=money,
-        actor=SYSTEM, at=now,
+        resolution=None,
+        decision=Decision(1, True, False, False, True, []),
+        money=money,
+        actor=SYSTEM,
+        at=now,
     )
     return order, case
 
@@ -123,7 +145,9 @@ def test_the_simulated_price_rule() -> None:
     tokyo = Address("Jun", "3-1", "Tokyo", "100-0001", "JP")
     abroad = quote("s", paris, home, Parcel(800))
     assert [(r.service, r.amount, r.currency, r.delivery_days) for r in abroad] == [
-        ("Ground", 980, "EUR", 5), ("Priority", 1568, "EUR", 2), ("Express", 2450, "EUR", 1)
+        ("Ground", 980, "EUR", 5),
+        ("Priority", 1568, "EUR", 2),
+        ("Express", 2450, "EUR", 1),
     ]
     assert quote("s", berlin, home, Parcel(800))[0].amount == 490  # at home: half
     assert quote("s", berlin, home, Parcel(2500))[0].amount == 400 + 3 * 90  # per started kilogram

@@ -18,8 +18,14 @@ def test_json_lines_are_redacted_and_carry_the_bound_context(monkeypatch) -> Non
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(request_id="req-1", merchant_id="m_1")
     log = structlog.get_logger()
-    log.info("order_saved", email="jane@example.com", note="mail me at jane.doe@example.org please",
-             authorization="Bearer rk_store_secret", api_key="rk_admin_x", count=3)
+    log.info(
+        "order_saved",
+        email="jane@example.com",
+        note="mail me at jane.doe@example.org please",
+        authorization="Bearer rk_store_secret",
+        api_key="rk_admin_x",
+        count=3,
+    )
     structlog.contextvars.clear_contextvars()
     line = json.loads(stream.getvalue().strip().splitlines()[-1])
     assert line["request_id"] == "req-1" and line["merchant_id"] == "m_1"

@@ -13,14 +13,23 @@ from domain.money import (
 )
 
 
-@pytest.mark.parametrize(("currency", "digits"), [("JPY", 0), ("KRW", 0), ("EUR", 2), ("USD", 2), ("KWD", 3), ("BHD", 3), ("CLF", 4)])
+@pytest.mark.parametrize(
+    ("currency", "digits"), [("JPY", 0), ("KRW", 0), ("EUR", 2), ("USD", 2), ("KWD", 3), ("BHD", 3), ("CLF", 4)]
+)
 def test_exponents(currency: str, digits: int) -> None:
     assert exponent(currency) == digits
 
 
 @pytest.mark.parametrize(
     ("amount", "currency", "major"),
-    [(1999, "EUR", "19.99"), (5, "EUR", "0.05"), (0, "EUR", "0.00"), (500, "JPY", "500"), (1234, "KWD", "1.234"), (-250, "USD", "-2.50")],
+    [
+        (1999, "EUR", "19.99"),
+        (5, "EUR", "0.05"),
+        (0, "EUR", "0.00"),
+        (500, "JPY", "500"),
+        (1234, "KWD", "1.234"),
+        (-250, "USD", "-2.50"),
+    ],
 )
 def test_to_major(amount: int, currency: str, major: str) -> None:
     assert to_major(amount, currency) == major

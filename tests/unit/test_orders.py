@@ -61,23 +61,41 @@ CASES = [
     ("claimed line's quantity", {"lines": _line(0, quantity=3)}, CASE_ON_L1, ["lines[0].quantity"]),
     ("claimed line's category", {"lines": _line(0, category=None)}, CASE_ON_L1, ["lines[0].category"]),
     ("claimed line's final sale", {"lines": _line(0, final_sale=True)}, CASE_ON_L1, ["lines[0].final_sale"]),
-    ("claimed line moved", {"lines": [STORED.lines[1], msgspec.structs.replace(STORED.lines[0], sku="Z")]}, CASE_ON_L1,
-     ["lines[1].sku"]),
+    (
+        "claimed line moved",
+        {"lines": [STORED.lines[1], msgspec.structs.replace(STORED.lines[0], sku="Z")]},
+        CASE_ON_L1,
+        ["lines[1].sku"],
+    ),
     ("claimed line removed", {"lines": STORED.lines[1:]}, CASE_ON_L1, ["lines"]),
-    ("refunded shipping", {"shipping_total": 0}, OrderHold(frozenset({"l1"}), 1994, shipping_refunded=True),
-     ["shipping_total"]),
-    ("everything at once",
-     {"currency": "USD", "customer": Customer(id="cus_2"), "payment": Payment("paypal", "pi_2", 0), "lines": STORED.lines[1:]},
-     CASE_ON_L1, ["customer.id", "currency", "payment.gateway", "payment.reference", "payment.captured_amount", "lines"]),
+    ("refunded shipping", {"shipping_total": 0}, OrderHold(frozenset({"l1"}), 1994, shipping_refunded=True), ["shipping_total"]),
+    (
+        "everything at once",
+        {"currency": "USD", "customer": Customer(id="cus_2"), "payment": Payment("paypal", "pi_2", 0), "lines": STORED.lines[1:]},
+        CASE_ON_L1,
+        ["customer.id", "currency", "payment.gateway", "payment.reference", "payment.captured_amount", "lines"],
+    ),
     # only released cases (cancelled, rejected): nothing holds the order
-    ("no hold", {"currency": "USD", "customer": Customer(id="cus_2"), "payment": Payment("paypal", "pi_2", 0),
-                 "lines": [NEW_LINE]}, OrderHold(), []),
+    (
+        "no hold",
+        {"currency": "USD", "customer": Customer(id="cus_2"), "payment": Payment("paypal", "pi_2", 0), "lines": [NEW_LINE]},
+        OrderHold(),
+        [],
+    ),
     # a case with no money (an exchange, a repair) still holds its lines and the order's identity
-    ("a moneyless case", {"lines": _line(0, sku="Z"), "currency": "USD"}, OrderHold(frozenset({"l1"})),
-     ["currency", "lines[0].sku"]),
+    (
+        "a moneyless case",
+        {"lines": _line(0, sku="Z"), "currency": "USD"},
+        OrderHold(frozenset({"l1"})),
+        ["currency", "lines[0].sku"],
+    ),
     # refunds count on their own: the capture may not drop below them
-    ("below what was refunded", {"payment": _payment(captured_amount=100)}, OrderHold(committed_amount=2000),
-     ["payment.captured_amount"]),
+    (
+        "below what was refunded",
+        {"payment": _payment(captured_amount=100)},
+        OrderHold(committed_amount=2000),
+        ["payment.captured_amount"],
+    ),
 ]
 
 

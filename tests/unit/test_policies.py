@@ -452,15 +452,19 @@ def test_reason_other_charges_nobody_the_label_until_an_agent_decides(
     assert v.money.return_shipping == ShippingShares(*shares)
     assert (v.money.original_shipping_refund, v.money.refund_total) == (original, refund)
     if shares[0] == Payer.UNDECIDED:
-        assert outcome(v, "return_shipping").detail == "who pays the 5.00 EUR label waits for an agent to decide who is responsible"
+        assert (
+            outcome(v, "return_shipping").detail == "who pays the 5.00 EUR label waits for an agent to decide who is responsible"
+        )
 
 
 def test_an_undecided_exchange_charges_nobody_its_shipping() -> None:
     """Its ``undecided_share`` is what the customer may be charged: their part of the split."""
     v = run(facts(item(reason=Reason.OTHER, replacement_price=2000), case_type=EXCHANGE))
     assert v.money.return_shipping == ShippingShares(Payer.UNDECIDED, 0, 0, 500)
-    odd = run(facts(item(reason=Reason.OTHER, replacement_price=2000), case_type=EXCHANGE),
-              {"exchange_shipping": {"cost": {"EUR": 1001}, "customer_percent": 30}})
+    odd = run(
+        facts(item(reason=Reason.OTHER, replacement_price=2000), case_type=EXCHANGE),
+        {"exchange_shipping": {"cost": {"EUR": 1001}, "customer_percent": 30}},
+    )
     assert odd.money.return_shipping == ShippingShares(Payer.UNDECIDED, 0, 0, 300)
     assert (v.money.difference_due, v.money.refund_total) == (0, 0)
     decided = run(facts(item(reason=Reason.OTHER, replacement_price=2000, decided=Responsibility.CUSTOMER), case_type=EXCHANGE))
@@ -706,7 +710,14 @@ def test_restocking_fee_is_charged_on_the_graded_value() -> None:
             (Payer.MERCHANT, 0, 0),
             800 + 700,
         ),
-        ([item(unit_price=300, reason=Reason.DEFECTIVE)], 1, {"keep_item": {"enabled": False}}, False, (Payer.MERCHANT, 0, 500), 1000),
+        (
+            [item(unit_price=300, reason=Reason.DEFECTIVE)],
+            1,
+            {"keep_item": {"enabled": False}},
+            False,
+            (Payer.MERCHANT, 0, 500),
+            1000,
+        ),
     ],
     ids=["300", "499", "500", "two-lines-600", "customer", "customer-allowed", "label-1000", "disabled"],
 )
@@ -812,7 +823,12 @@ def test_store_credit_bonus_details() -> None:
     ],
 )
 def test_auto_approve(
-    items: list[ItemFacts], photos: int, customer: CustomerHistory, rules: dict | None, auto_result: RuleResult, auto_approve: bool
+    items: list[ItemFacts],
+    photos: int,
+    customer: CustomerHistory,
+    rules: dict | None,
+    auto_result: RuleResult,
+    auto_approve: bool,
 ) -> None:
     v = run(facts(*items, photos=photos, customer=customer), rules)
     assert outcome(v, "auto_approve").result == auto_result
@@ -853,8 +869,20 @@ def test_auto_approve_details_and_repairs() -> None:
         (Reason.CHANGED_MIND, CustomerHistory(4, 3), None, REVIEW, "customer returned 3 of 4 items in 90 days"),
         (Reason.CHANGED_MIND, CustomerHistory(2, 2), None, PASS, "nothing needs an agent's eye"),  # below 3 purchases
         (Reason.CHANGED_MIND, CustomerHistory(0, 0), None, PASS, "nothing needs an agent's eye"),
-        (Reason.CHANGED_MIND, CustomerHistory(2, 2), {"min_items_for_rate": 2}, REVIEW, "customer returned 2 of 2 items in 90 days"),
-        (Reason.CHANGED_MIND, CustomerHistory(3, 1), {"max_return_rate": 0.25}, REVIEW, "customer returned 1 of 3 items in 90 days"),
+        (
+            Reason.CHANGED_MIND,
+            CustomerHistory(2, 2),
+            {"min_items_for_rate": 2},
+            REVIEW,
+            "customer returned 2 of 2 items in 90 days",
+        ),
+        (
+            Reason.CHANGED_MIND,
+            CustomerHistory(3, 1),
+            {"max_return_rate": 0.25},
+            REVIEW,
+            "customer returned 1 of 3 items in 90 days",
+        ),
         (Reason.CHANGED_MIND, CustomerHistory(flagged=True), None, REVIEW, "customer is flagged"),
         (Reason.CHANGED_MIND, CustomerHistory(flagged=True), {"flagged_customers": False}, PASS, "nothing needs an agent's eye"),
         (Reason.WRONG_SIZE, CustomerHistory(), {"reasons": ["wrong_size"]}, REVIEW, "reason wrong_size needs an agent"),
@@ -922,7 +950,9 @@ def test_condition_grading(
     result: RuleResult,
     value: int,
 ) -> None:
-    f = facts(item(unit_price=unit_price, quantity=2 if received == 2 else 1, condition=condition, received=received, graded=graded))
+    f = facts(
+        item(unit_price=unit_price, quantity=2 if received == 2 else 1, condition=condition, received=received, graded=graded)
+    )
     v = run(f, {"condition_grading": {"grades": grades}} if grades else None)
     assert outcome(v, "condition_grading").result == result
     assert v.money.items_total == value
@@ -944,8 +974,13 @@ def test_a_merchant_responsible_parcel_that_came_back_empty_refunds_nothing() ->
 
 
 def test_one_merchant_responsible_item_back_of_two_refunds_the_shipping_too() -> None:
-    v = run(facts(item("L1", reason=Reason.DEFECTIVE, condition=Condition.MISSING, received=0),
-                  item("L2", reason=Reason.DEFECTIVE, condition=Condition.DEFECTIVE, received=1), photos=1))
+    v = run(
+        facts(
+            item("L1", reason=Reason.DEFECTIVE, condition=Condition.MISSING, received=0),
+            item("L2", reason=Reason.DEFECTIVE, condition=Condition.DEFECTIVE, received=1),
+            photos=1,
+        )
+    )
     assert (v.money.items_total, v.money.refund_total) == (2000, 2000 + SHIPPING_TOTAL)
 
 
@@ -961,7 +996,10 @@ def test_jpy_has_no_minor_unit() -> None:
 
 
 def test_jpy_odd_yen_of_an_exchange_split_goes_to_the_merchant() -> None:
-    v = run(facts(item(unit_price=1500, reason=Reason.WRONG_SIZE), case_type=EXCHANGE, currency="JPY"), {"exchange_shipping": {"cost": 1001}})
+    v = run(
+        facts(item(unit_price=1500, reason=Reason.WRONG_SIZE), case_type=EXCHANGE, currency="JPY"),
+        {"exchange_shipping": {"cost": 1001}},
+    )
     assert v.money.return_shipping == ShippingShares(Payer.SPLIT, 500, 501)
     assert outcome(v, "exchange_shipping").detail == "shipping 1001 JPY split: customer 500 JPY, merchant 501 JPY"
     assert v.money.difference_due == 500
@@ -969,7 +1007,9 @@ def test_jpy_odd_yen_of_an_exchange_split_goes_to_the_merchant() -> None:
 
 def test_jpy_restocking_fee_and_keep_item_details() -> None:
     # 15 % of ¥1500 = ¥225
-    v = run(facts(item(unit_price=1500, condition=Condition.OPENED, received=1), currency="JPY"), {"restocking_fee": {"percent": 15}})
+    v = run(
+        facts(item(unit_price=1500, condition=Condition.OPENED, received=1), currency="JPY"), {"restocking_fee": {"percent": 15}}
+    )
     assert v.money.restocking_fee == 225
     assert outcome(v, "restocking_fee").detail == "15% on opened items: 225 JPY"
     assert v.money.refund_total == 1500 - 225 - 800
@@ -1023,7 +1063,12 @@ def test_policy_amounts_are_read_in_the_order_s_currency() -> None:
 
 
 def test_an_order_in_a_currency_the_policy_does_not_price_is_refused_naming_every_amount() -> None:
-    eur_only = {"rules": {name: {key: {"EUR": amounts["EUR"]} for key, amounts in params.items()} for name, params in EUR_AND_JPY["rules"].items()}}
+    eur_only = {
+        "rules": {
+            name: {key: {"EUR": amounts["EUR"]} for key, amounts in params.items()}
+            for name, params in EUR_AND_JPY["rules"].items()
+        }
+    }
     p = submitted(eur_only)
     assert p.evaluate(facts(currency="EUR")).money.return_shipping == ShippingShares(Payer.CUSTOMER, 500, 0)
     with pytest.raises(PolicyCurrencyUnpriced) as unpriced:
@@ -1088,7 +1133,9 @@ def test_a_case_keeps_the_amounts_it_was_decided_under() -> None:
     """The decision records its amounts; worked out again under it, a later table does not count."""
     opened = submitted(EUR_AND_JPY).evaluate(facts(currency="JPY"))
     assert opened.decision.prices == {
-        "rules.return_shipping.label_cost": 800, "rules.exchange_shipping.cost": 1600, "rules.auto_approve.max_amount": 16_000,
+        "rules.return_shipping.label_cost": 800,
+        "rules.exchange_shipping.cost": 1600,
+        "rules.auto_approve.max_amount": 16_000,
     }
     eur_only = submitted({"rules": {"return_shipping": {"label_cost": {"EUR": 400}}}})
     again = eur_only.evaluate(facts(currency="JPY"), under=opened.decision)
@@ -1103,7 +1150,9 @@ def test_a_decision_recorded_before_amounts_were_per_currency_keeps_that_time_s_
     legacy = load_policy({"rules": {"return_shipping": {"label_cost": 700}}}, 3, RuleRegistry())
     built_in = load_policy({"rules": {}}, 0, RuleRegistry())
     assert legacy.decided_prices(before, "ZAR") == {
-        "rules.return_shipping.label_cost": 700, "rules.exchange_shipping.cost": 1000, "rules.auto_approve.max_amount": 10_000,
+        "rules.return_shipping.label_cost": 700,
+        "rules.exchange_shipping.cost": 1000,
+        "rules.auto_approve.max_amount": 10_000,
     }
     assert built_in.evaluate(facts(currency="JPY"), under=before).money.return_shipping.customer_share == 500
     assert built_in.evaluate(facts(currency="KWD"), under=before).money.refund_total == 2000 - 500
@@ -1127,7 +1176,10 @@ def test_a_decision_recorded_before_amounts_were_per_currency_keeps_that_time_s_
     ],
 )
 def test_a_malformed_amount_table_is_refused_naming_the_parameter(amount: Any, message: str) -> None:
-    for document in ({"rules": {"auto_approve": {"max_amount": amount}}}, {"currency": "EUR", "rules": {"auto_approve": {"max_amount": amount}}}):
+    for document in (
+        {"rules": {"auto_approve": {"max_amount": amount}}},
+        {"currency": "EUR", "rules": {"auto_approve": {"max_amount": amount}}},
+    ):
         with pytest.raises(PolicyInvalid) as invalid:
             submitted(document)
         assert invalid.value.errors == [{"field": "rules.auto_approve.max_amount", "message": message}]
@@ -1236,7 +1288,13 @@ def test_the_default_document() -> None:
     assert rules["store_credit_bonus"]["percent"] == 0
     label_cost = rules["return_shipping"]["label_cost"]
     assert {"EUR", "USD", "GBP", "JPY", "CNY"} <= set(label_cost)
-    assert (label_cost["EUR"], label_cost["USD"], label_cost["GBP"], label_cost["JPY"], label_cost["CNY"]) == (500, 500, 500, 800, 4000)
+    assert (label_cost["EUR"], label_cost["USD"], label_cost["GBP"], label_cost["JPY"], label_cost["CNY"]) == (
+        500,
+        500,
+        500,
+        800,
+        4000,
+    )
     assert rules["exchange_shipping"]["cost"] == {currency: 2 * cost for currency, cost in label_cost.items()}
     assert rules["exchange_shipping"]["customer_percent"] == 50
     assert rules["auto_approve"]["max_amount"] == {currency: 20 * cost for currency, cost in label_cost.items()}
@@ -1371,7 +1429,7 @@ def test_every_decision_has_one_outcome_per_enabled_rule(case: str, document: st
     v = p.evaluate(CASES[case])
     enabled = [name for name, params in p.document["rules"].items() if params["enabled"]]
     names = [o.rule for o in v.decision.outcomes]
-    capped = names[len(enabled):]
+    capped = names[len(enabled) :]
     assert names[: len(enabled)] == enabled
     assert capped in ([], [CAPTURED_LIMIT])
     assert (capped == [CAPTURED_LIMIT]) is (case == "capped")
@@ -1404,9 +1462,14 @@ def test_a_partial_grades_table_keeps_the_other_default_grades() -> None:
 
 @pytest.mark.parametrize(
     "rules",
-    [{"exchange_shipping": {"customer_percent": 150}}, {"return_shipping": {"label_cost": -1000}},
-     {"condition_grading": {"grades": {"used": 250}}}, {"restocking_fee": {"percent": 150}},
-     {"return_window": {"days": -5}}, {"review": {"max_return_rate": 2}}],
+    [
+        {"exchange_shipping": {"customer_percent": 150}},
+        {"return_shipping": {"label_cost": -1000}},
+        {"condition_grading": {"grades": {"used": 250}}},
+        {"restocking_fee": {"percent": 150}},
+        {"return_window": {"days": -5}},
+        {"review": {"max_return_rate": 2}},
+    ],
 )
 def test_parameters_out_of_range_are_refused(rules: dict) -> None:
     with pytest.raises(PolicyInvalid) as invalid:

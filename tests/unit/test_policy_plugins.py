@@ -297,7 +297,9 @@ def test_an_entry_point_that_is_not_a_rule_is_refused(install_plugin: Install) -
 
 
 def test_an_entry_point_to_a_non_rule_class_is_refused(install_plugin: Install) -> None:
-    install_plugin("returns_plugin_class", "class MaxItems:\n    name = 'max_items'\n", {"max_items": "returns_plugin_class:MaxItems"})
+    install_plugin(
+        "returns_plugin_class", "class MaxItems:\n    name = 'max_items'\n", {"max_items": "returns_plugin_class:MaxItems"}
+    )
     with pytest.raises(TypeError, match=r"is not a policies\.rules\.Rule"):
         RuleRegistry.discover()
 

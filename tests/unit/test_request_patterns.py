@@ -31,7 +31,9 @@ def _patterns(kind: Any, seen: set[int]) -> list[str]:
 
 
 BODIES = [
-    struct for module in (service.dto, service.portal) for struct in vars(module).values()
+    struct
+    for module in (service.dto, service.portal)
+    for struct in vars(module).values()
     if isinstance(struct, type) and issubclass(struct, msgspec.Struct) and struct.__name__.endswith("In")
 ]
 PATTERNS = sorted({p for struct in BODIES for p in _patterns(msgspec.inspect.type_info(struct), set())})

@@ -68,20 +68,28 @@ def _parse(text: str) -> dict[tuple[str, str], str]:
 
 def _case(case_type: CaseType, state: CaseState) -> Case:
     money = CaseMoney("EUR", 0, 0, ShippingShares(Payer.CUSTOMER, 0, 0), 0, 0, 0, 0)
-    decision = Decision(policy_version=0, eligible=True, requires_review=False, requires_photos=False,
-                        auto_approve=False, outcomes=[])
-    case = Case.open(case_id="case_1", merchant_id="m", order_id="o", customer_id="c", case_type=case_type,
-                     items=[], resolution=None, decision=decision, money=money, actor=AGENT, at=AT)
+    decision = Decision(
+        policy_version=0, eligible=True, requires_review=False, requires_photos=False, auto_approve=False, outcomes=[]
+    )
+    case = Case.open(
+        case_id="case_1",
+        merchant_id="m",
+        order_id="o",
+        customer_id="c",
+        case_type=case_type,
+        items=[],
+        resolution=None,
+        decision=decision,
+        money=money,
+        actor=AGENT,
+        at=AT,
+    )
     case.state = state
     case.take_events()
     return case
 
 
-CASE_GRID = [
-    (case_type, state, action)
-    for case_type in CaseType
-    for state, action in itertools.product(CaseState, CaseAction)
-]
+CASE_GRID = [(case_type, state, action) for case_type in CaseType for state, action in itertools.product(CaseState, CaseAction)]
 
 
 @pytest.mark.parametrize(("case_type", "state", "action"), CASE_GRID, ids=str)
@@ -121,9 +129,21 @@ succeeded fail failed
 
 
 def _refund(status: RefundStatus) -> Refund:
-    return Refund(id="rf_1", merchant_id="m", case_id="case_1", order_id="o", customer_id="cus_1", amount=100, currency="EUR",
-                  status=status, gateway="simulated", payment_reference="pi_1", attempt=1,
-                  created_at=AT, updated_at=AT)
+    return Refund(
+        id="rf_1",
+        merchant_id="m",
+        case_id="case_1",
+        order_id="o",
+        customer_id="cus_1",
+        amount=100,
+        currency="EUR",
+        status=status,
+        gateway="simulated",
+        payment_reference="pi_1",
+        attempt=1,
+        created_at=AT,
+        updated_at=AT,
+    )
 
 
 @pytest.mark.parametrize(("status", "action"), list(itertools.product(RefundStatus, RefundAction)), ids=str)
