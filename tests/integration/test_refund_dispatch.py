@@ -224,3 +224,31 @@ async def test_a_stale_worker_can_neither_undo_nor_renew_what_another_worker_rec
     assert done.status == RefundStatus.SUCCEEDED
     assert len(fake.refunds()) == 1 and paid_on(fake, pi) == 900
     assert await live.send_due() == 0, "a recorded refund is never claimed again"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="outside review of the #23 features: on the shared platform account one merchant's backlog delays every other's",
+)
+async def test_a_merchants_backlog_on_the_platform_account_leaves_room_for_another(db: PostgresDatabase, fake: FakeStripe) -> None:
+    """Attack: merchants without an account of their own share the platform's, and with it one
+    pace row (``gateway_pace`` '' at 20 a second) and one in-flight share; a worker claims the
+    oldest due refunds first. A merchant with a large backlog (a sale's returns, or cheap orders
+    refunded a cent at a time on purpose) is ahead of every refund another merchant opens after it.
+    Impact: the other merchant's customers wait for the whole backlog (10,000 refunds: over eight
+    minutes at 20 a second, hours under 429s), against ``service.pacing``'s "one merchant's
+    backlog never slows another's".
+    Fix: share an account's claims between its merchants: in ``claim_due_refunds`` order by each
+    refund's rank within its merchant (``row_number() OVER (PARTITION BY merchant_id ORDER BY
+    next_attempt_at)``) before ``next_attempt_at``, so each claim round takes the oldest of every
+    merchant first; or give each merchant on the platform account its own pace within the account's.
+    Origin: outside review of the #23 features."""
+    clock = Clock()
+    service = RefundService(db, stripe_gateway(fake), clock)
+    await due_refunds(db, service, 30)
+    clock.advance(seconds=1)
+    _, _, [other] = await due_refunds(db, service, 1)
+    clock.advance(seconds=1)
+    claimed = await service.claim(service.per_account_in_flight(), [])
+    service._held.clear()
+    assert other in {item.refund.id for item in claimed}, "the other merchant's refund is claimed in the first round"
