@@ -230,7 +230,9 @@ async def test_a_stale_worker_can_neither_undo_nor_renew_what_another_worker_rec
     strict=True,
     reason="outside review of the #23 features: on the shared platform account one merchant's backlog delays every other's",
 )
-async def test_a_merchants_backlog_on_the_platform_account_leaves_room_for_another(db: PostgresDatabase, fake: FakeStripe) -> None:
+async def test_a_merchants_backlog_on_the_platform_account_leaves_room_for_another(
+    db: PostgresDatabase, fake: FakeStripe
+) -> None:
     """Attack: merchants without an account of their own share the platform's, and with it one
     pace row (``gateway_pace`` '' at 20 a second) and one in-flight share; a worker claims the
     oldest due refunds first. A merchant with a large backlog (a sale's returns, or cheap orders
