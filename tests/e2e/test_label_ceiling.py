@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.fakes.easypost_server import FakeEasyPost
@@ -29,6 +31,7 @@ from tests.support.simulated_labels import (  # noqa: F401 - the running service
     shop,
 )
 from tests.support.tenants import Tenant, payment
+from tests.support.waiting import eventually
 
 HEAVY = {**SETTINGS, "default_parcel": {"weight_g": 1_000_000}, "parcels": {}}  # the issue's 1,000 kg default
 # 1,000 kg FR → DE: (4.00 + 1000 × 0.90) × 2, the cheapest (Ground); half the 19.99 t-shirt: 9.99
@@ -145,6 +148,35 @@ def test_a_held_label_is_bought_only_while_the_case_waits_for_the_item(shop: Ten
     assert shop.agent.get(f"/admin/v1/cases/{cancelled['id']}").json()["label"]["status"] == "cancelled"
     for each in (case, cancelled):
         assert purchases(shop.database_url, label_id(shop, each["id"])) == 0
+
+
+def test_a_buy_racing_the_cancel_leaves_no_label_bought_for_a_cancelled_case(shop: Tenant) -> None:
+    """Attack: ten agents buy a held label while the storefront cancels the case ten times, all at
+    once, so an approval may land just before the cancel and the worker buy for a case that is no
+    longer waiting. The case row orders them: a buy after the cancel is refused, a label approved
+    before it is dropped or voided, never left bought on a cancelled case.
+    Origin: outside review of the #23 features, an attack the service withstood."""
+    case = _held_return(shop)
+    paths = [(shop.agent, f"/admin/v1/cases/{case['id']}/label/buy")] * 10
+    paths += [(shop.storefront, f"/v1/cases/{case['id']}/cancel")] * 10
+
+    def post(who_path: tuple[Any, str]) -> int:
+        who, path = who_path
+        with httpx.Client(base_url=shop.base_url, headers=who.headers, timeout=30) as client:
+            return client.post(path, json={}).status_code
+
+    with ThreadPoolExecutor(len(paths)) as pool:
+        statuses = list(pool.map(post, paths))
+    assert statuses[:10].count(200) <= 1 and statuses[10:].count(200) == 1, statuses
+    settled = eventually(
+        lambda: (c := shop.agent.get(f"/admin/v1/cases/{case['id']}").json())["label"]["status"] in ("cancelled", "voided") and c
+    )
+    assert settled["state"] == "cancelled"
+    time.sleep(1.0)  # a worker still holding the label has had its turn
+    after = shop.agent.get(f"/admin/v1/cases/{case['id']}").json()
+    assert after["label"]["status"] in ("cancelled", "voided"), after["label"]
+    if purchases(shop.database_url, label_id(shop, case["id"])):
+        assert after["label"]["status"] == "voided", "one bought for the cancelled case is voided"
 
 
 def test_an_absolute_cap_and_another_currency_hold_a_label_too(shop: Tenant) -> None:
