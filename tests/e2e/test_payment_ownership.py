@@ -151,3 +151,27 @@ def test_a_reconciliation_lists_no_other_merchants_refunds(merchants: tuple[Tena
     }
     assert not listed & {r["id"] for r in theirs}, "another merchant's refunds are in this merchant's report"
     assert mine["id"] in {e["gateway_refund_id"] for e in report["matched"]}
+
+
+def test_an_order_stored_on_an_account_of_its_own_cannot_refund_on_the_platforms_after_unbinding(
+    merchants: tuple[Tenant, Tenant], stripe_fake: FakeStripe
+) -> None:
+    """Attack: the thief binds a Connect account of its own, where the victim's PaymentIntent id
+    (on the platform's account) is free to claim, PUTs an order naming it (stored: on its own
+    account it is its own), opens a return, then unbinds before the receipt, so the refund would
+    be made on the platform's account, where the payment is the victim's. The refund claims the
+    payment again on the account it is made on: 409 ``payment_taken``, nothing is paid.
+    Origin: outside review of the #23 features, an attack the service withstood."""
+    victim, thief = merchants
+    pi, _ = _sale(victim, stripe_fake)
+    bound = thief.admin.put("/admin/v1/gateway-account", json={"account": f"acct_{secrets.token_hex(6)}"})
+    assert bound.status_code == 200, bound.text
+    order_id = sold(thief, pi)
+    assert order_id, "on its own account the reference is its own"
+    case = thief.open_case(order_id).json()
+    assert case["state"] == "approved", case
+    assert thief.admin.put("/admin/v1/gateway-account", json={"account": None}).status_code == 200
+    received = thief.agent.post(f"/admin/v1/cases/{case['id']}/receive", json=RECEIVE_LAMP)
+    assert _taken(received), received.text
+    assert thief.agent.get(f"/admin/v1/cases/{case['id']}").json()["refunds"] == []
+    assert _paid_on(stripe_fake, pi) == [], "the victim's payment was refunded"
