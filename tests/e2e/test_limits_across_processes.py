@@ -12,6 +12,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import asyncpg
+import pytest
 
 from adapters.gateways.simulated import SimulatedGateway
 from adapters.postgres.database import PostgresDatabase
@@ -111,3 +112,34 @@ def test_two_workers_keep_one_pace_per_account() -> None:
     busiest = max(sum(1 for t in made if start <= t < start + 1.0) for start in made)
     assert busiest <= RATE + BURST, f"{busiest} calls in one second at the gateway: over {RATE:g}/s and a burst of {BURST:g}"
     assert made[-1] >= (REFUNDS - BURST) / RATE * 0.9, f"{REFUNDS} refunds in {made[-1]:.1f} s: faster than the pace"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="outside review of the #23 features: served on '::', every IPv4 client shares one address bucket",
+)
+def test_ipv4_clients_of_a_dual_stack_server_keep_an_address_budget_each(tmp_path: Path) -> None:
+    """Attack: ``returns serve --host :: --workers N`` (the CLI takes both; IPv6 is why one would)
+    listens dual stack (uvicorn binds that socket itself; a single process's asyncio server is
+    IPv6 only), so an IPv4 client's address arrives as ``::ffff:a.b.c.d``. The lookup's address key
+    takes an IPv6 caller's /64, and every IPv4-mapped address is in ``::/64``: one bucket for all
+    of IPv4. One client spends its 12 lookups (20 by default) an hour and every other IPv4 client
+    is 429 for the hour, whatever its address, order and e-mail.
+    Impact: one anonymous request a few minutes locks the whole portal lookup for every IPv4
+    customer of every merchant.
+    Fix: in ``service.api.portal._client_key``, key an IPv4-mapped address (``address.ipv4_mapped``)
+    as the IPv4 address it is, before taking an IPv6 caller's /64.
+    Origin: outside review of the #23 features."""
+    with (
+        fresh_database() as database_url,
+        serve_process("--host", "::", "--workers", "2", env=_serve_env(database_url, tmp_path / "dual")) as url,
+    ):
+        shop = Tenant(url, database_url)
+        body = {"merchant": shop.merchant_id, "order_id": "o_none"}
+        with public_client(url, "127.0.0.2") as attacker:
+            spent = [attacker.post("/v1/portal-sessions", json={**body, "email": f"a{n}@example.com"}) for n in range(PER_IP)]
+        assert [a.status_code for a in spent] == [202] * PER_IP
+        with public_client(url, "127.0.0.3") as customer:
+            answer = customer.post("/v1/portal-sessions", json={**body, "email": "customer@example.com"})
+        shop.close()
+        assert answer.status_code == 202, "another IPv4 address keeps its own budget"
