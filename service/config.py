@@ -61,7 +61,7 @@ class Settings(msgspec.Struct, frozen=True):
     # request's for a portal link made over HTTP; in e-mail, where `returns serve` listens (LOCAL_URL for
     # a `returns worker` on its own, which knows no address: set it there)
     portal_lookups_per_ip: int = 20  # order + e-mail lookups an hour per client address (all processes together)
-    portal_lookups_per_email: int = 5  # ... and per merchant and e-mail
+    portal_lookups_per_email: int = 5  # ... and per merchant, order and e-mail
     # proxies whose X-Forwarded-For / -Proto are believed (comma-separated addresses, as uvicorn's
     # --forwarded-allow-ips); none: the connection's peer is the client, whatever headers say
     trusted_proxies: str | None = None

@@ -211,10 +211,12 @@ class PortalService:
 
     async def lookup_wait(self, client: str, body: PortalSessionIn) -> int | None:
         """None when a lookup from ``client`` (its address) may go ahead, else the seconds for
-        ``Retry-After``. The address's bucket is taken first, then the merchant and e-mail's: an
-        address out of lookups takes nothing from the e-mail's."""
+        ``Retry-After``. The address's bucket is taken first, then the one of the merchant, order
+        and e-mail: an address out of lookups takes nothing from the e-mail's, and lookups naming
+        a customer's e-mail with other orders (made up, to lock the customer out) leave that
+        customer's own order its budget."""
         key = await self.limits_key()
-        email = f"{body.merchant}\n{body.email.lower()}"
+        email = f"{body.merchant}\n{body.order_id}\n{body.email.lower()}"
         return await self.by_ip.take(client, key) or await self.by_email.take(email, key)
 
     async def sweep_limits(self) -> None:

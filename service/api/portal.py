@@ -30,12 +30,15 @@ def _base(request: Request[Any, Any, Any], services: Services) -> str:
 
 
 def _client_key(request: Request[Any, Any, Any]) -> str:
-    """The caller's address for the limit: an IPv6 caller's /64, which one subscriber holds whole."""
+    """The caller's address for the limit: an IPv6 caller's /64, which one subscriber holds whole;
+    an IPv4 caller of a dual-stack socket (``::ffff:a.b.c.d``) its IPv4 address, not ``::/64``."""
     host = request.client.host if request.client else "unknown"
     try:
         address = ipaddress.ip_address(host)
     except ValueError:
         return host
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
     return str(ipaddress.ip_network(f"{address}/64", strict=False)) if address.version == 6 else host
 
 

@@ -12,7 +12,6 @@ from datetime import timedelta
 from pathlib import Path
 
 import asyncpg
-import pytest
 
 from adapters.gateways.simulated import SimulatedGateway
 from adapters.postgres.database import PostgresDatabase
@@ -114,10 +113,6 @@ def test_two_workers_keep_one_pace_per_account() -> None:
     assert made[-1] >= (REFUNDS - BURST) / RATE * 0.9, f"{REFUNDS} refunds in {made[-1]:.1f} s: faster than the pace"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="outside review of the #23 features: served on '::', every IPv4 client shares one address bucket",
-)
 def test_ipv4_clients_of_a_dual_stack_server_keep_an_address_budget_each(tmp_path: Path) -> None:
     """Attack: ``returns serve --host :: --workers N`` (the CLI takes both; IPv6 is why one would)
     listens dual stack (uvicorn binds that socket itself; a single process's asyncio server is

@@ -124,10 +124,6 @@ async def test_spellings_of_one_address_share_its_bucket(db: PostgresDatabase) -
     assert waits[:3] == [None] * 3 and waits[3] is not None, waits
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="outside review of the #23 features: anyone who knows a customer's e-mail locks them out of the order lookup",
-)
 async def test_lookups_naming_an_email_with_another_order_leave_its_customer_a_lookup(db: PostgresDatabase) -> None:
     """Attack: with the default limits (20 an hour per address, 5 per merchant and e-mail), one
     client names the victim's e-mail at the victim's shop five times, with order numbers that are
