@@ -1,7 +1,8 @@
 """Pacing calls to the payment gateway per account: a token bucket each, so a merchant with
 thousands of refunds after a sale is paid at the gateway's speed (Stripe allows about 25 refund
 requests a second per account) without tripping its rate limit, and one merchant's backlog
-never slows another's.
+never slows another's: other accounts have buckets of their own, and merchants sharing one
+account (the platform's) take turns in its claims (``claim_due_refunds``).
 
 A bucket holds a quarter of a second's calls: at 20 a second, no second ever sees more than
 25 calls (the burst and the rate), Stripe's limit. A 429 halves the account's rate and pauses it

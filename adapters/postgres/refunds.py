@@ -164,19 +164,27 @@ class PgRefunds:
     ) -> list[ClaimedRefund]:
         """Claim refunds due for sending on ``gateway`` across all merchants, but none on the
         accounts in ``skip_accounts`` (those the worker already keeps busy; '' is no account).
-        SKIP LOCKED lets any number of workers claim side by side; the lease, renewed by the
-        ``worker`` while it holds the claim, hands a refund on within seconds if it dies."""
+        Each merchant's oldest come first, then each one's second oldest, and so on: merchants
+        sharing an account (the platform's) take turns, so one merchant's backlog never holds
+        another's refunds up. SKIP LOCKED lets any number of workers claim side by side; the lease,
+        renewed by the ``worker`` while it holds the claim, hands a refund on within seconds if it
+        dies. (A window function cannot stand beside FOR UPDATE: the turns are ranked first.)"""
         rows = await self.conn.fetch(
             f"""
             UPDATE refunds SET claimed_until = $1 + $2::interval, claimed_by = $5, tries = tries + 1
              WHERE (merchant_id, id) IN (
-                   SELECT merchant_id, id FROM refunds
-                    WHERE status = 'pending' AND next_attempt_at <= $1 AND gateway = $4
-                      AND (claimed_until IS NULL OR claimed_until < $1)
-                      AND NOT (COALESCE(gateway_account, '') = ANY($6::text[]))
-                    ORDER BY next_attempt_at
+                   SELECT r.merchant_id, r.id FROM refunds r
+                     JOIN (SELECT merchant_id, id,
+                                  row_number() OVER (PARTITION BY merchant_id ORDER BY next_attempt_at) AS turn
+                             FROM refunds
+                            WHERE status = 'pending' AND next_attempt_at <= $1 AND gateway = $4
+                              AND (claimed_until IS NULL OR claimed_until < $1)
+                              AND NOT (COALESCE(gateway_account, '') = ANY($6::text[]))) due
+                       ON due.merchant_id = r.merchant_id AND due.id = r.id
+                    WHERE r.status = 'pending' AND (r.claimed_until IS NULL OR r.claimed_until < $1)
+                    ORDER BY due.turn, r.next_attempt_at
                     LIMIT $3
-                    FOR UPDATE SKIP LOCKED)
+                    FOR UPDATE OF r SKIP LOCKED)
             RETURNING {REFUND_COLUMNS}, tries
             """,
             now,
