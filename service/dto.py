@@ -78,7 +78,9 @@ class OrderLineIn(Body):
 
 class PaymentIn(Body):
     gateway: ShortText
-    reference: ShortText
+    # the gateway's id of the payment, exactly: no space, control character or line break (a
+    # payment is owned by its reference, so "pi_X " would name another payment than "pi_X")
+    reference: Annotated[str, Meta(min_length=1, max_length=200, pattern=r"^[^\s\x00-\x1f\x7f]+$(?!\n)")]
     captured_amount: Amount
 
 
